@@ -1,0 +1,179 @@
+"""Load the one JSON Schema, validate specs against it and fill in its defaults.
+
+Error messages name the JSON path of the fault and say what was expected, because
+they reach people through the CLI, the worker and the API's 400 responses.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+SCHEMA_ENV = "CODECLAB_SCHEMA_PATH"
+_REPO_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "experiment.schema.json"
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    """One fault in a spec: where it is and what to do about it."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class SpecError(ValueError):
+    """A spec that cannot be run; carries every problem found, in document order."""
+
+    def __init__(self, problems: list[SpecProblem], origin: str = "spec") -> None:
+        self.problems = problems
+        self.origin = origin
+        super().__init__(self._summary())
+
+    def _summary(self) -> str:
+        if len(self.problems) == 1:
+            return f"invalid {self.origin}: {self.problems[0]}"
+        listed = "; ".join(str(p) for p in self.problems)
+        return f"invalid {self.origin} ({len(self.problems)} problems): {listed}"
+
+
+def schema_path() -> Path:
+    return Path(os.environ.get(SCHEMA_ENV, _REPO_SCHEMA))
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    with schema_path().open(encoding="utf-8") as fh:
+        schema: dict[str, Any] = json.load(fh)
+    Draft202012Validator.check_schema(schema)
+    return schema
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    return Draft202012Validator(load_schema())
+
+
+def codec_names() -> list[str]:
+    return list(load_schema()["$defs"]["codec"]["properties"]["name"]["enum"])
+
+
+def codec_param_schema(codec: str) -> dict[str, Any]:
+    """The params schema of one codec, with its $refs resolved one level."""
+    node = load_schema()["$defs"]["codec_params"][codec]
+    props = {name: _merged(prop) for name, prop in node["properties"].items()}
+    return {**node, "properties": props}
+
+
+def resolve_codec_params(codec: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate one codec's params on their own and fill in their defaults."""
+    if codec not in codec_names():
+        problem = SpecProblem("$.codec.name", f"unknown codec {codec!r}; valid: {', '.join(codec_names())}")
+        raise SpecError([problem])
+    node = codec_param_schema(codec)
+    errors = sorted(Draft202012Validator(node).iter_errors(params), key=lambda e: e.json_path)
+    if errors:
+        raise SpecError([_problem(e, prefix="$.codec.params") for e in errors])
+    filled = copy.deepcopy(params)
+    _fill(filled, node)
+    return filled
+
+
+def load_spec_file(path: str | Path) -> dict[str, Any]:
+    """Read and validate a spec file; JSON syntax errors name the line and column."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([SpecProblem("$", f"cannot read {path}: {exc.strerror}")], str(path)) from None
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        problem = SpecProblem(f"line {exc.lineno} column {exc.colno}", f"not valid JSON: {exc.msg}")
+        raise SpecError([problem], str(path)) from None
+    return validate_spec(spec, origin=str(path))
+
+
+def validate_spec(spec: Any, origin: str = "spec") -> dict[str, Any]:
+    """Return a validated copy of the spec with every schema default filled in."""
+    errors = sorted(_validator().iter_errors(spec), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise SpecError([_problem(e) for e in errors], origin)
+    return _with_defaults(spec)
+
+
+def _problem(error: ValidationError, prefix: str = "$") -> SpecProblem:
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path]
+    path = prefix + "".join(parts)
+    return SpecProblem(path, _message(error, path))
+
+
+def _message(error: ValidationError, path: str) -> str:
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    kind = error.validator
+    if kind == "additionalProperties":
+        known = sorted(schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(known))
+        noun = "parameter" if path.endswith(".params") else "field"
+        return f"unknown {noun} {', '.join(map(repr, extra))}; valid: {', '.join(known)}"
+    if kind == "enum":
+        choices = ", ".join(json.dumps(c) for c in error.validator_value)
+        return f"{json.dumps(error.instance)} is not a valid choice; valid: {choices}"
+    if kind == "not" and "required" in error.validator_value:
+        return f"give at most one of {', '.join(error.validator_value['required'])}"
+    if kind == "multipleOf" and error.validator_value == 2:
+        return f"{error.instance} is odd; yuv420p needs even sizes and offsets"
+    if kind == "required":
+        return error.message
+    if kind in {"pattern", "oneOf", "anyOf"} and "description" in schema:
+        return f"{json.dumps(error.instance)} is not valid; expected {schema['description']}"
+    return error.message
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if not ref:
+        return node
+    target: Any = load_schema()
+    for part in ref.removeprefix("#/").split("/"):
+        target = target[part]
+    return _resolve(target)
+
+
+def _merged(node: dict[str, Any]) -> dict[str, Any]:
+    """A property's schema with its $ref target merged under its own keywords."""
+    return {**_resolve(node), **{k: v for k, v in node.items() if k != "$ref"}}
+
+
+def _fill(instance: Any, node: dict[str, Any]) -> None:
+    node = _resolve(node)
+    if not isinstance(instance, dict):
+        return
+    skipped: set[str] = set()
+    group = node.get("x-rate-control", [])
+    if any(key in instance for key in group):
+        skipped.update(group)  # an explicit qp must not gain a default crf beside it
+    for key, prop in node.get("properties", {}).items():
+        merged = _merged(prop)
+        if key not in instance and "default" in merged and key not in skipped:
+            instance[key] = copy.deepcopy(merged["default"])
+        if key in instance:
+            _fill(instance[key], merged)
+
+
+def _with_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    filled = copy.deepcopy(spec)
+    _fill(filled, load_schema())
+    for codec in [filled["codec"], *filled.get("sweep", {}).get("codecs", [])]:
+        codec["params"] = resolve_codec_params(codec["name"], codec.get("params", {}))
+    return filled

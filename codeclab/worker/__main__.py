@@ -1,0 +1,5 @@
+import sys
+
+from codeclab.worker.entrypoint import main
+
+sys.exit(main())

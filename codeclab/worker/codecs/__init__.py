@@ -1,0 +1,27 @@
+"""The codec registry: every codec behind one interface, built from validated params."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codeclab.experiments import SpecError, codec_names, resolve_codec_params
+from codeclab.worker.codecs.base import Codec, StreamHeader
+from codeclab.worker.codecs.ffmpeg_video import X264, X265, SvtAv1, Vp9
+from codeclab.worker.codecs.image import Avif, Jpeg, WebP
+from codeclab.worker.errors import InvalidInput
+
+REGISTRY: dict[str, type[Codec]] = {c.name: c for c in (X264, X265, SvtAv1, Vp9, Jpeg, WebP, Avif)}
+
+__all__ = ["REGISTRY", "Codec", "StreamHeader", "make_codec"]
+
+
+def make_codec(name: str, params: dict[str, Any]) -> Codec:
+    """A codec with params checked against the schema; errors list the valid choices."""
+    if name not in REGISTRY:
+        valid = ", ".join(codec_names())
+        raise InvalidInput(f"$.codec.name: unknown codec {name!r}; valid: {valid}", "INVALID_SPEC")
+    try:
+        resolved = resolve_codec_params(name, params)
+    except SpecError as exc:
+        raise InvalidInput(str(exc), "INVALID_SPEC") from None
+    return REGISTRY[name](resolved)

@@ -1,0 +1,53 @@
+"""The one codec interface: encode a reference to a bitstream file, decode from that file alone."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, ClassVar
+
+from codeclab.worker.video import Video
+
+FrameCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class StreamHeader:
+    """The public facts a decoder may know besides the bitstream itself."""
+
+    width: int
+    height: int
+    frames: int
+    fps: Fraction
+
+    @classmethod
+    def of(cls, video: Video) -> StreamHeader:
+        return cls(video.width, video.height, video.frames, video.fps)
+
+
+class Codec(ABC):
+    """A codec with resolved parameters (validated, defaults filled in)."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    bitstream_suffix: ClassVar[str]
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    @abstractmethod
+    def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
+        """Encode the y4m `reference` into the file `bitstream`."""
+
+    @abstractmethod
+    def decode(self, bitstream: Path, header: StreamHeader, on_frame: FrameCallback) -> Video:
+        """Decode `bitstream` alone (plus the public header) into yuv420p frames."""
+
+    @abstractmethod
+    def conditions(self) -> dict[str, Any]:
+        """Tool versions and exact settings, recorded next to every result."""
+
+    device: ClassVar[str] = "cpu"

@@ -1,0 +1,138 @@
+"""Classical video anchors (x264, x265, SVT-AV1, VP9) through the pinned ffmpeg binary.
+
+Bitstreams are elementary streams (Annex B, OBU) or IVF, so the rate is the codec's
+own bytes with no container overhead beyond IVF's 32 + 12 bytes per frame for VP9.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from codeclab.worker.codecs.base import Codec, FrameCallback, StreamHeader
+from codeclab.worker.errors import CodecFailure
+from codeclab.worker.ffmpeg import FFmpegFailed, ffmpeg_version, run_ffmpeg
+from codeclab.worker.video import Video
+
+
+class FFmpegVideoCodec(Codec):
+    """Shared encode/decode plumbing; subclasses only spell their encoder options."""
+
+    encoder: ClassVar[str]
+    muxer: ClassVar[str]
+    notes: ClassVar[str] = ""
+
+    def encoder_args(self) -> list[str]:
+        raise NotImplementedError
+
+    def encode_command(self, reference: Path, bitstream: Path) -> list[str]:
+        args = ["-v", "error", "-threads", "1", "-i", str(reference), "-map", "0:v:0", "-an"]
+        return [*args, "-c:v", self.encoder, *self.encoder_args(), "-f", self.muxer, str(bitstream)]
+
+    def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
+        try:
+            run_ffmpeg(self.encode_command(reference, bitstream), on_frame=on_frame)
+        except FFmpegFailed as exc:
+            raise CodecFailure(f"{self.name} encoder failed: {exc}") from None
+
+    def decode(self, bitstream: Path, header: StreamHeader, on_frame: FrameCallback) -> Video:
+        raw = bitstream.with_suffix(".decoded.yuv")
+        args = ["-v", "error", "-threads", str(self.params["threads"]), "-f", self.muxer]
+        args += ["-i", str(bitstream), "-fps_mode", "passthrough", "-f", "rawvideo"]
+        args += ["-pix_fmt", "yuv420p", str(raw)]
+        try:
+            run_ffmpeg(args, on_frame=on_frame)
+            return Video.from_raw(raw.read_bytes(), header.width, header.height, header.fps)
+        except (FFmpegFailed, ValueError) as exc:
+            raise CodecFailure(f"{self.name} decoder failed: {exc}") from None
+        finally:
+            raw.unlink(missing_ok=True)
+
+    def conditions(self) -> dict[str, Any]:
+        command = self.encode_command(Path("reference.y4m"), Path(f"bitstream{self.bitstream_suffix}"))
+        return {
+            "codec": self.name,
+            "implementation": f"{self.encoder} in ffmpeg {ffmpeg_version()} (imageio-ffmpeg build)",
+            "params": self.params,
+            "encode_command": "ffmpeg " + " ".join(command),
+            "bitstream_format": self.muxer,
+            "notes": self.notes,
+        }
+
+    def _rate_args(self, crf_flag: list[str], qp_flag: list[str]) -> list[str]:
+        if "qp" in self.params:
+            return [*qp_flag, str(self.params["qp"])]
+        return [*crf_flag, str(self.params["crf"])]
+
+
+class X264(FFmpegVideoCodec):
+    name = "x264"
+    summary = "H.264/AVC, libx264"
+    bitstream_suffix = ".264"
+    encoder = "libx264"
+    muxer = "h264"
+    notes = "x264's informational SEI (its settings string) is removed from the stream."
+
+    def encoder_args(self) -> list[str]:
+        p = self.params
+        args = [*self._rate_args(["-crf"], ["-qp"]), "-preset", p["preset"]]
+        args += ["-threads", str(p["threads"])]
+        if "keyint" in p:
+            args += ["-g", str(p["keyint"])]
+        # the settings SEI is ~700 bytes of text, not video: 8% of a short QCIF clip
+        return [*args, "-bsf:v", "filter_units=remove_types=6"]
+
+
+class X265(FFmpegVideoCodec):
+    name = "x265"
+    summary = "H.265/HEVC, libx265"
+    bitstream_suffix = ".265"
+    encoder = "libx265"
+    muxer = "hevc"
+    notes = "x265's info SEI is disabled (info=0)."
+
+    def encoder_args(self) -> list[str]:
+        p = self.params
+        x265 = [f"pools={p['threads']}", "frame-threads=1", "info=0", "log-level=error"]
+        if "qp" in p:
+            x265.append(f"qp={p['qp']}")
+        else:
+            x265.append(f"crf={p['crf']}")
+        if "keyint" in p:
+            x265.append(f"keyint={p['keyint']}")
+        return ["-preset", p["preset"], "-x265-params", ":".join(x265)]
+
+
+class SvtAv1(FFmpegVideoCodec):
+    name = "svtav1"
+    summary = "AV1, SVT-AV1"
+    bitstream_suffix = ".obu"
+    encoder = "libsvtav1"
+    muxer = "obu"
+
+    def encoder_args(self) -> list[str]:
+        p = self.params
+        svt = [f"lp={p['threads']}"]
+        if "keyint" in p:
+            svt.append(f"keyint={p['keyint']}")
+        return [*self._rate_args(["-crf"], ["-qp"]), "-preset", str(p["preset"]), "-svtav1-params", ":".join(svt)]
+
+
+class Vp9(FFmpegVideoCodec):
+    name = "vp9"
+    summary = "VP9, libvpx-vp9"
+    bitstream_suffix = ".ivf"
+    encoder = "libvpx-vp9"
+    muxer = "ivf"
+    notes = "IVF framing adds 32 + 12 bytes per frame; it is counted in the rate."
+
+    def encoder_args(self) -> list[str]:
+        p = self.params
+        q = str(p.get("qp", p.get("crf")))
+        # a fixed quantiser is crf with the q range pinned to it
+        rate = ["-crf", q] if "crf" in p else ["-crf", q, "-qmin", q, "-qmax", q]
+        args = [*rate, "-b:v", "0", "-deadline", "good", "-cpu-used", str(p["cpu_used"])]
+        args += ["-threads", str(p["threads"]), "-row-mt", "0"]
+        if "keyint" in p:
+            args += ["-g", str(p["keyint"])]
+        return args

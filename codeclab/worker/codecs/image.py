@@ -1,0 +1,131 @@
+"""Per-frame image anchors (JPEG, WebP, AVIF) through OpenCV, in a tiny framed container.
+
+Container (little-endian): magic b"CLF1", 4-byte codec tag, width u16, height u16,
+frame count u32, fps numerator u32, fps denominator u32; then per frame a u32
+length and the image file's bytes. Decoding needs that file and nothing else, and
+the container's 24 + 4 bytes per frame are counted in the rate.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from fractions import Fraction
+from functools import cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+from codeclab.worker.codecs.base import Codec, FrameCallback, StreamHeader
+from codeclab.worker.colour import RGB_CONVERSION, rgb_to_yuv420, yuv420_to_rgb
+from codeclab.worker.errors import CodecFailure
+from codeclab.worker.video import Video, read_y4m
+
+MAGIC = b"CLF1"
+_HEADER = struct.Struct("<4s4sHHIII")
+_LENGTH = struct.Struct("<I")
+
+
+class ImageCodec(Codec):
+    """Codes each frame as an independent still image."""
+
+    extension: ClassVar[str]
+    library: ClassVar[str]
+
+    def imwrite_params(self) -> list[int]:
+        raise NotImplementedError
+
+    def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
+        video = read_y4m(reference)
+        with bitstream.open("wb") as fh:
+            fps = video.fps
+            tag = self.name.encode("ascii")[:4].ljust(4, b"_")
+            fh.write(_HEADER.pack(MAGIC, tag, video.width, video.height, video.frames, fps.numerator, fps.denominator))
+            for index in range(video.frames):
+                image = yuv420_to_rgb(*video.frame_planes(index))
+                ok, data = cv2.imencode(self.extension, image[..., ::-1], self.imwrite_params())
+                if not ok:
+                    raise CodecFailure(f"{self.name}: OpenCV could not encode frame {index}")
+                fh.write(_LENGTH.pack(len(data)))
+                fh.write(data.tobytes())
+                on_frame(index + 1)
+
+    def decode(self, bitstream: Path, header: StreamHeader, on_frame: FrameCallback) -> Video:
+        data = bitstream.read_bytes()
+        magic, _tag, width, height, frames, num, den = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise CodecFailure(f"{self.name}: {bitstream.name} is not a codeclab image stream")
+        planes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        offset = _HEADER.size
+        for index in range(frames):
+            (length,) = _LENGTH.unpack_from(data, offset)
+            payload = np.frombuffer(data, dtype=np.uint8, count=length, offset=offset + _LENGTH.size)
+            offset += _LENGTH.size + length
+            image = cv2.imdecode(payload, cv2.IMREAD_COLOR)
+            if image is None or image.shape[:2] != (height, width):
+                raise CodecFailure(f"{self.name}: frame {index} does not decode to {width}x{height}")
+            planes.append(rgb_to_yuv420(image[..., ::-1]))
+            on_frame(index + 1)
+        y, u, v = (np.stack(p) for p in zip(*planes, strict=True))
+        return Video(y, u, v, Fraction(num, den))
+
+    def conditions(self) -> dict[str, Any]:
+        return {
+            "codec": self.name,
+            "implementation": f"{self.library} via OpenCV {cv2.__version__} imencode/imdecode",
+            "params": self.params,
+            "colour_conversion": RGB_CONVERSION,
+            "bitstream_format": "codeclab framed image stream CLF1 (24 bytes + 4 per frame)",
+        }
+
+
+@cache
+def _opencv_library(name: str) -> str:
+    """The image library OpenCV was built with, e.g. 'libjpeg-turbo 3.1.2-70'."""
+    info = cv2.getBuildInformation()
+    match = re.search(rf"^\s*{name}:\s*(.+)$", info, flags=re.MULTILINE)
+    return match.group(1).strip() if match else name
+
+
+class Jpeg(ImageCodec):
+    name = "jpeg"
+    summary = "JPEG (libjpeg-turbo, 4:2:0), per frame"
+    bitstream_suffix = ".clf"
+    extension = ".jpg"
+
+    @property
+    def library(self) -> str:  # type: ignore[override]
+        return _opencv_library("JPEG")
+
+    def imwrite_params(self) -> list[int]:
+        return [cv2.IMWRITE_JPEG_QUALITY, self.params["quality"]]
+
+
+class WebP(ImageCodec):
+    name = "webp"
+    summary = "WebP lossy (libwebp), per frame"
+    bitstream_suffix = ".clf"
+    extension = ".webp"
+
+    @property
+    def library(self) -> str:  # type: ignore[override]
+        return _opencv_library("WEBP")
+
+    def imwrite_params(self) -> list[int]:
+        return [cv2.IMWRITE_WEBP_QUALITY, self.params["quality"]]
+
+
+class Avif(ImageCodec):
+    name = "avif"
+    summary = "AVIF (libavif), per frame"
+    bitstream_suffix = ".clf"
+    extension = ".avif"
+
+    @property
+    def library(self) -> str:  # type: ignore[override]
+        return _opencv_library("AVIF")
+
+    def imwrite_params(self) -> list[int]:
+        return [cv2.IMWRITE_AVIF_QUALITY, self.params["quality"], cv2.IMWRITE_AVIF_SPEED, self.params["speed"]]

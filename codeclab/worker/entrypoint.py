@@ -1,0 +1,171 @@
+"""`python -m codeclab.worker SPEC --out DEST`: the Batch job's entrypoint and the local worker.
+
+Exit codes: 0 ok, 2 invalid input, 3 stalled, 4 codec failure, 5 internal error.
+Every outcome, failures included, leaves result.json and worker.log at DEST.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from codeclab.experiments import SpecError, validate_spec
+from codeclab.worker.artifacts import ArtifactStore, open_store
+from codeclab.worker.errors import InvalidInput, WorkerError
+from codeclab.worker.faults import fault_from_env
+from codeclab.worker.progress import Progress, ProgressEvent, ProgressSink, StallWatchdog
+from codeclab.worker.run import RESULT_SCHEMA_VERSION, RunOptions, environment, run_experiment, write_json
+
+log = logging.getLogger("codeclab.worker")
+ARTIFACT_ORDER = ("reference.y4m", "recon.y4m", "metrics.csv", "worker.log", "result.json")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m codeclab.worker",
+        description="Encode a clip to a real bitstream, decode it, and measure it against the reference.",
+        epilog="Exit codes: 0 ok, 2 invalid input, 3 stalled, 4 codec failure, 5 internal error.",
+    )
+    parser.add_argument("spec", help="experiment spec: a JSON file path, an s3:// URI, or - for stdin")
+    parser.add_argument("--out", required=True, help="output folder or s3://bucket/prefix")
+    parser.add_argument("--no-vmaf", dest="vmaf", action="store_const", const=False, help="skip VMAF")
+    parser.add_argument("--vmaf", dest="vmaf", action="store_const", const=True, help="measure VMAF even on long clips")
+    parser.add_argument("--no-reference", action="store_true", help="do not keep reference.y4m")
+    parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        store = open_store(args.out)
+    except Exception as exc:  # an unusable destination has nowhere to write a result
+        print(f"codeclab.worker: error: cannot open output {args.out}: {exc}", file=sys.stderr)
+        return InvalidInput.exit_code
+    handlers = _log_to(store.staging / "worker.log", args.quiet)
+    try:
+        return _run(args, store)
+    finally:
+        for handler in handlers:
+            logging.getLogger("codeclab").removeHandler(handler)
+            handler.close()
+        store.close()
+
+
+def _run(args: argparse.Namespace, store: ArtifactStore) -> int:
+    started = time.monotonic()
+    spec: dict[str, Any] | None = None
+    try:
+        spec = _read_spec(args.spec)
+        progress = Progress(spec["source"].get("frames", 0), _sinks(), fault_from_env())
+        on_hard_stall = lambda err: _finish_failed(store, spec, err, started)  # noqa: E731
+        with StallWatchdog(progress, spec["limits"]["stall_seconds"], on_hard_stall) as watchdog:
+            try:
+                result = run_experiment(spec, store.staging, progress, RunOptions(args.vmaf, not args.no_reference))
+            except Exception:
+                # a stall kills ffmpeg, which may surface first as a codec error
+                if watchdog.error is not None:
+                    raise watchdog.error from None
+                raise
+    except WorkerError as exc:
+        return _finish_failed(store, spec, exc, started)
+    except Exception as exc:
+        log.error("internal error:\n%s", traceback.format_exc())
+        return _finish_failed(store, spec, WorkerError(f"{type(exc).__name__}: {exc} (see worker.log)"), started)
+    result["timings"]["total_s"] = round(time.monotonic() - started, 4)
+    _publish(store, result)
+    m = result["metrics"]
+    log.info(
+        "done: %s %d bytes, %.4f bpp, PSNR-YUV %.2f dB, SSIM %.4f -> %s",
+        spec["codec"]["name"], result["bitstream"]["bytes"], m["bpp"], m["psnr_yuv"], m["ssim"], store.uri("result.json"),
+    )  # fmt: skip
+    return 0
+
+
+def _read_spec(source: str) -> dict[str, Any]:
+    import json
+
+    try:
+        if source == "-":
+            return validate_spec(json.load(sys.stdin), origin="spec (stdin)")
+        if source.startswith("s3://"):
+            return validate_spec(json.loads(_read_s3_text(source)), origin=source)
+        from codeclab.experiments import load_spec_file
+
+        return load_spec_file(Path(source))
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{source}: not valid JSON (line {exc.lineno} column {exc.colno}): {exc.msg}", "INVALID_SPEC") from None
+    except SpecError as exc:
+        raise InvalidInput(str(exc), "INVALID_SPEC") from None
+
+
+def _read_s3_text(uri: str) -> str:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    except ClientError as exc:
+        raise InvalidInput(f"cannot read spec {uri}: {exc.response['Error'].get('Code')}", "INVALID_SPEC") from None
+
+
+def _publish(store: ArtifactStore, result: dict[str, Any]) -> None:
+    names = sorted(p.name for p in store.staging.iterdir() if p.is_file() and p.name not in ARTIFACT_ORDER)
+    names += [n for n in ARTIFACT_ORDER if (store.staging / n).exists() or n == "result.json"]
+    result["artifacts"] = {name: store.uri(name) for name in names}
+    write_json(result, store.staging / "result.json")
+    for name in names:
+        store.publish(name)
+
+
+def _finish_failed(store: ArtifactStore, spec: dict[str, Any] | None, error: WorkerError, started: float) -> int:
+    log.error("%s: %s", error.error_type, error)
+    result = {
+        "schema_version": RESULT_SCHEMA_VERSION,
+        "status": "FAILED",
+        "name": spec.get("name") if spec else None,
+        "spec": spec,
+        "error": {"type": error.error_type, "message": str(error), "exit_code": error.exit_code},
+        "timings": {"total_s": round(time.monotonic() - started, 4)},
+        "environment": environment(),
+    }
+    _publish(store, result)
+    return error.exit_code
+
+
+class _LogSink:
+    """Logs progress at most once a second per stage, and each stage's end."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def __call__(self, event: ProgressEvent) -> None:
+        now = time.monotonic()
+        finished = event.frames_total and event.frames_done >= event.frames_total
+        if finished or now - self._last >= 1.0:
+            self._last = now
+            log.info("progress: %s %d/%d frames", event.stage, event.frames_done, event.frames_total)
+
+
+def _sinks() -> list[ProgressSink]:
+    return [_LogSink()]
+
+
+def _log_to(path: Path, quiet: bool) -> list[logging.Handler]:
+    """Log to worker.log (always INFO) and to stderr; logging flushes after each record."""
+    logger = logging.getLogger("codeclab")
+    logger.setLevel(logging.INFO)
+    file_handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("codeclab.worker: %(levelname)s: %(message)s"))
+    console.setLevel(logging.WARNING if quiet else logging.INFO)
+    for handler in (file_handler, console):
+        logger.addHandler(handler)
+    return [file_handler, console]

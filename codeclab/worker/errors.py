@@ -1,0 +1,36 @@
+"""Worker failures, each with the error type recorded and the documented exit code."""
+
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    """Base class: a failure with a message a person can act on."""
+
+    error_type = "INTERNAL"
+    exit_code = 5
+
+    def __init__(self, message: str, error_type: str | None = None) -> None:
+        super().__init__(message)
+        if error_type:
+            self.error_type = error_type
+
+
+class InvalidInput(WorkerError):
+    """The spec, the clip or a parameter cannot be used (exit 2)."""
+
+    error_type = "INVALID_INPUT"
+    exit_code = 2
+
+
+class Stalled(WorkerError):
+    """No frame progressed for `stall_seconds` (exit 3)."""
+
+    error_type = "STALLED"
+    exit_code = 3
+
+
+class CodecFailure(WorkerError):
+    """The encoder or decoder failed or produced unusable output (exit 4)."""
+
+    error_type = "CODEC_ERROR"
+    exit_code = 4

@@ -1,0 +1,205 @@
+"""One experiment, start to finish: reference, encode, decode, measure, write the artifacts."""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+import logging
+import platform
+import resource
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import codeclab
+from codeclab.worker.artifacts import ArtifactStore
+from codeclab.worker.codecs import Codec, StreamHeader, make_codec
+from codeclab.worker.errors import CodecFailure, InvalidInput
+from codeclab.worker.ffmpeg import library_versions
+from codeclab.worker.metrics import METRIC_CONDITIONS, measure_quality, vmaf_per_frame, vmaf_version
+from codeclab.worker.progress import Progress
+from codeclab.worker.rate import RATE_CONDITIONS, rate_metrics
+from codeclab.worker.sources import Reference, load_reference
+from codeclab.worker.video import Video, write_y4m
+
+log = logging.getLogger("codeclab.worker")
+
+RESULT_SCHEMA_VERSION = 1
+# VMAF is slow on CPU: "auto" measures it only up to 150 frames of 720p (or the same pixels).
+VMAF_AUTO_MAX_PIXELS = 150 * 1280 * 720
+QUALITY_KEYS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "ssim", "ms_ssim")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    vmaf: bool | None = None  # None: follow the spec's metrics.vmaf
+    keep_reference: bool = True
+
+
+@dataclass
+class Measured:
+    """What the run produced, gathered for result.json and metrics.csv."""
+
+    reference: Reference
+    codec: Codec
+    bitstream: Path
+    per_frame: list[dict[str, float]]
+    timings: dict[str, float]
+    vmaf_enabled: bool
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def time(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[f"{name}_s"] = time.perf_counter() - start
+
+
+def run_experiment(
+    spec: dict[str, Any], staging: Path, progress: Progress, options: RunOptions
+) -> dict[str, Any]:
+    """Run a validated single-point spec; write every artifact into `staging`; return the result."""
+    if "sweep" in spec:
+        raise InvalidInput(
+            "$.sweep: the worker runs one point; run sweeps through the workflow (codeclab run)",
+            "INVALID_SPEC",
+        )
+    codec = make_codec(spec["codec"]["name"], spec["codec"]["params"])
+    clock = Stopwatch()
+    with tempfile.TemporaryDirectory(prefix="codeclab-") as tmp:
+        with clock.time("load"):
+            reference = load_reference(spec["source"], Path(tmp), progress.stage("load", spec["source"].get("frames", 0)))
+        video = reference.video
+        ref_y4m = staging / "reference.y4m"
+        write_y4m(video, ref_y4m)
+        bitstream = staging / f"bitstream{codec.bitstream_suffix}"
+        with clock.time("encode"):
+            codec.encode(ref_y4m, bitstream, progress.stage("encode", video.frames))
+        with clock.time("decode"):
+            decoded = codec.decode(bitstream, StreamHeader.of(video), progress.stage("decode"))
+        _check_decoded(decoded, video, codec.name)
+        recon = staging / "recon.y4m"
+        write_y4m(decoded, recon)
+        with clock.time("metrics"):
+            per_frame = measure_quality(video, decoded, progress.stage("metrics"))
+        vmaf_enabled = _vmaf_enabled(spec, options, video)
+        if vmaf_enabled:
+            with clock.time("vmaf"):
+                scores = vmaf_per_frame(ref_y4m, recon, on_frame=progress.stage("vmaf"))
+            for row, score in zip(per_frame, scores, strict=True):
+                row["vmaf"] = score
+    measured = Measured(reference, codec, bitstream, per_frame, clock.timings, vmaf_enabled)
+    result = build_result(spec, measured)
+    write_metrics_csv(per_frame, staging / "metrics.csv")
+    if not options.keep_reference:
+        ref_y4m.unlink()
+    return result
+
+
+def _check_decoded(decoded: Video, reference: Video, codec: str) -> None:
+    got = (decoded.frames, decoded.height, decoded.width)
+    want = (reference.frames, reference.height, reference.width)
+    if got != want:
+        raise CodecFailure(
+            f"{codec} decoder returned {got[0]} frames of {got[2]}x{got[1]}, expected {want[0]} of {want[2]}x{want[1]}"
+        )
+
+
+def _vmaf_enabled(spec: dict[str, Any], options: RunOptions, video: Video) -> bool:
+    if options.vmaf is not None:
+        return options.vmaf
+    setting = spec["metrics"]["vmaf"]
+    if setting == "auto":
+        return video.width * video.height * video.frames <= VMAF_AUTO_MAX_PIXELS
+    return bool(setting)
+
+
+def build_result(spec: dict[str, Any], m: Measured) -> dict[str, Any]:
+    video = m.reference.video
+    size = m.bitstream.stat().st_size
+    keys = [*QUALITY_KEYS, "vmaf"] if m.vmaf_enabled else list(QUALITY_KEYS)
+    metrics: dict[str, float | None] = {k: float(np.mean([row[k] for row in m.per_frame])) for k in keys}
+    metrics.setdefault("vmaf", None)
+    metrics.update(rate_metrics(size, video))
+    metrics["encode_fps"] = video.frames / m.timings["encode_s"]
+    metrics["decode_fps"] = video.frames / m.timings["decode_s"]
+    return {
+        "schema_version": RESULT_SCHEMA_VERSION,
+        "status": "SUCCEEDED",
+        "name": spec["name"],
+        "spec": spec,
+        "conditions": _conditions(m),
+        "metrics": metrics,
+        "bitstream": {"file": m.bitstream.name, "bytes": size},
+        "frames": video.frames,
+        "timings": {k: round(v, 4) for k, v in m.timings.items()},
+        "resources": {"device": m.codec.device, **peak_memory_mb()},
+        "environment": environment(),
+    }
+
+
+def _conditions(m: Measured) -> dict[str, Any]:
+    metric_conditions = dict(METRIC_CONDITIONS)
+    if m.vmaf_enabled:
+        metric_conditions["vmaf_version"] = vmaf_version()
+    else:
+        metric_conditions["vmaf"] = "not measured"
+    return {
+        "source": m.reference.info,
+        "codec": m.codec.conditions(),
+        "metrics": metric_conditions,
+        "rate": RATE_CONDITIONS,
+    }
+
+
+def peak_memory_mb() -> dict[str, float]:
+    """Peak resident memory of the worker and of its largest child (ffmpeg), in MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"peak_rss_mb_worker": round(own, 1), "peak_rss_mb_children": round(children, 1)}
+
+
+def environment() -> dict[str, Any]:
+    def version(package: str) -> str | None:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "codeclab": codeclab.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "ffmpeg": library_versions(),
+        "packages": {p: version(p) for p in ("numpy", "opencv-python-headless", "av", "imageio-ffmpeg", "torch")},
+    }
+
+
+def write_metrics_csv(per_frame: list[dict[str, float]], path: Path) -> None:
+    columns = ["frame", *QUALITY_KEYS, "vmaf"]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for index, row in enumerate(per_frame):
+            writer.writerow({"frame": index, **{k: _fmt(row.get(k)) for k in columns[1:]}})
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")

