@@ -30,5 +30,15 @@ def ffmpeg(*args: str) -> subprocess.CompletedProcess[str]:
 def carphone_y4m(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 8 frames of carphone as a y4m file written by ffmpeg itself."""
     path = tmp_path_factory.mktemp("clips") / "carphone8.y4m"
-    ffmpeg("-v", "error", "-i", str(builtin_clip_path("carphone")), "-frames:v", "8", "-pix_fmt", "yuv420p", str(path))
+    ffmpeg(
+        "-v",
+        "error",
+        "-i",
+        str(builtin_clip_path("carphone")),
+        "-frames:v",
+        "8",
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
+    )
     return path

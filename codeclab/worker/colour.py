@@ -14,13 +14,16 @@ RGB_CONVERSION = (
 )
 
 # Rows give Y, Cb, Cr (minus offsets) from R, G, B in [0, 255].
-_RGB_TO_YCC = np.array(
-    [
-        [65.481, 128.553, 24.966],
-        [-37.797, -74.203, 112.0],
-        [112.0, -93.786, -18.214],
-    ]
-) / 255.0
+_RGB_TO_YCC = (
+    np.array(
+        [
+            [65.481, 128.553, 24.966],
+            [-37.797, -74.203, 112.0],
+            [112.0, -93.786, -18.214],
+        ]
+    )
+    / 255.0
+)
 _YCC_TO_RGB = np.linalg.inv(_RGB_TO_YCC)
 _OFFSETS = np.array([16.0, 128.0, 128.0])
 

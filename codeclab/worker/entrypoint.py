@@ -16,10 +16,16 @@ from typing import Any
 
 from codeclab.experiments import SpecError, validate_spec
 from codeclab.worker.artifacts import ArtifactStore, open_store
-from codeclab.worker.errors import InvalidInput, WorkerError
+from codeclab.worker.errors import InvalidInput, Stalled, WorkerError
 from codeclab.worker.faults import fault_from_env
 from codeclab.worker.progress import Progress, ProgressEvent, ProgressSink, StallWatchdog
-from codeclab.worker.run import RESULT_SCHEMA_VERSION, RunOptions, environment, run_experiment, write_json
+from codeclab.worker.run import (
+    RESULT_SCHEMA_VERSION,
+    RunOptions,
+    environment,
+    run_experiment,
+    write_json,
+)
 
 log = logging.getLogger("codeclab.worker")
 ARTIFACT_ORDER = ("reference.y4m", "recon.y4m", "metrics.csv", "worker.log", "result.json")
@@ -34,7 +40,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("spec", help="experiment spec: a JSON file path, an s3:// URI, or - for stdin")
     parser.add_argument("--out", required=True, help="output folder or s3://bucket/prefix")
     parser.add_argument("--no-vmaf", dest="vmaf", action="store_const", const=False, help="skip VMAF")
-    parser.add_argument("--vmaf", dest="vmaf", action="store_const", const=True, help="measure VMAF even on long clips")
+    parser.add_argument(
+        "--vmaf",
+        dest="vmaf",
+        action="store_const",
+        const=True,
+        help="measure VMAF even on long clips",
+    )
     parser.add_argument("--no-reference", action="store_true", help="do not keep reference.y4m")
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     return parser.parse_args(argv)
@@ -62,29 +74,41 @@ def _run(args: argparse.Namespace, store: ArtifactStore) -> int:
     spec: dict[str, Any] | None = None
     try:
         spec = _read_spec(args.spec)
-        progress = Progress(spec["source"].get("frames", 0), _sinks(), fault_from_env())
-        on_hard_stall = lambda err: _finish_failed(store, spec, err, started)  # noqa: E731
-        with StallWatchdog(progress, spec["limits"]["stall_seconds"], on_hard_stall) as watchdog:
-            try:
-                result = run_experiment(spec, store.staging, progress, RunOptions(args.vmaf, not args.no_reference))
-            except Exception:
-                # a stall kills ffmpeg, which may surface first as a codec error
-                if watchdog.error is not None:
-                    raise watchdog.error from None
-                raise
+        result = _execute(spec, args, store, started)
     except WorkerError as exc:
         return _finish_failed(store, spec, exc, started)
     except Exception as exc:
-        log.error("internal error:\n%s", traceback.format_exc())
+        log.debug("internal error:\n%s", traceback.format_exc())  # worker.log only
         return _finish_failed(store, spec, WorkerError(f"{type(exc).__name__}: {exc} (see worker.log)"), started)
     result["timings"]["total_s"] = round(time.monotonic() - started, 4)
     _publish(store, result)
-    m = result["metrics"]
-    log.info(
-        "done: %s %d bytes, %.4f bpp, PSNR-YUV %.2f dB, SSIM %.4f -> %s",
-        spec["codec"]["name"], result["bitstream"]["bytes"], m["bpp"], m["psnr_yuv"], m["ssim"], store.uri("result.json"),
-    )  # fmt: skip
+    log.info("done: %s -> %s", _summary(result), store.uri("result.json"))
     return 0
+
+
+def _execute(spec: dict[str, Any], args: argparse.Namespace, store: ArtifactStore, started: float) -> dict[str, Any]:
+    progress = Progress(spec["source"].get("frames", 0), _sinks(), fault_from_env())
+
+    def on_hard_stall(error: Stalled) -> None:
+        _finish_failed(store, spec, error, started)
+
+    options = RunOptions(vmaf=args.vmaf, keep_reference=not args.no_reference)
+    with StallWatchdog(progress, spec["limits"]["stall_seconds"], on_hard_stall) as watchdog:
+        try:
+            return run_experiment(spec, store.staging, progress, options)
+        except Exception:
+            # a stall kills ffmpeg, which may surface first as a codec error
+            if watchdog.error is not None:
+                raise watchdog.error from None
+            raise
+
+
+def _summary(result: dict[str, Any]) -> str:
+    m = result["metrics"]
+    return (
+        f"{result['spec']['codec']['name']} {result['bitstream']['bytes']} bytes, {m['bpp']:.4f} bpp, "
+        f"PSNR-YUV {m['psnr_yuv']:.2f} dB, SSIM {m['ssim']:.4f}"
+    )
 
 
 def _read_spec(source: str) -> dict[str, Any]:
@@ -99,7 +123,10 @@ def _read_spec(source: str) -> dict[str, Any]:
 
         return load_spec_file(Path(source))
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{source}: not valid JSON (line {exc.lineno} column {exc.colno}): {exc.msg}", "INVALID_SPEC") from None
+        raise InvalidInput(
+            f"{source}: not valid JSON (line {exc.lineno} column {exc.colno}): {exc.msg}",
+            "INVALID_SPEC",
+        ) from None
     except SpecError as exc:
         raise InvalidInput(str(exc), "INVALID_SPEC") from None
 
@@ -158,9 +185,9 @@ def _sinks() -> list[ProgressSink]:
 
 
 def _log_to(path: Path, quiet: bool) -> list[logging.Handler]:
-    """Log to worker.log (always INFO) and to stderr; logging flushes after each record."""
+    """Log everything to worker.log and INFO up to stderr; logging flushes after each record."""
     logger = logging.getLogger("codeclab")
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.DEBUG)
     file_handler = logging.FileHandler(path, mode="w", encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     console = logging.StreamHandler(sys.stderr)

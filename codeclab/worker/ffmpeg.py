@@ -12,15 +12,15 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext, suppress
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import imageio_ffmpeg
 
-FrameCallback = Callable[[int], None]
+from codeclab.worker.video import FrameCallback
 
 _active: set[subprocess.Popen[bytes]] = set()
 _active_lock = threading.Lock()
@@ -101,10 +101,8 @@ def kill_all() -> None:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with suppress(ProcessLookupError):  # it may have exited already
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 

@@ -25,8 +25,6 @@ from codeclab.worker.faults import Fault
 
 log = logging.getLogger("codeclab.worker")
 
-STAGES = ("load", "encode", "decode", "metrics", "vmaf")
-
 
 @dataclass(frozen=True)
 class ProgressEvent:

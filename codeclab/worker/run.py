@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 import codeclab
-from codeclab.worker.artifacts import ArtifactStore
 from codeclab.worker.codecs import Codec, StreamHeader, make_codec
 from codeclab.worker.errors import CodecFailure, InvalidInput
 from codeclab.worker.ffmpeg import library_versions
@@ -68,9 +67,7 @@ class Stopwatch:
             self.timings[f"{name}_s"] = time.perf_counter() - start
 
 
-def run_experiment(
-    spec: dict[str, Any], staging: Path, progress: Progress, options: RunOptions
-) -> dict[str, Any]:
+def run_experiment(spec: dict[str, Any], staging: Path, progress: Progress, options: RunOptions) -> dict[str, Any]:
     """Run a validated single-point spec; write every artifact into `staging`; return the result."""
     if "sweep" in spec:
         raise InvalidInput(
@@ -81,7 +78,9 @@ def run_experiment(
     clock = Stopwatch()
     with tempfile.TemporaryDirectory(prefix="codeclab-") as tmp:
         with clock.time("load"):
-            reference = load_reference(spec["source"], Path(tmp), progress.stage("load", spec["source"].get("frames", 0)))
+            reference = load_reference(
+                spec["source"], Path(tmp), progress.stage("load", spec["source"].get("frames", 0))
+            )
         video = reference.video
         ref_y4m = staging / "reference.y4m"
         write_y4m(video, ref_y4m)

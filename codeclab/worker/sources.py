@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -20,9 +18,7 @@ import av
 
 from codeclab.worker.errors import InvalidInput
 from codeclab.worker.ffmpeg import FFmpegFailed, run_ffmpeg
-from codeclab.worker.video import Video, read_y4m, read_y4m_header
-
-FrameCallback = Callable[[int], None]
+from codeclab.worker.video import FrameCallback, Video, read_y4m, read_y4m_header
 
 BUILTIN_CLIPS = {
     "carphone": "carphone_pristine.mp4",
@@ -96,7 +92,10 @@ def _local_path(clip: str, workdir: Path) -> Path:
         return _download_s3(clip, workdir)
     path = Path(clip).expanduser()
     if not path.is_file():
-        raise InvalidInput(f"$.source.clip: no such file {clip!r} (paths are relative to the working folder)", "INVALID_SOURCE")
+        raise InvalidInput(
+            f"$.source.clip: no such file {clip!r} (paths are relative to the working folder)",
+            "INVALID_SOURCE",
+        )
     return path
 
 
@@ -111,7 +110,9 @@ def _download_s3(uri: str, workdir: Path) -> Path:
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in {"404", "NoSuchKey", "NoSuchBucket"}:
-            raise InvalidInput(f"$.source.clip: {uri} does not exist (check the bucket and key)", "INVALID_SOURCE") from None
+            raise InvalidInput(
+                f"$.source.clip: {uri} does not exist (check the bucket and key)", "INVALID_SOURCE"
+            ) from None
         raise InvalidInput(f"$.source.clip: cannot read {uri}: {code or exc}", "INVALID_SOURCE") from None
     except BotoCoreError as exc:
         raise InvalidInput(f"$.source.clip: cannot read {uri}: {exc}", "INVALID_SOURCE") from None
@@ -127,9 +128,17 @@ def _probe(path: Path) -> _Probe:
             if not container.streams.video:
                 raise InvalidInput(f"{path.name}: has no video stream", "INVALID_SOURCE")
             stream = container.streams.video[0]
-            probe = _Probe(stream.width, stream.height, Fraction(stream.average_rate or 25), stream.codec_context.pix_fmt or "unknown")
+            probe = _Probe(
+                stream.width,
+                stream.height,
+                Fraction(stream.average_rate or 25),
+                stream.codec_context.pix_fmt or "unknown",
+            )
     except av.error.FFmpegError as exc:
-        raise InvalidInput(f"{path.name}: corrupt or unreadable video ({exc.strerror}); re-export it or pick another clip", "INVALID_SOURCE") from None
+        raise InvalidInput(
+            f"{path.name}: corrupt or unreadable video ({exc.strerror}); re-export it or pick another clip",
+            "INVALID_SOURCE",
+        ) from None
     if probe.pix_fmt not in _ACCEPTED_PIX_FMTS:
         raise InvalidInput(
             f"{path.name}: pixel format {probe.pix_fmt} is refused: codeclab measures 8-bit yuv420p "
@@ -140,7 +149,14 @@ def _probe(path: Path) -> _Probe:
     return probe
 
 
-def _decode(path: Path, start: int, count: int | None, probe: _Probe, workdir: Path, on_frame: FrameCallback | None) -> Video:
+def _decode(
+    path: Path,
+    start: int,
+    count: int | None,
+    probe: _Probe,
+    workdir: Path,
+    on_frame: FrameCallback | None,
+) -> Video:
     if path.suffix.lower() == ".y4m":
         video = read_y4m(path, start, count)
         if on_frame:
@@ -149,11 +165,22 @@ def _decode(path: Path, start: int, count: int | None, probe: _Probe, workdir: P
     end = f":end_frame={start + count}" if count else ""
     raw = workdir / "source.yuv"
     args = ["-v", "error", "-i", str(path), "-map", "0:v:0", "-an", "-fps_mode", "passthrough"]
-    args += ["-vf", f"trim=start_frame={start}{end},setpts=PTS-STARTPTS", "-f", "rawvideo", "-pix_fmt", "yuv420p", str(raw)]
+    args += [
+        "-vf",
+        f"trim=start_frame={start}{end},setpts=PTS-STARTPTS",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p",
+        str(raw),
+    ]
     try:
         run_ffmpeg(args, on_frame=on_frame)
     except FFmpegFailed as exc:
-        raise InvalidInput(f"{path.name}: cannot decode: {exc.stderr.strip().splitlines()[-1:] or exc}", "INVALID_SOURCE") from None
+        raise InvalidInput(
+            f"{path.name}: cannot decode: {exc.stderr.strip().splitlines()[-1:] or exc}",
+            "INVALID_SOURCE",
+        ) from None
     data = raw.read_bytes()
     raw.unlink()
     return Video.from_raw(data, probe.width, probe.height, probe.fps)
@@ -161,7 +188,10 @@ def _decode(path: Path, start: int, count: int | None, probe: _Probe, workdir: P
 
 def _check_frame_count(got: int, start: int, wanted: int | None) -> None:
     if got == 0:
-        raise InvalidInput(f"$.source.start: no frames at or after frame {start}; the clip is shorter", "INVALID_SOURCE")
+        raise InvalidInput(
+            f"$.source.start: no frames at or after frame {start}; the clip is shorter",
+            "INVALID_SOURCE",
+        )
     if wanted is not None and got < wanted:
         raise InvalidInput(
             f"$.source.frames: asked for {wanted} frames from frame {start}, but the clip has only {got}; "
@@ -221,8 +251,27 @@ def _ffmpeg_scale(video: Video, width: int, height: int, workdir: Path) -> Video
         for raw in video.iter_raw_frames():
             fh.write(raw)
     flags = "lanczos+accurate_rnd+full_chroma_int"
-    args = ["-v", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{video.width}x{video.height}"]
-    args += ["-i", str(src), "-vf", f"scale={width}:{height}:flags={flags}", "-f", "rawvideo", "-pix_fmt", "yuv420p", str(dst)]
+    args = [
+        "-v",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p",
+        "-s",
+        f"{video.width}x{video.height}",
+    ]
+    args += [
+        "-i",
+        str(src),
+        "-vf",
+        f"scale={width}:{height}:flags={flags}",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p",
+        str(dst),
+    ]
     run_ffmpeg(args)
     data = dst.read_bytes()
     src.unlink()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -12,6 +12,9 @@ import numpy as np
 from codeclab.worker.errors import InvalidInput
 
 Y4M_MAGIC = b"YUV4MPEG2"
+
+# Called with the number of frames a stage has finished: drives progress and the stall watchdog.
+FrameCallback = Callable[[int], None]
 
 
 @dataclass(frozen=True)

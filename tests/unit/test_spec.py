@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from codeclab.experiments import SpecError, codec_names, load_spec_file, resolve_codec_params, validate_spec
+from codeclab.experiments import (
+    SpecError,
+    codec_names,
+    load_spec_file,
+    resolve_codec_params,
+    validate_spec,
+)
 from codeclab.experiments.spec import load_schema
 
 REPO = Path(__file__).resolve().parents[2]

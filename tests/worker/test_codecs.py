@@ -44,7 +44,9 @@ def test_registry_matches_the_schema() -> None:
 
 
 @pytest.mark.parametrize(("name", "params"), CASES)
-def test_round_trip_gives_the_reference_shape_and_sane_quality(name: str, params: dict, carphone_y4m: Path, tmp_path: Path) -> None:
+def test_round_trip_gives_the_reference_shape_and_sane_quality(
+    name: str, params: dict, carphone_y4m: Path, tmp_path: Path
+) -> None:
     reference = read_y4m(carphone_y4m)
     bitstream, reported = encode(name, params, carphone_y4m, tmp_path)
     assert 0 < bitstream.stat().st_size < reference.raw_bytes / 4
@@ -56,7 +58,9 @@ def test_round_trip_gives_the_reference_shape_and_sane_quality(name: str, params
 
 
 @pytest.mark.parametrize(("name", "params"), [c for c in CASES if c[0] in {"x264", "x265", "svtav1", "vp9"}])
-def test_video_bitstreams_are_standard_streams_that_ffmpeg_decodes_alone(name: str, params: dict, carphone_y4m: Path, tmp_path: Path) -> None:
+def test_video_bitstreams_are_standard_streams_that_ffmpeg_decodes_alone(
+    name: str, params: dict, carphone_y4m: Path, tmp_path: Path
+) -> None:
     bitstream, _ = encode(name, params, carphone_y4m, tmp_path)
     theirs = tmp_path / "theirs.y4m"
     ffmpeg("-v", "error", "-i", str(bitstream), "-pix_fmt", "yuv420p", str(theirs))

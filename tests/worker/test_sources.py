@@ -19,7 +19,17 @@ from tests.conftest import ffmpeg
 @pytest.fixture(scope="module")
 def carphone12(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("src") / "carphone12.y4m"
-    ffmpeg("-v", "error", "-i", str(builtin_clip_path("carphone")), "-frames:v", "12", "-pix_fmt", "yuv420p", str(path))
+    ffmpeg(
+        "-v",
+        "error",
+        "-i",
+        str(builtin_clip_path("carphone")),
+        "-frames:v",
+        "12",
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
+    )
     return path
 
 
@@ -84,12 +94,21 @@ def test_fps_overrides_the_rate_without_dropping_frames(tmp_path: Path) -> None:
     ("source", "message"),
     [
         ({"clip": "builtin:carphone", "start": 500}, r"\$\.source\.start: no frames at or after frame 500"),
-        ({"clip": "builtin:carphone", "start": 100, "frames": 32}, r"asked for 32 frames from frame 100, but the clip has only 20"),
-        ({"clip": "builtin:carphone", "frames": 2, "crop": [100, 0, 100, 64]}, r"\$\.source\.crop: \[100, 0, 100, 64\] reaches beyond the 176x144 clip"),
-        ({"clip": "builtin:carphone", "frames": 2, "size": [352, 288]}, r"\$\.source\.size: \[352, 288\] is larger than the 176x144 clip"),
+        (
+            {"clip": "builtin:carphone", "start": 100, "frames": 32},
+            r"asked for 32 frames from frame 100, but the clip has only 20",
+        ),
+        (
+            {"clip": "builtin:carphone", "frames": 2, "crop": [100, 0, 100, 64]},
+            r"\$\.source\.crop: \[100, 0, 100, 64\] reaches beyond the 176x144 clip",
+        ),
+        (
+            {"clip": "builtin:carphone", "frames": 2, "size": [352, 288]},
+            r"\$\.source\.size: \[352, 288\] is larger than the 176x144 clip",
+        ),
         ({"clip": "missing/clip.mp4"}, r"no such file 'missing/clip.mp4'"),
     ],
-)  # fmt: skip
+)
 def test_bad_source_requests_are_clear_errors(source: dict, message: str, tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match=message) as info:
         load_reference(source, tmp_path)
@@ -110,11 +129,28 @@ def test_garbage_mp4_is_refused(tmp_path: Path) -> None:
         load_reference({"clip": str(garbage)}, tmp_path)
 
 
-@pytest.mark.parametrize(("pix_fmt", "extra", "tag"), [("yuv422p", [], "C422"), ("yuv420p10le", ["-strict", "-1"], "C420p10")])
+@pytest.mark.parametrize(
+    ("pix_fmt", "extra", "tag"),
+    [("yuv422p", [], "C422"), ("yuv420p10le", ["-strict", "-1"], "C420p10")],
+)
 def test_y4m_that_is_not_8bit_420_is_refused_with_the_fix(pix_fmt: str, extra: list, tag: str, tmp_path: Path) -> None:
     path = tmp_path / f"{pix_fmt}.y4m"
-    ffmpeg("-v", "error", "-i", str(builtin_clip_path("carphone")), "-frames:v", "2", "-pix_fmt", pix_fmt, *extra, str(path))
-    with pytest.raises(InvalidInput, match=rf"colour format {tag} is refused.*ffmpeg -i {pix_fmt}\.y4m -pix_fmt yuv420p"):
+    ffmpeg(
+        "-v",
+        "error",
+        "-i",
+        str(builtin_clip_path("carphone")),
+        "-frames:v",
+        "2",
+        "-pix_fmt",
+        pix_fmt,
+        *extra,
+        str(path),
+    )
+    with pytest.raises(
+        InvalidInput,
+        match=rf"colour format {tag} is refused.*ffmpeg -i {pix_fmt}\.y4m -pix_fmt yuv420p",
+    ):
         load_reference({"clip": str(path)}, tmp_path)
 
 

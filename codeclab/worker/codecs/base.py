@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
 
-from codeclab.worker.video import Video
-
-FrameCallback = Callable[[int], None]
+from codeclab.worker.video import FrameCallback, Video
 
 
 @dataclass(frozen=True)
@@ -34,6 +31,7 @@ class Codec(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     bitstream_suffix: ClassVar[str]
+    device: ClassVar[str] = "cpu"
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
@@ -49,5 +47,3 @@ class Codec(ABC):
     @abstractmethod
     def conditions(self) -> dict[str, Any]:
         """Tool versions and exact settings, recorded next to every result."""
-
-    device: ClassVar[str] = "cpu"

@@ -6,13 +6,14 @@ own bytes with no container overhead beyond IVF's 32 + 12 bytes per frame for VP
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
-from codeclab.worker.codecs.base import Codec, FrameCallback, StreamHeader
+from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.errors import CodecFailure
 from codeclab.worker.ffmpeg import FFmpegFailed, ffmpeg_version, run_ffmpeg
-from codeclab.worker.video import Video
+from codeclab.worker.video import FrameCallback, Video
 
 
 class FFmpegVideoCodec(Codec):
@@ -22,8 +23,9 @@ class FFmpegVideoCodec(Codec):
     muxer: ClassVar[str]
     notes: ClassVar[str] = ""
 
+    @abstractmethod
     def encoder_args(self) -> list[str]:
-        raise NotImplementedError
+        """The encoder's own options: rate control, preset, keyint, threads."""
 
     def encode_command(self, reference: Path, bitstream: Path) -> list[str]:
         args = ["-v", "error", "-threads", "1", "-i", str(reference), "-map", "0:v:0", "-an"]
@@ -115,7 +117,13 @@ class SvtAv1(FFmpegVideoCodec):
         svt = [f"lp={p['threads']}"]
         if "keyint" in p:
             svt.append(f"keyint={p['keyint']}")
-        return [*self._rate_args(["-crf"], ["-qp"]), "-preset", str(p["preset"]), "-svtav1-params", ":".join(svt)]
+        return [
+            *self._rate_args(["-crf"], ["-qp"]),
+            "-preset",
+            str(p["preset"]),
+            "-svtav1-params",
+            ":".join(svt),
+        ]
 
 
 class Vp9(FFmpegVideoCodec):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import struct
+from abc import abstractmethod
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -18,10 +19,10 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from codeclab.worker.codecs.base import Codec, FrameCallback, StreamHeader
+from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.colour import RGB_CONVERSION, rgb_to_yuv420, yuv420_to_rgb
 from codeclab.worker.errors import CodecFailure
-from codeclab.worker.video import Video, read_y4m
+from codeclab.worker.video import FrameCallback, Video, read_y4m
 
 MAGIC = b"CLF1"
 _HEADER = struct.Struct("<4s4sHHIII")
@@ -31,18 +32,30 @@ _LENGTH = struct.Struct("<I")
 class ImageCodec(Codec):
     """Codes each frame as an independent still image."""
 
+    bitstream_suffix = ".clf"
     extension: ClassVar[str]
-    library: ClassVar[str]
+    build_info_key: ClassVar[str]  # the library's line in cv2.getBuildInformation()
 
+    @abstractmethod
     def imwrite_params(self) -> list[int]:
-        raise NotImplementedError
+        """cv2.imencode options for the configured quality."""
 
     def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
         video = read_y4m(reference)
         with bitstream.open("wb") as fh:
             fps = video.fps
             tag = self.name.encode("ascii")[:4].ljust(4, b"_")
-            fh.write(_HEADER.pack(MAGIC, tag, video.width, video.height, video.frames, fps.numerator, fps.denominator))
+            fh.write(
+                _HEADER.pack(
+                    MAGIC,
+                    tag,
+                    video.width,
+                    video.height,
+                    video.frames,
+                    fps.numerator,
+                    fps.denominator,
+                )
+            )
             for index in range(video.frames):
                 image = yuv420_to_rgb(*video.frame_planes(index))
                 ok, data = cv2.imencode(self.extension, image[..., ::-1], self.imwrite_params())
@@ -84,7 +97,7 @@ class ImageCodec(Codec):
     def conditions(self) -> dict[str, Any]:
         return {
             "codec": self.name,
-            "implementation": f"{self.library} via OpenCV {cv2.__version__} imencode/imdecode",
+            "implementation": f"{_opencv_library(self.build_info_key)} via OpenCV {cv2.__version__} imencode/imdecode",
             "params": self.params,
             "colour_conversion": RGB_CONVERSION,
             "bitstream_format": "codeclab framed image stream CLF1 (24 bytes + 4 per frame)",
@@ -102,12 +115,8 @@ def _opencv_library(name: str) -> str:
 class Jpeg(ImageCodec):
     name = "jpeg"
     summary = "JPEG (libjpeg-turbo, 4:2:0), per frame"
-    bitstream_suffix = ".clf"
     extension = ".jpg"
-
-    @property
-    def library(self) -> str:  # type: ignore[override]
-        return _opencv_library("JPEG")
+    build_info_key = "JPEG"
 
     def imwrite_params(self) -> list[int]:
         return [cv2.IMWRITE_JPEG_QUALITY, self.params["quality"]]
@@ -116,12 +125,8 @@ class Jpeg(ImageCodec):
 class WebP(ImageCodec):
     name = "webp"
     summary = "WebP lossy (libwebp), per frame"
-    bitstream_suffix = ".clf"
     extension = ".webp"
-
-    @property
-    def library(self) -> str:  # type: ignore[override]
-        return _opencv_library("WEBP")
+    build_info_key = "WEBP"
 
     def imwrite_params(self) -> list[int]:
         return [cv2.IMWRITE_WEBP_QUALITY, self.params["quality"]]
@@ -130,12 +135,13 @@ class WebP(ImageCodec):
 class Avif(ImageCodec):
     name = "avif"
     summary = "AVIF (libavif), per frame"
-    bitstream_suffix = ".clf"
     extension = ".avif"
-
-    @property
-    def library(self) -> str:  # type: ignore[override]
-        return _opencv_library("AVIF")
+    build_info_key = "AVIF"
 
     def imwrite_params(self) -> list[int]:
-        return [cv2.IMWRITE_AVIF_QUALITY, self.params["quality"], cv2.IMWRITE_AVIF_SPEED, self.params["speed"]]
+        return [
+            cv2.IMWRITE_AVIF_QUALITY,
+            self.params["quality"],
+            cv2.IMWRITE_AVIF_SPEED,
+            self.params["speed"],
+        ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from codeclab.worker.ffmpeg import FrameCallback
+from codeclab.worker.video import FrameCallback
 from codeclab.worker.metrics.psnr import PSNR_CAP_DB, plane_psnr, psnr_yuv
 from codeclab.worker.metrics.ssim import (
     ms_ssim_scales,
@@ -54,9 +54,7 @@ METRIC_CONDITIONS: dict[str, str] = {
 }
 
 
-def measure_quality(
-    ref: Video, dec: Video, on_frame: FrameCallback | None = None
-) -> list[dict[str, float]]:
+def measure_quality(ref: Video, dec: Video, on_frame: FrameCallback | None = None) -> list[dict[str, float]]:
     """Per-frame psnr_y/u/v, psnr_yuv, ssim and ms_ssim; on_frame(n) after frame n."""
     if ref.y.shape != dec.y.shape:
         raise ValueError(

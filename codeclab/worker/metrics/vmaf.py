@@ -8,7 +8,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from codeclab.worker.ffmpeg import FFmpegFailed, FrameCallback, run_ffmpeg
+from codeclab.worker.ffmpeg import FFmpegFailed, run_ffmpeg
+from codeclab.worker.video import FrameCallback
 
 # libvmaf's default model, named explicitly so the recorded name is the one used.
 VMAF_MODEL = "vmaf_v0.6.1"
@@ -42,9 +43,7 @@ def vmaf_version() -> str:
     return f"libvmaf {log['version']}, model {VMAF_MODEL}"
 
 
-def _run_libvmaf(
-    inputs: list[str], threads: int, on_frame: FrameCallback | None, what: str
-) -> dict[str, Any]:
+def _run_libvmaf(inputs: list[str], threads: int, on_frame: FrameCallback | None, what: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="codeclab-vmaf-") as tmp:
         log_path = Path(tmp) / "vmaf.json"
         graph = _filter_graph(log_path, threads)
