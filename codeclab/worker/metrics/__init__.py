@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from codeclab.worker.video import FrameCallback
 from codeclab.worker.metrics.psnr import PSNR_CAP_DB, plane_psnr, psnr_yuv
 from codeclab.worker.metrics.ssim import (
     ms_ssim_scales,
@@ -11,7 +10,7 @@ from codeclab.worker.metrics.ssim import (
     ssim_and_ms_ssim,
 )
 from codeclab.worker.metrics.vmaf import VMAF_MODEL, vmaf_per_frame, vmaf_version
-from codeclab.worker.video import Video
+from codeclab.worker.video import FrameCallback, Video
 
 __all__ = [
     "METRIC_CONDITIONS",
