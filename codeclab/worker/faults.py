@@ -2,6 +2,7 @@
 
 Format: KIND:STAGE[@FRAME][:SECONDS], for example
   hang:encode@3      stop making progress once encode reaches frame 3
+  freeze:encode@3    the same, but deaf to signals, as a hang inside C code is
   slow:encode:0.5    sleep 0.5 s at every progress report of the encode stage
   crash:decode@1     raise an unexpected exception (an internal error, exit 5)
   kill:encode@2      SIGKILL the worker itself, as the out-of-memory killer would
@@ -17,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 FAULT_ENV = "CODECLAB_FAULT"
-_PATTERN = re.compile(r"^(hang|slow|crash|kill):(\w+)(?:@(\d+))?(?::([\d.]+))?$")
+_PATTERN = re.compile(r"^(hang|freeze|slow|crash|kill):(\w+)(?:@(\d+))?(?::([\d.]+))?$")
 
 
 class InjectedCrash(RuntimeError):
@@ -36,8 +37,10 @@ class Fault:
             return
         if self.kind == "slow":
             time.sleep(self.seconds)
-        elif self.kind == "hang":
-            while True:  # woken only by the stall watchdog's signal
+        elif self.kind in {"hang", "freeze"}:
+            if self.kind == "freeze":
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+            while True:  # woken only by the stall watchdog's signal, unless frozen
                 time.sleep(3600)
         elif self.kind == "crash":
             raise InjectedCrash(f"injected crash in {stage} at frame {frames_done}")

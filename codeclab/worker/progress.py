@@ -4,7 +4,7 @@ Every stage reports frames done; each report that moves forward is a heartbeat.
 When no heartbeat comes for `stall_seconds`, the watchdog kills the ffmpeg
 children and raises Stalled in the main thread (through SIGUSR1, which also wakes
 a blocking sleep or read). If the main thread is stuck inside C code and does not
-unwind within a grace period, the watchdog ends the process with exit code 3
+unwind within a grace period (the stall limit, at most 10 s), the watchdog ends the process with exit code 3
 after `on_hard_stall` has had its chance to record why.
 """
 
@@ -73,7 +73,7 @@ class Progress:
 class StallWatchdog:
     """Ends the run with STALLED when `progress` has not moved for `stall_seconds`."""
 
-    GRACE_SECONDS = 10.0
+    MAX_GRACE_SECONDS = 10.0
 
     def __init__(self, progress: Progress, stall_seconds: float, on_hard_stall: Callable[[Stalled], None]) -> None:
         self._progress = progress
@@ -120,6 +120,6 @@ class StallWatchdog:
         log.error("stall watchdog: %s", self._error)
         ffmpeg.kill_all()
         os.kill(os.getpid(), signal.SIGUSR1)
-        if not self._stop.wait(self.GRACE_SECONDS):
+        if not self._stop.wait(min(self.MAX_GRACE_SECONDS, self._stall_seconds)):
             self._on_hard_stall(self._error)
             os._exit(self._error.exit_code)

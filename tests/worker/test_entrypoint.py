@@ -254,6 +254,14 @@ def test_a_hang_is_stopped_by_the_stall_watchdog(tmp_path: Path) -> None:
     assert error["type"] == "STALLED" and "in stage 'encode'" in error["message"]
 
 
+def test_a_hang_deaf_to_signals_is_ended_by_the_watchdog_itself(tmp_path: Path) -> None:
+    started = time.monotonic()
+    proc = run_worker({**spec(), "limits": {"stall_seconds": 2}}, tmp_path / "out", fault="freeze:decode@1", timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert time.monotonic() - started < 20
+    assert result_of(tmp_path / "out")["error"]["type"] == "STALLED"
+
+
 def test_a_slow_but_steady_job_is_not_killed(tmp_path: Path) -> None:
     # 8 frames x 0.5 s = 4 s of work against a 2 s stall limit, but never 2 s without progress
     job = {**spec({"name": "jpeg", "params": {"quality": 50}}), "limits": {"stall_seconds": 2}}
