@@ -26,19 +26,14 @@ def ffmpeg(*args: str) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+def extract_y4m(clip: str, path: Path, frames: int, pix_fmt: str = "yuv420p") -> Path:
+    """The first frames of a builtin clip as y4m, written by ffmpeg alone (independent of our reader)."""
+    source = str(builtin_clip_path(clip))
+    ffmpeg("-v", "error", "-i", source, "-frames:v", str(frames), "-pix_fmt", pix_fmt, "-strict", "-1", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def carphone_y4m(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The first 8 frames of carphone as a y4m file written by ffmpeg itself."""
-    path = tmp_path_factory.mktemp("clips") / "carphone8.y4m"
-    ffmpeg(
-        "-v",
-        "error",
-        "-i",
-        str(builtin_clip_path("carphone")),
-        "-frames:v",
-        "8",
-        "-pix_fmt",
-        "yuv420p",
-        str(path),
-    )
-    return path
+    """The first 8 frames of carphone."""
+    return extract_y4m("carphone", tmp_path_factory.mktemp("clips") / "carphone8.y4m", 8)

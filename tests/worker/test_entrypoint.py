@@ -16,7 +16,7 @@ from moto import mock_aws
 
 from codeclab.worker.entrypoint import main
 from codeclab.worker.sources import builtin_clip_path
-from tests.conftest import REPO, ffmpeg
+from tests.conftest import REPO, extract_y4m, ffmpeg
 
 METRIC_NAMES = {
     "psnr_y",
@@ -169,21 +169,7 @@ def make_corrupt_mp4(folder: Path) -> Path:
 
 
 def make_y4m(folder: Path, pix_fmt: str) -> Path:
-    path = folder / f"{pix_fmt}.y4m"
-    ffmpeg(
-        "-v",
-        "error",
-        "-i",
-        str(builtin_clip_path("carphone")),
-        "-frames:v",
-        "2",
-        "-pix_fmt",
-        pix_fmt,
-        "-strict",
-        "-1",
-        str(path),
-    )
-    return path
+    return extract_y4m("carphone", folder / f"{pix_fmt}.y4m", 2, pix_fmt)
 
 
 BAD_INPUTS = {

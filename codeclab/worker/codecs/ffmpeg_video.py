@@ -61,10 +61,10 @@ class FFmpegVideoCodec(Codec):
             "notes": self.notes,
         }
 
-    def _rate_args(self, crf_flag: list[str], qp_flag: list[str]) -> list[str]:
-        if "qp" in self.params:
-            return [*qp_flag, str(self.params["qp"])]
-        return [*crf_flag, str(self.params["crf"])]
+    def _rate_control(self) -> tuple[str, str]:
+        """("qp", value) for a fixed quantiser, else ("crf", value); the schema allows one."""
+        mode = "qp" if "qp" in self.params else "crf"
+        return mode, str(self.params[mode])
 
 
 class X264(FFmpegVideoCodec):
@@ -77,7 +77,8 @@ class X264(FFmpegVideoCodec):
 
     def encoder_args(self) -> list[str]:
         p = self.params
-        args = [*self._rate_args(["-crf"], ["-qp"]), "-preset", p["preset"]]
+        mode, value = self._rate_control()
+        args = [f"-{mode}", value, "-preset", p["preset"]]
         args += ["-threads", str(p["threads"])]
         if "keyint" in p:
             args += ["-g", str(p["keyint"])]
@@ -95,11 +96,8 @@ class X265(FFmpegVideoCodec):
 
     def encoder_args(self) -> list[str]:
         p = self.params
-        x265 = [f"pools={p['threads']}", "frame-threads=1", "info=0", "log-level=error"]
-        if "qp" in p:
-            x265.append(f"qp={p['qp']}")
-        else:
-            x265.append(f"crf={p['crf']}")
+        mode, value = self._rate_control()
+        x265 = [f"{mode}={value}", f"pools={p['threads']}", "frame-threads=1", "info=0", "log-level=error"]
         if "keyint" in p:
             x265.append(f"keyint={p['keyint']}")
         return ["-preset", p["preset"], "-x265-params", ":".join(x265)]
@@ -117,13 +115,8 @@ class SvtAv1(FFmpegVideoCodec):
         svt = [f"lp={p['threads']}"]
         if "keyint" in p:
             svt.append(f"keyint={p['keyint']}")
-        return [
-            *self._rate_args(["-crf"], ["-qp"]),
-            "-preset",
-            str(p["preset"]),
-            "-svtav1-params",
-            ":".join(svt),
-        ]
+        mode, value = self._rate_control()
+        return [f"-{mode}", value, "-preset", str(p["preset"]), "-svtav1-params", ":".join(svt)]
 
 
 class Vp9(FFmpegVideoCodec):
@@ -136,9 +129,9 @@ class Vp9(FFmpegVideoCodec):
 
     def encoder_args(self) -> list[str]:
         p = self.params
-        q = str(p.get("qp", p.get("crf")))
-        # a fixed quantiser is crf with the q range pinned to it
-        rate = ["-crf", q] if "crf" in p else ["-crf", q, "-qmin", q, "-qmax", q]
+        mode, q = self._rate_control()
+        # libvpx has no qp mode: a fixed quantiser is crf with the q range pinned to it
+        rate = ["-crf", q] if mode == "crf" else ["-crf", q, "-qmin", q, "-qmax", q]
         args = [*rate, "-b:v", "0", "-deadline", "good", "-cpu-used", str(p["cpu_used"])]
         args += ["-threads", str(p["threads"]), "-row-mt", "0"]
         if "keyint" in p:
