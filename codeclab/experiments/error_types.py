@@ -1,0 +1,116 @@
+"""Map Step Functions, Batch, Lambda and worker failures to the error types people act on.
+
+The one place that reads error and cause strings; everything else uses ErrorType.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from codeclab.experiments.statuses import Status
+
+
+class ErrorType(StrEnum):
+    TIMEOUT = "TIMEOUT"
+    STALLED = "STALLED"
+    CAPACITY = "CAPACITY"
+    CODEC_ERROR = "CODEC_ERROR"
+    SANDBOX_VIOLATION = "SANDBOX_VIOLATION"
+    INVALID_INPUT = "INVALID_INPUT"
+    ABORTED = "ABORTED"
+    INTERNAL = "INTERNAL"
+
+    @property
+    def final_status(self) -> Status:
+        return {ErrorType.TIMEOUT: Status.TIMED_OUT, ErrorType.ABORTED: Status.ABORTED}.get(self, Status.FAILED)
+
+
+# The worker's documented exit codes (codeclab.worker.entrypoint), and its own error types.
+WORKER_EXIT_CODES = {2: ErrorType.INVALID_INPUT, 3: ErrorType.STALLED, 4: ErrorType.CODEC_ERROR, 5: ErrorType.INTERNAL}
+WORKER_ERROR_TYPES = {
+    "INVALID_INPUT": ErrorType.INVALID_INPUT,
+    "INVALID_SPEC": ErrorType.INVALID_INPUT,
+    "INVALID_SOURCE": ErrorType.INVALID_INPUT,
+    "STALLED": ErrorType.STALLED,
+    "CODEC_ERROR": ErrorType.CODEC_ERROR,
+    "SANDBOX_VIOLATION": ErrorType.SANDBOX_VIOLATION,
+    "INTERNAL": ErrorType.INTERNAL,
+}
+# Errors raised by our own Lambdas, by exception class name (what Step Functions reports).
+LAMBDA_ERRORS = {"SpecError": ErrorType.INVALID_INPUT, "InvalidEventError": ErrorType.INVALID_INPUT}
+
+
+@dataclass(frozen=True)
+class Classified:
+    error_type: ErrorType
+    message: str
+
+
+def classify(error: str | None, cause: str | None) -> Classified:
+    """Classify a Catch's Error and Cause (or an execution's) into a type and a readable message."""
+    error, cause = error or "", cause or ""
+    if error == "States.Timeout":
+        return Classified(ErrorType.TIMEOUT, "the step ran past its time limit (limits.timeout_seconds)")
+    if error in LAMBDA_ERRORS:
+        return Classified(LAMBDA_ERRORS[error], _lambda_message(cause) or error)
+    job = _batch_job(cause)
+    if job is not None:
+        return _classify_batch_job(job)
+    return Classified(ErrorType.INTERNAL, f"{error}: {_lambda_message(cause) or cause[:500]}".strip(": "))
+
+
+def classify_execution_status(status: str, error: str | None, cause: str | None) -> Classified:
+    """An execution that ended without its Catch running (console stop, machine timeout)."""
+    if status == "ABORTED":
+        return Classified(ErrorType.ABORTED, "the execution was stopped (console, API cancel or StopExecution)")
+    if status == "TIMED_OUT":
+        return Classified(ErrorType.TIMEOUT, "the whole workflow ran past its time limit")
+    return classify(error, cause)
+
+
+def _classify_batch_job(job: dict[str, Any]) -> Classified:
+    reason = str(job.get("StatusReason") or job.get("statusReason") or "")
+    if reason.startswith("CAPACITY"):
+        return Classified(ErrorType.CAPACITY, f"no GPU capacity: {reason}")
+    if "timeout" in reason.lower() and "attempt" in reason.lower():
+        return Classified(ErrorType.TIMEOUT, f"the Batch job ran past its attempt duration: {reason}")
+    exit_code = _exit_code(job)
+    if exit_code in WORKER_EXIT_CODES:
+        kind = WORKER_EXIT_CODES[exit_code]
+        return Classified(kind, f"the worker exited with code {exit_code} ({kind}); see its result.json and worker.log")
+    if exit_code == 137 or "OutOfMemory" in reason:
+        return Classified(
+            ErrorType.INTERNAL, f"the worker was killed (exit {exit_code}), often out of memory: {reason}"
+        )
+    return Classified(ErrorType.INTERNAL, f"the Batch job failed: {reason or 'no reason given'} (exit {exit_code})")
+
+
+def _batch_job(cause: str) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(cause)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    if isinstance(parsed, dict) and ("JobId" in parsed or "jobId" in parsed):
+        return parsed
+    return None
+
+
+def _exit_code(job: dict[str, Any]) -> int | None:
+    container = job.get("Container") or job.get("container") or {}
+    code = container.get("ExitCode", container.get("exitCode"))
+    if code is None:
+        attempts = job.get("Attempts") or job.get("attempts") or [{}]
+        last = attempts[-1].get("Container") or attempts[-1].get("container") or {}
+        code = last.get("ExitCode", last.get("exitCode"))
+    return int(code) if code is not None else None
+
+
+def _lambda_message(cause: str) -> str:
+    try:
+        parsed = json.loads(cause)
+    except (json.JSONDecodeError, TypeError):
+        return ""
+    return str(parsed.get("errorMessage", "")) if isinstance(parsed, dict) else ""

@@ -1,0 +1,50 @@
+"""The AWS clients and settings that the workflow steps and the API use, built once per process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from codeclab.experiments.store import ExperimentStore
+
+DEFAULT_MAX_TIMEOUT_SECONDS = 21600
+
+
+@dataclass
+class Services:
+    store: ExperimentStore
+    bucket: str
+    state_machine_arn: str = ""
+    max_timeout_seconds: int = DEFAULT_MAX_TIMEOUT_SECONDS
+    notify_on_success: bool = False
+    s3: Any = field(default_factory=lambda: boto3.client("s3"))
+    sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions"))
+
+    @classmethod
+    def from_environment(cls) -> Services:
+        """Read the Lambda environment that the CDK stack sets."""
+        env = os.environ
+        return cls(
+            store=ExperimentStore(env["TABLE_NAME"]),
+            bucket=env["ARTIFACT_BUCKET"],
+            state_machine_arn=env.get("STATE_MACHINE_ARN", ""),
+            max_timeout_seconds=int(env.get("MAX_TIMEOUT_SECONDS", DEFAULT_MAX_TIMEOUT_SECONDS)),
+            notify_on_success=env.get("NOTIFY_ON_SUCCESS", "false").lower() == "true",
+        )
+
+    def artifact_prefix(self, experiment_id: str) -> str:
+        return f"s3://{self.bucket}/experiments/{experiment_id}"
+
+    def read_json(self, uri: str) -> dict[str, Any] | None:
+        """An s3:// JSON object, or None when it does not exist."""
+        import json
+
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return json.loads(body)

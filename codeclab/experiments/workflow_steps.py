@@ -1,0 +1,176 @@
+"""What the workflow's Lambda steps do: CreateRecord, RecordResult, MarkFailed, Reconcile.
+
+The handlers in lambdas/ are thin wrappers (logging, tracing, metrics) around these.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from codeclab.experiments.error_types import (
+    WORKER_ERROR_TYPES,
+    Classified,
+    ErrorType,
+    classify,
+    classify_execution_status,
+)
+from codeclab.experiments.ids import experiment_id_for, is_experiment_id
+from codeclab.experiments.services import Services
+from codeclab.experiments.spec import SpecError, SpecProblem, validate_spec
+from codeclab.experiments.statuses import Status, TransitionError
+from codeclab.experiments.store import ExperimentKey, ExperimentNotFound, Item
+
+log = logging.getLogger("codeclab.experiments")
+
+
+class InvalidEventError(ValueError):
+    """The step was called with an event it cannot use."""
+
+
+def experiment_id_of_execution(name: str, arn: str) -> str:
+    """Executions started by the API or CLI are named after the experiment; others derive it from the ARN."""
+    return name if is_experiment_id(name) else experiment_id_for(arn)
+
+
+def create_record(event: dict[str, Any], services: Services) -> dict[str, Any]:
+    """Validate the spec, create the QUEUED item (idempotently), stage spec.json for the job."""
+    execution_input = event.get("input") or {}
+    raw_spec = execution_input.get("spec", execution_input)
+    spec = validate_spec(raw_spec, origin="execution input spec")
+    if "sweep" in spec:
+        problem = SpecProblem("$.sweep", "sweeps are not run by this workflow yet; submit one point per experiment")
+        raise SpecError([problem], origin="execution input spec")
+    experiment_id = experiment_id_of_execution(event.get("execution_name", ""), event.get("execution_arn", ""))
+    codec = spec["codec"]["name"]
+    key, created = services.store.create(experiment_id, spec, execution_arn=event.get("execution_arn", ""), codec=codec)
+    prefix = services.artifact_prefix(experiment_id)
+    spec_uri = f"{prefix}/spec.json"
+    bucket, _, spec_key = spec_uri.removeprefix("s3://").partition("/")
+    services.s3.put_object(Bucket=bucket, Key=spec_key, Body=json.dumps(spec).encode("utf-8"))
+    log.info("record %s %s", "created" if created else "already existed", key)
+    return {
+        **key.dynamo_key(),
+        "created": created,
+        "spec": spec,
+        "codec": codec,
+        "timeout_seconds": min(spec["limits"]["timeout_seconds"], services.max_timeout_seconds),
+        "stall_seconds": spec["limits"]["stall_seconds"],
+        "artifact_prefix": prefix,
+        "spec_uri": spec_uri,
+        "result_uri": f"{prefix}/result.json",
+        "job_name": f"codeclab-{experiment_id}",
+        "command": [spec_uri, "--out", prefix],
+        "notify_on_success": services.notify_on_success,
+    }
+
+
+def record_result(event: dict[str, Any], services: Services) -> dict[str, Any]:
+    """Read the worker's result.json and finalise the item as SUCCEEDED."""
+    key = ExperimentKey.of(event)
+    result = services.read_json(event["result_uri"])
+    if result is None or result.get("status") != "SUCCEEDED":
+        detail = "missing" if result is None else f"status {result.get('status')}: {result.get('error')}"
+        raise InvalidEventError(f"{key}: the job finished but result.json is {detail}")
+    attributes = {
+        "result": {k: result[k] for k in ("metrics", "bitstream", "frames", "timings", "resources")},
+        "conditions": result["conditions"],
+        "artifacts": result["artifacts"],
+        "job_id": event.get("job_id", ""),
+    }
+    try:
+        services.store.transition(key, Status.SUCCEEDED, **attributes)
+    except TransitionError as exc:  # e.g. Reconcile already wrote ABORTED: a final status stays
+        log.warning("result not recorded: %s", exc)
+        return {"status": exc.current.value, "summary": str(exc)}
+    return {"status": Status.SUCCEEDED.value, "summary": summary_line(key.experiment_id, result)}
+
+
+def summary_line(experiment_id: str, result: dict[str, Any]) -> str:
+    m = result["metrics"]
+    return (
+        f"{experiment_id} {result['name']}: SUCCEEDED, {m['bpp']:.4f} bpp, "
+        f"PSNR-YUV {m['psnr_yuv']:.2f} dB, SSIM {m['ssim']:.4f}"
+    )
+
+
+def mark_failed(event: dict[str, Any], services: Services) -> dict[str, Any]:
+    """Finalise the item after a Catch: FAILED or TIMED_OUT, with the error type and cause."""
+    state = event.get("input") or {}
+    error = state.get("error") or {}
+    execution_arn = event.get("execution_arn", "")
+    record = state.get("record") or {}
+    item = _item_for(services, record, execution_arn)
+    classified = _worker_verdict(services, record) or classify(error.get("Error"), error.get("Cause"))
+    status = _finalise(services, item, classified, cause=error.get("Cause"))
+    experiment_id = item["experiment_id"] if item else "(no record)"
+    return {
+        "experiment_id": experiment_id,
+        "status": status,
+        "error_type": classified.error_type.value,
+        "message": classified.message,
+        "alert_subject": f"codeclab {status} {classified.error_type.value} {experiment_id}"[:100],
+        "alert_message": json.dumps(
+            {
+                "experiment_id": experiment_id,
+                "status": status,
+                "error_type": classified.error_type.value,
+                "message": classified.message,
+                "execution_arn": execution_arn,
+            },
+            indent=2,
+        ),
+    }
+
+
+def reconcile(event: dict[str, Any], services: Services) -> dict[str, Any]:
+    """EventBridge: an execution ended FAILED, TIMED_OUT or ABORTED; finalise its item if a Catch did not."""
+    detail = event.get("detail") or {}
+    arn, status = detail.get("executionArn", ""), detail.get("status", "")
+    if status not in {"FAILED", "TIMED_OUT", "ABORTED"}:
+        raise InvalidEventError(f"reconcile handles ended executions, not status {status!r}")
+    experiment_id = experiment_id_of_execution(detail.get("name", ""), arn)
+    item = services.store.find(experiment_id)
+    if item is None:
+        log.info("execution %s ended %s before any record existed; nothing to finalise", arn, status)
+        return {"experiment_id": experiment_id, "status": None, "changed": False}
+    classified = classify_execution_status(status, detail.get("error"), detail.get("cause"))
+    before = item["status"]
+    after = _finalise(services, item, classified, cause=detail.get("cause"))
+    return {"experiment_id": experiment_id, "status": after, "changed": before != after}
+
+
+def _item_for(services: Services, record: dict[str, Any], execution_arn: str) -> Item | None:
+    if "experiment_id" in record and "timestamp" in record:
+        return services.store.get(ExperimentKey.of(record))
+    name = execution_arn.rsplit(":", 1)[-1]
+    return services.store.find(experiment_id_of_execution(name, execution_arn))
+
+
+def _worker_verdict(services: Services, record: dict[str, Any]) -> Classified | None:
+    """The worker's own result.json, when it wrote one, names the error more precisely than Batch."""
+    uri = record.get("result_uri")
+    result = services.read_json(uri) if uri else None
+    if not result or result.get("status") != "FAILED":
+        return None
+    error = result.get("error") or {}
+    kind = WORKER_ERROR_TYPES.get(error.get("type", ""), ErrorType.INTERNAL)
+    return Classified(kind, str(error.get("message", "")))
+
+
+def _finalise(services: Services, item: Item | None, classified: Classified, cause: str | None) -> str:
+    """Write the final status unless the item is already final; return the status it ends in."""
+    if item is None:
+        return classified.error_type.final_status.value
+    key = ExperimentKey.of(item)
+    target = classified.error_type.final_status
+    error = {"type": classified.error_type.value, "message": classified.message, "cause": (cause or "")[:4000]}
+    try:
+        services.store.transition(key, target, error=error)
+    except TransitionError as exc:
+        log.info("kept %s: %s", exc.current, exc)
+        return exc.current.value
+    except ExperimentNotFound:
+        log.warning("record %s vanished before it could be finalised", key)
+    return target.value

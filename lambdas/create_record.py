@@ -1,0 +1,25 @@
+"""CreateRecord: validate the spec, put the QUEUED item, stage spec.json for the Batch job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from observability import count, logger, metrics, tracer
+
+from codeclab.experiments.services import Services
+from codeclab.experiments.workflow_steps import create_record
+
+services = Services.from_environment()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    record = create_record(event, services)
+    logger.set_correlation_id(record["experiment_id"])
+    logger.info("experiment queued", extra={"record_created": record["created"], "codec": record["codec"]})
+    if record["created"]:
+        count("Started", record["codec"])
+    return record

@@ -1,0 +1,24 @@
+"""Reconcile: an execution ended FAILED, TIMED_OUT or ABORTED; make sure its record is final too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from observability import count, logger, metrics, tracer
+
+from codeclab.experiments.services import Services
+from codeclab.experiments.workflow_steps import reconcile
+
+services = Services.from_environment()
+
+
+@logger.inject_lambda_context(correlation_id_path="detail.name")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    outcome = reconcile(event, services)
+    logger.info("reconciled", extra={"outcome": outcome})
+    if outcome["changed"]:
+        count("Failed", None)
+    return outcome
