@@ -19,5 +19,5 @@ services = Services.from_environment()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcome = mark_failed(event, services)
     logger.warning("experiment failed", extra={"outcome": outcome})
-    count("Failed", (event.get("input") or {}).get("record", {}).get("codec"))
+    count("Failed", outcome["codec"])
     return outcome

@@ -20,5 +20,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcome = reconcile(event, services)
     logger.info("reconciled", extra={"outcome": outcome})
     if outcome["changed"]:
-        count("Failed", None)
+        count("Failed", outcome["codec"])
     return outcome

@@ -20,5 +20,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcome = record_result(event, services)
     logger.info("result recorded", extra={"outcome": outcome})
     if outcome["status"] == "SUCCEEDED":
-        count("Succeeded", event.get("codec"))
+        count("Succeeded", outcome["codec"])
     return outcome

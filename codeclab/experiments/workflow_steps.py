@@ -79,12 +79,13 @@ def record_result(event: dict[str, Any], services: Services) -> dict[str, Any]:
         "artifacts": result["artifacts"],
         "job_id": event.get("job_id", ""),
     }
+    codec = result["spec"]["codec"]["name"]
     try:
         services.store.transition(key, Status.SUCCEEDED, **attributes)
     except TransitionError as exc:  # e.g. Reconcile already wrote ABORTED: a final status stays
         log.warning("result not recorded: %s", exc)
-        return {"status": exc.current.value, "summary": str(exc)}
-    return {"status": Status.SUCCEEDED.value, "summary": summary_line(key.experiment_id, result)}
+        return {"status": exc.current.value, "summary": str(exc), "codec": codec}
+    return {"status": Status.SUCCEEDED.value, "summary": summary_line(key.experiment_id, result), "codec": codec}
 
 
 def summary_line(experiment_id: str, result: dict[str, Any]) -> str:
@@ -107,6 +108,7 @@ def mark_failed(event: dict[str, Any], services: Services) -> dict[str, Any]:
     experiment_id = item["experiment_id"] if item else "(no record)"
     return {
         "experiment_id": experiment_id,
+        "codec": item.get("codec") if item else None,
         "status": status,
         "error_type": classified.error_type.value,
         "message": classified.message,
@@ -134,11 +136,11 @@ def reconcile(event: dict[str, Any], services: Services) -> dict[str, Any]:
     item = services.store.find(experiment_id)
     if item is None:
         log.info("execution %s ended %s before any record existed; nothing to finalise", arn, status)
-        return {"experiment_id": experiment_id, "status": None, "changed": False}
+        return {"experiment_id": experiment_id, "status": None, "changed": False, "codec": None}
     classified = classify_execution_status(status, detail.get("error"), detail.get("cause"))
     before = item["status"]
     after = _finalise(services, item, classified, cause=detail.get("cause"))
-    return {"experiment_id": experiment_id, "status": after, "changed": before != after}
+    return {"experiment_id": experiment_id, "status": after, "changed": before != after, "codec": item.get("codec")}
 
 
 def _item_for(services: Services, record: dict[str, Any], execution_arn: str) -> Item | None:
