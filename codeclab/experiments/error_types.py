@@ -73,8 +73,13 @@ def classify_execution_status(status: str, error: str | None, cause: str | None)
 
 def _classify_batch_job(job: dict[str, Any]) -> Classified:
     reason = str(job.get("StatusReason") or job.get("statusReason") or "")
-    if reason.startswith("CAPACITY"):
-        return Classified(ErrorType.CAPACITY, f"no GPU capacity: {reason}")
+    # the queue's jobStateTimeLimitActions cancel with "...due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+    if "CAPACITY:" in reason:
+        return Classified(ErrorType.CAPACITY, f"no GPU capacity came while the job waited: {reason}")
+    if "MISCONFIGURATION:" in reason:
+        return Classified(
+            ErrorType.INTERNAL, f"the job can never be placed; fix the compute environment or job definition: {reason}"
+        )
     if "timeout" in reason.lower() and "attempt" in reason.lower():
         return Classified(ErrorType.TIMEOUT, f"the Batch job ran past its attempt duration: {reason}")
     exit_code = _exit_code(job)

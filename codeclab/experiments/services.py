@@ -11,6 +11,7 @@ import boto3
 from codeclab.experiments.store import ExperimentStore
 
 DEFAULT_MAX_TIMEOUT_SECONDS = 21600
+DEFAULT_RUNNABLE_TIMEOUT_SECONDS = 1800
 
 
 @dataclass
@@ -19,6 +20,7 @@ class Services:
     bucket: str
     state_machine_arn: str = ""
     max_timeout_seconds: int = DEFAULT_MAX_TIMEOUT_SECONDS
+    runnable_timeout_seconds: int = DEFAULT_RUNNABLE_TIMEOUT_SECONDS
     notify_on_success: bool = False
     s3: Any = field(default_factory=lambda: boto3.client("s3"))
     sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions"))
@@ -32,6 +34,7 @@ class Services:
             bucket=env["ARTIFACT_BUCKET"],
             state_machine_arn=env.get("STATE_MACHINE_ARN", ""),
             max_timeout_seconds=int(env.get("MAX_TIMEOUT_SECONDS", DEFAULT_MAX_TIMEOUT_SECONDS)),
+            runnable_timeout_seconds=int(env.get("RUNNABLE_TIMEOUT_SECONDS", DEFAULT_RUNNABLE_TIMEOUT_SECONDS)),
             notify_on_success=env.get("NOTIFY_ON_SUCCESS", "false").lower() == "true",
         )
 

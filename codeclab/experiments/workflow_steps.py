@@ -17,6 +17,7 @@ from codeclab.experiments.error_types import (
     classify_execution_status,
 )
 from codeclab.experiments.ids import experiment_id_for, is_experiment_id
+from codeclab.experiments.limits import job_timeout, run_codec_timeout
 from codeclab.experiments.services import Services
 from codeclab.experiments.spec import SpecError, SpecProblem, validate_spec
 from codeclab.experiments.statuses import Status, TransitionError
@@ -44,6 +45,7 @@ def create_record(event: dict[str, Any], services: Services) -> dict[str, Any]:
         raise SpecError([problem], origin="execution input spec")
     experiment_id = experiment_id_of_execution(event.get("execution_name", ""), event.get("execution_arn", ""))
     codec = spec["codec"]["name"]
+    job_seconds = job_timeout(spec["limits"]["timeout_seconds"], services.max_timeout_seconds)
     key, created = services.store.create(experiment_id, spec, execution_arn=event.get("execution_arn", ""), codec=codec)
     prefix = services.artifact_prefix(experiment_id)
     spec_uri = f"{prefix}/spec.json"
@@ -55,7 +57,8 @@ def create_record(event: dict[str, Any], services: Services) -> dict[str, Any]:
         "created": created,
         "spec": spec,
         "codec": codec,
-        "timeout_seconds": min(spec["limits"]["timeout_seconds"], services.max_timeout_seconds),
+        "timeout_seconds": job_seconds,
+        "run_timeout_seconds": run_codec_timeout(job_seconds, services.runnable_timeout_seconds),
         "stall_seconds": spec["limits"]["stall_seconds"],
         "artifact_prefix": prefix,
         "spec_uri": spec_uri,

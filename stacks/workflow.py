@@ -1,0 +1,292 @@
+"""The experiment workflow: CreateRecord -> RunCodec -> RecordResult -> Notify, and MarkFailed -> Alert on any error.
+
+JSONPath throughout (no JSONata): the local emulator runs this same definition, and every state here is plain
+Amazon States Language that it understands.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from codeclab.experiments.limits import run_codec_timeout
+from stacks.compute import GpuBatch
+from stacks.lambdas import Handlers
+from stacks.logs import EncryptedLogs
+from stacks.monitoring import Alerts
+from stacks.nag import acknowledge, resource_finding
+from stacks.settings import Settings
+
+ALL_ERRORS = ["States.ALL"]
+# Transient faults of the Lambda service itself; a handler's own exception is never retried.
+LAMBDA_SERVICE_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+STEP_TIMEOUT = sfn.Timeout.duration(Duration.seconds(60))
+# Machine-level limit: the longest RunCodec allowed plus room for the Lambda steps and the alerts.
+# It ends only executions that no state-level timeout stopped; Reconcile then finalises their records.
+MACHINE_SLACK_SECONDS = 1800
+_Catching = TypeVar("_Catching", tasks.LambdaInvoke, tasks.SnsPublish, sfn.CustomState)
+
+
+class ExperimentWorkflow(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        handlers: Handlers,
+        gpu: GpuBatch,
+        alerts: Alerts,
+        logs: EncryptedLogs,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._topic = alerts.topic
+        failed = sfn.Fail(
+            self,
+            "Failed",
+            error="ExperimentFailed",
+            cause="The experiment did not succeed; its record and the alert give the error type and message.",
+        )
+        mark_failed = self._mark_failed(handlers.mark_failed, failed)
+        definition = (
+            self._catch_into(self._create_record(handlers.create_record), mark_failed)
+            .next(self._catch_into(self._run_codec(gpu), mark_failed))
+            .next(self._catch_into(self._record_result(handlers.record_result), mark_failed))
+            .next(self._notify(mark_failed))
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            timeout=Duration.seconds(
+                run_codec_timeout(settings.max_timeout_seconds, settings.runnable_timeout_seconds)
+                + MACHINE_SLACK_SECONDS
+            ),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                # The vendedlogs prefix keeps CloudWatch Logs' resource policy from growing with every log group.
+                destination=logs.group(
+                    self, "Logs", name=f"/aws/vendedlogs/states/{Stack.of(self).stack_name}-experiments"
+                ),
+                level=sfn.LogLevel.ALL,
+                include_execution_data=True,
+            ),
+        )
+        self._grant_batch(gpu)
+        alerts.grant_publish(self.state_machine)
+        self._acknowledge_wildcards(handlers)
+
+    @property
+    def executions_arn(self) -> str:
+        """Every execution of this state machine (their names are experiment ids, minted at run time)."""
+        return Stack.of(self).format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{self.state_machine.state_machine_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+    def grant_executions(self, grantee: iam.IGrantable, *actions: str) -> None:
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(actions), resources=[self.executions_arn])
+        )
+
+    def _create_record(self, function: lambda_.IFunction) -> tasks.LambdaInvoke:
+        return self._invoke(
+            "CreateRecord",
+            function,
+            {
+                "input.$": "$",
+                "execution_arn.$": "$$.Execution.Id",
+                "execution_name.$": "$$.Execution.Name",
+            },
+            result_path="$.record",
+        )
+
+    def _run_codec(self, gpu: GpuBatch) -> sfn.CustomState:
+        # A custom state because BatchSubmitJob renders task_timeout only as Batch's attempt duration; the
+        # state's own TimeoutSecondsPath is what stops the workflow waiting on a job that never ends.
+        state = sfn.CustomState(
+            self,
+            "RunCodec",
+            state_json={
+                "Type": "Task",
+                "Resource": f"arn:{Stack.of(self).partition}:states:::batch:submitJob.sync",
+                "Parameters": {
+                    "JobName.$": "$.record.job_name",
+                    "JobQueue": gpu.queue.job_queue_arn,
+                    "JobDefinition": gpu.job_definition.job_definition_arn,
+                    "ContainerOverrides": {
+                        "Command.$": "$.record.command",
+                        "Environment": [
+                            {"Name": "CODECLAB_EXPERIMENT_ID", "Value.$": "$.record.experiment_id"},
+                            {"Name": "CODECLAB_TIMESTAMP", "Value.$": "States.Format('{}', $.record.timestamp)"},
+                        ],
+                    },
+                    "Timeout": {"AttemptDurationSeconds.$": "$.record.timeout_seconds"},
+                },
+                "TimeoutSecondsPath": "$.record.run_timeout_seconds",
+                "ResultSelector": {
+                    "JobId.$": "$.JobId",
+                    "JobName.$": "$.JobName",
+                    "Status.$": "$.Status",
+                    "StatusReason.$": "$.StatusReason",
+                },
+                "ResultPath": "$.job",
+            },
+        )
+        # Only Batch's API throttling or outage; a failed job goes to the Catch with Batch's own verdict.
+        state.add_retry(
+            errors=["Batch.AWSBatchException"], interval=Duration.seconds(5), backoff_rate=2, max_attempts=3
+        )
+        return state
+
+    def _record_result(self, function: lambda_.IFunction) -> tasks.LambdaInvoke:
+        return self._invoke(
+            "RecordResult",
+            function,
+            {
+                "experiment_id.$": "$.record.experiment_id",
+                "timestamp.$": "$.record.timestamp",
+                "result_uri.$": "$.record.result_uri",
+                "job_id.$": "$.job.JobId",
+            },
+            result_path="$.result",
+        )
+
+    def _notify(self, mark_failed: sfn.IChainable) -> sfn.Choice:
+        succeeded = sfn.Succeed(self, "Succeeded")
+        notify_success = self._catch_into(
+            self._publish(
+                "NotifySuccess",
+                subject=sfn.JsonPath.format("codeclab SUCCEEDED {}", sfn.JsonPath.string_at("$.record.experiment_id")),
+                message=sfn.TaskInput.from_json_path_at("$.result.summary"),
+            ),
+            mark_failed,
+        )
+        # is_present first: a Choice has no Catch, and a missing field would end the execution with a runtime error.
+        wanted = sfn.Condition.and_(
+            sfn.Condition.is_present("$.record.notify_on_success"),
+            sfn.Condition.boolean_equals("$.record.notify_on_success", True),
+        )
+        return sfn.Choice(self, "Notify").when(wanted, notify_success.next(succeeded)).otherwise(succeeded)
+
+    def _mark_failed(self, function: lambda_.IFunction, failed: sfn.Fail) -> tasks.LambdaInvoke:
+        mark_failed = self._invoke(
+            "MarkFailed",
+            function,
+            {"input.$": "$", "execution_arn.$": "$$.Execution.Id"},
+            result_path="$.failure",
+        )
+        alert = self._publish(
+            "Alert",
+            subject=sfn.JsonPath.string_at("$.failure.alert_subject"),
+            message=sfn.TaskInput.from_json_path_at("$.failure.alert_message"),
+        )
+        # When MarkFailed itself failed there is no $.failure to format, so the raw state goes out instead.
+        alert_raw = self._publish(
+            "AlertRaw",
+            subject="codeclab FAILED and the record could not be updated",
+            message=sfn.TaskInput.from_text(sfn.JsonPath.json_to_string(sfn.JsonPath.entire_payload)),
+        )
+        for publish in (alert, alert_raw):
+            publish.add_catch(failed, errors=ALL_ERRORS, result_path="$.alert_error")
+            publish.next(failed)
+        mark_failed.add_catch(alert_raw, errors=ALL_ERRORS, result_path="$.mark_failed_error")
+        mark_failed.next(alert)
+        return mark_failed
+
+    def _invoke(
+        self, name: str, function: lambda_.IFunction, payload: dict[str, str], result_path: str
+    ) -> tasks.LambdaInvoke:
+        task = tasks.LambdaInvoke(
+            self,
+            name,
+            lambda_function=function,
+            payload=sfn.TaskInput.from_object(payload),
+            payload_response_only=True,
+            result_path=result_path,
+            retry_on_service_exceptions=False,  # replaced by the explicit policy below
+            task_timeout=STEP_TIMEOUT,
+        )
+        task.add_retry(errors=LAMBDA_SERVICE_ERRORS, interval=Duration.seconds(2), backoff_rate=2, max_attempts=4)
+        return task
+
+    def _publish(self, name: str, *, subject: str, message: sfn.TaskInput) -> tasks.SnsPublish:
+        return tasks.SnsPublish(
+            self, name, topic=self._topic, subject=subject, message=message, task_timeout=STEP_TIMEOUT
+        )
+
+    @staticmethod
+    def _catch_into(state: _Catching, mark_failed: sfn.IChainable) -> _Catching:
+        state.add_catch(mark_failed, errors=ALL_ERRORS, result_path="$.error")
+        return state
+
+    def _grant_batch(self, gpu: GpuBatch) -> None:
+        """What BatchSubmitJob would have granted for .sync, which the custom state must grant itself."""
+        stack = Stack.of(self)
+        for statement in (
+            iam.PolicyStatement(
+                actions=["batch:SubmitJob"],
+                resources=[gpu.job_definition.job_definition_arn, gpu.queue.job_queue_arn],
+            ),
+            # Stops the job when the state times out or the execution is stopped.
+            iam.PolicyStatement(
+                actions=["batch:TerminateJob"],
+                resources=[self._jobs_arn],
+            ),
+            iam.PolicyStatement(actions=["batch:DescribeJobs"], resources=["*"]),
+            iam.PolicyStatement(
+                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                resources=[stack.format_arn(service="events", resource="rule/StepFunctionsGetEventsForBatchJobsRule")],
+            ),
+        ):
+            self.state_machine.add_to_role_policy(statement)
+
+    @property
+    def _jobs_arn(self) -> str:
+        return Stack.of(self).format_arn(service="batch", resource="job", resource_name="*")
+
+    def _acknowledge_wildcards(self, handlers: Handlers) -> None:
+        role = self.state_machine.role
+        acknowledge(
+            role,
+            "IAM5",
+            "Resource '*' covers only actions without resource-level permissions: batch:DescribeJobs, the "
+            "CloudWatch Logs delivery actions for execution logging, and X-Ray's PutTraceSegments/PutTelemetryRecords.",
+            finding="Resource::*",
+        )
+        acknowledge(
+            role,
+            "IAM5",
+            "Batch job ids exist only after SubmitJob, so TerminateJob (used to stop a job when its state times "
+            "out or the execution is stopped) can only be scoped to this account's and region's jobs.",
+            finding=resource_finding(self, self._jobs_arn),
+        )
+        for function in (handlers.create_record, handlers.record_result, handlers.mark_failed):
+            acknowledge(
+                role,
+                "IAM5",
+                "CDK's LambdaInvoke also grants the function's versions and aliases (<arn>:*); the wildcard is "
+                "limited to this one function's own qualifiers.",
+                finding=resource_finding(self, f"{function.function_arn}:*"),
+            )
+        acknowledge(
+            Stack.of(self),
+            "IAM5",
+            "Execution names are experiment ids minted at run time, so execution-level actions (describe, stop) "
+            "are scoped to all executions of this one state machine and nothing wider.",
+            finding=resource_finding(self, self.executions_arn),
+        )

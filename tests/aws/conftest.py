@@ -1,0 +1,105 @@
+"""moto stands in for AWS: the table is created from the synthesized template's own definition."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from codeclab.experiments.services import Services
+from codeclab.experiments.store import ExperimentStore
+from tests.conftest import REPO
+
+TABLE, BUCKET = "experiments-test", "artifacts-test"
+LAMBDA_ENV = {
+    "TABLE_NAME": TABLE,
+    "ARTIFACT_BUCKET": BUCKET,
+    "MAX_TIMEOUT_SECONDS": "3600",
+    "POWERTOOLS_SERVICE_NAME": "codeclab",
+    "POWERTOOLS_METRICS_NAMESPACE": "codeclab",
+    "POWERTOOLS_TRACE_DISABLED": "1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def table_definition() -> dict[str, Any]:
+    """KeySchema, attributes and GSIs exactly as the CDK stack synthesizes them."""
+    from aws_cdk.assertions import Template
+
+    from app import build_app
+
+    _app, stack = build_app()
+    tables = Template.from_stack(stack).find_resources("AWS::DynamoDB::Table")
+    (table,) = tables.values()
+    props = table["Properties"]
+    return {k: props[k] for k in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes")}
+
+
+@pytest.fixture
+def aws(table_definition: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in LAMBDA_ENV.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        boto3.client("dynamodb").create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST", **table_definition)
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        yield
+
+
+@pytest.fixture
+def state_machine_arn(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    definition = {"StartAt": "Wait", "States": {"Wait": {"Type": "Pass", "End": True}}}
+    arn = boto3.client("stepfunctions").create_state_machine(
+        name="codeclab-test", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+    )["stateMachineArn"]
+    monkeypatch.setenv("STATE_MACHINE_ARN", arn)
+    return arn
+
+
+@pytest.fixture
+def services(aws: None) -> Services:
+    return Services(store=ExperimentStore(TABLE), bucket=BUCKET, max_timeout_seconds=3600)
+
+
+@pytest.fixture
+def handlers(aws: None, state_machine_arn: str) -> dict[str, ModuleType]:
+    """The real handler modules, imported inside the mock so their module-scope clients are mocked."""
+    sys.path.insert(0, str(REPO / "lambdas"))
+    try:
+        names = ("create_record", "record_result", "mark_failed", "reconcile", "api")
+        return {name: importlib.reload(importlib.import_module(name)) for name in names}
+    finally:
+        sys.path.remove(str(REPO / "lambdas"))
+
+
+class FakeContext:
+    """The Lambda context object's shape (Powertools reads these fields)."""
+
+    function_name = "codeclab-test"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:codeclab-test"
+    aws_request_id = "req-1"
+
+
+@pytest.fixture
+def context() -> FakeContext:
+    return FakeContext()
+
+
+def spec(**codec_params: Any) -> dict[str, Any]:
+    return {
+        "name": "carphone-jpeg",
+        "source": {"clip": "builtin:carphone", "frames": 4},
+        "codec": {"name": "jpeg", "params": codec_params or {"quality": 50}},
+    }
+
+
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

@@ -1,0 +1,139 @@
+"""The API handler through API Gateway proxy events: right codes, and never a 500 for bad input."""
+
+from __future__ import annotations
+
+import json
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+
+from codeclab.experiments.ids import experiment_id_for, new_experiment_id
+from tests.aws.conftest import FakeContext, spec
+
+
+def call(
+    handlers: dict[str, ModuleType],
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict | None = None,
+    query: dict | None = None,
+) -> tuple[int, dict]:
+    event = {
+        "httpMethod": method,
+        "path": path,
+        "resource": path,
+        "headers": headers or {},
+        "multiValueHeaders": {},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "body": body if body is None or isinstance(body, str) else json.dumps(body),
+        "isBase64Encoded": False,
+        "requestContext": {"requestId": "r-1", "stage": "v1", "httpMethod": method, "path": path},
+    }
+    response = handlers["api"].handler(event, FakeContext())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def executions(state_machine_arn: str) -> list[dict]:
+    return boto3.client("stepfunctions").list_executions(stateMachineArn=state_machine_arn)["executions"]
+
+
+def test_post_starts_an_execution_named_after_the_experiment(handlers, state_machine_arn) -> None:
+    status, body = call(handlers, "POST", "/experiments", spec())
+    assert status == 202
+    assert body["status_url"] == f"/experiments/{body['experiment_id']}"
+    (execution,) = executions(state_machine_arn)
+    assert execution["name"] == body["experiment_id"] and execution["executionArn"] == body["execution_arn"]
+    started = boto3.client("stepfunctions").describe_execution(executionArn=body["execution_arn"])
+    assert json.loads(started["input"]) == {"spec": spec()}
+
+
+def test_a_retried_post_with_the_same_idempotency_key_is_one_experiment(handlers, state_machine_arn) -> None:
+    first = call(handlers, "POST", "/experiments", spec(), headers={"Idempotency-Key": "run-42"})
+    second = call(handlers, "POST", "/experiments", spec(), headers={"idempotency-key": "run-42"})
+    assert first == second and first[0] == 202
+    assert first[1]["experiment_id"] == experiment_id_for("run-42")
+    assert len(executions(state_machine_arn)) == 1
+
+
+def test_an_invalid_spec_is_400_with_the_path_and_starts_nothing(handlers, state_machine_arn) -> None:
+    status, body = call(handlers, "POST", "/experiments", spec(quality=101))
+    assert status == 400
+    assert body["errors"] == [{"path": "$.codec.params.quality", "message": "101 is greater than the maximum of 100"}]
+    assert executions(state_machine_arn) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{not json",
+        "",
+        "[]",
+        "null",
+        "42",
+        '"spec"',
+        json.dumps({"spec": spec()}),
+        json.dumps({"name": "x" * 500}),
+        json.dumps({**spec(), "source": {"clip": "s3://"}}),
+        "\udcff",
+        json.dumps({**spec(), "codec": "x264"}),
+    ],
+)
+def test_malformed_bodies_are_400_never_500(handlers, state_machine_arn, body: str) -> None:
+    status, payload = call(handlers, "POST", "/experiments", body)
+    assert status == 400, payload
+    assert payload["message"]
+    assert executions(state_machine_arn) == []
+
+
+def test_get_returns_the_record_and_404s_unknown_ids(handlers, services) -> None:
+    key, _ = services.store.create(new_experiment_id(), spec())
+    status, body = call(handlers, "GET", f"/experiments/{key.experiment_id}")
+    assert status == 200 and body["status"] == "QUEUED" and body["timestamp"] == key.timestamp
+    assert call(handlers, "GET", f"/experiments/{new_experiment_id()}")[0] == 404
+    assert call(handlers, "GET", "/experiments/../../etc")[0] == 404
+    assert call(handlers, "GET", "/experiments/exp_%27%20OR%201=1")[0] == 404
+
+
+def test_list_by_status_paginates_and_rejects_bad_parameters(handlers, services) -> None:
+    for _ in range(3):
+        services.store.create(new_experiment_id(), spec())
+    status, page = call(handlers, "GET", "/experiments", query={"status": "QUEUED", "limit": "2"})
+    assert status == 200 and len(page["items"]) == 2 and page["next_token"]
+    status, rest = call(handlers, "GET", "/experiments", query={"status": "QUEUED", "next_token": page["next_token"]})
+    assert status == 200 and len(rest["items"]) == 1 and rest["next_token"] is None
+    for query in (
+        {},
+        {"status": "PROCESSING"},
+        {"status": "QUEUED", "limit": "0"},
+        {"status": "QUEUED", "limit": "x"},
+        {"status": "QUEUED", "next_token": "garbage!"},
+        {"status": "QUEUED", "next_token": "e30="},
+    ):
+        assert call(handlers, "GET", "/experiments", query=query)[0] == 400, query
+
+
+def test_cancel_stops_the_execution_and_aborts_the_record(handlers, state_machine_arn) -> None:
+    _, submitted = call(handlers, "POST", "/experiments", spec())
+    experiment_id = submitted["experiment_id"]
+    create_event = {
+        "input": {"spec": spec()},
+        "execution_arn": submitted["execution_arn"],
+        "execution_name": experiment_id,
+    }
+    handlers["create_record"].handler(create_event, FakeContext())
+    status, body = call(handlers, "POST", f"/experiments/{experiment_id}/cancel")
+    assert (status, body) == (202, {"experiment_id": experiment_id, "status": "ABORTED"})
+    described = boto3.client("stepfunctions").describe_execution(executionArn=submitted["execution_arn"])
+    assert described["status"] == "ABORTED"
+    assert call(handlers, "POST", f"/experiments/{experiment_id}/cancel")[0] == 409
+    assert call(handlers, "POST", f"/experiments/{new_experiment_id()}/cancel")[0] == 404
+
+
+def test_unknown_routes_are_404(handlers) -> None:
+    assert call(handlers, "GET", "/nope")[0] == 404
+    assert call(handlers, "DELETE", "/experiments")[0] == 404

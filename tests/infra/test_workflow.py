@@ -1,0 +1,179 @@
+"""The synthesized state machine: its shape, timeouts, retries, and that every failure ends alerted and Failed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stacks.workflow import LAMBDA_SERVICE_ERRORS
+
+LAMBDA_TASKS = ["CreateRecord", "RecordResult", "MarkFailed"]
+GUARDED_TASKS = ["CreateRecord", "RunCodec", "RecordResult", "NotifySuccess"]
+
+
+def states(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return definition["States"]
+
+
+def successors(state: dict[str, Any]) -> list[str]:
+    nexts = [state["Next"]] if "Next" in state else []
+    nexts += [catch["Next"] for catch in state.get("Catch", [])]
+    nexts += [choice["Next"] for choice in state.get("Choices", [])]
+    nexts += [state["Default"]] if "Default" in state else []
+    return nexts
+
+
+def paths_from(definition: dict[str, Any], start: str) -> list[list[str]]:
+    """Every path from start to a terminal state (the failure side has no loops)."""
+    state = states(definition)[start]
+    following = successors(state)
+    if not following:
+        return [[start]]
+    return [[start, *rest] for name in following for rest in paths_from(definition, name)]
+
+
+def is_sns_publish(state: dict[str, Any]) -> bool:
+    return state.get("Type") == "Task" and state.get("Resource", "").endswith(":states:::sns:publish")
+
+
+def test_the_states_are_exactly_the_designed_ones(definition):
+    assert definition["StartAt"] == "CreateRecord"
+    assert set(states(definition)) == {
+        "CreateRecord",
+        "RunCodec",
+        "RecordResult",
+        "Notify",
+        "NotifySuccess",
+        "Succeeded",
+        "MarkFailed",
+        "Alert",
+        "AlertRaw",
+        "Failed",
+    }
+    happy = [s for s in paths_from(definition, "CreateRecord") if "MarkFailed" not in s]
+    assert happy == [
+        ["CreateRecord", "RunCodec", "RecordResult", "Notify", "NotifySuccess", "Succeeded"],
+        ["CreateRecord", "RunCodec", "RecordResult", "Notify", "Succeeded"],
+    ]
+
+
+def test_jsonpath_only_and_a_machine_level_timeout(definition):
+    assert definition.get("QueryLanguage", "JSONPath") == "JSONPath"
+    assert all(s.get("QueryLanguage", "JSONPath") == "JSONPath" for s in states(definition).values())
+    # every attempt of the longest job, the wait for capacity and a margin, then room for the Lambda steps
+    assert definition["TimeoutSeconds"] == 3 * 21600 + 1800 + 600 + 1800
+
+
+def test_run_codec_submits_the_job_with_the_records_command_and_limits(definition):
+    run = states(definition)["RunCodec"]
+    assert run["Type"] == "Task"
+    assert run["Resource"].endswith(":states:::batch:submitJob.sync")
+    params = run["Parameters"]
+    assert params["JobName.$"] == "$.record.job_name"
+    assert params["ContainerOverrides"]["Command.$"] == "$.record.command"
+    assert params["ContainerOverrides"]["Environment"] == [
+        {"Name": "CODECLAB_EXPERIMENT_ID", "Value.$": "$.record.experiment_id"},
+        {"Name": "CODECLAB_TIMESTAMP", "Value.$": "States.Format('{}', $.record.timestamp)"},
+    ]
+    assert params["Timeout"] == {"AttemptDurationSeconds.$": "$.record.timeout_seconds"}
+    # the state outlasts Batch's own limits, so their precise reasons reach the record
+    assert run["TimeoutSecondsPath"] == "$.record.run_timeout_seconds"
+    assert "HeartbeatSeconds" not in run
+    assert set(run["ResultSelector"]) == {"JobId.$", "JobName.$", "Status.$", "StatusReason.$"}
+    assert run["ResultPath"] == "$.job"
+
+
+def test_run_codec_retries_only_batch_api_errors(definition):
+    (retry,) = states(definition)["RunCodec"]["Retry"]
+    assert retry == {
+        "ErrorEquals": ["Batch.AWSBatchException"],
+        "IntervalSeconds": 5,
+        "BackoffRate": 2,
+        "MaxAttempts": 3,
+    }
+
+
+@pytest.mark.parametrize("name", LAMBDA_TASKS)
+def test_lambda_tasks_retry_only_lambda_service_errors(definition, name):
+    state = states(definition)[name]
+    assert state["Retry"] == [
+        {"ErrorEquals": LAMBDA_SERVICE_ERRORS, "IntervalSeconds": 2, "BackoffRate": 2, "MaxAttempts": 4}
+    ]
+    assert state["TimeoutSeconds"] == 60
+
+
+def test_lambda_payloads_and_result_paths(definition):
+    create, record, mark = (states(definition)[n] for n in LAMBDA_TASKS)
+    assert create["Parameters"] == {
+        "input.$": "$",
+        "execution_arn.$": "$$.Execution.Id",
+        "execution_name.$": "$$.Execution.Name",
+    }
+    assert create["ResultPath"] == "$.record"
+    assert record["Parameters"] == {
+        "experiment_id.$": "$.record.experiment_id",
+        "timestamp.$": "$.record.timestamp",
+        "result_uri.$": "$.record.result_uri",
+        "job_id.$": "$.job.JobId",
+    }
+    assert record["ResultPath"] == "$.result"
+    assert mark["Parameters"] == {"input.$": "$", "execution_arn.$": "$$.Execution.Id"}
+    assert mark["ResultPath"] == "$.failure"
+    # payload_response_only: the function ARN itself is the resource, so ResultPath gets the handler's return.
+    assert all(":states:::lambda:invoke" not in s["Resource"] for s in (create, record, mark))
+
+
+def test_every_task_catches_everything_and_has_a_timeout(definition):
+    tasks = {name: s for name, s in states(definition).items() if s["Type"] == "Task"}
+    assert len(tasks) == 7
+    for name, state in tasks.items():
+        assert any(c["ErrorEquals"] == ["States.ALL"] for c in state.get("Catch", [])), name
+        assert "TimeoutSeconds" in state or "TimeoutSecondsPath" in state, name
+
+
+@pytest.mark.parametrize("name", GUARDED_TASKS)
+def test_a_failing_step_goes_to_mark_failed_with_the_error(definition, name):
+    (catch,) = states(definition)[name]["Catch"]
+    assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkFailed"}
+
+
+def test_every_failure_path_alerts_then_ends_failed(definition):
+    failure_paths = paths_from(definition, "MarkFailed")
+    assert {tuple(p) for p in failure_paths} >= {
+        ("MarkFailed", "Alert", "Failed"),
+        ("MarkFailed", "AlertRaw", "Failed"),
+    }
+    for path in failure_paths:
+        assert any(is_sns_publish(states(definition)[name]) for name in path), path
+        assert states(definition)[path[-1]]["Type"] == "Fail", path
+    assert states(definition)["Failed"]["Error"] == "ExperimentFailed"
+
+
+def test_alerts_take_their_text_from_mark_failed_or_the_raw_state(definition):
+    alert, raw = states(definition)["Alert"], states(definition)["AlertRaw"]
+    assert alert["Parameters"]["Subject.$"] == "$.failure.alert_subject"
+    assert alert["Parameters"]["Message.$"] == "$.failure.alert_message"
+    assert raw["Parameters"]["Message.$"] == "States.JsonToString($)"
+    assert states(definition)["MarkFailed"]["Catch"][0]["Next"] == "AlertRaw"
+
+
+def test_success_notification_only_when_asked(definition):
+    notify = states(definition)["Notify"]
+    (choice,) = notify["Choices"]
+    assert {"Variable": "$.record.notify_on_success", "BooleanEquals": True} in choice["And"]
+    assert choice["Next"] == "NotifySuccess"
+    assert notify["Default"] == "Succeeded"
+    assert states(definition)["NotifySuccess"]["Parameters"]["Message.$"] == "$.result.summary"
+
+
+def test_logging_and_tracing(synth):
+    _, machine = synth.only("AWS::StepFunctions::StateMachine")
+    props = machine["Properties"]
+    assert props["StateMachineType"] == "STANDARD"
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    assert props["LoggingConfiguration"]["IncludeExecutionData"] is True
+    (destination,) = props["LoggingConfiguration"]["Destinations"]
+    group_id = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+    assert "KmsKeyId" in synth.resources[group_id]["Properties"]
