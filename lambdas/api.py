@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from observability import logger, metrics, tracer
+from observability import observed
 
 from codeclab.experiments import api
 from codeclab.experiments.services import Services
@@ -23,7 +23,7 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 @app.post("/experiments")
 def submit() -> Response:
     event = app.current_event
-    key = event.get_header_value("Idempotency-Key", case_sensitive=False)
+    key = event.headers.get("Idempotency-Key")  # Powertools headers are case-insensitive
     return _json(202, api.submit(event.body, key, services))
 
 
@@ -47,8 +47,6 @@ def api_error(error: api.ApiError) -> Response:
     return _json(error.status, error.body())
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed("requestContext.requestId")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

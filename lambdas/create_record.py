@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from observability import count, logger, metrics, tracer
+from observability import count, logger, observed
 
 from codeclab.experiments.services import Services
 from codeclab.experiments.workflow_steps import create_record
@@ -13,9 +13,7 @@ from codeclab.experiments.workflow_steps import create_record
 services = Services.from_environment()
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     record = create_record(event, services)
     logger.set_correlation_id(record["experiment_id"])

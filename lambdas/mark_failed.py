@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from observability import count, logger, metrics, tracer
+from observability import count, logger, observed
 
 from codeclab.experiments.services import Services
 from codeclab.experiments.workflow_steps import mark_failed
@@ -13,9 +13,7 @@ from codeclab.experiments.workflow_steps import mark_failed
 services = Services.from_environment()
 
 
-@logger.inject_lambda_context(correlation_id_path="input.record.experiment_id")
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed("input.record.experiment_id")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcome = mark_failed(event, services)
     logger.warning("experiment failed", extra={"outcome": outcome})

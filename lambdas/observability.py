@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -14,3 +17,16 @@ def count(name: str, codec: str | None) -> None:
     """One of Started, Succeeded or Failed, by codec."""
     metrics.add_dimension("codec", codec or "unknown")
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def observed(correlation_id_path: str | None = None) -> Callable[[Handler], Handler]:
+    """Structured logs with the experiment id as correlation id, a trace, and metrics flushed per call."""
+
+    def wrap(handler: Handler) -> Handler:
+        traced = tracer.capture_lambda_handler(metrics.log_metrics(handler))
+        return logger.inject_lambda_context(traced, correlation_id_path=correlation_id_path)
+
+    return wrap

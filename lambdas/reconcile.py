@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from observability import count, logger, metrics, tracer
+from observability import count, logger, observed
 
 from codeclab.experiments.services import Services
 from codeclab.experiments.workflow_steps import reconcile
@@ -13,9 +13,7 @@ from codeclab.experiments.workflow_steps import reconcile
 services = Services.from_environment()
 
 
-@logger.inject_lambda_context(correlation_id_path="detail.name")
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@observed("detail.name")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     outcome = reconcile(event, services)
     logger.info("reconciled", extra={"outcome": outcome})
