@@ -15,6 +15,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from codeclab.experiments.limits import JOB_ATTEMPTS
+from codeclab.experiments.progress import PROGRESS_TABLE_ENV
 from stacks.logs import EncryptedLogs
 from stacks.nag import acknowledge
 from stacks.settings import JOB_VCPUS, Settings
@@ -64,7 +65,7 @@ class GpuBatch(Construct):
         )
         storage.grant_objects(self.job_role, "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
         storage.grant_table(self.job_role, "dynamodb:GetItem", "dynamodb:UpdateItem")
-        self.job_definition = self._job_definition(settings, logs)
+        self.job_definition = self._job_definition(settings, storage, logs)
 
     def _vpc(self, flow_log_bucket: s3.IBucket) -> ec2.Vpc:
         # Public subnets only, no NAT gateway: instances get public IPs and reach ECR, ECS, CloudWatch and
@@ -154,7 +155,7 @@ class GpuBatch(Construct):
             ],
         )
 
-    def _job_definition(self, settings: Settings, logs: EncryptedLogs) -> batch.EcsJobDefinition:
+    def _job_definition(self, settings: Settings, storage: Storage, logs: EncryptedLogs) -> batch.EcsJobDefinition:
         container = batch.EcsEc2ContainerDefinition(
             self,
             "WorkerContainer",
@@ -169,6 +170,8 @@ class GpuBatch(Construct):
             cpu=JOB_VCPUS,
             memory=JOB_MEMORY,
             command=["--help"],  # every job overrides it with the spec and its output prefix
+            # the worker reports progress (and RUNNING) to the experiment's item; the job adds its key
+            environment={PROGRESS_TABLE_ENV: storage.table.table_name},
             job_role=self.job_role,
             logging=ecs.LogDrivers.aws_logs(stream_prefix="worker", log_group=logs.group(self, "WorkerLogs")),
         )

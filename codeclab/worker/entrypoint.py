@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from codeclab.experiments import SpecError, validate_spec
+from codeclab.experiments.progress import RecordProgress
 from codeclab.worker.artifacts import ArtifactStore, open_store
 from codeclab.worker.errors import InvalidInput, Stalled, WorkerError
 from codeclab.worker.faults import fault_from_env
@@ -181,7 +182,11 @@ class _LogSink:
 
 
 def _sinks() -> list[ProgressSink]:
-    return [_LogSink()]
+    sinks: list[ProgressSink] = [_LogSink()]
+    record = RecordProgress.from_environment()
+    if record is not None:
+        sinks.append(lambda event: record.report(event.stage, event.frames_done, event.frames_total))
+    return sinks
 
 
 def _log_to(path: Path, quiet: bool) -> list[logging.Handler]:

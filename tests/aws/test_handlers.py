@@ -203,3 +203,16 @@ def test_reconcile_uses_the_arn_for_console_executions(handlers, context) -> Non
     )
     event = {"detail": {"executionArn": arn, "name": "console-run-2", "status": "ABORTED"}}
     assert handlers["reconcile"].handler(event, context)["status"] == "ABORTED"
+
+
+def test_the_worker_marks_running_and_records_progress(handlers, context, monkeypatch) -> None:
+    record = create(handlers, context)
+    monkeypatch.setenv("CODECLAB_TABLE", TABLE)
+    monkeypatch.setenv("CODECLAB_EXPERIMENT_ID", record["experiment_id"])
+    monkeypatch.setenv("CODECLAB_TIMESTAMP", str(record["timestamp"]))
+    run_worker_into(record["artifact_prefix"])
+    item = item_of(record)
+    assert item["status"] == "RUNNING"
+    assert item["progress"]["stage"] == "metrics" and item["progress"]["frames_done"] == 4
+    handlers["record_result"].handler({k: record[k] for k in ("experiment_id", "timestamp", "result_uri")}, context)
+    assert [h["status"] for h in item_of(record)["history"]] == ["QUEUED", "RUNNING", "SUCCEEDED"]

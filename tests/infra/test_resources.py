@@ -117,6 +117,9 @@ def test_job_definition_has_one_gpu_and_retries_only_lost_hosts(synth):
     assert requirements["VCPU"] == "4"
     assert 14 * 1024 <= int(requirements["MEMORY"]) <= 15 * 1024
     assert container["Command"] == ["--help"]
+    # the worker writes RUNNING and its progress to the experiment's item in this table
+    table = synth.logical_id(synth.stack.storage.table)
+    assert container["Environment"] == [{"Name": "CODECLAB_TABLE", "Value": {"Ref": table}}]
     retry = job["Properties"]["RetryStrategy"]
     assert retry["Attempts"] == 3
     *retries, last = retry["EvaluateOnExit"]
