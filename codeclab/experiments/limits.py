@@ -10,9 +10,9 @@ MIN_JOB_SECONDS = 60
 RUN_MARGIN_SECONDS = 600
 
 
-def job_timeout(spec_seconds: int, cap_seconds: int) -> int:
+def job_timeout(spec_seconds: int, cap_seconds: int, floor_seconds: int = MIN_JOB_SECONDS) -> int:
     """Batch's attempt duration: the spec's limit, capped by the stack, at least Batch's minimum."""
-    return max(MIN_JOB_SECONDS, min(spec_seconds, cap_seconds))
+    return max(floor_seconds, min(spec_seconds, cap_seconds))
 
 
 def run_codec_timeout(job_seconds: int, runnable_seconds: int) -> int:

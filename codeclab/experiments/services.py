@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 
+from codeclab.experiments.limits import MIN_JOB_SECONDS
 from codeclab.experiments.store import ExperimentStore
 
 DEFAULT_MAX_TIMEOUT_SECONDS = 21600
@@ -21,6 +22,7 @@ class Services:
     state_machine_arn: str = ""
     max_timeout_seconds: int = DEFAULT_MAX_TIMEOUT_SECONDS
     runnable_timeout_seconds: int = DEFAULT_RUNNABLE_TIMEOUT_SECONDS
+    min_job_seconds: int = MIN_JOB_SECONDS
     notify_on_success: bool = False
     s3: Any = field(default_factory=lambda: boto3.client("s3"))
     sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions"))
@@ -35,6 +37,7 @@ class Services:
             state_machine_arn=env.get("STATE_MACHINE_ARN", ""),
             max_timeout_seconds=int(env.get("MAX_TIMEOUT_SECONDS", DEFAULT_MAX_TIMEOUT_SECONDS)),
             runnable_timeout_seconds=int(env.get("RUNNABLE_TIMEOUT_SECONDS", DEFAULT_RUNNABLE_TIMEOUT_SECONDS)),
+            min_job_seconds=int(env.get("MIN_JOB_SECONDS", MIN_JOB_SECONDS)),
             notify_on_success=env.get("NOTIFY_ON_SUCCESS", "false").lower() == "true",
         )
 

@@ -45,7 +45,7 @@ def create_record(event: dict[str, Any], services: Services) -> dict[str, Any]:
         raise SpecError([problem], origin="execution input spec")
     experiment_id = experiment_id_of_execution(event.get("execution_name", ""), event.get("execution_arn", ""))
     codec = spec["codec"]["name"]
-    job_seconds = job_timeout(spec["limits"]["timeout_seconds"], services.max_timeout_seconds)
+    job_seconds = job_timeout(spec["limits"]["timeout_seconds"], services.max_timeout_seconds, services.min_job_seconds)
     key, created = services.store.create(experiment_id, spec, execution_arn=event.get("execution_arn", ""), codec=codec)
     prefix = services.artifact_prefix(experiment_id)
     spec_uri = f"{prefix}/spec.json"

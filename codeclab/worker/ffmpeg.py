@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import threading
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext, suppress
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import imageio_ffmpeg
 
+from codeclab.worker.processes import kill_process_group
 from codeclab.worker.video import FrameCallback
 
 _active: set[subprocess.Popen[bytes]] = set()
@@ -84,7 +84,7 @@ def run_ffmpeg(
             with _active_lock:
                 _active.discard(proc)
             if proc.poll() is None:
-                _kill_group(proc)
+                kill_process_group(proc)
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
     if returncode != 0:
@@ -97,13 +97,7 @@ def kill_all() -> None:
     with _active_lock:
         procs = list(_active)
     for proc in procs:
-        _kill_group(proc)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with suppress(ProcessLookupError):  # it may have exited already
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+        kill_process_group(proc)
 
 
 def _stdout_target(path: Path | None) -> AbstractContextManager[Any]:

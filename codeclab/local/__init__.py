@@ -1,0 +1,1 @@
+"""Local mode: the synthesized workflow running against a local AWS emulator (moto)."""

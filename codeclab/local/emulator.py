@@ -1,0 +1,283 @@
+"""The local AWS: moto in server mode on loopback, with the stack deployed from its own template.
+
+The same boto3 code paths as on AWS reach it through AWS_ENDPOINT_URL. Lambda invokes run the
+real handlers in this process, and Batch jobs run the worker as a local process (patches.py).
+moto has no EventBridge delivery of Step Functions status changes, so `reconcile_ended` plays
+that rule's part and invokes the Reconcile function itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import logging
+import os
+import socket
+import sys
+import zipfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import requests
+from moto.server import ThreadedMotoServer
+
+from codeclab.experiments.services import Services
+from codeclab.experiments.store import ExperimentStore
+from codeclab.local import patches
+from codeclab.local.jobs import JobDefinition, LocalJobRunner
+from codeclab.local.template import ACCOUNT, REGION, REPO, Resolver, synthesized_template
+
+log = logging.getLogger("codeclab.local")
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
+# Local jobs may be shorter than Batch's 60 s minimum attempt duration (tests use a few seconds).
+LOCAL_MIN_JOB_SECONDS = "1"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/codeclab-local"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalCloud:
+    """Start with `with LocalCloud(cdk_out) as cloud:`; everything is gone when the block ends."""
+
+    def __init__(self, cdk_out: Path = REPO / "cdk.out", quiet: bool = True) -> None:
+        self.template = synthesized_template(cdk_out)
+        self.resolver = Resolver(self.template)
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._quiet = quiet
+        self._server: ThreadedMotoServer | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self._handlers: dict[str, ModuleType] = {}
+        self.alert_queue_url = ""
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> LocalCloud:
+        self._set_env({"MOTO_PORT": str(self.port)})  # moto's integrations call localhost:$MOTO_PORT
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        requests.post(
+            f"{self.endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10
+        )
+        self._set_env({**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION,
+                       **self._lambda_environment()})  # fmt: skip
+        patches.install(self._run_lambda, self._job_runner())
+        self._deploy()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        patches.uninstall()
+        if self._server is not None:
+            self._server.stop()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        for module in self._handlers:
+            sys.modules.pop(module, None)
+        sys.modules.pop("observability", None)
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+
+    # -- what the stack defines ----------------------------------------------------------
+    def _one(self, resource_type: str) -> tuple[str, dict[str, Any]]:
+        (item,) = self.resolver.of_type(resource_type).items()
+        return item
+
+    @property
+    def table_name(self) -> str:
+        return self.resolver.ref(self._one("AWS::DynamoDB::Table")[0])
+
+    @property
+    def state_machine_arn(self) -> str:
+        return self.resolver.ref(self._one("AWS::StepFunctions::StateMachine")[0])
+
+    @property
+    def bucket(self) -> str:
+        environment = self._lambda_environment()
+        return environment["ARTIFACT_BUCKET"]
+
+    def services(self) -> Services:
+        return Services(
+            store=ExperimentStore(self.table_name), bucket=self.bucket, state_machine_arn=self.state_machine_arn
+        )
+
+    def _functions(self) -> dict[str, dict[str, Any]]:
+        return self.resolver.of_type("AWS::Lambda::Function")
+
+    def _lambda_environment(self) -> dict[str, str]:
+        """The functions' variables, resolved; they share one process here, so one merged set."""
+        merged: dict[str, str] = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true",
+                                  "MIN_JOB_SECONDS": LOCAL_MIN_JOB_SECONDS}  # fmt: skip
+        if self._quiet:
+            merged["POWERTOOLS_LOG_LEVEL"] = "ERROR"
+        for resource in self._functions().values():
+            variables = resource["Properties"].get("Environment", {}).get("Variables", {})
+            merged.update({k: str(v) for k, v in self.resolver.resolve(variables).items()})
+        return merged
+
+    # -- deploy --------------------------------------------------------------------------
+    def _deploy(self) -> None:
+        self._deploy_table()
+        for logical_id in self.resolver.of_type("AWS::S3::Bucket"):
+            boto3.client("s3").create_bucket(Bucket=self.resolver.ref(logical_id))
+        self._deploy_alerts()
+        self._deploy_functions()
+        _, machine = self._one("AWS::StepFunctions::StateMachine")
+        definition = self.resolver.resolve(machine["Properties"]["DefinitionString"])
+        boto3.client("stepfunctions").create_state_machine(
+            name=self.resolver.get_att(self._one("AWS::StepFunctions::StateMachine")[0], "Name"),
+            definition=definition,
+            roleArn=ROLE_ARN,
+            type="STANDARD",
+        )
+
+    def _deploy_table(self) -> None:
+        logical_id, table = self._one("AWS::DynamoDB::Table")
+        props = table["Properties"]
+        boto3.client("dynamodb").create_table(
+            TableName=self.resolver.ref(logical_id),
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=props["KeySchema"],
+            AttributeDefinitions=props["AttributeDefinitions"],
+            GlobalSecondaryIndexes=props.get("GlobalSecondaryIndexes", []),
+        )
+
+    def _deploy_alerts(self) -> None:
+        """The alert topic, with an SQS queue subscribed so every alert published locally is captured."""
+        logical_id, _ = self._one("AWS::SNS::Topic")
+        sns, sqs = boto3.client("sns"), boto3.client("sqs")
+        topic_arn = sns.create_topic(Name=self.resolver.get_att(logical_id, "TopicName"))["TopicArn"]
+        self.alert_queue_url = sqs.create_queue(QueueName="codeclab-local-alerts")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=self.alert_queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(
+            TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "false"}
+        )
+
+    def _deploy_functions(self) -> None:
+        client, code = boto3.client("lambda"), _placeholder_zip()
+        boto3.client("iam").create_role(
+            RoleName="codeclab-local", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+        )
+        for logical_id, resource in self._functions().items():
+            props = resource["Properties"]
+            client.create_function(
+                FunctionName=self.resolver.ref(logical_id),
+                Runtime=props.get("Runtime", "python3.11"),
+                Role=ROLE_ARN,
+                Handler=props["Handler"],
+                Code={"ZipFile": code},
+                Environment={
+                    "Variables": {
+                        k: str(v)
+                        for k, v in self.resolver.resolve(props.get("Environment", {}).get("Variables", {})).items()
+                    }
+                },
+            )
+
+    # -- hooks ---------------------------------------------------------------------------
+    def _run_lambda(self, function_name: str, handler: str, env: dict[str, str], event: Any) -> tuple[str, bool]:
+        module_name, _, attribute = handler.partition(".")
+        try:
+            result = getattr(self._handler_module(module_name), attribute)(event, _LocalContext(function_name))
+        except Exception as exc:  # a handler's exception is the Lambda's function error, as on AWS
+            log.info("%s raised %s: %s", function_name, type(exc).__name__, exc)
+            return patches.lambda_error_payload(exc), True
+        return json.dumps(result, default=str), False
+
+    def _handler_module(self, name: str) -> ModuleType:
+        if name not in self._handlers:
+            lambdas = str(REPO / "lambdas")
+            sys.path.insert(0, lambdas)
+            try:
+                self._handlers[name] = (
+                    importlib.reload(importlib.import_module(name))
+                    if name in sys.modules
+                    else importlib.import_module(name)
+                )
+            finally:
+                sys.path.remove(lambdas)
+        return self._handlers[name]
+
+    def invoke_handler(self, module_name: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Call one of the stack's handlers directly, as EventBridge or API Gateway would."""
+        return self._handler_module(module_name).handler(event, _LocalContext(module_name))
+
+    def _job_runner(self) -> LocalJobRunner:
+        _, job = self._one("AWS::Batch::JobDefinition")
+        container = self.resolver.resolve(job["Properties"]["ContainerProperties"])
+        definition = JobDefinition(
+            command=list(container.get("Command", [])),
+            environment={e["Name"]: str(e["Value"]) for e in container.get("Environment", [])},
+        )
+        base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        base.update({**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION})
+        return LocalJobRunner(definition, base, self._execution_stopped)
+
+    def _execution_stopped(self, execution_arn: str) -> bool:
+        status = boto3.client("stepfunctions").describe_execution(executionArn=execution_arn)["status"]
+        return status == "ABORTED"
+
+    # -- EventBridge's part --------------------------------------------------------------
+    def reconcile_ended(self, execution: dict[str, Any]) -> dict[str, Any] | None:
+        """Deliver "Step Functions Execution Status Change" for an execution that ended badly."""
+        if execution["status"] not in {"FAILED", "TIMED_OUT", "ABORTED"}:
+            return None
+        detail = {
+            k: execution.get(k)
+            for k in ("executionArn", "stateMachineArn", "name", "status", "input", "error", "cause")
+        }
+        event = {"source": "aws.states", "detail-type": "Step Functions Execution Status Change", "detail": detail}
+        return self.invoke_handler("reconcile", event)
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Drain the captured alerts: each SNS message with its subject and parsed body."""
+        sqs, captured = boto3.client("sqs"), []
+        while messages := sqs.receive_message(QueueUrl=self.alert_queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            for message in messages:
+                envelope = json.loads(message["Body"])
+                captured.append(
+                    {"subject": envelope.get("Subject"), "message": _maybe_json(envelope.get("Message", ""))}
+                )
+                sqs.delete_message(QueueUrl=self.alert_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return captured
+
+
+class _LocalContext:
+    """The fields of a Lambda context object that Powertools reads."""
+
+    def __init__(self, function_name: str) -> None:
+        self.function_name = function_name
+        self.memory_limit_in_mb = 256
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+        self.aws_request_id = "local"
+
+
+def _placeholder_zip() -> bytes:
+    """moto wants a code package; the real handler runs in-process instead."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README.txt", "codeclab local mode runs the handlers from lambdas/ in-process")
+    return buffer.getvalue()
+
+
+def _maybe_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text

@@ -1,0 +1,122 @@
+"""Every patch to moto's internals, in one place. `tests/local/test_patches.py` is their canary.
+
+moto executes the state machine's ASL, but two of its integrations cannot run here:
+- a Lambda invoke needs Docker: `LambdaFunction._invoke_lambda` is replaced so the
+  function's real handler runs in this process;
+- `batch:submitJob.sync` fails (getmoto/moto#10076: parameter normalisation is stubbed,
+  so `JobName` is never found) and moto's Batch would need Docker anyway: the Batch
+  service task is replaced so the job runs as a local worker process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from moto.awslambda.models import LambdaFunction
+from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
+    FailureEventException,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
+    StateTaskServiceBatch,
+)
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+
+# (function name, handler "module.function", environment, event) -> (JSON payload, errored)
+LambdaRunner = Callable[[str, str, dict[str, str], Any], tuple[str, bool]]
+# (SubmitJob parameters as the ASL gives them, execution ARN) -> the finished job's description
+JobRunner = Callable[[dict[str, Any], str], dict[str, Any]]
+
+PATCHED = (
+    (LambdaFunction, "_invoke_lambda"),
+    (StateTaskServiceBatch, "_eval_service_task"),
+    (StateTaskServiceBatch, "_build_sync_resolver"),
+)
+
+
+@dataclass
+class _Hooks:
+    lambda_runner: LambdaRunner | None = None
+    job_runner: JobRunner | None = None
+    finished_jobs: dict[str, dict[str, Any]] | None = None
+
+
+_hooks = _Hooks(finished_jobs={})
+_originals: dict[tuple[type, str], Any] = {}
+_job_ids = itertools.count(1)
+
+
+def install(lambda_runner: LambdaRunner, job_runner: JobRunner) -> None:
+    """Route Lambda invokes and Batch jobs to local runners (idempotent)."""
+    _hooks.lambda_runner, _hooks.job_runner = lambda_runner, job_runner
+    if _originals:
+        return
+    replacements = (_invoke_lambda, _eval_batch_task, _build_batch_sync_resolver)
+    for (owner, name), replacement in zip(PATCHED, replacements, strict=True):
+        _originals[(owner, name)] = getattr(owner, name)
+        setattr(owner, name, replacement)
+
+
+def uninstall() -> None:
+    for (owner, name), original in _originals.items():
+        setattr(owner, name, original)
+    _originals.clear()
+
+
+def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+    assert _hooks.lambda_runner is not None
+    env = dict(self.environment_vars or {})
+    payload, errored = _hooks.lambda_runner(self.function_name, self.handler, env, event)
+    return payload, errored, ""
+
+
+def _eval_batch_task(self: StateTaskServiceBatch, env: Environment, resource_runtime_part: Any,
+                     normalised_parameters: dict, state_credentials: Any) -> None:  # fmt: skip
+    assert _hooks.job_runner is not None and _hooks.finished_jobs is not None
+    execution_arn = env.states.context_object.context_object_data["Execution"]["Id"]
+    description = _hooks.job_runner(normalised_parameters, execution_arn)
+    job_id = description.setdefault("JobId", f"local-job-{next(_job_ids)}")
+    _hooks.finished_jobs[job_id] = description
+    env.stack.append({"JobId": job_id, "JobName": description.get("JobName", "")})
+
+
+def _build_batch_sync_resolver(self: StateTaskServiceBatch, env: Environment, resource_runtime_part: Any,
+                               normalised_parameters: dict, state_credentials: Any) -> Callable[[], Any]:  # fmt: skip
+    """Like moto's own resolver, for a job that has already finished: its description, or a TaskFailed."""
+    assert _hooks.finished_jobs is not None
+    job_id = env.stack.pop()["JobId"]
+    description = _hooks.finished_jobs.pop(job_id)
+
+    def resolve() -> dict[str, Any]:
+        if description["Status"] == "SUCCEEDED":
+            return description
+        details = TaskFailedEventDetails(
+            resource=self._get_sfn_resource(),
+            resourceType=self._get_sfn_resource_type(),
+            error=StatesErrorNameType.StatesTaskFailed.to_name(),
+            cause=to_json_str(description),
+        )
+        raise FailureEventException(
+            FailureEvent(
+                env=env,
+                error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
+                event_type=HistoryEventType.TaskFailed,
+                event_details=EventDetails(taskFailedEventDetails=details),
+            )
+        )
+
+    return resolve
+
+
+def lambda_error_payload(exc: BaseException) -> str:
+    """What Lambda returns for an unhandled exception; Step Functions names the error after errorType."""
+    return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []})
