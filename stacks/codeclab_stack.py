@@ -51,6 +51,8 @@ class CodeclabStack(Stack):
         machine.grant_start_execution(api)
         self.workflow.grant_executions(api, "states:StopExecution", "states:DescribeExecution")
         self.workflow.grant_executions(self.handlers.reconcile, "states:DescribeExecution")
+        # Reconcile finalises what no Catch saw, so it sends that experiment's one alert itself.
+        self.alerts.grant_publish(self.handlers.reconcile)
 
     def _outputs(self) -> None:
         for name, value in {

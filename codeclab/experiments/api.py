@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,21 +72,26 @@ def list_by_status(params: dict[str, str], services: Services) -> dict[str, Any]
 
 
 def cancel(experiment_id: str, services: Services) -> dict[str, Any]:
-    """Stop the execution and mark the experiment ABORTED (Reconcile would do the same)."""
+    """Stop the execution; Reconcile then marks the experiment ABORTED and sends its one alert."""
     item = get(experiment_id, services)
     if Status(item["status"]).is_final:
         raise ApiError(409, f"{experiment_id} already ended as {item['status']}")
-    # an execution that never started or is already gone still leaves a record to end
-    with suppress(services.sfn.exceptions.ExecutionDoesNotExist):
+    try:
         services.sfn.stop_execution(
             executionArn=item["execution_arn"], error="ABORTED", cause="cancelled through the API"
         )
-    error = {"type": "ABORTED", "message": "cancelled through the API", "cause": ""}
+    except services.sfn.exceptions.ExecutionDoesNotExist:
+        return _abort_record(item, services)  # no execution, so no status change will reach Reconcile
+    return {"experiment_id": experiment_id, "status": item["status"], "cancel_requested": True}
+
+
+def _abort_record(item: dict[str, Any], services: Services) -> dict[str, Any]:
+    error = {"type": "ABORTED", "message": "cancelled through the API before its execution existed", "cause": ""}
     try:
         item = services.store.transition(ExperimentKey.of(item), Status.ABORTED, error=error)
     except TransitionError as exc:
         raise ApiError(409, str(exc)) from None
-    return {"experiment_id": experiment_id, "status": item["status"]}
+    return {"experiment_id": item["experiment_id"], "status": item["status"], "cancel_requested": True}
 
 
 def _parse_spec(body: str | None) -> dict[str, Any]:

@@ -23,9 +23,11 @@ class Services:
     max_timeout_seconds: int = DEFAULT_MAX_TIMEOUT_SECONDS
     runnable_timeout_seconds: int = DEFAULT_RUNNABLE_TIMEOUT_SECONDS
     min_job_seconds: int = MIN_JOB_SECONDS
+    alert_topic_arn: str = ""
     notify_on_success: bool = False
     s3: Any = field(default_factory=lambda: boto3.client("s3"))
     sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions"))
+    sns: Any = field(default_factory=lambda: boto3.client("sns"))
 
     @classmethod
     def from_environment(cls) -> Services:
@@ -38,6 +40,7 @@ class Services:
             max_timeout_seconds=int(env.get("MAX_TIMEOUT_SECONDS", DEFAULT_MAX_TIMEOUT_SECONDS)),
             runnable_timeout_seconds=int(env.get("RUNNABLE_TIMEOUT_SECONDS", DEFAULT_RUNNABLE_TIMEOUT_SECONDS)),
             min_job_seconds=int(env.get("MIN_JOB_SECONDS", MIN_JOB_SECONDS)),
+            alert_topic_arn=env.get("ALERT_TOPIC_ARN", ""),
             notify_on_success=env.get("NOTIFY_ON_SUCCESS", "false").lower() == "true",
         )
 

@@ -115,17 +115,7 @@ def mark_failed(event: dict[str, Any], services: Services) -> dict[str, Any]:
         "status": status,
         "error_type": classified.error_type.value,
         "message": classified.message,
-        "alert_subject": f"codeclab {status} {classified.error_type.value} {experiment_id}"[:100],
-        "alert_message": json.dumps(
-            {
-                "experiment_id": experiment_id,
-                "status": status,
-                "error_type": classified.error_type.value,
-                "message": classified.message,
-                "execution_arn": execution_arn,
-            },
-            indent=2,
-        ),
+        **failure_alert(experiment_id, status, classified, execution_arn),
     }
 
 
@@ -143,7 +133,23 @@ def reconcile(event: dict[str, Any], services: Services) -> dict[str, Any]:
     classified = classify_execution_status(status, detail.get("error"), detail.get("cause"))
     before = item["status"]
     after = _finalise(services, item, classified, cause=detail.get("cause"))
-    return {"experiment_id": experiment_id, "status": after, "changed": before != after, "codec": item.get("codec")}
+    changed = before != after
+    if changed:  # no Catch ran, so no alert was sent: this is the one
+        alert = failure_alert(experiment_id, after, classified, arn)
+        services.sns.publish(
+            TopicArn=services.alert_topic_arn, Subject=alert["alert_subject"], Message=alert["alert_message"]
+        )
+    return {"experiment_id": experiment_id, "status": after, "changed": changed, "codec": item.get("codec")}
+
+
+def failure_alert(experiment_id: str, status: str, classified: Classified, execution_arn: str) -> dict[str, str]:
+    """The subject (SNS allows 100 characters) and JSON body of a failure alert."""
+    body = {"experiment_id": experiment_id, "status": status, "error_type": classified.error_type.value,
+            "message": classified.message, "execution_arn": execution_arn}  # fmt: skip
+    return {
+        "alert_subject": f"codeclab {status} {classified.error_type.value} {experiment_id}"[:100],
+        "alert_message": json.dumps(body, indent=2),
+    }
 
 
 def _item_for(services: Services, record: dict[str, Any], execution_arn: str) -> Item | None:

@@ -32,6 +32,8 @@ from codeclab.local.template import ACCOUNT, REGION, REPO, Resolver, synthesized
 
 log = logging.getLogger("codeclab.local")
 
+# Names a handler module (e.g. "record_result") whose invocations fail, as a Lambda error would.
+LAMBDA_FAULT_ENV = "CODECLAB_LAMBDA_FAULT"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
 # Local jobs may be shorter than Batch's 60 s minimum attempt duration (tests use a few seconds).
 LOCAL_MIN_JOB_SECONDS = "1"
@@ -57,10 +59,12 @@ class LocalCloud:
         self._saved_env: dict[str, str | None] = {}
         self._handlers: dict[str, ModuleType] = {}
         self.alert_queue_url = ""
+        self._alerts: list[dict[str, Any]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
         self._set_env({"MOTO_PORT": str(self.port)})  # moto's integrations call localhost:$MOTO_PORT
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per AWS call otherwise
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         requests.post(
@@ -192,6 +196,8 @@ class LocalCloud:
     def _run_lambda(self, function_name: str, handler: str, env: dict[str, str], event: Any) -> tuple[str, bool]:
         module_name, _, attribute = handler.partition(".")
         try:
+            if os.environ.get(LAMBDA_FAULT_ENV) == module_name:
+                raise InjectedLambdaFault(f"{LAMBDA_FAULT_ENV}={module_name}: injected failure of {function_name}")
             result = getattr(self._handler_module(module_name), attribute)(event, _LocalContext(function_name))
         except Exception as exc:  # a handler's exception is the Lambda's function error, as on AWS
             log.info("%s raised %s: %s", function_name, type(exc).__name__, exc)
@@ -223,9 +229,8 @@ class LocalCloud:
             command=list(container.get("Command", [])),
             environment={e["Name"]: str(e["Value"]) for e in container.get("Environment", [])},
         )
-        base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        base.update({**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION})
-        return LocalJobRunner(definition, base, self._execution_stopped)
+        emulator = {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION}
+        return LocalJobRunner(definition, emulator, self._execution_stopped)
 
     def _execution_stopped(self, execution_arn: str) -> bool:
         status = boto3.client("stepfunctions").describe_execution(executionArn=execution_arn)["status"]
@@ -243,19 +248,23 @@ class LocalCloud:
         event = {"source": "aws.states", "detail-type": "Step Functions Execution Status Change", "detail": detail}
         return self.invoke_handler("reconcile", event)
 
-    def alerts(self) -> list[dict[str, Any]]:
-        """Drain the captured alerts: each SNS message with its subject and parsed body."""
-        sqs, captured = boto3.client("sqs"), []
-        while messages := sqs.receive_message(QueueUrl=self.alert_queue_url, MaxNumberOfMessages=10).get(
-            "Messages", []
-        ):
-            for message in messages:
+    def alerts_for(self, experiment_id: str) -> list[dict[str, Any]]:
+        """The alerts captured so far that name this experiment (subject, parsed message)."""
+        self._drain_alerts()
+        return [alert for alert in self._alerts if experiment_id in json.dumps(alert)]
+
+    def _drain_alerts(self) -> None:
+        sqs = boto3.client("sqs")
+        while batch := sqs.receive_message(QueueUrl=self.alert_queue_url, MaxNumberOfMessages=10).get("Messages"):
+            for message in batch:
                 envelope = json.loads(message["Body"])
-                captured.append(
-                    {"subject": envelope.get("Subject"), "message": _maybe_json(envelope.get("Message", ""))}
-                )
+                alert = {"subject": envelope.get("Subject"), "message": _maybe_json(envelope.get("Message", ""))}
+                self._alerts.append(alert)
                 sqs.delete_message(QueueUrl=self.alert_queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return captured
+
+
+class InjectedLambdaFault(RuntimeError):
+    """The error an injected Lambda fault raises (it reaches Step Functions as the function's error)."""
 
 
 class _LocalContext:

@@ -8,6 +8,7 @@ is stopped (Step Functions terminates the job it was waiting for).
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -36,14 +37,15 @@ class JobDefinition:
 @dataclass
 class LocalJobRunner:
     job_definition: JobDefinition
-    base_environment: dict[str, str]
+    emulator_environment: dict[str, str]  # credentials and endpoint of the emulator
     execution_stopped: Callable[[str], bool]
     log_folder: str | None = None
 
     def __call__(self, params: dict[str, Any], execution_arn: str) -> dict[str, Any]:
         overrides = params.get("ContainerOverrides") or {}
         command = list(overrides.get("Command") or self.job_definition.command)
-        env = {**self.base_environment, **self.job_definition.environment, **_pairs(overrides.get("Environment"))}
+        env = {**_host_environment(), **self.emulator_environment, **self.job_definition.environment}
+        env.update(_pairs(overrides.get("Environment")))
         attempt_seconds = float((params.get("Timeout") or {}).get("AttemptDurationSeconds") or 0) or None
         name = params.get("JobName", "local-job")
         log.info("job %s: python -m codeclab.worker %s", name, " ".join(command))
@@ -77,6 +79,11 @@ class LocalJobRunner:
                 return None, STOPPED_REASON
             time.sleep(POLL_SECONDS)
         return proc.returncode, EXITED_REASON
+
+
+def _host_environment() -> dict[str, str]:
+    """This process's environment as the job starts (PATH, CUDA, faults), less any real AWS settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
 
 
 def _pairs(entries: list[dict[str, str]] | None) -> dict[str, str]:

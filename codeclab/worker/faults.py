@@ -5,6 +5,7 @@ Format: KIND:STAGE[@FRAME][:SECONDS], for example
   freeze:encode@3    the same, but deaf to signals, as a hang inside C code is
   slow:encode:0.5    sleep 0.5 s at every progress report of the encode stage
   crash:decode@1     raise an unexpected exception (an internal error, exit 5)
+  fail:decode@1      fail as a broken codec does (CODEC_ERROR, exit 4)
   kill:encode@2      SIGKILL the worker itself, as the out-of-memory killer would
 Unset in normal runs; an unparsable value is refused rather than ignored.
 """
@@ -17,8 +18,10 @@ import signal
 import time
 from dataclasses import dataclass
 
+from codeclab.worker.errors import CodecFailure
+
 FAULT_ENV = "CODECLAB_FAULT"
-_PATTERN = re.compile(r"^(hang|freeze|slow|crash|kill):(\w+)(?:@(\d+))?(?::([\d.]+))?$")
+_PATTERN = re.compile(r"^(hang|freeze|slow|crash|fail|kill):(\w+)(?:@(\d+))?(?::([\d.]+))?$")
 
 
 class InjectedCrash(RuntimeError):
@@ -44,6 +47,8 @@ class Fault:
                 time.sleep(3600)
         elif self.kind == "crash":
             raise InjectedCrash(f"injected crash in {stage} at frame {frames_done}")
+        elif self.kind == "fail":
+            raise CodecFailure(f"injected codec failure in {stage} at frame {frames_done}")
         elif self.kind == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
 

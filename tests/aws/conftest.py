@@ -51,6 +51,8 @@ def aws(table_definition: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> It
     with mock_aws():
         boto3.client("dynamodb").create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST", **table_definition)
         boto3.client("s3").create_bucket(Bucket=BUCKET)
+        topic = boto3.client("sns").create_topic(Name="alerts-test")["TopicArn"]
+        monkeypatch.setenv("ALERT_TOPIC_ARN", topic)
         yield
 
 
@@ -66,7 +68,12 @@ def state_machine_arn(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def services(aws: None) -> Services:
-    return Services(store=ExperimentStore(TABLE), bucket=BUCKET, max_timeout_seconds=3600)
+    return Services(
+        store=ExperimentStore(TABLE),
+        bucket=BUCKET,
+        max_timeout_seconds=3600,
+        alert_topic_arn=os.environ["ALERT_TOPIC_ARN"],
+    )
 
 
 @pytest.fixture

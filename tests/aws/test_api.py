@@ -127,11 +127,23 @@ def test_cancel_stops_the_execution_and_aborts_the_record(handlers, state_machin
     }
     handlers["create_record"].handler(create_event, FakeContext())
     status, body = call(handlers, "POST", f"/experiments/{experiment_id}/cancel")
-    assert (status, body) == (202, {"experiment_id": experiment_id, "status": "ABORTED"})
+    assert (status, body) == (202, {"experiment_id": experiment_id, "status": "QUEUED", "cancel_requested": True})
     described = boto3.client("stepfunctions").describe_execution(executionArn=submitted["execution_arn"])
     assert described["status"] == "ABORTED"
+    # EventBridge delivers the status change; Reconcile ends the record
+    event = {"detail": {k: described[k] for k in ("executionArn", "name", "status")}}
+    assert handlers["reconcile"].handler(event, FakeContext())["status"] == "ABORTED"
+    assert call(handlers, "GET", f"/experiments/{experiment_id}")[1]["status"] == "ABORTED"
     assert call(handlers, "POST", f"/experiments/{experiment_id}/cancel")[0] == 409
     assert call(handlers, "POST", f"/experiments/{new_experiment_id()}/cancel")[0] == 404
+
+
+def test_cancel_without_an_execution_aborts_the_record_itself(handlers, services) -> None:
+    key, _ = services.store.create(
+        new_experiment_id(), spec(), execution_arn="arn:aws:states:us-east-1:123456789012:execution:gone:x"
+    )
+    status, body = call(handlers, "POST", f"/experiments/{key.experiment_id}/cancel")
+    assert (status, body["status"]) == (202, "ABORTED")
 
 
 def test_unknown_routes_are_404(handlers) -> None:

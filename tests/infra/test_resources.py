@@ -277,3 +277,9 @@ def test_every_alarm_notifies_the_topic(synth):
 def test_outputs(synth):
     outputs = synth.template.to_json()["Outputs"]
     assert {"ApiUrl", "StateMachineArn", "TableName", "ArtifactBucketName", "AlertTopicArn"} <= set(outputs)
+
+
+def test_reconcile_may_publish_the_alert_for_what_it_finalises(synth):
+    statements = statements_of(synth, synth.logical_id(synth.stack.handlers.reconcile.role))
+    assert actions_of(statements, "sns:") == {"sns:Publish"}
+    assert {"kms:Decrypt", "kms:GenerateDataKey"} <= actions_of(statements, "kms:")

@@ -266,6 +266,12 @@ def test_an_unexpected_exception_is_an_internal_error_with_the_traceback_in_the_
     assert "Traceback" in (tmp_path / "out" / "worker.log").read_text()
 
 
+def test_a_codec_failure_exits_4_with_codec_error(tmp_path: Path) -> None:
+    proc = run_worker(spec(), tmp_path / "out", fault="fail:decode@1")
+    assert proc.returncode == 4 and "CODEC_ERROR: injected codec failure in decode" in proc.stderr
+    assert result_of(tmp_path / "out")["error"]["type"] == "CODEC_ERROR"
+
+
 def test_sigkill_leaves_no_result_for_the_orchestrator_to_misread(tmp_path: Path) -> None:
     proc = run_worker(spec(), tmp_path / "out", fault="kill:encode@1")
     assert proc.returncode == -9

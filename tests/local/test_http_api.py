@@ -1,0 +1,277 @@
+"""The local HTTP API: real requests, through the real API handler, against moto."""
+
+from __future__ import annotations
+
+import http.client
+import importlib
+import json
+import logging
+import socket
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from jsonschema import Draft202012Validator
+from moto import mock_aws
+from openapi_spec_validator import validate
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+
+from codeclab.experiments.ids import experiment_id_for, new_experiment_id
+from codeclab.experiments.store import ExperimentStore
+from codeclab.local.http_api import MAX_BODY_BYTES, serve_api
+from codeclab.local.openapi import SPEC_COMPONENT, openapi_document
+from tests.aws.conftest import BUCKET, LAMBDA_ENV, TABLE, FakeContext, spec
+from tests.conftest import REPO
+
+# urllib honours HTTP(S)_PROXY; these requests must reach the loopback server directly.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass
+class Local:
+    url: str
+    state_machine_arn: str
+
+    def executions(self) -> list[dict[str, Any]]:
+        sfn = boto3.client("stepfunctions")
+        return sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"]
+
+
+def table_definition() -> dict[str, Any]:
+    """The table as the CDK stack synthesizes it (as tests/aws/conftest.py does; a few seconds, so once)."""
+    from aws_cdk.assertions import Template
+
+    from app import build_app
+
+    _app, stack = build_app()
+    (table,) = Template.from_stack(stack).find_resources("AWS::DynamoDB::Table").values()
+    return {k: table["Properties"][k] for k in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes")}
+
+
+def import_api_handler() -> Any:
+    """lambdas/api.py, imported inside the mock so its module-scope clients are mocked."""
+    sys.path.insert(0, str(REPO / "lambdas"))
+    try:
+        return importlib.reload(importlib.import_module("api"))
+    finally:
+        sys.path.remove(str(REPO / "lambdas"))
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[Local]:
+    definition = table_definition()
+    with pytest.MonkeyPatch.context() as env, mock_aws():
+        for name, value in LAMBDA_ENV.items():
+            env.setenv(name, value)
+        boto3.client("dynamodb").create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST", **definition)
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        machine = {"StartAt": "Wait", "States": {"Wait": {"Type": "Pass", "End": True}}}
+        arn = boto3.client("stepfunctions").create_state_machine(
+            name="codeclab-test", definition=json.dumps(machine), roleArn="arn:aws:iam::123456789012:role/sfn"
+        )["stateMachineArn"]
+        env.setenv("STATE_MACHINE_ARN", arn)
+        api = import_api_handler()
+        # mock_aws is process-global, so the server's request threads see the same moto backends
+        with serve_api(lambda event: api.handler(event, FakeContext())) as server:
+            yield Local(server.url, arn)
+
+
+def request(
+    url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    if isinstance(body, dict):
+        body = json.dumps(body)
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with OPENER.open(req, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+def raw_post(url: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """http.client sends header names exactly as given (urllib title-cases them)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_post_starts_an_execution_named_after_the_experiment(local: Local) -> None:
+    status, body = request(f"{local.url}/experiments", "POST", spec(), {"Content-Type": "application/json"})
+    assert status == 202, body
+    assert body["status_url"] == f"/experiments/{body['experiment_id']}"
+    started = boto3.client("stepfunctions").describe_execution(executionArn=body["execution_arn"])
+    assert started["name"] == body["experiment_id"]
+    assert json.loads(started["input"]) == {"spec": spec()}
+
+
+def test_the_idempotency_key_header_is_found_whatever_its_case(local: Local) -> None:
+    before = len(local.executions())
+    body = json.dumps(spec()).encode()
+    first = raw_post(local.url, "/experiments", body, {"idempotency-key": "http-run-1"})
+    second = raw_post(local.url, "/experiments", body, {"IDEMPOTENCY-KEY": "http-run-1"})
+    assert first == second and first[0] == 202
+    assert first[1]["experiment_id"] == experiment_id_for("http-run-1")
+    assert len(local.executions()) == before + 1
+
+
+def test_an_invalid_spec_is_400_with_each_fault_path_and_starts_nothing(local: Local) -> None:
+    before = len(local.executions())
+    status, body = request(f"{local.url}/experiments", "POST", spec(quality=101))
+    assert status == 400
+    assert body["errors"] == [{"path": "$.codec.params.quality", "message": "101 is greater than the maximum of 100"}]
+    assert len(local.executions()) == before
+
+
+@pytest.mark.parametrize("body", ["{not json", b"", b'{"name": "\xff"}'])
+def test_malformed_bodies_are_400(local: Local, body: str | bytes) -> None:
+    status, payload = request(f"{local.url}/experiments", "POST", body)
+    assert status == 400 and payload["message"], payload
+
+
+def test_an_oversized_body_is_413_and_starts_nothing(local: Local) -> None:
+    before = len(local.executions())
+    status, payload = request(f"{local.url}/experiments", "POST", b" " * (MAX_BODY_BYTES + 1))
+    assert status == 413 and str(MAX_BODY_BYTES) in payload["message"]
+    assert len(local.executions()) == before
+
+
+def test_get_returns_the_record_and_404s_unknown_ids(local: Local) -> None:
+    key, _ = ExperimentStore(TABLE).create(new_experiment_id(), spec())
+    status, record = request(f"{local.url}/experiments/{key.experiment_id}")
+    assert status == 200 and record["status"] == "QUEUED" and record["timestamp"] == key.timestamp
+    assert request(f"{local.url}/experiments/{new_experiment_id()}")[0] == 404
+    assert request(f"{local.url}/experiments/{new_experiment_id()}/cancel", "POST")[0] == 404
+    assert request(f"{local.url}/nope", "DELETE")[0] == 404
+
+
+def test_query_parameters_reach_the_handler(local: Local) -> None:
+    ExperimentStore(TABLE).create(new_experiment_id(), spec())
+    status, page = request(f"{local.url}/experiments?status=QUEUED&limit=1")
+    assert status == 200 and len(page["items"]) == 1 and page["next_token"]
+    assert request(f"{local.url}/experiments?status=PROCESSING")[0] == 400
+
+
+def test_openapi_json_is_served_and_valid(local: Local) -> None:
+    status, document = request(f"{local.url}/openapi.json")
+    assert status == 200
+    validate(document)
+    assert document["servers"] == [{"url": local.url}]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "::ffff:127.0.0.1", "example.com", ""])
+def test_only_loopback_hosts_are_served(host: str) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        serve_api(lambda event: {}, host=host)
+
+
+def test_localhost_means_127_0_0_1_without_a_lookup() -> None:
+    server = serve_api(lambda event: {}, host="localhost")
+    server.stop()
+    assert server.url == f"http://127.0.0.1:{server.port}"
+
+
+def test_ipv6_loopback_is_served_with_a_bracketed_url() -> None:
+    try:
+        server = serve_api(lambda event: {"statusCode": 204, "body": ""}, host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with server:
+        assert server.url == f"http://[::1]:{server.port}"
+        with OPENER.open(urllib.request.Request(f"{server.url}/x", method="DELETE"), timeout=10) as response:
+            assert response.status == 204
+
+
+def test_the_proxy_event_carries_what_api_gateway_would() -> None:
+    events: list[dict[str, Any]] = []
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        events.append(event)
+        return {"statusCode": 201, "multiValueHeaders": {"X-Seen": ["a", "b"]}, "body": '{"ok": true}'}
+
+    with serve_api(invoke) as server:
+        req = urllib.request.Request(f"{server.url}/a/b?x=1&x=2&y=", data=b'{"k": "\xc3\xa9"}', method="PATCH")
+        req.add_header("X-Thing", "v")
+        with OPENER.open(req, timeout=10) as response:
+            assert response.status == 201 and response.headers.get_all("X-Seen") == ["a", "b"]
+    (event,) = events
+    assert event["httpMethod"] == "PATCH" and event["path"] == event["resource"] == "/a/b"
+    assert event["queryStringParameters"] == {"x": "2", "y": ""}
+    assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"], "y": [""]}
+    assert event["headers"]["X-Thing"] == "v" and event["multiValueHeaders"]["X-Thing"] == ["v"]
+    assert event["body"] == '{"k": "é"}' and event["isBase64Encoded"] is False and event["pathParameters"] is None
+    context = event["requestContext"]
+    assert context["stage"] == "local" and context["identity"] == {"sourceIp": "127.0.0.1"} and context["requestId"]
+
+
+def test_a_handler_that_raises_is_a_logged_500_and_a_malformed_response_a_502(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def boom(event: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.ERROR), serve_api(boom) as server:
+        status, payload = request(f"{server.url}/experiments", "POST", spec())
+    assert status == 500 and "internal error" in payload["message"]
+    assert any(record.exc_info and "boom" in str(record.exc_info[1]) for record in caplog.records)
+    with serve_api(lambda event: {"body": "no status"}) as server:
+        assert request(f"{server.url}/experiments")[0] == 502
+
+
+def test_a_stopped_server_releases_its_port() -> None:
+    with serve_api(lambda event: {"statusCode": 200, "body": "{}"}) as server:
+        port = server.port
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))
+
+
+def _registry(document: dict[str, Any]) -> tuple[Registry, str]:
+    uri = "urn:codeclab:openapi"
+    return Registry().with_resource(uri, DRAFT202012.create_resource(document)), uri
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def test_every_ref_in_the_document_resolves() -> None:
+    # openapi_spec_validator does not follow refs inside if/then, so check each one here.
+    document = openapi_document()
+    registry, uri = _registry(document)
+    resolver = registry.resolver(uri)
+    refs = set(_refs(document))
+    assert "#/components/schemas/codec_params/x264" in refs
+    for ref in refs:
+        assert resolver.lookup(ref).contents, ref
+
+
+def test_the_request_schema_is_the_spec_schema_with_its_conditionals() -> None:
+    document = openapi_document()
+    body_schema = document["paths"]["/experiments"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    registry, uri = _registry(document)
+    validator = Draft202012Validator({"$ref": uri + body_schema["$ref"]}, registry=registry)
+    assert list(validator.iter_errors(spec())) == []
+    assert [e.message for e in validator.iter_errors(spec(quality=101))]  # only the jpeg if/then rule says so
+    assert [e.message for e in validator.iter_errors({**spec(), "extra": 1})]
+    assert body_schema == {"$ref": f"#/components/schemas/{SPEC_COMPONENT}"}
+    assert "$id" not in document["components"]["schemas"][SPEC_COMPONENT]

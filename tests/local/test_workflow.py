@@ -1,0 +1,116 @@
+"""The synthesized state machine, run end to end on the local emulator; every failure path for real."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from codeclab.experiments import api
+from codeclab.local import runner
+from codeclab.local.emulator import LAMBDA_FAULT_ENV, LocalCloud
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[LocalCloud]:
+    with LocalCloud() as local:
+        yield local
+
+
+def spec(frames: int = 4, **limits: int) -> dict[str, Any]:
+    return {
+        "name": "carphone-jpeg",
+        "source": {"clip": "builtin:carphone", "frames": frames},
+        "codec": {"name": "jpeg", "params": {"quality": 50}},
+        "limits": {"timeout_seconds": 120, "stall_seconds": 30, **limits},
+        "metrics": {"vmaf": False},
+    }
+
+
+def assert_final(outcome: runner.Outcome, status: str, error_type: str | None) -> None:
+    record = json.loads((outcome.folder / "record.json").read_text())
+    assert record["status"] == status, record.get("error")
+    assert (record.get("error") or {}).get("type") == error_type
+    alerts = json.loads((outcome.folder / "alerts.json").read_text())
+    assert len(alerts) == (0 if status == "SUCCEEDED" else 1), alerts
+
+
+def test_a_run_goes_through_the_state_machine_into_runs(cloud: LocalCloud, tmp_path: Path) -> None:
+    seen: list[dict] = []
+    outcome = runner.run(cloud, spec(), tmp_path, on_progress=seen.append)
+    assert_final(outcome, "SUCCEEDED", None)
+    record = outcome.record
+    assert ":execution:" in record["execution_arn"] and record["execution_arn"].endswith(outcome.experiment_id)
+    assert [h["status"] for h in record["history"]] == ["QUEUED", "RUNNING", "SUCCEEDED"]
+    assert record["result"]["frames"] == 4 and record["result"]["metrics"]["bpp"] > 0
+    for name in ("result.json", "metrics.csv", "bitstream.clf", "recon.y4m", "worker.log", "spec.json"):
+        assert (outcome.folder / name).is_file(), name
+    assert any(r.get("progress", {}).get("frames_done", 0) > 0 for r in seen)
+
+
+def test_worker_exiting_non_zero_is_codec_error(cloud: LocalCloud, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CODECLAB_FAULT", "fail:decode@1")
+    assert_final(runner.run(cloud, spec(), tmp_path), "FAILED", "CODEC_ERROR")
+
+
+def test_a_hang_is_stalled_by_the_watchdog(cloud: LocalCloud, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CODECLAB_FAULT", "hang:encode@1")
+    outcome = runner.run(cloud, spec(stall_seconds=2), tmp_path)
+    assert_final(outcome, "FAILED", "STALLED")
+    assert "no progress for" in outcome.record["error"]["message"]
+
+
+def test_a_job_past_its_time_limit_is_timed_out(cloud: LocalCloud, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CODECLAB_FAULT", "hang:encode@1")  # the watchdog would wait 60 s; the limit is 10 s
+    started = time.monotonic()
+    outcome = runner.run(cloud, spec(timeout_seconds=10, stall_seconds=60), tmp_path)
+    assert_final(outcome, "TIMED_OUT", "TIMEOUT")
+    assert time.monotonic() - started < 40
+
+
+def test_record_result_raising_fails_internal_and_still_alerts(cloud: LocalCloud, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(LAMBDA_FAULT_ENV, "record_result")
+    outcome = runner.run(cloud, spec(), tmp_path)
+    assert_final(outcome, "FAILED", "INTERNAL")
+    assert "InjectedLambdaFault" in outcome.record["error"]["message"]
+
+
+def test_cancel_ends_aborted_through_reconcile(cloud: LocalCloud, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CODECLAB_FAULT", "slow:encode:0.5")
+    submitted = runner.submit(cloud, spec(frames=32))
+    store = cloud.services().store
+    while (store.find(submitted["experiment_id"]) or {}).get("status") != "RUNNING":
+        time.sleep(0.2)
+    boto3.client("stepfunctions").stop_execution(executionArn=submitted["execution_arn"], cause="test")
+    record = runner.wait(cloud, submitted)
+    outcome = runner.collect(cloud, record, tmp_path)
+    assert_final(outcome, "ABORTED", "ABORTED")
+
+
+def test_an_invalid_spec_starts_nothing(cloud: LocalCloud) -> None:
+    before = boto3.client("stepfunctions").list_executions(stateMachineArn=cloud.state_machine_arn)["executions"]
+    bad = {**spec(), "codec": {"name": "jpeg", "params": {"quality": 101}}}
+    with pytest.raises(api.ApiError) as info:
+        runner.submit(cloud, bad)
+    assert info.value.status == 400 and info.value.details[0]["path"] == "$.codec.params.quality"
+    after = boto3.client("stepfunctions").list_executions(stateMachineArn=cloud.state_machine_arn)["executions"]
+    assert len(after) == len(before)
+
+
+def test_concurrent_runs_do_not_interfere(cloud: LocalCloud, tmp_path: Path) -> None:
+    outcomes: list[runner.Outcome] = []
+    threads = [
+        threading.Thread(target=lambda: outcomes.append(runner.run(cloud, spec(frames=2), tmp_path))) for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(o.status for o in outcomes) == ["SUCCEEDED"] * 3
+    assert len({o.experiment_id for o in outcomes}) == 3
