@@ -1,105 +1,71 @@
-"""`make demo`: three real experiments on carphone through the worker, then one table.
+"""`make demo`: a few codecs on carphone, each a real experiment through the local workflow.
 
-x264, x264 all-intra and JPEG, each a separate `python -m codeclab.worker` process,
-exactly as the Batch job runs it.
+Each spec goes through the synthesized state machine on the local emulator: CreateRecord,
+the Batch job (the worker as a local process), RecordResult. The table shows each
+experiment's id and final status; runs/<experiment_id>/ holds its record and artifacts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from codeclab.local import runner
+from codeclab.local.service import LocalService
+from codeclab.terminal import progress_bar, summary_table, wide_console
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SPECS = ("x264.json", "x264-intra.json", "jpeg.json")
-_PROGRESS = re.compile(r"progress: (\w+) (\d+)/(\d+) frames")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m codeclab.demo", description=__doc__)
     parser.add_argument("--runs-dir", type=Path, default=REPO / "runs", help="where run folders go")
     args = parser.parse_args(argv)
-    console = Console()
-    console.width = max(console.width, 132)  # CI logs and pipes default to 80 columns
-    batch = args.runs_dir / time.strftime("demo-%Y%m%d-%H%M%S")
-    results = []
-    with Progress(
-        TextColumn("{task.description:<40}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        for name in DEMO_SPECS:
-            results.append(_run_one(REPO / "examples" / name, batch / Path(name).stem, bar))
-    failed = [r for r in results if r["status"] != "SUCCEEDED"]
-    for result in failed:
-        console.print(f"[red]{result['name']} failed: {result['error']['type']}: {result['error']['message']}")
-    succeeded = [r for r in results if r["status"] == "SUCCEEDED"]
-    if succeeded:
-        console.print(_table(succeeded))
-        console.print(_conditions_line(succeeded[0]))
-        console.print("Artifacts (result.json, metrics.csv, bitstream, recon.y4m, reference.y4m, worker.log):")
-        for result in succeeded:
-            console.print(f"  {result['name']}: {Path(result['artifacts']['result.json']).parent}")
-    return 1 if failed else 0
+    console = wide_console()
+    with console.status("starting the local AWS emulator (synthesizing the stack if it changed)"):
+        service = LocalService(args.runs_dir).__enter__()
+    try:
+        outcomes = [_run_one(service, REPO / "examples" / name, console) for name in DEMO_SPECS]
+    finally:
+        service.__exit__(None, None, None)
+    console.print(summary_table([o.record for o in outcomes], title="codeclab demo: carphone 176x144, 32 frames"))
+    console.print(_conditions_line(outcomes))
+    for outcome in outcomes:
+        console.print(f"  {outcome.experiment_id} ({outcome.record['spec']['name']}): {outcome.folder}")
+    return 0 if all(o.succeeded for o in outcomes) else 1
 
 
-def _run_one(spec: Path, out: Path, bar: Progress) -> dict[str, Any]:
-    task = bar.add_task(spec.stem, total=None)
-    cmd = [sys.executable, "-m", "codeclab.worker", str(spec), "--out", str(out)]
-    with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) as proc:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if match := _PROGRESS.search(line):
-                stage, done, total = match.group(1), int(match.group(2)), int(match.group(3))
-                bar.update(task, description=f"{spec.stem}: {stage}", completed=done, total=total or None)
-    bar.update(task, description=f"{spec.stem}: done" if proc.returncode == 0 else f"{spec.stem}: FAILED")
-    return json.loads((out / "result.json").read_text())
+def _run_one(service: LocalService, spec_path: Path, console: Any) -> runner.Outcome:
+    assert service.cloud is not None
+    submitted = runner.submit(service.cloud, json.loads(spec_path.read_text()))
+    with progress_bar(console) as bar:
+        task = bar.add_task(spec_path.stem, total=None)
+
+        def show(record: dict[str, Any]) -> None:
+            progress = record.get("progress") or {}
+            stage = progress.get("stage") or record["status"].lower()
+            done, total = progress.get("frames_done", 0), progress.get("frames_total") or None
+            bar.update(task, description=f"{spec_path.stem}: {stage}", completed=done, total=total)
+
+        record = runner.wait(service.cloud, submitted, show)
+        bar.update(task, description=f"{spec_path.stem}: {record['status']}")
+    return runner.collect(service.cloud, record, service.runs_dir)
 
 
-def _table(results: list[dict[str, Any]]) -> Table:
-    table = Table(title="codeclab demo: carphone 176x144, 32 frames")
-    for column in (
-        "codec",
-        "params",
-        "bytes",
-        "bpp",
-        "kbps",
-        "PSNR-YUV",
-        "SSIM",
-        "VMAF",
-        "enc fps",
-        "dec fps",
-    ):
-        table.add_column(column, justify="left" if column in {"codec", "params"} else "right", no_wrap=True)
-    for r in results:
-        m, codec = r["metrics"], r["spec"]["codec"]
-        params = " ".join(f"{k}={v}" for k, v in codec["params"].items() if k != "threads")
-        vmaf = "-" if m["vmaf"] is None else f"{m['vmaf']:.2f}"
-        table.add_row(
-            codec["name"], params, str(r["bitstream"]["bytes"]), f"{m['bpp']:.4f}", f"{m['kbps']:.1f}",
-            f"{m['psnr_yuv']:.2f}", f"{m['ssim']:.4f}", vmaf, f"{m['encode_fps']:.0f}", f"{m['decode_fps']:.0f}",
-        )  # fmt: skip
-    return table
-
-
-def _conditions_line(result: dict[str, Any]) -> str:
-    src = result["conditions"]["source"]
-    ffmpeg = result["environment"]["ffmpeg"]["ffmpeg"]
+def _conditions_line(outcomes: list[runner.Outcome]) -> str:
+    done = [o for o in outcomes if o.succeeded]
+    if not done:
+        return "no experiment succeeded; see the error column and each folder's worker.log"
+    conditions = done[0].record["conditions"]
+    src = conditions["source"]
     return (
         f"Conditions: {src['clip']} frames {src['start']}..{src['start'] + src['frames'] - 1}, "
         f"{src['size'][0]}x{src['size'][1]} yuv420p at {src['fps']} fps; PSNR-YUV = (6Y+U+V)/8; "
-        f"SSIM = Gaussian (Wang 2004) on Y; ffmpeg {ffmpeg}; 1 encoder thread"
+        f"SSIM = Gaussian (Wang 2004) on Y; {conditions['codec']['implementation'].split(' (')[0]}; 1 encoder thread"
     )
 
 

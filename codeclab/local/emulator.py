@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -60,6 +61,7 @@ class LocalCloud:
         self._handlers: dict[str, ModuleType] = {}
         self.alert_queue_url = ""
         self._alerts: list[dict[str, Any]] = []
+        self._job_logs = Path(tempfile.mkdtemp(prefix="codeclab-jobs-"))
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -230,7 +232,7 @@ class LocalCloud:
             environment={e["Name"]: str(e["Value"]) for e in container.get("Environment", [])},
         )
         emulator = {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION}
-        return LocalJobRunner(definition, emulator, self._execution_stopped)
+        return LocalJobRunner(definition, emulator, self._execution_stopped, self._job_logs)
 
     def _execution_stopped(self, execution_arn: str) -> bool:
         status = boto3.client("stepfunctions").describe_execution(executionArn=execution_arn)["status"]

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from codeclab.worker.processes import kill_process_group
@@ -39,7 +40,7 @@ class LocalJobRunner:
     job_definition: JobDefinition
     emulator_environment: dict[str, str]  # credentials and endpoint of the emulator
     execution_stopped: Callable[[str], bool]
-    log_folder: str | None = None
+    log_folder: Path  # each job's stdout and stderr; the worker's own worker.log is in its artifacts
 
     def __call__(self, params: dict[str, Any], execution_arn: str) -> dict[str, Any]:
         overrides = params.get("ContainerOverrides") or {}
@@ -68,7 +69,15 @@ class LocalJobRunner:
     def _run(
         self, command: list[str], env: dict[str, str], limit: float | None, execution_arn: str
     ) -> tuple[int | None, str]:
-        proc = subprocess.Popen([sys.executable, "-m", "codeclab.worker", *command], env=env, start_new_session=True)
+        self.log_folder.mkdir(parents=True, exist_ok=True)
+        with (self.log_folder / f"{env.get('CODECLAB_EXPERIMENT_ID', 'job')}.log").open("ab") as output:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "codeclab.worker", *command],
+                env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+            return self._watch(proc, limit, execution_arn)
+
+    def _watch(self, proc: subprocess.Popen[bytes], limit: float | None, execution_arn: str) -> tuple[int | None, str]:
         deadline = time.monotonic() + limit if limit else None
         while proc.poll() is None:
             if deadline is not None and time.monotonic() > deadline:

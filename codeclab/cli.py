@@ -1,0 +1,253 @@
+"""`codeclab`: run experiments through the workflow, locally or on AWS, and read their records."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import Progress
+from rich.table import Table
+
+from codeclab.experiments import SpecError, codec_names, codec_param_schema, load_spec_file
+from codeclab.experiments.statuses import Status
+from codeclab.local import ENDPOINT_FILE
+from codeclab.terminal import progress_bar, summary_table, wide_console
+
+console = wide_console()
+err = wide_console(stderr=True)
+
+
+def main() -> None:
+    cli(prog_name="codeclab")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Neural video codec experiments: one workflow, on AWS or on this machine."""
+
+
+runs_dir_option = click.option(
+    "--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
+    help="the local system of record: one folder per experiment",
+)  # fmt: skip
+stack_option = click.option("--stack", help="a deployed codeclab stack (CloudFormation name): act on AWS, not locally")
+
+
+def _load_spec(path: Path) -> dict[str, Any]:
+    try:
+        return load_spec_file(path)
+    except SpecError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@runs_dir_option
+@click.option("--no-wait", is_flag=True, help="submit to a running `codeclab serve` and return at once")
+def run(spec: Path, runs_dir: Path, no_wait: bool) -> None:
+    """Run SPEC through the local workflow; exit 0 when it SUCCEEDED, 1 otherwise, 2 for a bad spec."""
+    _load_spec(spec)
+    if no_wait:
+        status, body = _local_api(runs_dir, "POST", "/experiments", spec.read_bytes())
+        _print_json(body)
+        sys.exit(0 if status == 202 else 2)
+    from codeclab.local import runner  # the emulator's imports are heavy: only commands that need it pay
+
+    with _local_service(runs_dir) as service:
+        try:
+            submitted = runner.submit(service.cloud, json.loads(spec.read_text()))
+        except runner.api.ApiError as exc:
+            err.print(f"[red]error:[/] {exc.message}")
+            sys.exit(2)
+        console.print(f"{submitted['experiment_id']}  {submitted['execution_arn']}")
+        with progress_bar(console) as bar:
+            task = bar.add_task("queued", total=None)
+            record = runner.wait(service.cloud, submitted, lambda r: _show_progress(bar, task, r))
+        outcome = runner.collect(service.cloud, record, runs_dir)
+    console.print(summary_table([outcome.record]))
+    console.print(f"record and artifacts: {outcome.folder}")
+    if not outcome.succeeded:
+        error = outcome.record.get("error", {})
+        err.print(f"[red]{outcome.status}[/] {error.get('type')}: {error.get('message')}")
+    sys.exit(0 if outcome.succeeded else 1)
+
+
+@cli.command()
+@click.argument("experiment_id")
+@runs_dir_option
+@stack_option
+def status(experiment_id: str, runs_dir: Path, stack: str | None) -> None:
+    """Show one experiment's record."""
+    record = _find_record(experiment_id, runs_dir, stack)
+    if record is None:
+        err.print(f"[red]error:[/] no experiment {experiment_id}")
+        sys.exit(1)
+    console.print(summary_table([record]))
+    if record.get("error"):
+        console.print(f"error: {record['error'].get('type')}: {record['error'].get('message')}")
+    if record.get("progress") and not Status(record["status"]).is_final:
+        p = record["progress"]
+        console.print(f"progress: {p['stage']} {p['frames_done']}/{p['frames_total']} frames")
+
+
+@cli.command(name="list")
+@click.option("--status", "status_", type=click.Choice([s.value for s in Status]), help="only this status")
+@runs_dir_option
+@stack_option
+def list_(status_: str | None, runs_dir: Path, stack: str | None) -> None:
+    """List experiments, newest first."""
+    if stack:
+        if not status_:
+            raise click.UsageError("on AWS the listing goes through the status index: give --status")
+        from codeclab.remote import stack_services
+
+        records, _ = stack_services(stack).store.list_by_status(Status(status_))
+    else:
+        from codeclab.local.runner import saved_records
+
+        records = [r for r in saved_records(runs_dir) if status_ in (None, r["status"])]
+    console.print(summary_table(records))
+
+
+@cli.command()
+@click.argument("experiment_id")
+@runs_dir_option
+@stack_option
+def cancel(experiment_id: str, runs_dir: Path, stack: str | None) -> None:
+    """Stop a running experiment; Reconcile marks it ABORTED."""
+    if stack:
+        from codeclab.experiments import api
+        from codeclab.remote import stack_services
+
+        try:
+            _print_json(api.cancel(experiment_id, stack_services(stack)))
+        except api.ApiError as exc:
+            err.print(f"[red]error:[/] {exc.message}")
+            sys.exit(1)
+        return
+    status_code, body = _local_api(runs_dir, "POST", f"/experiments/{experiment_id}/cancel")
+    _print_json(body)
+    sys.exit(0 if status_code == 202 else 1)
+
+
+@cli.command()
+def codecs() -> None:
+    """The codec registry, with each codec's parameters, ranges and defaults."""
+    table = Table(title="codecs")
+    for column in ("codec", "parameter", "type", "range / choices", "default"):
+        table.add_column(column)
+    for name in codec_names():
+        for index, (param, schema) in enumerate(codec_param_schema(name)["properties"].items()):
+            table.add_row(
+                name if index == 0 else "",
+                param,
+                str(schema.get("type", "")),
+                _range(schema),
+                str(schema.get("default", "")),
+            )
+    console.print(table)
+    console.print("crf and qp exclude each other; keyint 1 makes every frame intra.")
+
+
+@cli.command()
+@click.option("--port", type=int, default=8080, show_default=True, help="port on 127.0.0.1")
+@runs_dir_option
+def serve(port: int, runs_dir: Path) -> None:
+    """Serve the stack's HTTP API on 127.0.0.1 through the same API Lambda handler."""
+    from codeclab.local.service import LocalService
+
+    with LocalService(runs_dir, port) as service:
+        console.print(f"codeclab API on {service.url}  (OpenAPI: {service.url}/openapi.json); Ctrl-C stops it")
+        try:
+            service.serve_forever()
+        except KeyboardInterrupt:
+            console.print("stopped")
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--stack", required=True, help="the deployed stack's CloudFormation name, e.g. Codeclab")
+@click.option("--idempotency-key", help="the same key never starts a second experiment")
+def submit(spec: Path, stack: str, idempotency_key: str | None) -> None:
+    """Start SPEC on AWS, through the deployed stack's state machine."""
+    from codeclab.experiments import api
+    from codeclab.remote import stack_services
+
+    _load_spec(spec)
+    try:
+        _print_json(api.submit(spec.read_text(), idempotency_key, stack_services(stack)))
+    except api.ApiError as exc:
+        err.print(f"[red]error:[/] {exc.message}")
+        sys.exit(2)
+
+
+# -- helpers --------------------------------------------------------------------------------
+@contextmanager
+def _local_service(runs_dir: Path) -> Iterator[Any]:
+    from codeclab.local.service import LocalService
+
+    with ExitStack() as stack:
+        with console.status("starting the local AWS emulator (synthesizing the stack if it changed)"):
+            service = stack.enter_context(LocalService(runs_dir, port=0))
+        yield service
+
+
+def _show_progress(bar: Progress, task: Any, record: dict[str, Any]) -> None:
+    progress = record.get("progress") or {}
+    stage = progress.get("stage") or record["status"].lower()
+    total = progress.get("frames_total") or None
+    bar.update(
+        task, description=f"{record['status'].lower()}: {stage}", completed=progress.get("frames_done", 0), total=total
+    )
+
+
+def _range(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return ", ".join(map(str, schema["enum"]))
+    if "minimum" in schema:
+        return f"{schema['minimum']}..{schema.get('maximum', '')}"
+    return ""
+
+
+def _find_record(experiment_id: str, runs_dir: Path, stack: str | None) -> dict[str, Any] | None:
+    if stack:
+        from codeclab.remote import stack_services
+
+        return stack_services(stack).store.find(experiment_id)
+    saved = runs_dir / experiment_id / "record.json"
+    if saved.is_file():
+        return json.loads(saved.read_text())
+    if (runs_dir / ENDPOINT_FILE).is_file():  # still running under `run` or `serve`
+        code, body = _local_api(runs_dir, "GET", f"/experiments/{experiment_id}")
+        return body if code == 200 else None
+    return None
+
+
+def _local_api(runs_dir: Path, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
+    endpoint_file = runs_dir / ENDPOINT_FILE
+    if not endpoint_file.is_file():
+        err.print(f"[red]error:[/] no local workflow is running (no {endpoint_file}); start `codeclab serve` first")
+        sys.exit(2)
+    url = json.loads(endpoint_file.read_text())["url"] + path
+    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _print_json(body: dict[str, Any]) -> None:
+    console.print_json(json.dumps(body, default=str))
+
+
+if __name__ == "__main__":
+    main()

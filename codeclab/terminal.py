@@ -1,0 +1,65 @@
+"""What every command shows in the terminal: one wide console, the progress bar and the results table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+MIN_WIDTH = 170  # pipes and CI logs report 80 columns, which folds every table
+
+
+def wide_console(stderr: bool = False) -> Console:
+    console = Console(stderr=stderr)
+    console.width = max(console.width, MIN_WIDTH)
+    return console
+
+
+def progress_bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
+
+
+def summary_table(records: list[dict[str, Any]], title: str | None = None) -> Table:
+    """One row per experiment record: status, codec settings, rate and quality, speed, error type."""
+    table = Table(title=title)
+    columns = (
+        "experiment",
+        "status",
+        "codec",
+        "params",
+        "bytes",
+        "bpp",
+        "PSNR-YUV",
+        "SSIM",
+        "VMAF",
+        "enc fps",
+        "dec fps",
+        "error",
+    )
+    for column in columns:
+        table.add_column(
+            column,
+            no_wrap=True,
+            justify="left" if column in {"experiment", "status", "codec", "params", "error"} else "right",
+        )
+    for record in records:
+        result = record.get("result") or {}
+        m = result.get("metrics") or {}
+        codec = (record.get("spec") or {}).get("codec", {})
+        params = " ".join(f"{k}={v}" for k, v in codec.get("params", {}).items() if k != "threads")
+        numbers = [
+            _fmt(m.get(k), d)
+            for k, d in (("bpp", 4), ("psnr_yuv", 2), ("ssim", 4), ("vmaf", 2), ("encode_fps", 0), ("decode_fps", 0))
+        ]
+        size = str((result.get("bitstream") or {}).get("bytes", "-"))
+        error = (record.get("error") or {}).get("type", "")
+        table.add_row(record["experiment_id"], record["status"], codec.get("name", ""), params, size, *numbers, error)
+    return table
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -1,0 +1,136 @@
+"""The `codeclab` command as a person uses it: real processes, real exit codes, runs/ as the record."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from codeclab.local import ENDPOINT_FILE
+from codeclab.local.service import LocalService
+from tests.conftest import REPO
+
+
+def codeclab(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "codeclab.cli", *args]
+    return subprocess.run(
+        command, capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})}, timeout=timeout
+    )
+
+
+def small_spec(tmp_path: Path, **extra: object) -> Path:
+    spec = {
+        "name": "cli-jpeg",
+        "source": {"clip": "builtin:carphone", "frames": 3},
+        "codec": {"name": "jpeg", "params": {"quality": 60}},
+        "metrics": {"vmaf": False},
+        **extra,
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_every_command_has_help() -> None:
+    for command in ("run", "status", "list", "cancel", "codecs", "serve", "submit"):
+        out = codeclab(command, "--help")
+        assert out.returncode == 0 and "Usage: codeclab" in out.stdout, command
+
+
+def test_codecs_lists_the_registry_with_parameters() -> None:
+    out = codeclab("codecs")
+    assert out.returncode == 0
+    for name in ("x264", "x265", "svtav1", "vp9", "jpeg", "webp", "avif"):
+        assert name in out.stdout
+    assert "0..51" in out.stdout and "medium" in out.stdout
+
+
+def test_run_succeeds_into_runs_and_status_and_list_read_it(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    out = codeclab("run", str(small_spec(tmp_path)), "--runs-dir", str(runs))
+    assert out.returncode == 0, out.stderr
+    (folder,) = runs.glob("exp_*")
+    record = json.loads((folder / "record.json").read_text())
+    assert record["status"] == "SUCCEEDED" and f"exp_{folder.name[4:]}" in out.stdout
+    assert json.loads((folder / "alerts.json").read_text()) == []
+    assert not (runs / ENDPOINT_FILE).exists()
+    status = codeclab("status", folder.name, "--runs-dir", str(runs))
+    assert status.returncode == 0 and "SUCCEEDED" in status.stdout
+    listed = codeclab("list", "--status", "SUCCEEDED", "--runs-dir", str(runs))
+    assert folder.name in listed.stdout
+    assert folder.name not in codeclab("list", "--status", "FAILED", "--runs-dir", str(runs)).stdout
+
+
+def test_a_failed_run_exits_1_with_the_error_type(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    out = codeclab("run", str(small_spec(tmp_path)), "--runs-dir", str(runs), env={"CODECLAB_FAULT": "fail:encode@1"})
+    assert out.returncode == 1
+    assert "FAILED CODEC_ERROR: injected codec failure" in " ".join(out.stderr.split())
+    (folder,) = runs.glob("exp_*")
+    assert len(json.loads((folder / "alerts.json").read_text())) == 1
+
+
+def test_an_invalid_spec_exits_2_before_anything_starts(tmp_path: Path) -> None:
+    bad = small_spec(tmp_path, limits={"stall_seconds": 0})
+    started = time.monotonic()
+    out = codeclab("run", str(bad), "--runs-dir", str(tmp_path / "runs"))
+    assert out.returncode == 2
+    assert "$.limits.stall_seconds: 0 is less than the minimum of 1" in " ".join(out.stderr.split())
+    assert time.monotonic() - started < 10 and not (tmp_path / "runs").exists()
+
+
+def test_cancel_without_a_running_workflow_says_what_to_do(tmp_path: Path) -> None:
+    out = codeclab("cancel", "exp_01M8H5K1FQP3YRBSD64WDC7V0A", "--runs-dir", str(tmp_path))
+    assert out.returncode == 2 and "start `codeclab serve` first" in out.stderr
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    with LocalService(tmp_path / "runs", port=0) as service:
+        yield service
+
+
+def post(url: str, body: bytes) -> dict:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 202
+        return json.loads(response.read())
+
+
+def wait_for_record(runs: Path, experiment_id: str, status: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    path = runs / experiment_id / "record.json"
+    while time.monotonic() < deadline:
+        if path.is_file() and (record := json.loads(path.read_text()))["status"] == status:
+            return record
+        time.sleep(0.3)
+    raise AssertionError(f"{experiment_id} never reached {status}")
+
+
+def test_serve_runs_posted_experiments_and_cancel_reaches_them(
+    served: LocalService, tmp_path: Path, monkeypatch
+) -> None:
+    runs = served.runs_dir
+    assert json.loads((runs / ENDPOINT_FILE).read_text())["url"] == served.url
+    done = post(f"{served.url}/experiments", small_spec(tmp_path).read_bytes())
+    assert wait_for_record(runs, done["experiment_id"], "SUCCEEDED")["execution_arn"] == done["execution_arn"]
+
+    monkeypatch.setenv("CODECLAB_FAULT", "slow:encode:0.5")
+    slow = post(
+        f"{served.url}/experiments",
+        small_spec(tmp_path, source={"clip": "builtin:carphone", "frames": 30}).read_bytes(),
+    )
+    store = served.cloud.services().store
+    while (store.find(slow["experiment_id"]) or {}).get("status") != "RUNNING":
+        time.sleep(0.2)
+    out = codeclab("cancel", slow["experiment_id"], "--runs-dir", str(runs))
+    assert out.returncode == 0, out.stdout + out.stderr
+    record = wait_for_record(runs, slow["experiment_id"], "ABORTED")
+    assert record["error"]["type"] == "ABORTED"
+    assert len(json.loads((runs / slow["experiment_id"] / "alerts.json").read_text())) == 1

@@ -1,0 +1,47 @@
+"""Canary: every moto internal that codeclab/local/patches.py replaces is still there, in the same shape.
+
+If this fails after a moto upgrade, re-read the patched code in moto before touching the pin.
+"""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import version
+
+from codeclab.local import patches
+
+
+def test_moto_is_the_pinned_version() -> None:
+    assert version("moto") == "5.2.5", "patches.py was written against moto 5.2.5: re-check it before upgrading"
+
+
+def test_patched_members_exist_with_the_signatures_we_replace() -> None:
+    expected = {
+        "_invoke_lambda": ["self", "event"],
+        "_eval_service_task": ["self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"],
+        "_build_sync_resolver": ["self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"],
+    }
+    for owner, name in patches.PATCHED:
+        original = patches._originals.get((owner, name), getattr(owner, name))
+        assert list(inspect.signature(original).parameters) == expected[name], f"{owner.__name__}.{name} changed"
+
+
+def test_install_replaces_and_uninstall_restores() -> None:
+    before = {(owner, name): getattr(owner, name) for owner, name in patches.PATCHED}
+    patches.install(lambda *a: ("{}", False), lambda params, arn: {"Status": "SUCCEEDED"})
+    try:
+        assert all(getattr(owner, name) is not before[(owner, name)] for owner, name in patches.PATCHED)
+    finally:
+        patches.uninstall()
+    assert all(getattr(owner, name) is before[(owner, name)] for owner, name in patches.PATCHED)
+
+
+def test_the_batch_integration_still_needs_the_patch() -> None:
+    """moto#10076: the parser's parameter normalisation is a no-op, so `JobName` never becomes `jobName`."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
+        StateTaskServiceBatch,
+    )
+
+    parameters = {"JobName": "x", "JobQueue": "q", "JobDefinition": "d"}
+    StateTaskServiceBatch()._normalise_parameters(parameters)
+    assert "jobName" not in parameters, "moto now normalises Batch parameters: the Batch patch may be removable"
