@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_worker.py
+	$(PY) benchmarks/bench_workflow.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

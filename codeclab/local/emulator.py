@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from types import ModuleType
@@ -51,7 +52,9 @@ class LocalCloud:
     """Start with `with LocalCloud(cdk_out) as cloud:`; everything is gone when the block ends."""
 
     def __init__(self, cdk_out: Path = REPO / "cdk.out", quiet: bool = True) -> None:
+        started = time.perf_counter()
         self.template = synthesized_template(cdk_out)
+        self.timings = {"template_s": time.perf_counter() - started}  # synthesis, when the sources changed
         self.resolver = Resolver(self.template)
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -65,6 +68,7 @@ class LocalCloud:
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
+        started = time.perf_counter()
         self._set_env({"MOTO_PORT": str(self.port)})  # moto's integrations call localhost:$MOTO_PORT
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per AWS call otherwise
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
@@ -74,8 +78,12 @@ class LocalCloud:
         )
         self._set_env({**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION,
                        **self._lambda_environment()})  # fmt: skip
-        patches.install(self._run_lambda, self._job_runner())
+        self.jobs = self._job_runner()
+        patches.install(self._run_lambda, self.jobs)
+        self.timings["emulator_start_s"] = time.perf_counter() - started
+        started = time.perf_counter()
         self._deploy()
+        self.timings["deploy_s"] = time.perf_counter() - started
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -41,6 +41,7 @@ class LocalJobRunner:
     emulator_environment: dict[str, str]  # credentials and endpoint of the emulator
     execution_stopped: Callable[[str], bool]
     log_folder: Path  # each job's stdout and stderr; the worker's own worker.log is in its artifacts
+    durations: dict[str, float] = field(default_factory=dict)  # job wall time by experiment id, for benchmarks
 
     def __call__(self, params: dict[str, Any], execution_arn: str) -> dict[str, Any]:
         overrides = params.get("ContainerOverrides") or {}
@@ -52,6 +53,7 @@ class LocalJobRunner:
         log.info("job %s: python -m codeclab.worker %s", name, " ".join(command))
         started = time.time()
         exit_code, reason = self._run(command, env, attempt_seconds, execution_arn)
+        self.durations[env.get("CODECLAB_EXPERIMENT_ID", name)] = time.time() - started
         status = "SUCCEEDED" if exit_code == 0 else "FAILED"
         container = {"Command": command, "ExitCode": exit_code, "Reason": reason}
         return {
