@@ -107,9 +107,7 @@ def list_(status_: str | None, runs_dir: Path, stack: str | None) -> None:
     if stack:
         if not status_:
             raise click.UsageError("on AWS the listing goes through the status index: give --status")
-        from codeclab.remote import stack_services
-
-        records, _ = stack_services(stack).store.list_by_status(Status(status_))
+        records, _ = _stack_services(stack).store.list_by_status(Status(status_))
     else:
         from codeclab.local.runner import saved_records
 
@@ -125,10 +123,9 @@ def cancel(experiment_id: str, runs_dir: Path, stack: str | None) -> None:
     """Stop a running experiment; Reconcile marks it ABORTED."""
     if stack:
         from codeclab.experiments import api
-        from codeclab.remote import stack_services
 
         try:
-            _print_json(api.cancel(experiment_id, stack_services(stack)))
+            _print_json(api.cancel(experiment_id, _stack_services(stack)))
         except api.ApiError as exc:
             err.print(f"[red]error:[/] {exc.message}")
             sys.exit(1)
@@ -179,11 +176,10 @@ def serve(port: int, runs_dir: Path) -> None:
 def submit(spec: Path, stack: str, idempotency_key: str | None) -> None:
     """Start SPEC on AWS, through the deployed stack's state machine."""
     from codeclab.experiments import api
-    from codeclab.remote import stack_services
 
     _load_spec(spec)
     try:
-        _print_json(api.submit(spec.read_text(), idempotency_key, stack_services(stack)))
+        _print_json(api.submit(spec.read_text(), idempotency_key, _stack_services(stack)))
     except api.ApiError as exc:
         err.print(f"[red]error:[/] {exc.message}")
         sys.exit(2)
@@ -219,9 +215,7 @@ def _range(schema: dict[str, Any]) -> str:
 
 def _find_record(experiment_id: str, runs_dir: Path, stack: str | None) -> dict[str, Any] | None:
     if stack:
-        from codeclab.remote import stack_services
-
-        return stack_services(stack).store.find(experiment_id)
+        return _stack_services(stack).store.find(experiment_id)
     saved = runs_dir / experiment_id / "record.json"
     if saved.is_file():
         return json.loads(saved.read_text())
@@ -229,6 +223,16 @@ def _find_record(experiment_id: str, runs_dir: Path, stack: str | None) -> dict[
         code, body = _local_api(runs_dir, "GET", f"/experiments/{experiment_id}")
         return body if code == 200 else None
     return None
+
+
+def _stack_services(stack: str) -> Any:
+    from codeclab.remote import StackNotFound, stack_services
+
+    try:
+        return stack_services(stack)
+    except StackNotFound as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
 
 
 def _local_api(runs_dir: Path, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:

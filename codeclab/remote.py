@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import boto3
+from botocore.exceptions import ClientError
 
 from codeclab.experiments.services import Services
 from codeclab.experiments.store import ExperimentStore
@@ -15,7 +16,7 @@ class StackNotFound(LookupError):
 def stack_outputs(stack_name: str) -> dict[str, str]:
     try:
         stacks = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
-    except boto3.client("cloudformation").exceptions.ClientError as exc:
+    except ClientError as exc:
         raise StackNotFound(f"no stack {stack_name!r} in this account and region: {exc}") from None
     return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
 

@@ -134,3 +134,10 @@ def test_serve_runs_posted_experiments_and_cancel_reaches_them(
     record = wait_for_record(runs, slow["experiment_id"], "ABORTED")
     assert record["error"]["type"] == "ABORTED"
     assert len(json.loads((runs / slow["experiment_id"] / "alerts.json").read_text())) == 1
+
+
+def test_run_no_wait_submits_to_the_running_serve(served: LocalService, tmp_path: Path) -> None:
+    out = codeclab("run", str(small_spec(tmp_path)), "--no-wait", "--runs-dir", str(served.runs_dir))
+    assert out.returncode == 0, out.stderr
+    experiment_id = json.loads(out.stdout)["experiment_id"]
+    assert wait_for_record(served.runs_dir, experiment_id, "SUCCEEDED")["status"] == "SUCCEEDED"
