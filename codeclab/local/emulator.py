@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from contextlib import suppress
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -68,11 +69,21 @@ class LocalCloud:
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__(None, None, None)  # a half-started emulator must not leak patches or env
+            raise
+        return self
+
+    def _start(self) -> None:
         started = time.perf_counter()
         self._set_env({"MOTO_PORT": str(self.port)})  # moto's integrations call localhost:$MOTO_PORT
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per AWS call otherwise
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
+        # moto's backends are process-wide: start from empty, whatever ran in this process before
+        requests.post(f"{self.endpoint}/moto-api/reset", timeout=10)
         requests.post(
             f"{self.endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10
         )
@@ -84,12 +95,14 @@ class LocalCloud:
         started = time.perf_counter()
         self._deploy()
         self.timings["deploy_s"] = time.perf_counter() - started
-        return self
 
     def __exit__(self, *exc: object) -> None:
         patches.uninstall()
         if self._server is not None:
+            with suppress(requests.RequestException):
+                requests.post(f"{self.endpoint}/moto-api/reset", timeout=10)
             self._server.stop()
+            self._server = None
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)

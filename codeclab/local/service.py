@@ -42,12 +42,19 @@ class LocalService:
         return self.api.url
 
     def __enter__(self) -> LocalService:
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self) -> None:
         self.cloud = LocalCloud().__enter__()
         self.api = ApiServer(lambda event: self.cloud.invoke_handler("api", event), port=self.port).start()  # type: ignore[union-attr]
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         (self.runs_dir / ENDPOINT_FILE).write_text(json.dumps({"url": self.url, "pid": os.getpid()}) + "\n")
         self._collector.start()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
