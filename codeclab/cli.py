@@ -59,12 +59,13 @@ def run(spec: Path, runs_dir: Path, no_wait: bool) -> None:
         status, body = _local_api(runs_dir, "POST", "/experiments", spec.read_bytes())
         _print_json(body)
         sys.exit(0 if status == 202 else 2)
+    from codeclab.experiments import api
     from codeclab.local import runner  # the emulator's imports are heavy: only commands that need it pay
 
     with _local_service(runs_dir) as service:
         try:
             submitted = runner.submit(service.cloud, json.loads(spec.read_text()))
-        except runner.api.ApiError as exc:
+        except api.ApiError as exc:
             err.print(f"[red]error:[/] {exc.message}")
             sys.exit(2)
         console.print(f"{submitted['experiment_id']}  {submitted['execution_arn']}")

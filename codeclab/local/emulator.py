@@ -19,6 +19,7 @@ import tempfile
 import time
 import zipfile
 from contextlib import suppress
+from functools import cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -88,7 +89,7 @@ class LocalCloud:
             f"{self.endpoint}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}, timeout=10
         )
         self._set_env({**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION,
-                       **self._lambda_environment()})  # fmt: skip
+                       **self.lambda_environment})  # fmt: skip
         self.jobs = self._job_runner()
         patches.install(self._run_lambda, self.jobs)
         self.timings["emulator_start_s"] = time.perf_counter() - started
@@ -132,8 +133,7 @@ class LocalCloud:
 
     @property
     def bucket(self) -> str:
-        environment = self._lambda_environment()
-        return environment["ARTIFACT_BUCKET"]
+        return self.lambda_environment["ARTIFACT_BUCKET"]
 
     def services(self) -> Services:
         return Services(
@@ -143,7 +143,8 @@ class LocalCloud:
     def _functions(self) -> dict[str, dict[str, Any]]:
         return self.resolver.of_type("AWS::Lambda::Function")
 
-    def _lambda_environment(self) -> dict[str, str]:
+    @cached_property
+    def lambda_environment(self) -> dict[str, str]:
         """The functions' variables, resolved; they share one process here, so one merged set."""
         merged: dict[str, str] = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true",
                                   "MIN_JOB_SECONDS": LOCAL_MIN_JOB_SECONDS}  # fmt: skip
@@ -231,12 +232,10 @@ class LocalCloud:
         if name not in self._handlers:
             lambdas = str(REPO / "lambdas")
             sys.path.insert(0, lambdas)
+            # a fresh import, so module-scope clients bind to this emulator, not an earlier one
+            sys.modules.pop(name, None)
             try:
-                self._handlers[name] = (
-                    importlib.reload(importlib.import_module(name))
-                    if name in sys.modules
-                    else importlib.import_module(name)
-                )
+                self._handlers[name] = importlib.import_module(name)
             finally:
                 sys.path.remove(lambdas)
         return self._handlers[name]
@@ -256,8 +255,12 @@ class LocalCloud:
         return LocalJobRunner(definition, emulator, self._execution_stopped, self._job_logs)
 
     def _execution_stopped(self, execution_arn: str) -> bool:
-        status = boto3.client("stepfunctions").describe_execution(executionArn=execution_arn)["status"]
-        return status == "ABORTED"
+        return self.sfn.describe_execution(executionArn=execution_arn)["status"] == "ABORTED"
+
+    @cached_property
+    def sfn(self) -> Any:
+        """One Step Functions client for the emulator's own polling (created once the endpoint is set)."""
+        return boto3.client("stepfunctions")
 
     # -- EventBridge's part --------------------------------------------------------------
     def reconcile_ended(self, execution: dict[str, Any]) -> dict[str, Any] | None:

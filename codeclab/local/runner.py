@@ -44,7 +44,7 @@ def submit(cloud: LocalCloud, spec: dict[str, Any], idempotency_key: str | None 
 
 def wait(cloud: LocalCloud, submitted: dict[str, Any], on_progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Follow the execution until it ends and its record is final; returns the record."""
-    sfn, store = boto3.client("stepfunctions"), cloud.services().store
+    sfn, store = cloud.sfn, cloud.services().store
     while True:
         execution = sfn.describe_execution(executionArn=submitted["execution_arn"])
         record = store.find(submitted["experiment_id"])

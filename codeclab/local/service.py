@@ -14,8 +14,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from codeclab.experiments.workflow_steps import experiment_id_of_execution
 from codeclab.local import ENDPOINT_FILE, runner
 from codeclab.local.emulator import LocalCloud
@@ -80,14 +78,14 @@ class LocalService:
     def collect_ended(self) -> list[str]:
         """Finalise (as EventBridge + Reconcile would) and save every ended, uncollected experiment."""
         assert self.cloud is not None
-        sfn, saved = boto3.client("stepfunctions"), []
+        sfn, store, saved = self.cloud.sfn, self.cloud.services().store, []
         for execution in _executions(sfn, self.cloud.state_machine_arn):
             if execution["status"] == "RUNNING" or execution["executionArn"] in self._collected:
                 continue
             described = sfn.describe_execution(executionArn=execution["executionArn"])
             self.cloud.reconcile_ended(described)
             experiment_id = experiment_id_of_execution(described["name"], described["executionArn"])
-            record = self.cloud.services().store.find(experiment_id)
+            record = store.find(experiment_id)
             if record is not None:
                 runner.collect(self.cloud, record, self.runs_dir)
                 saved.append(experiment_id)
