@@ -143,7 +143,10 @@ def codecs() -> None:
     for column in ("codec", "parameter", "type", "range / choices", "default"):
         table.add_column(column)
     for name in codec_names():
-        for index, (param, schema) in enumerate(codec_param_schema(name)["properties"].items()):
+        properties = codec_param_schema(name)["properties"]
+        if not properties:  # custom: its params go to the user's encode() as they are
+            table.add_row(name, "(any)", "object", "passed to your encode(frames, params)", "")
+        for index, (param, schema) in enumerate(properties.items()):
             table.add_row(
                 name if index == 0 else "",
                 param,

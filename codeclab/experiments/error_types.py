@@ -29,7 +29,13 @@ class ErrorType(StrEnum):
 
 
 # The worker's documented exit codes (codeclab.worker.entrypoint), and its own error types.
-WORKER_EXIT_CODES = {2: ErrorType.INVALID_INPUT, 3: ErrorType.STALLED, 4: ErrorType.CODEC_ERROR, 5: ErrorType.INTERNAL}
+WORKER_EXIT_CODES = {
+    2: ErrorType.INVALID_INPUT,
+    3: ErrorType.STALLED,
+    4: ErrorType.CODEC_ERROR,
+    5: ErrorType.INTERNAL,
+    6: ErrorType.SANDBOX_VIOLATION,
+}
 WORKER_ERROR_TYPES = {
     "INVALID_INPUT": ErrorType.INVALID_INPUT,
     "INVALID_SPEC": ErrorType.INVALID_INPUT,

@@ -71,7 +71,7 @@ def codec_names() -> list[str]:
 def codec_param_schema(codec: str) -> dict[str, Any]:
     """The params schema of one codec, with its $refs resolved one level."""
     node = load_schema()["$defs"]["codec_params"][codec]
-    props = {name: _merged(prop) for name, prop in node["properties"].items()}
+    props = {name: _merged(prop) for name, prop in node.get("properties", {}).items()}
     return {**node, "properties": props}
 
 
@@ -131,6 +131,11 @@ def _message(error: ValidationError, path: str) -> str:
         return f"{json.dumps(error.instance)} is not a valid choice; valid: {choices}"
     if kind == "not" and "required" in error.validator_value:
         return f"give at most one of {', '.join(error.validator_value['required'])}"
+    if kind == "not" and _required_names(error.validator_value.get("anyOf", [])):
+        present = [n for n in _required_names(error.validator_value["anyOf"]) if n in error.instance]
+        return f"{', '.join(present)} not allowed here (only with codec custom)"
+    if kind == "oneOf" and _required_names(error.validator_value):
+        return f"give exactly one of {', '.join(_required_names(error.validator_value))}"
     if kind == "multipleOf" and error.validator_value == 2:
         return f"{error.instance} is odd; yuv420p needs even sizes and offsets"
     if kind == "required":
@@ -138,6 +143,13 @@ def _message(error: ValidationError, path: str) -> str:
     if kind in {"pattern", "oneOf", "anyOf"} and "description" in schema:
         return f"{json.dumps(error.instance)} is not valid; expected {schema['description']}"
     return error.message
+
+
+def _required_names(alternatives: list[Any]) -> list[str]:
+    """["code", "code_uri"] for [{"required": ["code"]}, {"required": ["code_uri"]}]; [] for other shapes."""
+    if not all(isinstance(a, dict) and set(a) == {"required"} for a in alternatives):
+        return []
+    return [name for a in alternatives for name in a["required"]]
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:

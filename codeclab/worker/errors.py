@@ -34,3 +34,10 @@ class CodecFailure(WorkerError):
 
     error_type = "CODEC_ERROR"
     exit_code = 4
+
+
+class SandboxViolation(WorkerError):
+    """Custom codec code broke the sandbox's rules or limits (exit 6)."""
+
+    error_type = "SANDBOX_VIOLATION"
+    exit_code = 6

@@ -74,7 +74,7 @@ def run_experiment(spec: dict[str, Any], staging: Path, progress: Progress, opti
             "$.sweep: the worker runs one point; run sweeps through the workflow (codeclab run)",
             "INVALID_SPEC",
         )
-    codec = make_codec(spec["codec"]["name"], spec["codec"]["params"])
+    codec = make_codec(spec["codec"]["name"], spec["codec"]["params"], spec["codec"])
     clock = Stopwatch()
     with tempfile.TemporaryDirectory(prefix="codeclab-") as tmp:
         with clock.time("load"):

@@ -6,17 +6,21 @@ from typing import Any
 
 from codeclab.experiments import SpecError, codec_names, resolve_codec_params
 from codeclab.worker.codecs.base import Codec, StreamHeader
+from codeclab.worker.codecs.custom import CustomCodec
 from codeclab.worker.codecs.ffmpeg_video import X264, X265, SvtAv1, Vp9
 from codeclab.worker.codecs.image import Avif, Jpeg, WebP
 from codeclab.worker.errors import InvalidInput
 
-REGISTRY: dict[str, type[Codec]] = {c.name: c for c in (X264, X265, SvtAv1, Vp9, Jpeg, WebP, Avif)}
+REGISTRY: dict[str, type[Codec]] = {c.name: c for c in (X264, X265, SvtAv1, Vp9, Jpeg, WebP, Avif, CustomCodec)}
 
 __all__ = ["REGISTRY", "Codec", "StreamHeader", "make_codec"]
 
 
-def make_codec(name: str, params: dict[str, Any]) -> Codec:
-    """A codec with params checked against the schema; errors list the valid choices."""
+def make_codec(name: str, params: dict[str, Any], entry: dict[str, Any] | None = None) -> Codec:
+    """A codec with params checked against the schema; errors list the valid choices.
+
+    `entry` is the spec's whole codec entry, which a custom codec needs for its code.
+    """
     if name not in REGISTRY:
         valid = ", ".join(codec_names())
         raise InvalidInput(f"$.codec.name: unknown codec {name!r}; valid: {valid}", "INVALID_SPEC")
@@ -24,4 +28,6 @@ def make_codec(name: str, params: dict[str, Any]) -> Codec:
         resolved = resolve_codec_params(name, params)
     except SpecError as exc:
         raise InvalidInput(str(exc), "INVALID_SPEC") from None
+    if name == CustomCodec.name:
+        return CustomCodec(resolved, entry or {})
     return REGISTRY[name](resolved)

@@ -1,0 +1,90 @@
+"""The first layer: a static check of the submitted source, with errors that name the line.
+
+It rejects imports outside the allow-list and the introspection names that sandbox escapes
+are built from. It is a fast, readable gate, not the wall: an escape it misses still meets
+the child process's seccomp filter, rlimits, scrubbed environment and private folder.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+
+from codeclab.worker.errors import CodecFailure, SandboxViolation
+
+DEFAULT_ALLOWED_IMPORTS = frozenset(
+    {
+        "numpy", "torch", "cv2", "math", "json", "time", "zlib", "struct", "itertools", "functools",
+        "collections", "dataclasses", "typing", "fractions", "bisect", "heapq", "array", "io",
+        "base64", "binascii", "lzma", "bz2", "statistics", "random", "enum", "abc", "copy",
+    }
+)  # fmt: skip
+# Attribute names that lead from an object to frames, globals, builtins or the class tree.
+FORBIDDEN_ATTRIBUTES = frozenset(
+    {
+        "__subclasses__", "__globals__", "__builtins__", "__code__", "__closure__", "__class__", "__bases__",
+        "__base__", "__mro__", "mro", "__dict__", "__getattribute__", "__reduce__", "__reduce_ex__",
+        "__import__", "__loader__", "__spec__", "__self__", "__func__", "__init_subclass__",
+        "gi_frame", "gi_code", "cr_frame", "ag_frame", "f_globals", "f_locals", "f_back", "f_builtins",
+        "tb_frame", "tb_next", "func_globals",
+    }
+)  # fmt: skip
+FORBIDDEN_NAMES = frozenset(
+    {"eval", "exec", "compile", "open", "__import__", "globals", "locals", "vars", "getattr", "setattr",
+     "delattr", "breakpoint", "input", "help", "exit", "quit", "__builtins__", "__loader__", "__spec__"}
+)  # fmt: skip
+
+
+def allowed_imports(extra: Iterable[str] = ()) -> frozenset[str]:
+    return DEFAULT_ALLOWED_IMPORTS | frozenset(extra)
+
+
+def check_source(source: str, allowed: frozenset[str]) -> list[str]:
+    """Raise SandboxViolation for the first forbidden construct; return the top-level modules imported."""
+    try:
+        tree = ast.parse(source, filename="<codec>")
+    except SyntaxError as exc:
+        raise CodecFailure(f"custom codec line {exc.lineno}: syntax error: {exc.msg}") from None
+    imported: list[str] = []
+    for node in ast.walk(tree):
+        for module in _imports(node):
+            root = module.split(".")[0]
+            if root not in allowed and module not in allowed:
+                raise SandboxViolation(
+                    f"custom codec line {node.lineno}: import of {module!r} is not allowed. Allowed: "
+                    f"{', '.join(sorted(allowed))}. If you trust it, add it to codec.allow_imports in the spec."
+                )
+            imported.append(root)
+        _check_names(node)
+    if not _defines(tree, "encode") or not _defines(tree, "decode"):
+        raise SandboxViolation(
+            "custom codec: define both encode(frames, params) and decode(bitstream, header)", "CODEC_ERROR"
+        )
+    return sorted(set(imported))
+
+
+def _imports(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom):
+        if node.level:
+            raise SandboxViolation(f"custom codec line {node.lineno}: relative imports are not allowed")
+        return [node.module or ""]
+    return []
+
+
+def _check_names(node: ast.AST) -> None:
+    if isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRIBUTES:
+        raise SandboxViolation(
+            f"custom codec line {node.lineno}: attribute {node.attr!r} is not allowed (introspection)"
+        )
+    if isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+        raise SandboxViolation(f"custom codec line {node.lineno}: {node.id!r} is not allowed in codec code")
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in FORBIDDEN_ATTRIBUTES:
+        raise SandboxViolation(
+            f"custom codec line {node.lineno}: the string {node.value!r} is not allowed (introspection)"
+        )
+
+
+def _defines(tree: ast.Module, name: str) -> bool:
+    return any(isinstance(n, ast.FunctionDef) and n.name == name for n in tree.body)
