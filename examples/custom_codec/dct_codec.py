@@ -37,7 +37,7 @@ def _unblocks(blocks: np.ndarray) -> np.ndarray:
 
 
 def _pad(plane: np.ndarray) -> np.ndarray:
-    n, h, w = plane.shape
+    _, h, w = plane.shape
     return np.pad(plane, ((0, 0), (0, -h % BLOCK), (0, -w % BLOCK)), mode="edge")
 
 
@@ -54,20 +54,20 @@ def _decode_plane(data: bytes, n: int, h: int, w: int, step: int) -> np.ndarray:
     return np.clip(np.round(_unblocks(pixels)), 0, 255).astype(np.uint8)[:, :h, :w]
 
 
-def encode(frames, params):
+def encode(frames: dict, params: dict) -> bytes:
     step = int(params.get("step", 12))
     payload = b"".join(_code_plane(frames[p], step if p == "y" else 2 * step) for p in ("y", "u", "v"))
     return HEADER.pack(b"DCT1", step, 2 * step) + zlib.compress(payload, 9)
 
 
-def decode(bitstream, header):
+def decode(bitstream: bytes, header: dict) -> dict:
     magic, step, chroma_step = HEADER.unpack_from(bitstream)
     assert magic == b"DCT1", "not a DCT1 stream"
     payload = zlib.decompress(bitstream[HEADER.size :])
     n, h, w = header["frames"], header["height"], header["width"]
     sizes = [(h, w), (h // 2, w // 2), (h // 2, w // 2)]
     planes, offset = {}, 0
-    for name, (ph, pw), s in zip(("y", "u", "v"), sizes, (step, chroma_step, chroma_step)):
+    for name, (ph, pw), s in zip(("y", "u", "v"), sizes, (step, chroma_step, chroma_step), strict=True):
         count = n * (ph + (-ph % BLOCK)) * (pw + (-pw % BLOCK)) * 2
         planes[name] = _decode_plane(payload[offset : offset + count], n, ph, pw, s)
         offset += count

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,8 @@ from codeclab.worker.sandbox.policy import allowed_imports, check_source
 from codeclab.worker.sandbox.runner import SandboxLimits, decoded_arrays, run_child
 from codeclab.worker.video import FrameCallback, Video, read_y4m
 
-# A bitstream larger than the raw video it codes is a broken codec, or an attempt to smuggle frames.
-MAX_EXPANSION = 1.0
+# Far beyond the raw video it codes, a bitstream is a broken codec or an attempt to fill the disk.
+MAX_EXPANSION, SLACK_BYTES = 2, 1 << 20
 
 
 class CustomCodec(Codec):
@@ -33,17 +34,14 @@ class CustomCodec(Codec):
     summary = "your own Python codec, run in the sandbox"
     bitstream_suffix = ".bin"
 
-    def __init__(self, params: dict[str, Any], entry: dict[str, Any]) -> None:
+    def __init__(self, params: dict[str, Any], entry: dict[str, Any], limits: SandboxLimits | None = None) -> None:
         super().__init__(params)
         self.code = load_code(entry)
         allowed = allowed_imports(entry.get("allow_imports", []))
         imported = check_source(self.code, allowed)
-        self.limits = SandboxLimits(
-            address_space_bytes=None if _has_cuda() else SandboxLimits().address_space_bytes,
-            allowed_imports=sorted(allowed),
-            # every module the code imports is loaded before the uid drop and the filter
-            preload=sorted({"numpy", *imported}),
-        )
+        base = limits or SandboxLimits(address_space_bytes=None if _has_cuda() else SandboxLimits().address_space_bytes)
+        # every module the code imports is loaded before the uid drop and the filters
+        self.limits = replace(base, allowed_imports=sorted(allowed), preload=sorted({"numpy", *imported}))
 
     def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
         video = read_y4m(reference)
@@ -51,9 +49,10 @@ class CustomCodec(Codec):
         np.savez(frames, y=video.y, u=video.u, v=video.v)
         inputs = {"frames.npz": frames.getvalue(), "params.json": json.dumps(self.params).encode()}
         data = run_child("encode", self.code, inputs, self.limits)["bitstream.bin"]
-        if len(data) > MAX_EXPANSION * video.raw_bytes:
+        cap = MAX_EXPANSION * video.raw_bytes + SLACK_BYTES
+        if len(data) > cap:
             raise SandboxViolation(
-                f"custom codec bitstream is {len(data)} bytes, more than the raw video's {video.raw_bytes}"
+                f"custom codec bitstream is {len(data)} bytes, over its cap of {cap} (2x raw + 1 MiB)"
             )
         bitstream.write_bytes(data)
         on_frame(video.frames)

@@ -40,10 +40,11 @@ def abi_version() -> int:
 
 
 def read_only_roots() -> list[Path]:
-    """Where this Python and its libraries live, plus the system's shared libraries and /proc, /sys."""
+    """Where this Python and its libraries live, plus the system's shared libraries, /sys and /dev."""
     roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(sys.base_exec_prefix)}
     roots |= {Path(p) for p in sys.path if p and Path(p).is_dir()}
-    roots |= {Path(p) for p in ("/usr", "/lib", "/lib64", "/proc", "/sys", "/dev") if Path(p).exists()}
+    # not /proc: /proc/<parent>/environ would hand over the worker's credentials
+    roots |= {Path(p) for p in ("/usr", "/lib", "/lib64", "/sys", "/dev") if Path(p).exists()}
     return sorted(roots)
 
 
