@@ -114,3 +114,32 @@ def test_concurrent_runs_do_not_interfere(cloud: LocalCloud, tmp_path: Path) -> 
         thread.join()
     assert sorted(o.status for o in outcomes) == ["SUCCEEDED"] * 3
     assert len({o.experiment_id for o in outcomes}) == 3
+
+
+def custom_spec(code: str, **params: object) -> dict[str, Any]:
+    return {**spec(frames=8), "name": "custom", "codec": {"name": "custom", "code": code, "params": params}}
+
+
+def test_a_custom_codec_runs_through_the_workflow(cloud: LocalCloud, tmp_path: Path) -> None:
+    code = (Path(__file__).resolve().parents[2] / "examples" / "custom_codec" / "dct_codec.py").read_text()
+    outcome = runner.run(cloud, custom_spec(code, step=16), tmp_path)
+    assert_final(outcome, "SUCCEEDED", None)
+    size = (outcome.folder / "bitstream.bin").stat().st_size
+    metrics = outcome.record["result"]["metrics"]
+    assert metrics["bpp"] == 8 * size / (176 * 144 * 8) and metrics["psnr_yuv"] > 33
+
+
+def test_an_escape_the_ast_check_misses_is_a_sandbox_violation(cloud: LocalCloud, tmp_path: Path) -> None:
+    marker = tmp_path / "escaped"
+    code = (
+        "import numpy as np\n"
+        "def encode(frames, params):\n"
+        f"    np.ctypeslib.ctypes.CDLL(None).system(b'touch {marker}')\n"
+        "    return b''\n"
+        "def decode(bitstream, header):\n"
+        "    return None\n"
+    )
+    outcome = runner.run(cloud, custom_spec(code), tmp_path / "runs")
+    assert_final(outcome, "FAILED", "SANDBOX_VIOLATION")
+    assert "forbidden system call" in outcome.record["error"]["message"]
+    assert not marker.exists()
