@@ -23,6 +23,7 @@ USER_MODULE = "codec"
 # Exit codes understood by the parent (codeclab.worker.sandbox.runner).
 OK, USER_ERROR, POLICY = 0, 4, 6
 SANDBOX_UID = 65534  # nobody
+MAX_THREADS = 512
 FORBIDDEN_SYSCALLS = (
     "socket", "socketpair", "connect", "bind", "listen", "accept", "accept4",
     "execve", "execveat", "fork", "vfork", "ptrace", "process_vm_readv", "process_vm_writev",
@@ -79,6 +80,8 @@ def _drop_privileges(folder: Path) -> None:
     os.setgroups([])
     os.setgid(SANDBOX_UID)
     os.setuid(SANDBOX_UID)
+    # as uid 65534 it owns no other process, so this caps its own threads (seccomp forbids new processes)
+    resource.setrlimit(resource.RLIMIT_NPROC, (MAX_THREADS, MAX_THREADS))
 
 
 def _restrict_filesystem(folder: Path) -> None:
