@@ -231,3 +231,12 @@ def test_a_decoder_returning_the_wrong_shape_is_a_codec_error(tmp_path: Path) ->
         make_codec("custom", {}, {"code": code}).decode(
             tmp_path / "b.bin", StreamHeader(W, H, N, Fraction(25)), lambda _: None
         )
+
+
+def test_a_sandbox_that_cannot_be_built_is_an_internal_error_not_the_codecs() -> None:
+    from codeclab.worker.errors import WorkerError
+
+    limits = replace(TIGHT, preload=["numpy", "no_such_module_anywhere"])
+    with pytest.raises(WorkerError) as info:
+        run_child("encode", codec("return b''"), {"frames.npz": frames_npz(), "params.json": b"{}"}, limits)
+    assert info.value.error_type == "INTERNAL" and "could not be set up" in str(info.value)

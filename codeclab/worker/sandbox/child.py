@@ -21,7 +21,7 @@ from typing import Any
 
 USER_MODULE = "codec"
 # Exit codes understood by the parent (codeclab.worker.sandbox.runner).
-OK, USER_ERROR, POLICY = 0, 4, 6
+OK, USER_ERROR, POLICY, SETUP = 0, 4, 6, 7
 SANDBOX_UID = 65534  # nobody
 MAX_THREADS = 512
 FORBIDDEN_SYSCALLS = (
@@ -36,12 +36,15 @@ CLONE_THREAD = 0x00010000
 def main(role: str, folder: Path) -> int:
     limits = json.loads((folder / "limits.json").read_text())
     os.chdir(folder)
-    _preload([*limits["preload"], "pyseccomp", "codeclab.worker.sandbox.landlock"])
-    _set_limits(limits)
-    _drop_privileges(folder)
-    _restrict_filesystem(folder)
-    _install_seccomp()
-    _guard_imports(frozenset(limits["allowed_imports"]))
+    try:
+        _preload([*limits["preload"], "pyseccomp", "codeclab.worker.sandbox.landlock"])
+        _set_limits(limits)
+        _drop_privileges(folder)
+        _restrict_filesystem(folder)
+        _install_seccomp()
+        _guard_imports(frozenset(limits["allowed_imports"]))
+    except Exception as exc:  # no user code has run: the sandbox itself could not be built
+        return _report(folder, SETUP, f"{type(exc).__name__}: {exc}")
     try:
         module = _load_user_module(folder / "codec.py")
         _encode(module, folder) if role == "encode" else _decode(module, folder)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codeclab.worker.errors import CodecFailure, SandboxViolation
+from codeclab.worker.errors import CodecFailure, SandboxViolation, WorkerError
 from codeclab.worker.processes import kill_process_group
 from codeclab.worker.sandbox import child
 
@@ -85,6 +85,8 @@ def _failure(role: str, returncode: int, folder: Path, limits: SandboxLimits) ->
         return CodecFailure(f"{who} raised an exception:\n{outcome or _tail(folder)}")
     if returncode == child.POLICY:
         return SandboxViolation(f"{who}: {outcome}")
+    if returncode == child.SETUP:
+        return WorkerError(f"the sandbox for the {who} could not be set up: {outcome}")
     if returncode < 0:
         return _signal_failure(who, -returncode, limits)
     return CodecFailure(f"{who} exited with code {returncode}: {_tail(folder)}")
