@@ -240,3 +240,15 @@ def test_a_sandbox_that_cannot_be_built_is_an_internal_error_not_the_codecs() ->
     with pytest.raises(WorkerError) as info:
         run_child("encode", codec("return b''"), {"frames.npz": frames_npz(), "params.json": b"{}"}, limits)
     assert info.value.error_type == "INTERNAL" and "could not be set up" in str(info.value)
+
+
+def test_the_result_records_which_layers_this_host_applied(tmp_path: Path) -> None:
+    reference = tmp_path / "ref.y4m"
+    _write_reference(reference)
+    custom = make_codec("custom", {}, {"code": BENIGN["numpy zlib"]})
+    custom.encode(reference, tmp_path / "b.bin", lambda _: None)
+    applied = custom.conditions()["sandbox"]["applied_on_this_host"]
+    assert applied["seccomp"] is True and applied["rlimits"] is True
+    from codeclab.worker.sandbox import landlock
+
+    assert applied["landlock_abi"] == landlock.abi_version()  # 0 recorded honestly on a kernel without it

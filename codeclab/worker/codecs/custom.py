@@ -36,6 +36,7 @@ class CustomCodec(Codec):
 
     def __init__(self, params: dict[str, Any], entry: dict[str, Any], limits: SandboxLimits | None = None) -> None:
         super().__init__(params)
+        self.applied: dict[str, Any] = {}  # the layers the encoder's child applied on this host
         self.code = load_code(entry)
         allowed = allowed_imports(entry.get("allow_imports", []))
         imported = check_source(self.code, allowed)
@@ -48,7 +49,9 @@ class CustomCodec(Codec):
         frames = io.BytesIO()
         np.savez(frames, y=video.y, u=video.u, v=video.v)
         inputs = {"frames.npz": frames.getvalue(), "params.json": json.dumps(self.params).encode()}
-        data = run_child("encode", self.code, inputs, self.limits)["bitstream.bin"]
+        outputs = run_child("encode", self.code, inputs, self.limits)
+        self.applied = json.loads(outputs["sandbox.json"])
+        data = outputs["bitstream.bin"]
         cap = MAX_EXPANSION * video.raw_bytes + SLACK_BYTES
         if len(data) > cap:
             raise SandboxViolation(
@@ -77,6 +80,7 @@ class CustomCodec(Codec):
                 "wall_seconds": self.limits.wall_seconds,
                 "address_space_bytes": self.limits.address_space_bytes,
                 "allowed_imports": self.limits.allowed_imports,
+                "applied_on_this_host": self.applied,
             },
             "bitstream_format": "the bytes encode() returned, as they are",
             "colour_conversion": f"only if decode() returns RGB: {RGB_CONVERSION}",

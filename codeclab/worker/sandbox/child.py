@@ -39,9 +39,11 @@ def main(role: str, folder: Path) -> int:
     try:
         _preload([*limits["preload"], "pyseccomp", "codeclab.worker.sandbox.landlock"])
         _set_limits(limits)
-        _drop_privileges(folder)
-        _restrict_filesystem(folder)
+        uid_dropped = _drop_privileges(folder)
+        landlock_abi = _restrict_filesystem(folder)
         _install_seccomp()
+        applied = {"seccomp": True, "landlock_abi": landlock_abi, "uid_dropped": uid_dropped, "rlimits": True}
+        (folder / "sandbox.json").write_text(json.dumps(applied))
         _guard_imports(frozenset(limits["allowed_imports"]))
     except Exception as exc:  # no user code has run: the sandbox itself could not be built
         return _report(folder, SETUP, f"{type(exc).__name__}: {exc}")
@@ -73,10 +75,10 @@ def _set_limits(limits: dict[str, Any]) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limits["address_space_bytes"], limits["address_space_bytes"]))
 
 
-def _drop_privileges(folder: Path) -> None:
+def _drop_privileges(folder: Path) -> bool:
     """As root, become nobody, so the worker's files (the reference above all) are out of reach."""
     if os.geteuid() != 0 or not python_readable_by_others():
-        return
+        return False
     os.chown(folder, SANDBOX_UID, SANDBOX_UID)
     for child in folder.iterdir():
         os.chown(child, SANDBOX_UID, SANDBOX_UID)
@@ -85,12 +87,14 @@ def _drop_privileges(folder: Path) -> None:
     os.setuid(SANDBOX_UID)
     # as uid 65534 it owns no other process, so this caps its own threads (seccomp forbids new processes)
     resource.setrlimit(resource.RLIMIT_NPROC, (MAX_THREADS, MAX_THREADS))
+    return True
 
 
-def _restrict_filesystem(folder: Path) -> None:
+def _restrict_filesystem(folder: Path) -> int:
+    """The Landlock ABI applied; 0 where the kernel has none."""
     from codeclab.worker.sandbox import landlock
 
-    landlock.restrict(folder)
+    return landlock.restrict(folder)
 
 
 def python_readable_by_others() -> bool:

@@ -45,7 +45,8 @@ def run_child(role: str, code: str, inputs: dict[str, bytes], limits: SandboxLim
         produced = {"encode": "bitstream.bin", "decode": "decoded.npz"}[role]
         if not (folder / produced).is_file():
             raise CodecFailure(f"custom codec {role}r ended without writing its output")
-        return {produced: (folder / produced).read_bytes()}
+        # what the child could actually apply on this host (written before any user code ran)
+        return {produced: (folder / produced).read_bytes(), "sandbox.json": (folder / "sandbox.json").read_bytes()}
 
 
 @contextmanager
