@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,11 @@ def extract_y4m(clip: str, path: Path, frames: int, pix_fmt: str = "yuv420p") ->
 def carphone_y4m(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The first 8 frames of carphone."""
     return extract_y4m("carphone", tmp_path_factory.mktemp("clips") / "carphone8.y4m", 8)
+
+
+def wait_until_running(store, experiment_id: str, timeout: float = 60) -> None:
+    """Poll the record until the worker has marked it RUNNING; fail rather than hang."""
+    deadline = time.monotonic() + timeout
+    while (store.find(experiment_id) or {}).get("status") != "RUNNING":
+        assert time.monotonic() < deadline, f"{experiment_id} never reached RUNNING"
+        time.sleep(0.2)

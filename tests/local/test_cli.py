@@ -14,7 +14,7 @@ import pytest
 
 from codeclab.local import ENDPOINT_FILE
 from codeclab.local.service import LocalService
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_until_running
 
 
 def codeclab(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -127,8 +127,7 @@ def test_serve_runs_posted_experiments_and_cancel_reaches_them(
         small_spec(tmp_path, source={"clip": "builtin:carphone", "frames": 30}).read_bytes(),
     )
     store = served.cloud.services().store
-    while (store.find(slow["experiment_id"]) or {}).get("status") != "RUNNING":
-        time.sleep(0.2)
+    wait_until_running(store, slow["experiment_id"])
     out = codeclab("cancel", slow["experiment_id"], "--runs-dir", str(runs))
     assert out.returncode == 0, out.stdout + out.stderr
     record = wait_for_record(runs, slow["experiment_id"], "ABORTED")

@@ -15,6 +15,7 @@ import pytest
 from codeclab.experiments import api
 from codeclab.local import runner
 from codeclab.local.emulator import LAMBDA_FAULT_ENV, LocalCloud
+from tests.conftest import wait_until_running
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +86,7 @@ def test_cancel_ends_aborted_through_reconcile(cloud: LocalCloud, tmp_path: Path
     monkeypatch.setenv("CODECLAB_FAULT", "slow:encode:0.5")
     submitted = runner.submit(cloud, spec(frames=32))
     store = cloud.services().store
-    while (store.find(submitted["experiment_id"]) or {}).get("status") != "RUNNING":
-        time.sleep(0.2)
+    wait_until_running(store, submitted["experiment_id"])
     boto3.client("stepfunctions").stop_execution(executionArn=submitted["execution_arn"], cause="test")
     record = runner.wait(cloud, submitted)
     outcome = runner.collect(cloud, record, tmp_path)
