@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import urllib.error
 import urllib.request
@@ -25,6 +26,8 @@ err = wide_console(stderr=True)
 
 
 def main() -> None:
+    # `kill` unwinds like Ctrl-C, so a running `run` or `serve` stops its emulator and removes its endpoint file
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     cli(prog_name="codeclab")
 
 
@@ -251,6 +254,11 @@ def _local_api(runs_dir: Path, method: str, path: str, body: bytes | None = None
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+    except urllib.error.URLError as exc:
+        err.print(
+            f"[red]error:[/] the local workflow at {url} does not answer ({exc.reason}); is `codeclab serve` running?"
+        )
+        sys.exit(2)
 
 
 def _print_json(body: dict[str, Any]) -> None:

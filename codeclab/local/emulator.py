@@ -17,6 +17,7 @@ import socket
 import sys
 import tempfile
 import time
+import warnings
 import zipfile
 from contextlib import suppress
 from functools import cached_property
@@ -81,6 +82,7 @@ class LocalCloud:
         started = time.perf_counter()
         self._set_env({"MOTO_PORT": str(self.port)})  # moto's integrations call localhost:$MOTO_PORT
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per AWS call otherwise
+        warnings.filterwarnings("ignore", "No application metrics to publish")  # metrics are off locally
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         # moto's backends are process-wide: start from empty, whatever ran in this process before

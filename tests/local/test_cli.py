@@ -140,3 +140,9 @@ def test_run_no_wait_submits_to_the_running_serve(served: LocalService, tmp_path
     assert out.returncode == 0, out.stderr
     experiment_id = json.loads(out.stdout)["experiment_id"]
     assert wait_for_record(served.runs_dir, experiment_id, "SUCCEEDED")["status"] == "SUCCEEDED"
+
+
+def test_a_stale_endpoint_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / ENDPOINT_FILE).write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": 0}))
+    out = codeclab("cancel", "exp_01M8H5K1FQP3YRBSD64WDC7V0A", "--runs-dir", str(tmp_path))
+    assert out.returncode == 2 and "does not answer" in out.stderr and "Traceback" not in out.stderr
