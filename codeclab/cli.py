@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import Progress
 from rich.table import Table
 
 from codeclab.experiments import SpecError, codec_names, codec_param_schema, load_spec_file
 from codeclab.experiments.statuses import Status
 from codeclab.local import ENDPOINT_FILE
-from codeclab.terminal import progress_bar, summary_table, wide_console
+from codeclab.terminal import progress_bar, show_record_progress, summary_table, wide_console
 
 console = wide_console()
 err = wide_console(stderr=True)
@@ -74,7 +73,9 @@ def run(spec: Path, runs_dir: Path, no_wait: bool) -> None:
         console.print(f"{submitted['experiment_id']}  {submitted['execution_arn']}")
         with progress_bar(console) as bar:
             task = bar.add_task("queued", total=None)
-            record = runner.wait(service.cloud, submitted, lambda r: _show_progress(bar, task, r))
+            record = runner.wait(
+                service.cloud, submitted, lambda r: show_record_progress(bar, task, r, r["status"].lower())
+            )
         outcome = runner.collect(service.cloud, record, runs_dir)
     console.print(summary_table([outcome.record]))
     console.print(f"record and artifacts: {outcome.folder}")
@@ -201,15 +202,6 @@ def _local_service(runs_dir: Path) -> Iterator[Any]:
         with console.status("starting the local AWS emulator (synthesizing the stack if it changed)"):
             service = stack.enter_context(LocalService(runs_dir, port=0))
         yield service
-
-
-def _show_progress(bar: Progress, task: Any, record: dict[str, Any]) -> None:
-    progress = record.get("progress") or {}
-    stage = progress.get("stage") or record["status"].lower()
-    total = progress.get("frames_total") or None
-    bar.update(
-        task, description=f"{record['status'].lower()}: {stage}", completed=progress.get("frames_done", 0), total=total
-    )
 
 
 def _range(schema: dict[str, Any]) -> str:

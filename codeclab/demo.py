@@ -15,7 +15,7 @@ from typing import Any
 
 from codeclab.local import runner
 from codeclab.local.service import LocalService
-from codeclab.terminal import progress_bar, summary_table, wide_console
+from codeclab.terminal import progress_bar, show_record_progress, summary_table, wide_console
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_SPECS = ("x264.json", "x264-intra.json", "jpeg.json")
@@ -45,13 +45,7 @@ def _run_one(service: LocalService, spec_path: Path, console: Any) -> runner.Out
     with progress_bar(console) as bar:
         task = bar.add_task(spec_path.stem, total=None)
 
-        def show(record: dict[str, Any]) -> None:
-            progress = record.get("progress") or {}
-            stage = progress.get("stage") or record["status"].lower()
-            done, total = progress.get("frames_done", 0), progress.get("frames_total") or None
-            bar.update(task, description=f"{spec_path.stem}: {stage}", completed=done, total=total)
-
-        record = runner.wait(service.cloud, submitted, show)
+        record = runner.wait(service.cloud, submitted, lambda r: show_record_progress(bar, task, r, spec_path.stem))
         bar.update(task, description=f"{spec_path.stem}: {record['status']}")
     return runner.collect(service.cloud, record, service.runs_dir)
 

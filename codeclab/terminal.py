@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 MIN_WIDTH = 170  # pipes and CI logs report 80 columns, which folds every table
@@ -21,6 +21,14 @@ def progress_bar(console: Console) -> Progress:
     return Progress(
         TextColumn("{task.description:<32}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     )
+
+
+def show_record_progress(bar: Progress, task: TaskID, record: dict[str, Any], label: str) -> None:
+    """Move a progress bar to the stage and frames a record reports (its status before the worker starts)."""
+    progress = record.get("progress") or {}
+    stage = progress.get("stage") or record["status"].lower()
+    done, total = progress.get("frames_done", 0), progress.get("frames_total") or None
+    bar.update(task, description=f"{label}: {stage}", completed=done, total=total)
 
 
 def summary_table(records: list[dict[str, Any]], title: str | None = None) -> Table:

@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 
 from codeclab.experiments.limits import MIN_JOB_SECONDS
+from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.experiments.store import ExperimentStore
 
 DEFAULT_MAX_TIMEOUT_SECONDS = 21600
@@ -51,7 +52,7 @@ class Services:
         """An s3:// JSON object, or None when it does not exist."""
         import json
 
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        bucket, key = split_s3_uri(uri)
         try:
             body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except self.s3.exceptions.NoSuchKey:

@@ -18,6 +18,7 @@ from codeclab.experiments.error_types import (
 )
 from codeclab.experiments.ids import experiment_id_for, is_experiment_id
 from codeclab.experiments.limits import job_timeout, run_codec_timeout
+from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.experiments.services import Services
 from codeclab.experiments.spec import SpecError, SpecProblem, validate_spec
 from codeclab.experiments.statuses import Status, TransitionError
@@ -49,7 +50,7 @@ def create_record(event: dict[str, Any], services: Services) -> dict[str, Any]:
     key, created = services.store.create(experiment_id, spec, execution_arn=event.get("execution_arn", ""), codec=codec)
     prefix = services.artifact_prefix(experiment_id)
     spec_uri = f"{prefix}/spec.json"
-    bucket, _, spec_key = spec_uri.removeprefix("s3://").partition("/")
+    bucket, spec_key = split_s3_uri(spec_uri)
     services.s3.put_object(Bucket=bucket, Key=spec_key, Body=json.dumps(spec).encode("utf-8"))
     log.info("record %s %s", "created" if created else "already existed", key)
     return {

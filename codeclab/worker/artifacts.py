@@ -11,6 +11,8 @@ import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from codeclab.experiments.s3_uri import split_s3_uri
+
 
 class ArtifactStore(ABC):
     staging: Path
@@ -44,7 +46,7 @@ class S3Store(ArtifactStore):
     def __init__(self, uri: str) -> None:
         import boto3  # only S3 outputs need it
 
-        self.bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        self.bucket, prefix = split_s3_uri(uri)
         self.prefix = prefix.strip("/")
         self._s3 = boto3.client("s3")
         self.staging = Path(tempfile.mkdtemp(prefix="codeclab-out-"))

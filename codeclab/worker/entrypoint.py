@@ -27,6 +27,7 @@ from codeclab.worker.run import (
     run_experiment,
     write_json,
 )
+from codeclab.worker.sources import read_s3_text
 
 log = logging.getLogger("codeclab.worker")
 ARTIFACT_ORDER = ("reference.y4m", "recon.y4m", "metrics.csv", "worker.log", "result.json")
@@ -119,7 +120,7 @@ def _read_spec(source: str) -> dict[str, Any]:
         if source == "-":
             return validate_spec(json.load(sys.stdin), origin="spec (stdin)")
         if source.startswith("s3://"):
-            return validate_spec(json.loads(_read_s3_text(source)), origin=source)
+            return validate_spec(json.loads(read_s3_text(source, "spec")), origin=source)
         from codeclab.experiments import load_spec_file
 
         return load_spec_file(Path(source))
@@ -130,17 +131,6 @@ def _read_spec(source: str) -> dict[str, Any]:
         ) from None
     except SpecError as exc:
         raise InvalidInput(str(exc), "INVALID_SPEC") from None
-
-
-def _read_s3_text(uri: str) -> str:
-    import boto3
-    from botocore.exceptions import ClientError
-
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    try:
-        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
-    except ClientError as exc:
-        raise InvalidInput(f"cannot read spec {uri}: {exc.response['Error'].get('Code')}", "INVALID_SPEC") from None
 
 
 def _publish(store: ArtifactStore, result: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import av
 
+from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.worker.errors import InvalidInput
 from codeclab.worker.ffmpeg import FFmpegFailed, run_ffmpeg
 from codeclab.worker.video import FrameCallback, Video, read_y4m, read_y4m_header
@@ -103,7 +104,7 @@ def _download_s3(uri: str, workdir: Path) -> Path:
     import boto3  # imported here: only s3 sources need it
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    bucket, key = split_s3_uri(uri)
     target = workdir / ("source" + Path(key).suffix.lower())
     try:
         boto3.client("s3").download_file(bucket, key, str(target))
@@ -117,6 +118,18 @@ def _download_s3(uri: str, workdir: Path) -> Path:
     except BotoCoreError as exc:
         raise InvalidInput(f"$.source.clip: cannot read {uri}: {exc}", "INVALID_SOURCE") from None
     return target
+
+
+def read_s3_text(uri: str, what: str) -> str:
+    """A small text object (a spec, a codec's source); a missing or unreadable one is invalid input."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    bucket, key = split_s3_uri(uri)
+    try:
+        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+    except ClientError as exc:
+        raise InvalidInput(f"cannot read {what} {uri}: {exc.response['Error'].get('Code')}", "INVALID_SPEC") from None
 
 
 def _probe(path: Path) -> _Probe:

@@ -23,6 +23,7 @@ from codeclab.worker.colour import RGB_CONVERSION, rgb_to_yuv420
 from codeclab.worker.errors import CodecFailure, InvalidInput, SandboxViolation
 from codeclab.worker.sandbox.policy import allowed_imports, check_source
 from codeclab.worker.sandbox.runner import SandboxLimits, decoded_arrays, run_child
+from codeclab.worker.sources import read_s3_text
 from codeclab.worker.video import FrameCallback, Video, read_y4m
 
 # Far beyond the raw video it codes, a bitstream is a broken codec or an attempt to fill the disk.
@@ -94,10 +95,7 @@ def load_code(entry: dict[str, Any]) -> str:
         raise InvalidInput("$.codec: a custom codec needs code or code_uri", "INVALID_SPEC")
     uri = str(entry["code_uri"])
     if uri.startswith("s3://"):
-        import boto3
-
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        return read_s3_text(uri, "codec source")
     path = Path(uri).expanduser()
     if not path.is_file():
         raise InvalidInput(f"$.codec.code_uri: no such file {uri!r}", "INVALID_SPEC")
