@@ -193,6 +193,35 @@ def submit(spec: Path, stack: str, idempotency_key: str | None) -> None:
         sys.exit(2)
 
 
+@cli.command()
+@click.option("--quality", type=click.IntRange(1, 4), required=True, help="the rate point to train (1 = fewest bits)")
+@click.option("--steps", type=click.IntRange(min=1), default=4000, show_default=True, help="optimiser steps")
+@click.option("--device", default="auto", show_default=True, help="auto (CUDA when present, else CPU), cpu or cuda")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="CPU threads for torch")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path),
+    help="where to write the weights [default: the built-in codec's qQ.safetensors]",
+)  # fmt: skip
+def train(quality: int, steps: int, device: str, threads: int, out: Path | None) -> None:
+    """Train the built-in learned codec's weights for one quality, from scratch, with the pinned seed."""
+    from codeclab.training.trainer import StepReport, TrainConfig
+    from codeclab.training.trainer import train as run_training
+    from codeclab.worker.codecs.learned.weights import weights_path
+
+    config = TrainConfig(quality=quality, steps=steps, device=device, threads=threads)
+    target = out or weights_path(quality)
+    with progress_bar(console) as bar:
+        task = bar.add_task(f"train q{quality}", total=steps)
+
+        def show(report: StepReport) -> None:
+            if report.step % 10 == 0 or report.step == steps:
+                label = f"q{quality} bpp {report.bpp:.3f} PSNR {report.psnr:.2f}"
+                bar.update(task, completed=report.step, description=label)
+
+        run_training(config, target, show)
+    console.print(f"wrote {target}")
+
+
 # -- helpers --------------------------------------------------------------------------------
 @contextmanager
 def _local_service(runs_dir: Path) -> Iterator[Any]:

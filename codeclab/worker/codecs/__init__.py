@@ -9,9 +9,11 @@ from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.codecs.custom import CustomCodec
 from codeclab.worker.codecs.ffmpeg_video import X264, X265, SvtAv1, Vp9
 from codeclab.worker.codecs.image import Avif, Jpeg, WebP
+from codeclab.worker.codecs.learned import LearnedCodec
 from codeclab.worker.errors import InvalidInput
 
-REGISTRY: dict[str, type[Codec]] = {c.name: c for c in (X264, X265, SvtAv1, Vp9, Jpeg, WebP, Avif, CustomCodec)}
+_CODECS: tuple[type[Codec], ...] = (X264, X265, SvtAv1, Vp9, Jpeg, WebP, Avif, LearnedCodec, CustomCodec)
+REGISTRY: dict[str, type[Codec]] = {c.name: c for c in _CODECS}
 
 __all__ = ["REGISTRY", "Codec", "StreamHeader", "make_codec"]
 

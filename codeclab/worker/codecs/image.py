@@ -20,13 +20,13 @@ import cv2
 import numpy as np
 
 from codeclab.worker.codecs.base import Codec, StreamHeader
+from codeclab.worker.codecs.framing import read_payloads, write_payload
 from codeclab.worker.colour import RGB_CONVERSION, rgb_to_yuv420, yuv420_to_rgb
 from codeclab.worker.errors import CodecFailure
 from codeclab.worker.video import FrameCallback, Video, read_y4m
 
 MAGIC = b"CLF1"
 _HEADER = struct.Struct("<4s4sHHIII")
-_LENGTH = struct.Struct("<I")
 
 
 class ImageCodec(Codec):
@@ -61,8 +61,7 @@ class ImageCodec(Codec):
                 ok, data = cv2.imencode(self.extension, image[..., ::-1], self.imwrite_params())
                 if not ok:
                     raise CodecFailure(f"{self.name}: OpenCV could not encode frame {index}")
-                fh.write(_LENGTH.pack(len(data)))
-                fh.write(data.tobytes())
+                write_payload(fh, data.tobytes())
                 on_frame(index + 1)
 
     def decode(self, bitstream: Path, header: StreamHeader, on_frame: FrameCallback) -> Video:
@@ -84,12 +83,7 @@ class ImageCodec(Codec):
             magic, _tag, width, height, frames, num, den = _HEADER.unpack_from(data)
             if magic != MAGIC:
                 raise CodecFailure(f"{self.name}: {bitstream.name} is not a codeclab image stream")
-            payloads, offset = [], _HEADER.size
-            for _ in range(frames):
-                (length,) = _LENGTH.unpack_from(data, offset)
-                offset += _LENGTH.size
-                payloads.append(np.frombuffer(data, dtype=np.uint8, count=length, offset=offset))
-                offset += length
+            payloads = [np.frombuffer(p, dtype=np.uint8) for p in read_payloads(data, _HEADER.size, frames)]
             return width, height, Fraction(num, den), payloads
         except (struct.error, ValueError, ZeroDivisionError):
             raise CodecFailure(f"{self.name}: {bitstream.name} is truncated or damaged") from None

@@ -1,0 +1,1 @@
+"""Reproducible training of the built-in learned codec's weights."""

@@ -1,0 +1,68 @@
+"""The shipped weights: one safetensors file per quality level, read with safetensors only (never pickle)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from codeclab.worker.codecs.learned.model import Architecture, ScaleHyperprior
+from codeclab.worker.errors import InvalidInput
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+# Rate-distortion trade-off per quality: loss = lambda * 255^2 * MSE_yuv + bpp (CompressAI's q2..q5 values).
+LAMBDAS = {1: 0.0035, 2: 0.0067, 3: 0.0130, 4: 0.0250}
+QUALITIES = tuple(LAMBDAS)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model in eval mode, with its training record and a fingerprint of the exact weights file."""
+
+    net: ScaleHyperprior
+    quality: int
+    fingerprint: bytes  # first 4 bytes of the file's sha256; the bitstream carries it
+    metadata: dict[str, Any]
+
+
+def weights_path(quality: int, directory: Path = WEIGHTS_DIR) -> Path:
+    return directory / f"q{quality}.safetensors"
+
+
+def save_model(net: ScaleHyperprior, quality: int, metadata: dict[str, Any], path: Path) -> None:
+    """Write the float32 state dict with the architecture and training record as metadata."""
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
+    record = {"quality": quality, "n": net.arch.n, "m": net.arch.m, **metadata}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={"codeclab": json.dumps(record, sort_keys=True)})
+
+
+@cache
+def load_model(quality: int, directory: Path = WEIGHTS_DIR) -> LoadedModel:
+    """The model for a quality level, on the CPU; cached per process."""
+    path = weights_path(quality, directory)
+    if not path.is_file():
+        raise InvalidInput(
+            f"$.codec.params.quality: no weights for quality {quality} at {path}; "
+            f"train them with `codeclab train --quality {quality}`"
+        )
+    metadata = _metadata(path)
+    net = ScaleHyperprior(Architecture(n=metadata["n"], m=metadata["m"]))
+    net.load_state_dict(load_file(str(path)))
+    net.eval().requires_grad_(False)
+    fingerprint = hashlib.sha256(path.read_bytes()).digest()[:4]
+    return LoadedModel(net, quality, fingerprint, metadata)
+
+
+def _metadata(path: Path) -> dict[str, Any]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        header = fh.metadata() or {}
+    return json.loads(header.get("codeclab", "{}"))
