@@ -1,0 +1,1 @@
+"""Comparing rate-distortion curves: BD-rate and BD-PSNR, tables and plots."""
