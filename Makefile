@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_worker.py
 	$(PY) benchmarks/bench_workflow.py
+	$(PY) benchmarks/bench_rd.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

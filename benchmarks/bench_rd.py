@@ -56,10 +56,10 @@ class Family:
 
 FAMILIES = (
     Family("learned", "learned", {"device": "cpu", "threads": 2}, "quality", (1, 2, 3, 4)),
-    Family("jpeg", "jpeg", {}, "quality", (30, 50, 70, 90)),
-    Family("webp", "webp", {}, "quality", (30, 50, 70, 90)),
-    Family("avif", "avif", {"speed": 6}, "quality", (30, 50, 70, 90)),
-    Family(ANCHOR, "x264", {"keyint": 1, "threads": 1}, "qp", (22, 27, 32, 37)),
+    Family("jpeg", "jpeg", {}, "quality", (10, 30, 50, 70)),
+    Family("webp", "webp", {}, "quality", (10, 30, 50, 70)),
+    Family("avif", "avif", {"speed": 6}, "quality", (20, 40, 60, 80)),
+    Family(ANCHOR, "x264", {"keyint": 1, "threads": 1}, "qp", (27, 32, 37, 42)),
     Family("x264", "x264", {"threads": 1}, "crf", (23, 28, 33, 38)),
     Family("x265", "x265", {"threads": 1}, "crf", (23, 28, 33, 38)),
     Family("svtav1", "svtav1", {"preset": 8, "threads": 1}, "crf", (27, 35, 43, 51)),

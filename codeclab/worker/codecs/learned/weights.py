@@ -16,8 +16,9 @@ from codeclab.worker.codecs.learned.model import Architecture, ScaleHyperprior
 from codeclab.worker.errors import InvalidInput
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-# Rate-distortion trade-off per quality: loss = lambda * 255^2 * MSE_yuv + bpp (CompressAI's q2..q5 values).
-LAMBDAS = {1: 0.0035, 2: 0.0067, 3: 0.0130, 4: 0.0250}
+# Rate-distortion trade-off per quality: loss = lambda * 255^2 * MSE_yuv + bpp. Log-spaced (x2.4) from
+# 0.0035 to 0.0483 (CompressAI's q2 and q6), so the four points span about 0.1 to 1 bpp.
+LAMBDAS = {1: 0.0035, 2: 0.0084, 3: 0.0201, 4: 0.0483}
 QUALITIES = tuple(LAMBDAS)
 
 
