@@ -164,7 +164,8 @@ def test_a_missing_quality_names_the_field_and_the_command(tmp_path: Path) -> No
 
 
 def test_the_worker_records_the_device_weights_and_colour_handling(tmp_path: Path) -> None:
-    spec = {"source": {"clip": "builtin:carphone", "frames": 2}, "codec": {"name": "learned", "params": {"quality": 1}}}
+    codec = {"name": "learned", "params": {"quality": 1}}
+    spec = {"name": "learned-q1", "source": {"clip": "builtin:carphone", "frames": 2}, "codec": codec}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     cmd = [sys.executable, "-m", "codeclab.worker", str(tmp_path / "spec.json"), "--out", str(tmp_path / "out")]
     subprocess.run([*cmd, "--no-vmaf"], check=True, cwd=REPO, capture_output=True)
