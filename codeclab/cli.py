@@ -77,7 +77,11 @@ def run(spec: Path, runs_dir: Path, no_wait: bool) -> None:
                 service.cloud, submitted, lambda r: show_record_progress(bar, task, r, r["status"].lower())
             )
         outcome = runner.collect(service.cloud, record, runs_dir)
-    console.print(summary_table([outcome.record]))
+    if outcome.points:
+        console.print(summary_table(outcome.points, title=f"sweep {outcome.experiment_id}: {outcome.status}"))
+        console.print(f"report: codeclab report {outcome.experiment_id}")
+    else:
+        console.print(summary_table([outcome.record]))
     console.print(f"record and artifacts: {outcome.folder}")
     if not outcome.succeeded:
         error = outcome.record.get("error", {})

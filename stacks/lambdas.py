@@ -1,4 +1,4 @@
-"""The five handlers: one code asset, one runtime, the Powertools layer, and a role each with only what it uses."""
+"""The six handlers: one code asset, one runtime, the Powertools layer, and a role each with only what it uses."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ class Handlers(Construct):
         self.create_record = self._function("CreateRecord", "create_record")
         self.record_result = self._function("RecordResult", "record_result")
         self.mark_failed = self._function("MarkFailed", "mark_failed")
+        self.aggregate_sweep = self._function("AggregateSweep", "aggregate_sweep")
         self.reconcile = self._function("Reconcile", "reconcile")
         self.api = self._function("Api", "api", timeout=API_TIMEOUT)
         self._grant(storage)
@@ -77,6 +78,7 @@ class Handlers(Construct):
             "CreateRecord": self.create_record,
             "RecordResult": self.record_result,
             "MarkFailed": self.mark_failed,
+            "AggregateSweep": self.aggregate_sweep,
             "Reconcile": self.reconcile,
             "Api": self.api,
         }
@@ -108,11 +110,13 @@ class Handlers(Construct):
         )
 
     def _grant(self, storage: Storage) -> None:
-        storage.grant_table(self.create_record, "dynamodb:PutItem", "dynamodb:Query")
+        # UpdateItem: a sweep's parent item goes RUNNING once its points are queued.
+        storage.grant_table(self.create_record, "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem")
         storage.grant_objects(self.create_record, "s3:PutObject")  # stages spec.json for the job
         for reader in (self.record_result, self.mark_failed):  # both read the worker's result.json
             storage.grant_table(reader, "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query")
             storage.grant_objects(reader, "s3:GetObject")
-        storage.grant_table(self.reconcile, "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query")
+        for finaliser in (self.reconcile, self.aggregate_sweep):
+            storage.grant_table(finaliser, "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query")
         # Cancel marks the item ABORTED itself, so the API also updates items.
         storage.grant_table(self.api, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", status_index=True)

@@ -1,5 +1,8 @@
 """The experiment workflow: CreateRecord -> RunCodec -> RecordResult -> Notify, and MarkFailed -> Alert on any error.
 
+A sweep goes CreateRecord -> RunPoints (a Map: RunPoint -> RecordPointResult per point, MarkPointFailed on a
+point's error) -> AggregateSweep -> Notify; AggregateSweep fails the sweep, with its one alert, when any point failed.
+
 JSONPath throughout (no JSONata): the local emulator runs this same definition, and every state here is plain
 Amazon States Language that it understands.
 """
@@ -59,11 +62,20 @@ class ExperimentWorkflow(Construct):
             cause="The experiment did not succeed; its record and the alert give the error type and message.",
         )
         mark_failed = self._mark_failed(handlers.mark_failed, failed)
-        definition = (
-            self._catch_into(self._create_record(handlers.create_record), mark_failed)
-            .next(self._catch_into(self._run_codec(gpu), mark_failed))
-            .next(self._catch_into(self._record_result(handlers.record_result), mark_failed))
-            .next(self._notify(mark_failed))
+        notify = self._notify(mark_failed)
+        single = (
+            self._catch_into(self._run_codec(gpu, "RunCodec"), mark_failed)
+            .next(self._catch_into(self._record_result(handlers.record_result, "RecordResult"), mark_failed))
+            .next(notify)
+        )
+        sweep = (
+            self._catch_into(self._run_points(settings, handlers, gpu), mark_failed)
+            .next(self._catch_into(self._aggregate(handlers.aggregate_sweep), mark_failed))
+            .next(notify)
+        )
+        is_sweep = sfn.Choice(self, "IsSweep").when(sfn.Condition.is_present("$.record.points"), sweep)
+        definition = self._catch_into(self._create_record(handlers.create_record), mark_failed).next(
+            is_sweep.otherwise(single)
         )
         self.state_machine = sfn.StateMachine(
             self,
@@ -115,12 +127,46 @@ class ExperimentWorkflow(Construct):
             result_path="$.record",
         )
 
-    def _run_codec(self, gpu: GpuBatch) -> sfn.CustomState:
+    def _run_points(self, settings: Settings, handlers: Handlers, gpu: GpuBatch) -> sfn.Map:
+        """One iteration per point: its own job and record. A failed point is recorded and the Map goes on."""
+        point_failed = sfn.Succeed(self, "PointFailed", comment="recorded as failed; AggregateSweep reports it")
+        mark_point_failed = self._invoke(
+            "MarkPointFailed",
+            handlers.mark_failed,
+            {"input.$": "$", "execution_arn.$": "$$.Execution.Id"},
+            result_path="$.failure",
+        )
+        mark_point_failed.add_catch(point_failed, errors=ALL_ERRORS, result_path="$.mark_failed_error")
+        mark_point_failed.next(point_failed)
+        iteration = (
+            self._catch_into(self._run_codec(gpu, "RunPoint"), mark_point_failed)
+            .next(self._catch_into(self._record_result(handlers.record_result, "RecordPointResult"), mark_point_failed))
+            .next(sfn.Succeed(self, "PointDone"))
+        )
+        points = sfn.Map(
+            self,
+            "RunPoints",
+            items_path="$.record.points",
+            max_concurrency_path="$.record.max_concurrency",
+            item_selector={"record.$": "$$.Map.Item.Value"},
+            result_path=sfn.JsonPath.DISCARD,  # the points' outcomes are in their records, not the payload
+        )
+        return points.item_processor(iteration)
+
+    def _aggregate(self, function: lambda_.IFunction) -> tasks.LambdaInvoke:
+        return self._invoke(
+            "AggregateSweep",
+            function,
+            {"experiment_id.$": "$.record.experiment_id", "timestamp.$": "$.record.timestamp"},
+            result_path="$.result",
+        )
+
+    def _run_codec(self, gpu: GpuBatch, name: str) -> sfn.CustomState:
         # A custom state because BatchSubmitJob renders task_timeout only as Batch's attempt duration; the
         # state's own TimeoutSecondsPath is what stops the workflow waiting on a job that never ends.
         state = sfn.CustomState(
             self,
-            "RunCodec",
+            name,
             state_json={
                 "Type": "Task",
                 "Resource": f"arn:{Stack.of(self).partition}:states:::batch:submitJob.sync",
@@ -153,9 +199,9 @@ class ExperimentWorkflow(Construct):
         )
         return state
 
-    def _record_result(self, function: lambda_.IFunction) -> tasks.LambdaInvoke:
+    def _record_result(self, function: lambda_.IFunction, name: str) -> tasks.LambdaInvoke:
         return self._invoke(
-            "RecordResult",
+            name,
             function,
             {
                 "experiment_id.$": "$.record.experiment_id",
@@ -275,7 +321,8 @@ class ExperimentWorkflow(Construct):
             "out or the execution is stopped) can only be scoped to this account's and region's jobs.",
             finding=resource_finding(self, self._jobs_arn),
         )
-        for function in (handlers.create_record, handlers.record_result, handlers.mark_failed):
+        invoked = (handlers.create_record, handlers.record_result, handlers.mark_failed, handlers.aggregate_sweep)
+        for function in invoked:
             acknowledge(
                 role,
                 "IAM5",

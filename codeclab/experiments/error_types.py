@@ -21,6 +21,7 @@ class ErrorType(StrEnum):
     SANDBOX_VIOLATION = "SANDBOX_VIOLATION"
     INVALID_INPUT = "INVALID_INPUT"
     ABORTED = "ABORTED"
+    POINTS_FAILED = "POINTS_FAILED"  # a sweep whose points did not all succeed
     INTERNAL = "INTERNAL"
 
     @property
@@ -46,7 +47,11 @@ WORKER_ERROR_TYPES = {
     "INTERNAL": ErrorType.INTERNAL,
 }
 # Errors raised by our own Lambdas, by exception class name (what Step Functions reports).
-LAMBDA_ERRORS = {"SpecError": ErrorType.INVALID_INPUT, "InvalidEventError": ErrorType.INVALID_INPUT}
+LAMBDA_ERRORS = {
+    "SpecError": ErrorType.INVALID_INPUT,
+    "InvalidEventError": ErrorType.INVALID_INPUT,
+    "SweepPointsFailed": ErrorType.POINTS_FAILED,
+}
 
 
 @dataclass(frozen=True)

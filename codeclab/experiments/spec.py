@@ -109,7 +109,13 @@ def validate_spec(spec: Any, origin: str = "spec") -> dict[str, Any]:
     errors = sorted(_validator().iter_errors(spec), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise SpecError([_problem(e) for e in errors], origin)
-    return _with_defaults(spec)
+    filled = _with_defaults(spec)
+    if "sweep" in filled:
+        # Every point must be a valid experiment too; imported here because sweep builds on this module.
+        from codeclab.experiments.sweep import expand_sweep
+
+        expand_sweep(filled, origin)
+    return filled
 
 
 def _problem(error: ValidationError, prefix: str = "$") -> SpecProblem:

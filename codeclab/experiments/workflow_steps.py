@@ -20,9 +20,10 @@ from codeclab.experiments.ids import experiment_id_for, is_experiment_id
 from codeclab.experiments.limits import job_timeout, run_codec_timeout
 from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.experiments.services import Services
-from codeclab.experiments.spec import SpecError, SpecProblem, validate_spec
+from codeclab.experiments.spec import validate_spec
 from codeclab.experiments.statuses import Status, TransitionError
 from codeclab.experiments.store import ExperimentKey, ExperimentNotFound, Item
+from codeclab.experiments.sweep import expand_sweep, is_sweep, max_concurrency, point_id
 
 log = logging.getLogger("codeclab.experiments")
 
@@ -37,17 +38,26 @@ def experiment_id_of_execution(name: str, arn: str) -> str:
 
 
 def create_record(event: dict[str, Any], services: Services) -> dict[str, Any]:
-    """Validate the spec, create the QUEUED item (idempotently), stage spec.json for the job."""
+    """Validate the spec, create the QUEUED item(s) idempotently, stage spec.json for each job.
+
+    A sweep creates one item per point (with parent_id) and a parent item that lists them.
+    """
     execution_input = event.get("input") or {}
     raw_spec = execution_input.get("spec", execution_input)
     spec = validate_spec(raw_spec, origin="execution input spec")
-    if "sweep" in spec:
-        problem = SpecProblem("$.sweep", "sweeps are not run by this workflow yet; submit one point per experiment")
-        raise SpecError([problem], origin="execution input spec")
     experiment_id = experiment_id_of_execution(event.get("execution_name", ""), event.get("execution_arn", ""))
+    execution_arn = event.get("execution_arn", "")
+    if is_sweep(spec):
+        return _create_sweep(services, experiment_id, spec, execution_arn)
+    return _create_point(services, experiment_id, spec, execution_arn)
+
+
+def _create_point(
+    services: Services, experiment_id: str, spec: dict[str, Any], execution_arn: str, **attributes: Any
+) -> dict[str, Any]:
     codec = spec["codec"]["name"]
     job_seconds = job_timeout(spec["limits"]["timeout_seconds"], services.max_timeout_seconds, services.min_job_seconds)
-    key, created = services.store.create(experiment_id, spec, execution_arn=event.get("execution_arn", ""), codec=codec)
+    key, created = services.store.create(experiment_id, spec, execution_arn=execution_arn, codec=codec, **attributes)
     prefix = services.artifact_prefix(experiment_id)
     spec_uri = f"{prefix}/spec.json"
     bucket, spec_key = split_s3_uri(spec_uri)
@@ -56,7 +66,6 @@ def create_record(event: dict[str, Any], services: Services) -> dict[str, Any]:
     return {
         **key.dynamo_key(),
         "created": created,
-        "spec": spec,
         "codec": codec,
         "timeout_seconds": job_seconds,
         "run_timeout_seconds": run_codec_timeout(job_seconds, services.runnable_timeout_seconds),
@@ -66,6 +75,43 @@ def create_record(event: dict[str, Any], services: Services) -> dict[str, Any]:
         "result_uri": f"{prefix}/result.json",
         "job_name": f"codeclab-{experiment_id}",
         "command": [spec_uri, "--out", prefix],
+        "notify_on_success": services.notify_on_success,
+    }
+
+
+def _create_sweep(services: Services, experiment_id: str, spec: dict[str, Any], execution_arn: str) -> dict[str, Any]:
+    # Points first, so the parent is written once with every point's full key; ids derive from the
+    # parent's, so a retried CreateRecord finds the same points instead of making new ones.
+    sweep_points = expand_sweep(spec)
+    points = [
+        _create_point(
+            services,
+            point_id(experiment_id, point.index),
+            point.spec,
+            execution_arn,
+            parent_id=experiment_id,
+            point_label=point.label,
+            point_index=point.index,
+        )
+        for point in sweep_points
+    ]
+    summaries = [
+        {"experiment_id": p["experiment_id"], "timestamp": p["timestamp"], "label": point.label, "status": "QUEUED"}
+        for p, point in zip(points, sweep_points, strict=True)
+    ]
+    key, created = services.store.create(
+        experiment_id, spec, execution_arn=execution_arn, codec="sweep", points=summaries
+    )
+    try:
+        services.store.transition(key, Status.RUNNING)  # every point is queued: the sweep is under way
+    except TransitionError as exc:
+        log.info("sweep %s already %s", key, exc.current)
+    return {
+        **key.dynamo_key(),
+        "created": created,
+        "codec": "sweep",
+        "points": points,
+        "max_concurrency": max_concurrency(spec),
         "notify_on_success": services.notify_on_success,
     }
 
@@ -92,6 +138,68 @@ def record_result(event: dict[str, Any], services: Services) -> dict[str, Any]:
     return {"status": Status.SUCCEEDED.value, "summary": summary_line(key.experiment_id, result), "codec": codec}
 
 
+class SweepPointsFailed(RuntimeError):
+    """Some points of a sweep did not succeed; the workflow's Catch turns this into the sweep's one alert."""
+
+
+def aggregate_sweep(event: dict[str, Any], services: Services) -> dict[str, Any]:
+    """After the Map: gather every point's final status into the parent, and finalise the parent.
+
+    The successful points' results stay in their own records whatever happened to the others.
+    """
+    key = ExperimentKey.of(event)
+    parent = services.store.get(key)
+    if parent is None:
+        raise InvalidEventError(f"{key}: no sweep record to aggregate")
+    points = [_point_outcome(services, summary) for summary in parent.get("points", [])]
+    failed = [p for p in points if p["status"] != Status.SUCCEEDED]
+    counts = {"points": len(points), "succeeded": len(points) - len(failed), "failed": len(failed)}
+    if failed:
+        listed = "; ".join(
+            f"{p['label']} ({p['experiment_id']}) {p['status']} {p.get('error_type', '')}".strip() for p in failed
+        )
+        message = f"{len(failed)} of {len(points)} points did not succeed: {listed}"
+        error = {"type": ErrorType.POINTS_FAILED.value, "message": message[:4000], "cause": ""}
+        _finalise_sweep(services, key, Status.FAILED, points=points, result=counts, error=error)
+        raise SweepPointsFailed(message[:4000])
+    status = _finalise_sweep(services, key, Status.SUCCEEDED, points=points, result=counts)
+    summary = f"{key.experiment_id} {parent['spec']['name']}: {status}, {len(points)} of {len(points)} points succeeded"
+    return {"status": status, "summary": summary, "codec": "sweep"}
+
+
+def _point_outcome(services: Services, summary: dict[str, Any]) -> dict[str, Any]:
+    item = services.store.get(ExperimentKey.of(summary))
+    if item is None or not Status(item["status"]).is_final:
+        # Only when the point's own failure handling failed too: it must not stay QUEUED or RUNNING.
+        classified = Classified(ErrorType.INTERNAL, "the point ended without reaching a final status")
+        _finalise(services, item, classified, cause=None)
+        item = services.store.get(ExperimentKey.of(summary)) or {**summary, "status": Status.FAILED.value}
+    outcome = {k: summary[k] for k in ("experiment_id", "timestamp", "label")} | {"status": item["status"]}
+    if item.get("error"):
+        outcome["error_type"] = item["error"].get("type", "")
+    metrics = (item.get("result") or {}).get("metrics") or {}
+    outcome |= {k: metrics[k] for k in ("bpp", "psnr_yuv") if k in metrics}
+    return outcome
+
+
+def _finalise_sweep(services: Services, key: ExperimentKey, target: Status, **attributes: Any) -> str:
+    try:
+        services.store.transition(key, target, **attributes)
+    except TransitionError as exc:  # e.g. the sweep was cancelled meanwhile: its final status stays
+        log.warning("sweep outcome not recorded: %s", exc)
+        return exc.current.value
+    return target.value
+
+
+def _finalise_points(services: Services, parent: Item | None, classified: Classified) -> None:
+    """A sweep that ends early (cancelled, timed out) takes its unfinished points with it."""
+    for summary in (parent or {}).get("points", []):
+        item = services.store.get(ExperimentKey.of(summary))
+        if item is not None and not Status(item["status"]).is_final:
+            reason = Classified(classified.error_type, f"the sweep ended first: {classified.message}")
+            _finalise(services, item, reason, cause=None)
+
+
 def summary_line(experiment_id: str, result: dict[str, Any]) -> str:
     m = result["metrics"]
     return (
@@ -109,6 +217,7 @@ def mark_failed(event: dict[str, Any], services: Services) -> dict[str, Any]:
     item = _item_for(services, record, execution_arn)
     classified = _worker_verdict(services, record) or classify(error.get("Error"), error.get("Cause"))
     status = _finalise(services, item, classified, cause=error.get("Cause"))
+    _finalise_points(services, item, classified)
     experiment_id = item["experiment_id"] if item else "(no record)"
     return {
         "experiment_id": experiment_id,
@@ -134,6 +243,7 @@ def reconcile(event: dict[str, Any], services: Services) -> dict[str, Any]:
     classified = classify_execution_status(status, detail.get("error"), detail.get("cause"))
     before = item["status"]
     after = _finalise(services, item, classified, cause=detail.get("cause"))
+    _finalise_points(services, item, classified)
     changed = before != after
     if changed:  # no Catch ran, so no alert was sent: this is the one
         alert = failure_alert(experiment_id, after, classified, arn)

@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 import time
 import warnings
 import zipfile
@@ -65,6 +66,9 @@ class LocalCloud:
         self._server: ThreadedMotoServer | None = None
         self._saved_env: dict[str, str | None] = {}
         self._handlers: dict[str, ModuleType] = {}
+        # One invocation at a time, as one Lambda instance serves them: a sweep's Map calls handlers from
+        # several threads, and the handlers' module state (imports, Powertools metrics) is not shared-safe.
+        self._invoke_lock = threading.RLock()
         self.alert_queue_url = ""
         self._alerts: list[dict[str, Any]] = []
         self._job_logs = Path(tempfile.mkdtemp(prefix="codeclab-jobs-"))
@@ -224,7 +228,8 @@ class LocalCloud:
         try:
             if os.environ.get(LAMBDA_FAULT_ENV) == module_name:
                 raise InjectedLambdaFault(f"{LAMBDA_FAULT_ENV}={module_name}: injected failure of {function_name}")
-            result = getattr(self._handler_module(module_name), attribute)(event, _LocalContext(function_name))
+            with self._invoke_lock:
+                result = getattr(self._handler_module(module_name), attribute)(event, _LocalContext(function_name))
         except Exception as exc:  # a handler's exception is the Lambda's function error, as on AWS
             log.info("%s raised %s: %s", function_name, type(exc).__name__, exc)
             return patches.lambda_error_payload(exc), True
@@ -244,7 +249,8 @@ class LocalCloud:
 
     def invoke_handler(self, module_name: str, event: dict[str, Any]) -> dict[str, Any]:
         """Call one of the stack's handlers directly, as EventBridge or API Gateway would."""
-        return self._handler_module(module_name).handler(event, _LocalContext(module_name))
+        with self._invoke_lock:
+            return self._handler_module(module_name).handler(event, _LocalContext(module_name))
 
     def _job_runner(self) -> LocalJobRunner:
         _, job = self._one("AWS::Batch::JobDefinition")

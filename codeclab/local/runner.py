@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ class Outcome:
     record: dict[str, Any]
     folder: Path
     alerts: list[dict[str, Any]]
+    points: list[dict[str, Any]] = field(default_factory=list)  # a sweep's point records, in order
 
     @property
     def succeeded(self) -> bool:
@@ -49,7 +50,7 @@ def wait(cloud: LocalCloud, submitted: dict[str, Any], on_progress: ProgressCall
         execution = sfn.describe_execution(executionArn=submitted["execution_arn"])
         record = store.find(submitted["experiment_id"])
         if record and on_progress:
-            on_progress(record)
+            on_progress(_with_point_progress(cloud, record))
         if execution["status"] != "RUNNING":
             break
         time.sleep(POLL_SECONDS)
@@ -60,7 +61,26 @@ def wait(cloud: LocalCloud, submitted: dict[str, Any], on_progress: ProgressCall
     return record
 
 
+def _with_point_progress(cloud: LocalCloud, record: dict[str, Any]) -> dict[str, Any]:
+    """A running sweep's progress is how many of its points have ended."""
+    if "points" not in record:
+        return record
+    store = cloud.services().store
+    ended = sum(Status((store.find(p["experiment_id"]) or p)["status"]).is_final for p in record["points"])
+    return {**record, "progress": {"stage": "points", "frames_done": ended, "frames_total": len(record["points"])}}
+
+
 def collect(cloud: LocalCloud, record: dict[str, Any], runs_dir: Path) -> Outcome:
+    """Keep the experiment in runs/<experiment_id>/; a sweep's points each get their own folder too."""
+    store = cloud.services().store
+    points = [store.find(p["experiment_id"]) or p for p in record.get("points", [])]
+    for point in points:
+        _collect_one(cloud, point, runs_dir)
+    outcome = _collect_one(cloud, record, runs_dir)
+    return Outcome(outcome.experiment_id, outcome.status, outcome.record, outcome.folder, outcome.alerts, points)
+
+
+def _collect_one(cloud: LocalCloud, record: dict[str, Any], runs_dir: Path) -> Outcome:
     """Write record.json, alerts.json and download the artifacts into runs/<experiment_id>/."""
     experiment_id = record["experiment_id"]
     folder = runs_dir / experiment_id

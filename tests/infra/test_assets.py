@@ -32,7 +32,7 @@ def image_context(synth) -> Path:
 
 
 def test_lambda_bundle_holds_handlers_package_schema_and_jsonschema(lambda_asset):
-    for name in ("create_record", "record_result", "mark_failed", "reconcile", "api"):
+    for name in ("create_record", "record_result", "mark_failed", "aggregate_sweep", "reconcile", "api"):
         assert (lambda_asset / f"{name}.py").is_file(), name
     assert (lambda_asset / "codeclab" / "__init__.py").is_file()
     assert (lambda_asset / "codeclab" / "experiments" / "spec.py").is_file()

@@ -14,14 +14,16 @@ HANDLERS = {
     "CreateRecord": "create_record.handler",
     "RecordResult": "record_result.handler",
     "MarkFailed": "mark_failed.handler",
+    "AggregateSweep": "aggregate_sweep.handler",
     "Reconcile": "reconcile.handler",
     "Api": "api.handler",
 }
 # Least privilege on the table, per handler (the brief's table; the API also cancels, which updates the item).
 TABLE_ACTIONS = {
-    "CreateRecord": {"dynamodb:PutItem", "dynamodb:Query"},
+    "CreateRecord": {"dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},  # UpdateItem: sweep -> RUNNING
     "RecordResult": {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"},
     "MarkFailed": {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"},
+    "AggregateSweep": {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"},
     "Reconcile": {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"},
     "Api": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},
 }

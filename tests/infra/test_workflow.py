@@ -9,7 +9,8 @@ import pytest
 from stacks.workflow import LAMBDA_SERVICE_ERRORS
 
 LAMBDA_TASKS = ["CreateRecord", "RecordResult", "MarkFailed"]
-GUARDED_TASKS = ["CreateRecord", "RunCodec", "RecordResult", "NotifySuccess"]
+GUARDED_TASKS = ["CreateRecord", "RunCodec", "RecordResult", "NotifySuccess", "RunPoints", "AggregateSweep"]
+POINT_STATES = {"RunPoint", "RecordPointResult", "MarkPointFailed", "PointDone", "PointFailed"}
 
 
 def states(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -41,8 +42,11 @@ def test_the_states_are_exactly_the_designed_ones(definition):
     assert definition["StartAt"] == "CreateRecord"
     assert set(states(definition)) == {
         "CreateRecord",
+        "IsSweep",
         "RunCodec",
         "RecordResult",
+        "RunPoints",
+        "AggregateSweep",
         "Notify",
         "NotifySuccess",
         "Succeeded",
@@ -53,8 +57,13 @@ def test_the_states_are_exactly_the_designed_ones(definition):
     }
     happy = [s for s in paths_from(definition, "CreateRecord") if "MarkFailed" not in s]
     assert happy == [
-        ["CreateRecord", "RunCodec", "RecordResult", "Notify", "NotifySuccess", "Succeeded"],
-        ["CreateRecord", "RunCodec", "RecordResult", "Notify", "Succeeded"],
+        ["CreateRecord", "IsSweep", "RunPoints", "AggregateSweep", "Notify", "NotifySuccess", "Succeeded"],
+        ["CreateRecord", "IsSweep", "RunPoints", "AggregateSweep", "Notify", "Succeeded"],
+        ["CreateRecord", "IsSweep", "RunCodec", "RecordResult", "Notify", "NotifySuccess", "Succeeded"],
+        ["CreateRecord", "IsSweep", "RunCodec", "RecordResult", "Notify", "Succeeded"],
+    ]
+    assert states(definition)["IsSweep"]["Choices"] == [
+        {"Variable": "$.record.points", "IsPresent": True, "Next": "RunPoints"}
     ]
 
 
@@ -126,7 +135,8 @@ def test_lambda_payloads_and_result_paths(definition):
 
 def test_every_task_catches_everything_and_has_a_timeout(definition):
     tasks = {name: s for name, s in states(definition).items() if s["Type"] == "Task"}
-    assert len(tasks) == 7
+    tasks |= {name: s for name, s in point_states(definition).items() if s["Type"] == "Task"}
+    assert len(tasks) == 8 + 3
     for name, state in tasks.items():
         assert any(c["ErrorEquals"] == ["States.ALL"] for c in state.get("Catch", [])), name
         assert "TimeoutSeconds" in state or "TimeoutSecondsPath" in state, name
@@ -177,3 +187,49 @@ def test_logging_and_tracing(synth):
     (destination,) = props["LoggingConfiguration"]["Destinations"]
     group_id = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
     assert "KmsKeyId" in synth.resources[group_id]["Properties"]
+
+
+def point_states(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return states(definition)["RunPoints"]["ItemProcessor"]["States"]
+
+
+def test_a_sweep_fans_out_with_a_map_whose_concurrency_comes_from_the_record(definition):
+    fan_out = states(definition)["RunPoints"]
+    assert fan_out["Type"] == "Map"
+    assert fan_out["ItemsPath"] == "$.record.points"
+    assert fan_out["MaxConcurrencyPath"] == "$.record.max_concurrency"
+    assert fan_out["ItemSelector"] == {"record.$": "$$.Map.Item.Value"}
+    assert fan_out["ResultPath"] is None  # the outcomes live in the points' records
+    assert fan_out["Next"] == "AggregateSweep"
+    processor = fan_out["ItemProcessor"]
+    assert processor["StartAt"] == "RunPoint"
+    assert set(processor["States"]) == POINT_STATES
+
+
+def test_each_point_runs_the_same_job_as_a_single_experiment(definition):
+    run_point, run_codec = point_states(definition)["RunPoint"], states(definition)["RunCodec"]
+    assert {k: v for k, v in run_point.items() if k not in {"Next", "Catch"}} == {
+        k: v for k, v in run_codec.items() if k not in {"Next", "Catch"}
+    }
+    assert run_point["Next"] == "RecordPointResult"
+    assert point_states(definition)["RecordPointResult"]["Next"] == "PointDone"
+
+
+def test_a_failed_point_is_recorded_without_its_own_alert_and_the_map_goes_on(definition):
+    inner = point_states(definition)
+    for name in ("RunPoint", "RecordPointResult"):
+        (catch,) = inner[name]["Catch"]
+        assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkPointFailed"}
+    mark = inner["MarkPointFailed"]
+    assert mark["Parameters"] == {"input.$": "$", "execution_arn.$": "$$.Execution.Id"}
+    assert mark["Next"] == "PointFailed" and mark["Catch"][0]["Next"] == "PointFailed"
+    assert inner["PointFailed"]["Type"] == "Succeed" and inner["PointDone"]["Type"] == "Succeed"
+    assert not any(is_sns_publish(state) for state in inner.values())
+
+
+def test_aggregate_sweep_reads_the_parent_key_and_its_failure_is_the_sweeps_one_alert(definition):
+    aggregate = states(definition)["AggregateSweep"]
+    assert aggregate["Parameters"] == {"experiment_id.$": "$.record.experiment_id", "timestamp.$": "$.record.timestamp"}
+    assert aggregate["ResultPath"] == "$.result"
+    assert aggregate["Next"] == "Notify"
+    assert states(definition)["Notify"]["Choices"][0]["Next"] == "NotifySuccess"
