@@ -226,6 +226,48 @@ def train(quality: int, steps: int, device: str, threads: int, out: Path | None)
     console.print(f"wrote {target}")
 
 
+@cli.command()
+@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+@click.option(
+    "--anchor",
+    help="the reference curve: an experiment or sweep id, a codec name, or a curve label [default: the first ID's]",
+)
+@click.option(
+    "--metric", type=click.Choice(["psnr_yuv", "ms_ssim", "vmaf"]), default="psnr_yuv", show_default=True,
+    help="the quality axis and the BD-quality metric",
+)  # fmt: skip
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path),
+    help="where to write the files [default: RUNS_DIR/reports/FIRST_ID]",
+)  # fmt: skip
+@runs_dir_option
+@click.option("--allow-mismatch", is_flag=True, help="report even if the test conditions differ; stamps every output")
+def report(
+    ids: tuple[str, ...], anchor: str | None, metric: str, out: Path | None, runs_dir: Path, allow_mismatch: bool
+) -> None:
+    """Compare finished experiments: RD curves and Bjøntegaard deltas against an anchor curve.
+
+    Each ID is an experiment or a sweep (its SUCCEEDED points; the others are listed as skipped).
+    Points are grouped into curves by codec and settings other than the rate knob (crf, qp,
+    quality). BD-rate is in percent at equal quality, negative = fewer bits than the anchor;
+    BD-quality is in the metric's unit at equal rate, positive = better.
+
+    Writes report.csv, bd.csv, report.json, rd.png and rd.html. Exit 0 when written; 2 when
+    refused: an unknown id, an unclear anchor, or test conditions that differ (source, metric
+    definitions, rate, ffmpeg, numpy; codec build within a curve) without --allow-mismatch.
+    """
+    from rich.markup import escape
+
+    from codeclab.report.report import make_report
+    from codeclab.report.runs import ReportError
+
+    try:
+        make_report(ids, runs_dir, metric, anchor, out or runs_dir / "reports" / ids[0], allow_mismatch, console)
+    except ReportError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(2)
+
+
 # -- helpers --------------------------------------------------------------------------------
 @contextmanager
 def _local_service(runs_dir: Path) -> Iterator[Any]:
