@@ -285,7 +285,7 @@ class LocalCloud:
     def alerts_for(self, experiment_id: str) -> list[dict[str, Any]]:
         """The alerts captured so far that name this experiment (subject, parsed message)."""
         self._drain_alerts()
-        return [alert for alert in self._alerts if experiment_id in json.dumps(alert)]
+        return [alert for alert in self._alerts if _names(alert, experiment_id)]
 
     def _drain_alerts(self) -> None:
         sqs = boto3.client("sqs")
@@ -309,6 +309,14 @@ class _LocalContext:
         self.memory_limit_in_mb = 256
         self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
         self.aws_request_id = "local"
+
+
+def _names(alert: dict[str, Any], experiment_id: str) -> bool:
+    """Whether an alert is about this experiment: its own id field, not a mention (a sweep's alert lists its points)."""
+    message = alert.get("message")
+    if isinstance(message, dict) and "experiment_id" in message:
+        return message["experiment_id"] == experiment_id
+    return experiment_id in json.dumps(alert)  # AlertRaw carries the raw state, with no id field of its own
 
 
 def _placeholder_zip() -> bytes:

@@ -6,6 +6,11 @@ moto executes the state machine's ASL, but two of its integrations cannot run he
 - `batch:submitJob.sync` fails (getmoto/moto#10076: parameter normalisation is stubbed,
   so `JobName` is never found) and moto's Batch would need Docker anyway: the Batch
   service task is replaced so the job runs as a local worker process.
+
+And one bug: when an execution is stopped while a Map iteration runs, moto's Map then raises
+(its MapIterationAborted event is built from the stop's bare error string), and the error
+replaces the stop, so the execution ends FAILED with States.Runtime instead of ABORTED.
+`Environment.set_error` is wrapped so that, as on AWS, a stopped execution stays stopped.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction
-from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
     FailureEventException,
@@ -29,6 +34,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 )
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 
 # (function name, handler "module.function", environment, event) -> (JSON payload, errored)
@@ -40,6 +46,7 @@ PATCHED = (
     (LambdaFunction, "_invoke_lambda"),
     (StateTaskServiceBatch, "_eval_service_task"),
     (StateTaskServiceBatch, "_build_sync_resolver"),
+    (Environment, "set_error"),
 )
 
 
@@ -60,7 +67,7 @@ def install(lambda_runner: LambdaRunner, job_runner: JobRunner) -> None:
     _hooks.lambda_runner, _hooks.job_runner = lambda_runner, job_runner
     if _originals:
         return
-    replacements = (_invoke_lambda, _eval_batch_task, _build_batch_sync_resolver)
+    replacements = (_invoke_lambda, _eval_batch_task, _build_batch_sync_resolver, _set_error_unless_stopped)
     for (owner, name), replacement in zip(PATCHED, replacements, strict=True):
         _originals[(owner, name)] = getattr(owner, name)
         setattr(owner, name, replacement)
@@ -115,6 +122,12 @@ def _build_batch_sync_resolver(self: StateTaskServiceBatch, env: Environment, re
         )
 
     return resolve
+
+
+def _set_error_unless_stopped(self: Environment, error: ExecutionFailedEventDetails) -> None:
+    if isinstance(self.program_state(), ProgramStopped):
+        return  # StopExecution already ended it: the stop is the outcome, whatever fails while unwinding
+    _originals[(Environment, "set_error")](self, error)
 
 
 def lambda_error_payload(exc: BaseException) -> str:

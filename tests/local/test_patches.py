@@ -20,6 +20,7 @@ def test_patched_members_exist_with_the_signatures_we_replace() -> None:
         "_invoke_lambda": ["self", "event"],
         "_eval_service_task": ["self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"],
         "_build_sync_resolver": ["self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"],
+        "set_error": ["self", "error"],
     }
     for owner, name in patches.PATCHED:
         original = patches._originals.get((owner, name), getattr(owner, name))
@@ -45,3 +46,11 @@ def test_the_batch_integration_still_needs_the_patch() -> None:
     parameters = {"JobName": "x", "JobQueue": "q", "JobDefinition": "d"}
     StateTaskServiceBatch()._normalise_parameters(parameters)
     assert "jobName" not in parameters, "moto now normalises Batch parameters: the Batch patch may be removable"
+
+
+def test_moto_still_lets_an_error_replace_a_stop() -> None:
+    """The Map-abort bug: once moto keeps a stopped execution stopped itself, the set_error patch can go."""
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+
+    original = patches._originals.get((Environment, "set_error"), Environment.set_error)
+    assert "ProgramStopped" not in inspect.getsource(original), "moto now guards set_error: drop the patch"
