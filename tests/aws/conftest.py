@@ -81,7 +81,7 @@ def handlers(aws: None, state_machine_arn: str) -> dict[str, ModuleType]:
     """The real handler modules, imported inside the mock so their module-scope clients are mocked."""
     sys.path.insert(0, str(REPO / "lambdas"))
     try:
-        names = ("create_record", "record_result", "mark_failed", "reconcile", "api")
+        names = ("create_record", "record_result", "mark_failed", "aggregate_sweep", "reconcile", "api")
         return {name: importlib.reload(importlib.import_module(name)) for name in names}
     finally:
         sys.path.remove(str(REPO / "lambdas"))
