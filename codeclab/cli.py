@@ -100,6 +100,9 @@ def status(experiment_id: str, runs_dir: Path, stack: str | None) -> None:
         err.print(f"[red]error:[/] no experiment {experiment_id}")
         sys.exit(1)
     console.print(summary_table([record]))
+    points = [_find_record(p["experiment_id"], runs_dir, stack) or p for p in record.get("points", [])]
+    if points:
+        console.print(summary_table(points, title=f"the {len(points)} points of sweep {experiment_id}"))
     if record.get("error"):
         console.print(f"error: {record['error'].get('type')}: {record['error'].get('message')}")
     if record.get("progress") and not Status(record["status"]).is_final:

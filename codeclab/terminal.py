@@ -59,6 +59,8 @@ def summary_table(records: list[dict[str, Any]], title: str | None = None) -> Ta
         m = result.get("metrics") or {}
         codec = (record.get("spec") or {}).get("codec", {})
         params = " ".join(f"{k}={v}" for k, v in codec.get("params", {}).items() if k != "threads")
+        if "points" in record:  # a sweep: its points carry the codecs and the numbers
+            codec, params = {"name": "sweep"}, f"{len(record['points'])} points"
         numbers = [
             _fmt(m.get(k), d)
             for k, d in (("bpp", 4), ("psnr_yuv", 2), ("ssim", 4), ("vmaf", 2), ("encode_fps", 0), ("decode_fps", 0))
