@@ -2,7 +2,7 @@
 
 Across every point of a report: the source (clip, file hash, frame range, crop, size,
 scaling, frame rate, pixel format, colour handling), the definitions of the metrics, the
-definition of the rate, and the ffmpeg and numpy that measured them. Within one curve
+definition of the rate, and the ffmpeg, codeclab, numpy and OpenCV that measured them. Within one curve
 only: the codec's implementation and its own colour conversion, because a codec that
 converts to RGB internally is part of that codec, not of the test.
 """
@@ -41,13 +41,17 @@ def pinned_conditions(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
     conditions = result.get("conditions") or {}
     source, metrics = conditions.get("source") or {}, conditions.get("metrics") or {}
     environment = result.get("environment") or {}
+    packages = environment.get("packages") or {}
     metric_fields = METRIC_FIELDS + (VMAF_FIELDS if metric == "vmaf" else ())
     return {
         **{f"source.{name}": source.get(name) for name in SOURCE_FIELDS},
         **{f"metrics.{name}": metrics.get(name) for name in metric_fields},
         "rate": conditions.get("rate"),
         "environment.ffmpeg": (environment.get("ffmpeg") or {}).get("ffmpeg"),
-        "environment.numpy": (environment.get("packages") or {}).get("numpy"),
+        # the metric implementations: codeclab's own code, on numpy and OpenCV's filters
+        "environment.codeclab": environment.get("codeclab"),
+        "environment.numpy": packages.get("numpy"),
+        "environment.opencv": packages.get("opencv-python-headless"),
     }
 
 

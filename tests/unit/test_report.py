@@ -314,6 +314,8 @@ def test_differing_conditions_are_refused_with_exit_2_naming_field_and_ids(tmp_p
         ({"conditions.rate": "bits in the container"}, "rate"),
         ({"environment.ffmpeg.ffmpeg": "n7.1"}, "environment.ffmpeg"),
         ({"environment.packages.numpy": "1.26.4"}, "environment.numpy: 2.4.6 (exp_a) vs 1.26.4 (exp_b)"),
+        ({"environment.packages.opencv-python-headless": "4.10.0.84"}, "environment.opencv"),
+        ({"environment.codeclab": "0.2.0"}, "environment.codeclab: 0.1.0 (exp_a) vs 0.2.0 (exp_b)"),
     ],
 )
 def test_each_pinned_field_is_compared(change: dict[str, Any], field: str) -> None:
