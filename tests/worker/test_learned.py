@@ -87,22 +87,28 @@ def test_decoding_the_file_alone_in_a_fresh_process_gives_the_encoders_reconstru
     encoded: tuple[Path, list], tmp_path: Path
 ) -> None:
     bitstream, recon = encoded
-    out = tmp_path / "decoded.npz"
     script = (
         "import sys, numpy as np\n"
         "from pathlib import Path\n"
         "from fractions import Fraction\n"
         "from codeclab.worker.codecs import StreamHeader, make_codec\n"
-        "codec = make_codec('learned', {'quality': 2, 'device': 'cpu', 'threads': 1})\n"
+        "codec = make_codec('learned', {'quality': 2, 'device': 'cpu', 'threads': int(sys.argv[3])})\n"
         "video = codec.decode(Path(sys.argv[1]), StreamHeader(0, 0, 0, Fraction(1)), lambda n: None)\n"
         "np.savez(sys.argv[2], y=video.y, u=video.u, v=video.v)\n"
     )
-    subprocess.run([sys.executable, "-c", script, str(bitstream), str(out)], check=True, cwd=REPO)
-    decoded = np.load(out)
-    for index, (y, u, v) in enumerate(recon):
-        assert np.array_equal(decoded["y"][index], y)
-        assert np.array_equal(decoded["u"][index], u)
-        assert np.array_equal(decoded["v"][index], v)
+    decoded = {}
+    for threads in (2, 1):
+        out = tmp_path / f"decoded{threads}.npz"
+        subprocess.run([sys.executable, "-c", script, str(bitstream), str(out), str(threads)], check=True, cwd=REPO)
+        decoded[threads] = np.load(out)
+    for index, planes in enumerate(recon):
+        for name, plane in zip("yuv", planes, strict=True):
+            # the same pinned threads as the encoder: byte for byte
+            assert np.array_equal(decoded[2][name][index], plane), (index, name)
+            # another thread count sums floats in another order; the latents are the same, so a
+            # pixel can move by at most one level where the synthesis lands on a rounding boundary
+            difference = np.abs(decoded[1][name][index].astype(int) - plane)
+            assert difference.max() <= 1 and np.count_nonzero(difference) <= plane.size // 1000, (index, name)
 
 
 def test_a_damaged_stream_is_a_codec_failure_not_garbage(encoded: tuple[Path, list], tmp_path: Path) -> None:
