@@ -275,11 +275,5 @@ def test_service_principals_are_tied_to_this_account(synth, statements):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="EventBridge's grants on the alert topic and its key carry no source condition, so they admit EventBridge "
-    "acting for a rule of any account (confused deputy); use SnsTopic(authorize_using_role=True) or add aws:SourceArn",
-)
 def test_eventbridge_grants_on_the_alert_topic_are_tied_to_this_account(synth, statements):
     assert not unscoped_service_grants(statements) & known_unscoped(synth)
