@@ -123,7 +123,9 @@ def test_sweep_grid_and_codec_list_validate_their_entries() -> None:
     assert problem == "$.sweep.codecs[0].params.quality: 101 is greater than the maximum of 100"
     # every point must be a valid experiment: a crf grid cannot apply to jpeg
     (problem,) = problems(minimal(sweep={"crf": [23], "codecs": [{"name": "jpeg"}]}))
-    assert problem == "$.sweep.codecs[0]: point 0 (jpeg crf=23): $.codec.params: unknown parameter 'crf'; valid: quality"
+    assert problem == (
+        "$.sweep.codecs[0]: point 0 (jpeg crf=23): $.codec.params: unknown parameter 'crf'; valid: quality"
+    )
 
 
 def test_resolve_codec_params_checks_params_on_their_own() -> None:
