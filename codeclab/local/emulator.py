@@ -87,6 +87,8 @@ class LocalCloud:
         self._set_env({"MOTO_PORT": str(self.port)})  # moto's integrations call localhost:$MOTO_PORT
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per AWS call otherwise
         warnings.filterwarnings("ignore", "No application metrics to publish")  # metrics are off locally
+        # With metrics off, Powertools never flushes, so a dimension stays set into the next invocation
+        warnings.filterwarnings("ignore", "Dimension 'codec' has already been added")
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
         # moto's backends are process-wide: start from empty, whatever ran in this process before

@@ -85,6 +85,8 @@ def run_experiment(spec: dict[str, Any], staging: Path, progress: Progress, opti
         ref_y4m = staging / "reference.y4m"
         write_y4m(video, ref_y4m)
         bitstream = staging / f"bitstream{codec.bitstream_suffix}"
+        with clock.time("setup"):
+            codec.prepare()
         with clock.time("encode"):
             codec.encode(ref_y4m, bitstream, progress.stage("encode", video.frames))
         with clock.time("decode"):

@@ -36,6 +36,9 @@ class Codec(ABC):
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
 
+    def prepare(self) -> None:  # noqa: B027 (an optional hook: most codecs need no setup)
+        """One-time setup (loading a model), run before the timed encode so fps measure the codec itself."""
+
     @abstractmethod
     def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
         """Encode the y4m `reference` into the file `bitstream`."""

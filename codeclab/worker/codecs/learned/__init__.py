@@ -53,6 +53,9 @@ class LearnedCodec(Codec):
         torch.set_num_threads(self.params["threads"])
         return FrameCoder(self._model, self._device)
 
+    def prepare(self) -> None:
+        _ = self._coder  # weights, the float64 hyper-synthesis and the probability tables
+
     def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
         video = read_y4m(reference)
         fps = video.fps
