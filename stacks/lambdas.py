@@ -114,9 +114,13 @@ class Handlers(Construct):
         storage.grant_table(self.create_record, "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem")
         storage.grant_objects(self.create_record, "s3:PutObject")  # stages spec.json for the job
         for reader in (self.record_result, self.mark_failed):  # both read the worker's result.json
-            storage.grant_table(reader, "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query")
             storage.grant_objects(reader, "s3:GetObject")
-        for finaliser in (self.reconcile, self.aggregate_sweep):
-            storage.grant_table(finaliser, "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query")
+        storage.grant_table(self.record_result, "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query")
+        storage.grant_table(self.aggregate_sweep, "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query")
+        # PutItem: when CreateRecord failed before writing, these two write the record so it can end final.
+        for finaliser in (self.mark_failed, self.reconcile):
+            storage.grant_table(
+                finaliser, "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"
+            )
         # Cancel marks the item ABORTED itself, so the API also updates items.
         storage.grant_table(self.api, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", status_index=True)

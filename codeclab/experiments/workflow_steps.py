@@ -215,6 +215,10 @@ def mark_failed(event: dict[str, Any], services: Services) -> dict[str, Any]:
     execution_arn = event.get("execution_arn", "")
     record = state.get("record") or {}
     item = _item_for(services, record, execution_arn)
+    if item is None and execution_arn:  # CreateRecord failed before writing anything
+        name = execution_arn.rsplit(":", 1)[-1]
+        submitted = state.get("spec", {k: v for k, v in state.items() if k != "error"})
+        item = _record_unrecorded(services, experiment_id_of_execution(name, execution_arn), submitted, execution_arn)
     classified = _worker_verdict(services, record) or classify(error.get("Error"), error.get("Cause"))
     status = _finalise(services, item, classified, cause=error.get("Cause"))
     _finalise_points(services, item, classified)
@@ -237,9 +241,8 @@ def reconcile(event: dict[str, Any], services: Services) -> dict[str, Any]:
         raise InvalidEventError(f"reconcile handles ended executions, not status {status!r}")
     experiment_id = experiment_id_of_execution(detail.get("name", ""), arn)
     item = services.store.find(experiment_id)
-    if item is None:
-        log.info("execution %s ended %s before any record existed; nothing to finalise", arn, status)
-        return {"experiment_id": experiment_id, "status": None, "changed": False, "codec": None}
+    if item is None:  # it ended before CreateRecord wrote anything, and no Catch ran
+        item = _record_unrecorded(services, experiment_id, _execution_spec(detail.get("input")), arn)
     classified = classify_execution_status(status, detail.get("error"), detail.get("cause"))
     before = item["status"]
     after = _finalise(services, item, classified, cause=detail.get("cause"))
@@ -251,6 +254,25 @@ def reconcile(event: dict[str, Any], services: Services) -> dict[str, Any]:
             TopicArn=services.alert_topic_arn, Subject=alert["alert_subject"], Message=alert["alert_message"]
         )
     return {"experiment_id": experiment_id, "status": after, "changed": changed, "codec": item.get("codec")}
+
+
+def _record_unrecorded(services: Services, experiment_id: str, submitted: Any, execution_arn: str) -> Item | None:
+    """Write the record an execution never got, so the experiment its caller was given exists and ends final."""
+    codec = submitted.get("codec", {}).get("name") if isinstance(submitted, dict) else None
+    key, _ = services.store.create(
+        experiment_id, submitted, execution_arn=execution_arn, codec=codec if isinstance(codec, str) else None
+    )
+    log.warning("execution %s had no record; wrote %s to finalise it", execution_arn, key)
+    return services.store.get(key)
+
+
+def _execution_spec(execution_input: str | None) -> Any:
+    """The spec an execution was started with (its input, or the input's `spec`), whatever its validity."""
+    try:
+        parsed = json.loads(execution_input or "{}")
+    except json.JSONDecodeError:
+        return execution_input
+    return parsed.get("spec", parsed) if isinstance(parsed, dict) else parsed
 
 
 def failure_alert(experiment_id: str, status: str, classified: Classified, execution_arn: str) -> dict[str, str]:

@@ -145,7 +145,7 @@ def test_mark_failed_on_a_timeout_is_timed_out(handlers, context) -> None:
     assert item_of(record)["status"] == "TIMED_OUT"
 
 
-def test_mark_failed_without_a_record_still_alerts(handlers, context) -> None:
+def test_mark_failed_without_a_record_writes_it_failed_and_alerts(handlers, context) -> None:
     name = new_experiment_id()
     cause = json.dumps(
         {"errorMessage": "invalid spec: $.name: 'name' is a required property", "errorType": "SpecError"}
@@ -155,8 +155,10 @@ def test_mark_failed_without_a_record_still_alerts(handlers, context) -> None:
         "execution_arn": f"{EXECUTION_PREFIX}:{name}",
     }
     outcome = handlers["mark_failed"].handler(event, context)
-    assert outcome["error_type"] == "INVALID_INPUT" and outcome["experiment_id"] == "(no record)"
+    assert outcome["error_type"] == "INVALID_INPUT" and outcome["experiment_id"] == name
     assert "'name' is a required property" in outcome["alert_message"]
+    item = store().find(name)  # the id the caller was given now exists, final, with what was submitted
+    assert item["status"] == "FAILED" and item["error"]["type"] == "INVALID_INPUT" and item["spec"] == {"input": {}}
 
 
 def test_mark_failed_finds_a_record_whose_create_step_failed_late(handlers, context) -> None:
@@ -203,6 +205,17 @@ def test_reconcile_uses_the_arn_for_console_executions(handlers, context) -> Non
     )
     event = {"detail": {"executionArn": arn, "name": "console-run-2", "status": "ABORTED"}}
     assert handlers["reconcile"].handler(event, context)["status"] == "ABORTED"
+
+
+def test_reconcile_writes_the_record_an_execution_stopped_before_create_record(handlers, context) -> None:
+    name = new_experiment_id()
+    detail = {"executionArn": f"{EXECUTION_PREFIX}:{name}", "name": name, "status": "ABORTED"}
+    event = {"detail": {**detail, "input": json.dumps({"spec": spec()})}}
+    outcome = handlers["reconcile"].handler(event, context)
+    assert outcome == {"experiment_id": name, "status": "ABORTED", "changed": True, "codec": "jpeg"}
+    item = store().find(name)
+    assert item["status"] == "ABORTED" and item["spec"]["codec"]["name"] == "jpeg"
+    assert handlers["reconcile"].handler(event, context)["changed"] is False  # no second alert
 
 
 def test_the_worker_marks_running_and_records_progress(handlers, context, monkeypatch) -> None:

@@ -22,9 +22,9 @@ HANDLERS = {
 TABLE_ACTIONS = {
     "CreateRecord": {"dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},  # UpdateItem: sweep -> RUNNING
     "RecordResult": {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"},
-    "MarkFailed": {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"},
+    "MarkFailed": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"},
     "AggregateSweep": {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"},
-    "Reconcile": {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"},
+    "Reconcile": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"},
     "Api": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"},
 }
 
