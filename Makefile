@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_worker.py
 	$(PY) benchmarks/bench_workflow.py
 	$(PY) benchmarks/bench_rd.py
+	$(PY) benchmarks/bench_load.py
 
 # Renders a synthetic report's rd.html in headless Chromium (apt-get install chromium); not part of `test`.
 check-html: $(STAMP)
