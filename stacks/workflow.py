@@ -73,7 +73,8 @@ class ExperimentWorkflow(Construct):
             .next(self._catch_into(self._aggregate(handlers.aggregate_sweep), mark_failed))
             .next(notify)
         )
-        is_sweep = sfn.Choice(self, "IsSweep").when(sfn.Condition.is_present("$.record.points"), sweep)
+        # CreateRecord always sets record.sweep, so the Choice never looks up a missing path
+        is_sweep = sfn.Choice(self, "IsSweep").when(sfn.Condition.boolean_equals("$.record.sweep", True), sweep)
         definition = self._catch_into(self._create_record(handlers.create_record), mark_failed).next(
             is_sweep.otherwise(single)
         )

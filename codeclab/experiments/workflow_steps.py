@@ -66,6 +66,7 @@ def _create_point(
     return {
         **key.dynamo_key(),
         "created": created,
+        "sweep": False,
         "codec": codec,
         "timeout_seconds": job_seconds,
         "run_timeout_seconds": run_codec_timeout(job_seconds, services.runnable_timeout_seconds),
@@ -109,6 +110,7 @@ def _create_sweep(services: Services, experiment_id: str, spec: dict[str, Any], 
     return {
         **key.dynamo_key(),
         "created": created,
+        "sweep": True,
         "codec": "sweep",
         "points": points,
         "max_concurrency": max_concurrency(spec),

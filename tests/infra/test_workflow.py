@@ -63,7 +63,7 @@ def test_the_states_are_exactly_the_designed_ones(definition):
         ["CreateRecord", "IsSweep", "RunCodec", "RecordResult", "Notify", "Succeeded"],
     ]
     assert states(definition)["IsSweep"]["Choices"] == [
-        {"Variable": "$.record.points", "IsPresent": True, "Next": "RunPoints"}
+        {"Variable": "$.record.sweep", "BooleanEquals": True, "Next": "RunPoints"}
     ]
 
 
