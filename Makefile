@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: demo test bench check-html lint format clean
+.PHONY: demo test bench faults check-html lint format clean
 
 $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_workflow.py
 	$(PY) benchmarks/bench_rd.py
 	$(PY) benchmarks/bench_load.py
+
+# The fault-injection matrix on the local workflow (about 1 minute); exits 1 if any row is not final and correct.
+faults: $(STAMP)
+	$(PY) benchmarks/faults.py
 
 # Renders a synthetic report's rd.html in headless Chromium (apt-get install chromium); not part of `test`.
 check-html: $(STAMP)

@@ -18,6 +18,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from codeclab.experiments.error_types import ALERTED_FAILURE
 from codeclab.experiments.limits import run_codec_timeout
 from stacks.compute import GpuBatch
 from stacks.lambdas import Handlers
@@ -58,7 +59,7 @@ class ExperimentWorkflow(Construct):
         failed = sfn.Fail(
             self,
             "Failed",
-            error="ExperimentFailed",
+            error=ALERTED_FAILURE,
             cause="The experiment did not succeed; its record and the alert give the error type and message.",
         )
         mark_failed = self._mark_failed(handlers.mark_failed, failed)

@@ -46,6 +46,9 @@ WORKER_ERROR_TYPES = {
     "SANDBOX_VIOLATION": ErrorType.SANDBOX_VIOLATION,
     "INTERNAL": ErrorType.INTERNAL,
 }
+# The workflow's own Fail state, entered only after MarkFailed and an alert state: an execution that
+# ended with it has had its alert, so Reconcile must not send another.
+ALERTED_FAILURE = "ExperimentFailed"
 # Errors raised by our own Lambdas, by exception class name (what Step Functions reports).
 LAMBDA_ERRORS = {
     "SpecError": ErrorType.INVALID_INPUT,

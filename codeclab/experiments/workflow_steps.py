@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from codeclab.experiments.error_types import (
+    ALERTED_FAILURE,
     WORKER_ERROR_TYPES,
     Classified,
     ErrorType,
@@ -246,11 +247,15 @@ def reconcile(event: dict[str, Any], services: Services) -> dict[str, Any]:
     if item is None:  # it ended before CreateRecord wrote anything, and no Catch ran
         item = _record_unrecorded(services, experiment_id, _execution_spec(detail.get("input")), arn)
     classified = classify_execution_status(status, detail.get("error"), detail.get("cause"))
+    if status == "FAILED":  # the worker's own result.json names a failure more precisely than the execution
+        result_uri = f"{services.artifact_prefix(experiment_id)}/result.json"
+        classified = _worker_verdict(services, {"result_uri": result_uri}) or classified
     before = item["status"]
     after = _finalise(services, item, classified, cause=detail.get("cause"))
     _finalise_points(services, item, classified)
     changed = before != after
-    if changed:  # no Catch ran, so no alert was sent: this is the one
+    # An execution that reached the workflow's Fail state already sent its alert (MarkFailed itself failed)
+    if changed and detail.get("error") != ALERTED_FAILURE:  # no Catch ran, so no alert was sent: this is the one
         alert = failure_alert(experiment_id, after, classified, arn)
         services.sns.publish(
             TopicArn=services.alert_topic_arn, Subject=alert["alert_subject"], Message=alert["alert_message"]

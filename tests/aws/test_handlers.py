@@ -229,3 +229,19 @@ def test_the_worker_marks_running_and_records_progress(handlers, context, monkey
     assert item["progress"]["stage"] == "metrics" and item["progress"]["frames_done"] == 4
     handlers["record_result"].handler({k: record[k] for k in ("experiment_id", "timestamp", "result_uri")}, context)
     assert [h["status"] for h in item_of(record)["history"]] == ["QUEUED", "RUNNING", "SUCCEEDED"]
+
+
+def test_reconcile_after_an_alerted_failure_finalises_silently_with_the_workers_verdict(handlers, context) -> None:
+    record = create(handlers, context)
+    result = {"status": "FAILED", "error": {"type": "CODEC_ERROR", "message": "the decoder rejected frame 3"}}
+    bucket, key = record["result_uri"].removeprefix("s3://").split("/", 1)
+    boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(result).encode())
+    detail = {"executionArn": f"{EXECUTION_PREFIX}:{record['experiment_id']}", "name": record["experiment_id"]}
+    # MarkFailed itself failed, so AlertRaw sent the alert and the execution ended in the Fail state
+    event = {"detail": {**detail, "status": "FAILED", "error": "ExperimentFailed", "cause": "see the alert"}}
+    sent = []
+    handlers["reconcile"].services.sns.publish = lambda **kwargs: sent.append(kwargs)
+    outcome = handlers["reconcile"].handler(event, context)
+    assert outcome["status"] == "FAILED" and outcome["changed"] is True
+    assert item_of(record)["error"]["type"] == "CODEC_ERROR"
+    assert sent == []  # the one alert was AlertRaw's

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from codeclab.experiments.error_types import ALERTED_FAILURE
 from stacks.workflow import LAMBDA_SERVICE_ERRORS
 
 LAMBDA_TASKS = ["CreateRecord", "RecordResult", "MarkFailed"]
@@ -157,7 +158,7 @@ def test_every_failure_path_alerts_then_ends_failed(definition):
     for path in failure_paths:
         assert any(is_sns_publish(states(definition)[name]) for name in path), path
         assert states(definition)[path[-1]]["Type"] == "Fail", path
-    assert states(definition)["Failed"]["Error"] == "ExperimentFailed"
+    assert states(definition)["Failed"]["Error"] == ALERTED_FAILURE == "ExperimentFailed"  # Reconcile relies on it
 
 
 def test_alerts_take_their_text_from_mark_failed_or_the_raw_state(definition):
