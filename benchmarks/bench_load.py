@@ -12,8 +12,6 @@ import os
 import statistics
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,14 +19,13 @@ from typing import Any
 from rich.table import Table
 
 from codeclab.experiments.statuses import Status
+from codeclab.local.client import call_api
 from codeclab.local.service import LocalService
 from codeclab.terminal import wide_console
 
 FRAMES, CODEC, QUALITY = 1, "jpeg", 50
 POLL_S = 0.25
 DEADLINE_S = 600
-# urllib honours HTTP(S)_PROXY; these requests must reach the loopback server directly.
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def load_spec(n: int) -> dict[str, Any]:
@@ -40,29 +37,17 @@ def load_spec(n: int) -> dict[str, Any]:
     }
 
 
-def call(url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json"} if data else {}
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET", headers=headers)
-    try:
-        with OPENER.open(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read())
-
-
 def post(base: str, n: int) -> tuple[str, float]:
     """The new experiment's id and when its POST was sent."""
     sent = time.perf_counter()
-    status, body = call(f"{base}/experiments", load_spec(n))
+    status, body = call_api(f"{base}/experiments", "POST", json.dumps(load_spec(n)).encode())
     if status != 202:
         raise RuntimeError(f"POST {n} answered {status}: {body}")
     return body["experiment_id"], sent
 
 
 def final_status(base: str, experiment_id: str) -> str | None:
-    status, body = call(f"{base}/experiments/{experiment_id}")
+    status, body = call_api(f"{base}/experiments/{experiment_id}")
     if status == 404:
         return None  # the workflow's first step has not created the record yet
     if status != 200:

@@ -6,7 +6,6 @@ import json
 import signal
 import sys
 import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ from rich.table import Table
 from codeclab.experiments import SpecError, codec_names, codec_param_schema, load_spec_file
 from codeclab.experiments.statuses import Status
 from codeclab.local import ENDPOINT_FILE
+from codeclab.local.client import call_api
 from codeclab.terminal import progress_bar, show_record_progress, summary_table, wide_console
 
 console = wide_console()
@@ -318,12 +318,8 @@ def _local_api(runs_dir: Path, method: str, path: str, body: bytes | None = None
         err.print(f"[red]error:[/] no local workflow is running (no {endpoint_file}); start `codeclab serve` first")
         sys.exit(2)
     url = json.loads(endpoint_file.read_text())["url"] + path
-    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        return call_api(url, method, body)
     except urllib.error.URLError as exc:
         err.print(
             f"[red]error:[/] the local workflow at {url} does not answer ({exc.reason}); is `codeclab serve` running?"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,12 +18,11 @@ from boto3.dynamodb.conditions import Key
 
 from codeclab.experiments.ids import experiment_id_for
 from codeclab.experiments.statuses import Status
+from codeclab.local.client import call_api
 from codeclab.local.service import LocalService
 
 COUNT = 20
 DEADLINE_S = 80
-# urllib honours HTTP(S)_PROXY; these requests must reach the loopback server directly.
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def load_spec(n: int) -> dict[str, Any]:
@@ -43,20 +40,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
         yield service
 
 
-def call(url: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET", headers=headers or {})
-    try:
-        with OPENER.open(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read())
-
-
 def post(service: LocalService, spec: dict[str, Any], key: str | None = None) -> dict[str, Any]:
-    headers = {"Content-Type": "application/json", **({"Idempotency-Key": key} if key else {})}
-    status, body = call(f"{service.url}/experiments", spec, headers)
+    headers = {"Idempotency-Key": key} if key else {}
+    status, body = call_api(f"{service.url}/experiments", "POST", json.dumps(spec).encode(), headers)
     assert status == 202, body
     return body
 
@@ -86,7 +72,7 @@ def poll(what: str, done: Callable[[], bool], deadline: float) -> None:
 
 
 def final_status(service: LocalService, experiment_id: str) -> str | None:
-    status, body = call(f"{service.url}/experiments/{experiment_id}")
+    status, body = call_api(f"{service.url}/experiments/{experiment_id}")
     if status == 404:
         return None  # the workflow's first step has not created the record yet
     assert status == 200, body
