@@ -12,7 +12,9 @@ escape symbol followed by an Exp-Golomb code, so any integer round-trips.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import constriction
 import numpy as np
@@ -41,8 +43,9 @@ class SymbolTable:
     def size(self) -> int:
         return len(self.counts) - 1
 
-    @property
+    @cached_property
     def model(self) -> constriction.stream.model.Categorical:
+        """Built once per table: every frame codes with the same fixed tables."""
         return Categorical(self.counts, perfect=False)
 
 
@@ -89,8 +92,6 @@ def _trimmed(pmf: np.ndarray) -> SymbolTable:
 
 
 def _float64_copy(module: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
     return copy.deepcopy(module).to("cpu", torch.float64)
 
 

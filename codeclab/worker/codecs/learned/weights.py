@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from codeclab.worker.codecs.learned.model import Architecture, ScaleHyperprior
@@ -62,8 +63,6 @@ def load_model(quality: int, directory: Path = WEIGHTS_DIR) -> LoadedModel:
 
 
 def _metadata(path: Path) -> dict[str, Any]:
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as fh:
         header = fh.metadata() or {}
     return json.loads(header.get("codeclab", "{}"))
