@@ -1,9 +1,9 @@
 """One frame through the scale hyperprior: planes -> range-coded payload -> planes.
 
-The encoder decodes its own latents to get its reconstruction, so encode and decode share
-every step after quantisation. Table indexes come from the hyper-synthesis run in float64
-on the CPU, whatever device the transforms use: a GPU encode and a CPU decode still agree
-on every probability table.
+The encoder synthesises its reconstruction from the same integer latents the decoder
+recovers, so encode and decode share every step after quantisation. Table indexes come
+from the hyper-synthesis run in float64 on the CPU, whatever device the transforms use:
+a GPU encode and a CPU decode still agree on every probability table.
 """
 
 from __future__ import annotations
