@@ -14,6 +14,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from codeclab.experiments.error_types import HOST_LOST_PREFIX
 from codeclab.experiments.limits import JOB_ATTEMPTS
 from codeclab.experiments.progress import PROGRESS_TABLE_ENV
 from stacks.logs import EncryptedLogs
@@ -28,7 +29,7 @@ INSTANCE_TYPES = ("g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6.2xlarge")
 # so 14 GiB still lets a job fit the smallest instance.
 JOB_MEMORY = Size.gibibytes(14)
 # Batch sets this status reason when the instance under a job goes away, Spot reclamation included.
-HOST_LOST_REASON = "Host EC2*"
+HOST_LOST_REASON = f"{HOST_LOST_PREFIX}*"
 
 
 class GpuBatch(Construct):

@@ -28,13 +28,21 @@ from stacks.nag import acknowledge, resource_finding
 from stacks.settings import Settings
 
 ALL_ERRORS = ["States.ALL"]
-# Transient faults of the Lambda service itself; a handler's own exception is never retried.
-LAMBDA_SERVICE_ERRORS = [
+# Transient faults of the Lambda service itself, and throttling that outlasted the SDK's own retries inside a
+# handler (Lambda names the error after the exception class). Every handler is idempotent, so a retry is safe;
+# any other exception of a handler is never retried.
+LAMBDA_TRANSIENT_ERRORS = [
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
 ]
+# Any failed publish (SNS throttling, an internal error) is retried: an alert is the one output that must not be
+# lost. States.TaskFailed matches every task error except States.Timeout, whose publish may have gone out.
+PUBLISH_RETRY_ERRORS = ["States.TaskFailed"]
 STEP_TIMEOUT = sfn.Timeout.duration(Duration.seconds(60))
 # Machine-level limit: the longest RunCodec allowed plus room for the Lambda steps and the alerts.
 # It ends only executions that no state-level timeout stopped; Reconcile then finalises their records.
@@ -269,13 +277,15 @@ class ExperimentWorkflow(Construct):
             retry_on_service_exceptions=False,  # replaced by the explicit policy below
             task_timeout=STEP_TIMEOUT,
         )
-        task.add_retry(errors=LAMBDA_SERVICE_ERRORS, interval=Duration.seconds(2), backoff_rate=2, max_attempts=4)
+        task.add_retry(errors=LAMBDA_TRANSIENT_ERRORS, interval=Duration.seconds(2), backoff_rate=2, max_attempts=4)
         return task
 
     def _publish(self, name: str, *, subject: str, message: sfn.TaskInput) -> tasks.SnsPublish:
-        return tasks.SnsPublish(
+        publish = tasks.SnsPublish(
             self, name, topic=self._topic, subject=subject, message=message, task_timeout=STEP_TIMEOUT
         )
+        publish.add_retry(errors=PUBLISH_RETRY_ERRORS, interval=Duration.seconds(2), backoff_rate=2, max_attempts=4)
+        return publish
 
     @staticmethod
     def _catch_into(state: _Catching, mark_failed: sfn.IChainable) -> _Catching:

@@ -46,6 +46,8 @@ WORKER_ERROR_TYPES = {
     "SANDBOX_VIOLATION": ErrorType.SANDBOX_VIOLATION,
     "INTERNAL": ErrorType.INTERNAL,
 }
+# How Batch's status reason starts when the instance under a job goes away (Spot reclaims included).
+HOST_LOST_PREFIX = "Host EC2"
 # The workflow's own Fail state, entered only after MarkFailed and an alert state: an execution that
 # ended with it has had its alert, so Reconcile must not send another.
 ALERTED_FAILURE = "ExperimentFailed"
@@ -93,6 +95,13 @@ def _classify_batch_job(job: dict[str, Any]) -> Classified:
     if "MISCONFIGURATION:" in reason:
         return Classified(
             ErrorType.INTERNAL, f"the job can never be placed; fix the compute environment or job definition: {reason}"
+        )
+    if reason.startswith(HOST_LOST_PREFIX):  # Batch already retried it, as the job definition's strategy says
+        attempts = len(job.get("Attempts") or job.get("attempts") or []) or 1
+        return Classified(
+            ErrorType.INTERNAL,
+            f"the GPU instance under the job went away on each of its {attempts} attempt(s) (a Spot reclaim or a "
+            f"host failure); resubmit it, or turn Spot off if this recurs: {reason}",
         )
     if "timeout" in reason.lower() and "attempt" in reason.lower():
         return Classified(ErrorType.TIMEOUT, f"the Batch job ran past its attempt duration: {reason}")

@@ -135,9 +135,11 @@ def record_result(event: dict[str, Any], services: Services) -> dict[str, Any]:
     codec = result["spec"]["codec"]["name"]
     try:
         services.store.transition(key, Status.SUCCEEDED, **attributes)
-    except TransitionError as exc:  # e.g. Reconcile already wrote ABORTED: a final status stays
-        log.warning("result not recorded: %s", exc)
-        return {"status": exc.current.value, "summary": str(exc), "codec": codec}
+    except TransitionError as exc:
+        if exc.current is not Status.SUCCEEDED:  # e.g. Reconcile already wrote ABORTED: a final status stays
+            log.warning("result not recorded: %s", exc)
+            return {"status": exc.current.value, "summary": str(exc), "codec": codec}
+        log.info("already recorded (an earlier try of this write landed): %s", exc)
     return {"status": Status.SUCCEEDED.value, "summary": summary_line(key.experiment_id, result), "codec": codec}
 
 

@@ -20,6 +20,7 @@ import threading
 import time
 import warnings
 import zipfile
+from collections import Counter
 from contextlib import suppress
 from functools import cached_property
 from pathlib import Path
@@ -33,12 +34,14 @@ from moto.server import ThreadedMotoServer
 from codeclab.experiments.services import Services
 from codeclab.experiments.store import ExperimentStore
 from codeclab.local import patches
-from codeclab.local.jobs import JobDefinition, LocalJobRunner
+from codeclab.local.aws_faults import AwsFaultInjector
+from codeclab.local.jobs import JobDefinition, LocalJobRunner, RetryStrategy, TimeLimitAction
 from codeclab.local.template import ACCOUNT, REGION, REPO, Resolver, synthesized_template
 
 log = logging.getLogger("codeclab.local")
 
-# Names a handler module (e.g. "record_result") whose invocations fail, as a Lambda error would.
+# MODULE[:N]: a handler module (e.g. "record_result") whose invocations fail, as a Lambda error would;
+# every one of them, or only the first N (until reset_faults).
 LAMBDA_FAULT_ENV = "CODECLAB_LAMBDA_FAULT"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
 # Local jobs may be shorter than Batch's 60 s minimum attempt duration (tests use a few seconds).
@@ -72,6 +75,9 @@ class LocalCloud:
         self.alert_queue_url = ""
         self._alerts: list[dict[str, Any]] = []
         self._job_logs = Path(tempfile.mkdtemp(prefix="codeclab-jobs-"))
+        self.aws_faults = AwsFaultInjector()  # armed by the fault matrix; idle otherwise
+        self._lambda_faults_fired: Counter[str] = Counter()
+        self.dead_letters: list[dict[str, Any]] = []  # async events whose every try failed (the DLQ's part)
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -100,6 +106,7 @@ class LocalCloud:
                        **self.lambda_environment})  # fmt: skip
         self.jobs = self._job_runner()
         patches.install(self._run_lambda, self.jobs)
+        self.aws_faults.install()
         self.timings["emulator_start_s"] = time.perf_counter() - started
         started = time.perf_counter()
         self._deploy()
@@ -107,6 +114,7 @@ class LocalCloud:
 
     def __exit__(self, *exc: object) -> None:
         patches.uninstall()
+        self.aws_faults.uninstall()
         if self._server is not None:
             with suppress(requests.RequestException):
                 requests.post(f"{self.endpoint}/moto-api/reset", timeout=10)
@@ -228,14 +236,31 @@ class LocalCloud:
     def _run_lambda(self, function_name: str, handler: str, env: dict[str, str], event: Any) -> tuple[str, bool]:
         module_name, _, attribute = handler.partition(".")
         try:
-            if os.environ.get(LAMBDA_FAULT_ENV) == module_name:
-                raise InjectedLambdaFault(f"{LAMBDA_FAULT_ENV}={module_name}: injected failure of {function_name}")
-            with self._invoke_lock:
-                result = getattr(self._handler_module(module_name), attribute)(event, _LocalContext(function_name))
+            result = self._call_handler(module_name, attribute, function_name, event)
         except Exception as exc:  # a handler's exception is the Lambda's function error, as on AWS
             log.info("%s raised %s: %s", function_name, type(exc).__name__, exc)
             return patches.lambda_error_payload(exc), True
         return json.dumps(result, default=str), False
+
+    def _call_handler(self, module_name: str, attribute: str, function_name: str, event: Any) -> Any:
+        if self._lambda_fault_fires(module_name):
+            raise InjectedLambdaFault(f"{LAMBDA_FAULT_ENV}: injected failure of {function_name}")
+        with self._invoke_lock:
+            return getattr(self._handler_module(module_name), attribute)(event, _LocalContext(function_name))
+
+    def _lambda_fault_fires(self, module_name: str) -> bool:
+        value = os.environ.get(LAMBDA_FAULT_ENV, "")
+        target, _, times = value.partition(":")
+        if target != module_name:
+            return False
+        with self._invoke_lock:
+            self._lambda_faults_fired[value] += 1
+            return not times or self._lambda_faults_fired[value] <= int(times)
+
+    def reset_faults(self) -> None:
+        """Forget counted Lambda faults and unspent AWS faults, so the next run starts clean."""
+        self._lambda_faults_fired.clear()
+        self.aws_faults.disarm()
 
     def _handler_module(self, name: str) -> ModuleType:
         if name not in self._handlers:
@@ -250,22 +275,47 @@ class LocalCloud:
         return self._handlers[name]
 
     def invoke_handler(self, module_name: str, event: dict[str, Any]) -> dict[str, Any]:
-        """Call one of the stack's handlers directly, as EventBridge or API Gateway would."""
-        with self._invoke_lock:
-            return self._handler_module(module_name).handler(event, _LocalContext(module_name))
+        """Call one of the stack's handlers directly, as API Gateway would (its exception is the caller's)."""
+        return self._call_handler(module_name, "handler", module_name, event)
+
+    def invoke_async(self, module_name: str, event: dict[str, Any]) -> dict[str, Any] | None:
+        """As Lambda runs an asynchronous invoke (EventBridge's): a first try, then the function's retry
+        attempts from its EventInvokeConfig; an event that fails every try goes to the dead letters."""
+        tries = 1 + self._async_retry_attempts(module_name)
+        for attempt in range(1, tries + 1):
+            try:
+                return self.invoke_handler(module_name, event)
+            except Exception as exc:
+                log.info("%s async try %d of %d raised %s: %s", module_name, attempt, tries, type(exc).__name__, exc)
+        self.dead_letters.append(event)
+        return None
+
+    def _async_retry_attempts(self, module_name: str) -> int:
+        names = {
+            self.resolver.ref(logical_id)
+            for logical_id, resource in self._functions().items()
+            if resource["Properties"]["Handler"].partition(".")[0] == module_name
+        }
+        for config in self.resolver.of_type("AWS::Lambda::EventInvokeConfig").values():
+            if self.resolver.resolve(config["Properties"]["FunctionName"]) in names:
+                return int(config["Properties"].get("MaximumRetryAttempts", 2))
+        return 2  # Lambda's default for asynchronous invokes
 
     def _job_runner(self) -> LocalJobRunner:
         _, job = self._one("AWS::Batch::JobDefinition")
         container = self.resolver.resolve(job["Properties"]["ContainerProperties"])
+        _, queue = self._one("AWS::Batch::JobQueue")
         definition = JobDefinition(
             command=list(container.get("Command", [])),
             environment={e["Name"]: str(e["Value"]) for e in container.get("Environment", [])},
+            retry=RetryStrategy.from_template(job["Properties"].get("RetryStrategy")),
+            time_limit_actions=tuple(
+                TimeLimitAction.from_template(entry)
+                for entry in queue["Properties"].get("JobStateTimeLimitActions", [])
+            ),
         )
         emulator = {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION}
-        return LocalJobRunner(definition, emulator, self._execution_stopped, self._job_logs)
-
-    def _execution_stopped(self, execution_arn: str) -> bool:
-        return self.sfn.describe_execution(executionArn=execution_arn)["status"] == "ABORTED"
+        return LocalJobRunner(definition, emulator, self._job_logs)
 
     @cached_property
     def sfn(self) -> Any:
@@ -282,7 +332,7 @@ class LocalCloud:
             for k in ("executionArn", "stateMachineArn", "name", "status", "input", "error", "cause")
         }
         event = {"source": "aws.states", "detail-type": "Step Functions Execution Status Change", "detail": detail}
-        return self.invoke_handler("reconcile", event)
+        return self.invoke_async("reconcile", event)
 
     def alerts_for(self, experiment_id: str) -> list[dict[str, Any]]:
         """The alerts captured so far that name this experiment (subject, parsed message)."""

@@ -1,14 +1,23 @@
 """Batch jobs run locally: the worker as a child process, with the job definition's command and
 environment plus the job's overrides, against the emulator. It uses CUDA when this machine has it.
 
-Like Batch, the runner enforces the attempt duration, and it stops the job when its execution
+Like Batch, the runner enforces the attempt duration, retries an attempt as the job definition's
+retry strategy says (a lost host is retried, a worker's own exit is not), cancels a job that waits
+RUNNABLE past the queue's time limit for its blocking reason, and stops the job when its execution
 is stopped (Step Functions terminates the job it was waiting for).
+
+CODECLAB_BATCH_FAULT makes Batch itself misbehave, for the fault matrix:
+  no-capacity          no instance ever comes: the job stays RUNNABLE until the queue cancels it
+  host-lost:N[:S]      the host under each of the first N attempts goes away S seconds in (default 2)
+CODECLAB_LOCAL_RUNNABLE_SECONDS shortens the queue's RUNNABLE limits (30 minutes on the stack).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -25,71 +34,237 @@ POLL_SECONDS = 0.2
 TIMEOUT_REASON = "Job attempt duration exceeded timeout"
 EXITED_REASON = "Essential container in task exited"
 STOPPED_REASON = "Job terminated: the execution was stopped"
+# Batch's own wording (its troubleshooting guide), which the error classifier reads.
+HOST_LOST_REASON = "Host EC2 (instance i-0local00000000000) terminated."
+NO_CAPACITY_REASON = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested"
+CANCELLED_REASON = "Canceled by JobStateTimeLimit action due to reason: {reason}"
+BATCH_FAULT_ENV = "CODECLAB_BATCH_FAULT"
+RUNNABLE_SECONDS_ENV = "CODECLAB_LOCAL_RUNNABLE_SECONDS"
+_FAULT_PATTERN = re.compile(r"^(?:(no-capacity)|host-lost:(\d+)(?::([\d.]+))?)$")
+
+
+@dataclass(frozen=True)
+class ExitRule:
+    """One EvaluateOnExit entry: every condition it sets must match (glob patterns, as Batch's)."""
+
+    action: str  # RETRY or EXIT
+    on_status_reason: str | None = None
+    on_reason: str | None = None
+    on_exit_code: str | None = None
+
+    def matches(self, attempt: Attempt) -> bool:
+        conditions = (
+            (self.on_status_reason, attempt.status_reason),
+            (self.on_reason, attempt.reason),
+            (self.on_exit_code, "" if attempt.exit_code is None else str(attempt.exit_code)),
+        )
+        return all(fnmatch.fnmatchcase(value, pattern) for pattern, value in conditions if pattern is not None)
+
+
+@dataclass(frozen=True)
+class RetryStrategy:
+    attempts: int = 1
+    rules: tuple[ExitRule, ...] = ()
+
+    @classmethod
+    def from_template(cls, strategy: dict[str, Any] | None) -> RetryStrategy:
+        strategy = strategy or {}
+        rules = tuple(
+            ExitRule(
+                action=str(rule["Action"]).upper(),
+                on_status_reason=rule.get("OnStatusReason"),
+                on_reason=rule.get("OnReason"),
+                on_exit_code=rule.get("OnExitCode"),
+            )
+            for rule in strategy.get("EvaluateOnExit", [])
+        )
+        return cls(attempts=int(strategy.get("Attempts", 1)), rules=rules)
+
+    def retries(self, attempt: Attempt) -> bool:
+        """Batch's rule: the first matching entry decides; when none matches, the job is retried."""
+        for rule in self.rules:
+            if rule.matches(attempt):
+                return rule.action == "RETRY"
+        return True
+
+
+@dataclass(frozen=True)
+class TimeLimitAction:
+    """One of the queue's JobStateTimeLimitActions."""
+
+    reason: str
+    max_seconds: float
+    state: str = "RUNNABLE"
+    action: str = "CANCEL"
+
+    @classmethod
+    def from_template(cls, entry: dict[str, Any]) -> TimeLimitAction:
+        return cls(entry["Reason"], float(entry["MaxTimeSeconds"]), entry.get("State", "RUNNABLE"), entry["Action"])
 
 
 @dataclass
 class JobDefinition:
-    """What the local runner needs from the template's AWS::Batch::JobDefinition."""
+    """What the local runner needs from the template's job definition and job queue."""
 
     command: list[str]
     environment: dict[str, str] = field(default_factory=dict)
+    retry: RetryStrategy = field(default_factory=RetryStrategy)
+    time_limit_actions: tuple[TimeLimitAction, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    exit_code: int | None
+    status_reason: str
+    started: float
+    stopped: float
+    reason: str = ""  # the container's own reason; Batch leaves it empty for a plain exit
+    final: bool = False  # a timeout or a stop: Batch never retries those
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "Container": {"ExitCode": self.exit_code, "Reason": self.reason},
+            "StartedAt": int(self.started * 1000),
+            "StoppedAt": int(self.stopped * 1000),
+            "StatusReason": self.status_reason,
+        }
+
+
+@dataclass(frozen=True)
+class BatchFault:
+    no_capacity: bool = False
+    hosts_lost: int = 0
+    lost_after_seconds: float = 2.0
+
+    def loses_host(self, attempt_number: int) -> float | None:
+        """Seconds into this attempt at which its host goes away, if it does."""
+        return self.lost_after_seconds if attempt_number <= self.hosts_lost else None
+
+
+def batch_fault_from_env(env: dict[str, str]) -> BatchFault:
+    value = env.get(BATCH_FAULT_ENV, "").strip()
+    if not value:
+        return BatchFault()
+    match = _FAULT_PATTERN.match(value)
+    if not match:
+        raise ValueError(f"{BATCH_FAULT_ENV}={value!r}: expected no-capacity or host-lost:N[:SECONDS]")
+    no_capacity, hosts, seconds = match.groups()
+    return BatchFault(no_capacity=bool(no_capacity), hosts_lost=int(hosts or 0), lost_after_seconds=float(seconds or 2))
 
 
 @dataclass
 class LocalJobRunner:
     job_definition: JobDefinition
     emulator_environment: dict[str, str]  # credentials and endpoint of the emulator
-    execution_stopped: Callable[[str], bool]
     log_folder: Path  # each job's stdout and stderr; the worker's own worker.log is in its artifacts
     durations: dict[str, float] = field(default_factory=dict)  # job wall time by experiment id, for benchmarks
+    attempts: dict[str, int] = field(default_factory=dict)  # attempts each job took, by experiment id
 
-    def __call__(self, params: dict[str, Any], execution_arn: str) -> dict[str, Any]:
+    def __call__(self, params: dict[str, Any], execution_ended: Callable[[], bool]) -> dict[str, Any]:
         overrides = params.get("ContainerOverrides") or {}
         command = list(overrides.get("Command") or self.job_definition.command)
         env = {**_host_environment(), **self.emulator_environment, **self.job_definition.environment}
         env.update(_pairs(overrides.get("Environment")))
         attempt_seconds = float((params.get("Timeout") or {}).get("AttemptDurationSeconds") or 0) or None
         name = params.get("JobName", "local-job")
+        experiment_id = env.get("CODECLAB_EXPERIMENT_ID", name)
+        fault = batch_fault_from_env(env)
         log.info("job %s: python -m codeclab.worker %s", name, " ".join(command))
         started = time.time()
-        exit_code, reason = self._run(command, env, attempt_seconds, execution_arn)
-        self.durations[env.get("CODECLAB_EXPERIMENT_ID", name)] = time.time() - started
-        status = "SUCCEEDED" if exit_code == 0 else "FAILED"
-        container = {"Command": command, "ExitCode": exit_code, "Reason": reason}
-        return {
-            "JobName": name,
-            "JobQueue": params.get("JobQueue", ""),
-            "Status": status,
-            "StatusReason": reason,
-            "CreatedAt": int(started * 1000),
-            "StartedAt": int(started * 1000),
-            "StoppedAt": int(time.time() * 1000),
-            "Container": container,
-            "Attempts": [{"Container": container, "StatusReason": reason}],
-        }
+        cancelled = self._wait_for_capacity(fault, execution_ended)
+        attempts: list[Attempt] = []
+        if cancelled is None:
+            for number in range(1, self.job_definition.retry.attempts + 1):
+                attempts.append(self._attempt(command, env, attempt_seconds, execution_ended, fault.loses_host(number)))
+                last = attempts[-1]
+                if last.exit_code == 0 or last.final or not self.job_definition.retry.retries(last):
+                    break
+                log.info("job %s: attempt %d ended (%s); retrying", name, number, last.status_reason)
+        self.durations[experiment_id] = time.time() - started
+        self.attempts[experiment_id] = len(attempts)
+        return _description(name, params.get("JobQueue", ""), command, started, attempts, cancelled)
 
-    def _run(
-        self, command: list[str], env: dict[str, str], limit: float | None, execution_arn: str
-    ) -> tuple[int | None, str]:
+    def _wait_for_capacity(self, fault: BatchFault, execution_ended: Callable[[], bool]) -> str | None:
+        """With no capacity the job stays RUNNABLE: the queue cancels it at its limit (the reason returned)."""
+        if not fault.no_capacity:
+            return None
+        action = next(
+            (a for a in self.job_definition.time_limit_actions
+             if a.state == "RUNNABLE" and NO_CAPACITY_REASON.startswith(a.reason)),
+            None,
+        )  # fmt: skip
+        limit = float(os.environ.get(RUNNABLE_SECONDS_ENV) or (action.max_seconds if action else 0)) or None
+        deadline = time.monotonic() + limit if action and limit else None
+        while deadline is None or time.monotonic() < deadline:
+            if execution_ended():
+                return STOPPED_REASON
+            time.sleep(POLL_SECONDS)
+        assert action is not None
+        return CANCELLED_REASON.format(reason=action.reason)
+
+    def _attempt(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        limit: float | None,
+        execution_ended: Callable[[], bool],
+        host_lost: float | None,
+    ) -> Attempt:
         self.log_folder.mkdir(parents=True, exist_ok=True)
+        started = time.time()
         with (self.log_folder / f"{env.get('CODECLAB_EXPERIMENT_ID', 'job')}.log").open("ab") as output:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "codeclab.worker", *command],
                 env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-            return self._watch(proc, limit, execution_arn)
+            exit_code, reason, final = self._watch(proc, limit, execution_ended, host_lost)
+        return Attempt(exit_code, reason, started, time.time(), final=final)
 
-    def _watch(self, proc: subprocess.Popen[bytes], limit: float | None, execution_arn: str) -> tuple[int | None, str]:
-        deadline = time.monotonic() + limit if limit else None
+    def _watch(
+        self,
+        proc: subprocess.Popen[bytes],
+        limit: float | None,
+        execution_ended: Callable[[], bool],
+        host_lost: float | None,
+    ) -> tuple[int | None, str, bool]:
+        now = time.monotonic()
+        deadline = now + limit if limit else None
+        lost_at = now + host_lost if host_lost is not None else None
         while proc.poll() is None:
             if deadline is not None and time.monotonic() > deadline:
                 kill_process_group(proc)
-                return None, TIMEOUT_REASON
-            if self.execution_stopped(execution_arn):
+                return None, TIMEOUT_REASON, True
+            if execution_ended():
                 kill_process_group(proc)
-                return None, STOPPED_REASON
+                return None, STOPPED_REASON, True
+            if lost_at is not None and time.monotonic() > lost_at:
+                kill_process_group(proc)  # the instance is gone, and the container with it
+                return None, HOST_LOST_REASON, False
             time.sleep(POLL_SECONDS)
-        return proc.returncode, EXITED_REASON
+        return proc.returncode, EXITED_REASON, False
+
+
+def _description(
+    name: str, queue: str, command: list[str], started: float, attempts: list[Attempt], cancelled: str | None
+) -> dict[str, Any]:
+    """DescribeJobs' view of the finished job, as the .sync integration returns it."""
+    last = attempts[-1] if attempts else None
+    succeeded = last is not None and last.exit_code == 0
+    reason = cancelled or (last.status_reason if last else "")
+    container: dict[str, Any] = {"Command": command}
+    if last is not None:
+        container.update(ExitCode=last.exit_code, Reason=last.reason)
+    return {
+        "JobName": name,
+        "JobQueue": queue,
+        "Status": "SUCCEEDED" if succeeded else "FAILED",
+        "StatusReason": reason,
+        "CreatedAt": int(started * 1000),
+        "StartedAt": int((attempts[0].started if attempts else started) * 1000),
+        "StoppedAt": int(time.time() * 1000),
+        "Container": container,
+        "Attempts": [attempt.describe() for attempt in attempts],
+    }
 
 
 def _host_environment() -> dict[str, str]:

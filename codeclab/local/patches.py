@@ -11,12 +11,18 @@ And one bug: when an execution is stopped while a Map iteration runs, moto's Map
 (its MapIterationAborted event is built from the stop's bare error string), and the error
 replaces the stop, so the execution ends FAILED with States.Runtime instead of ABORTED.
 `Environment.set_error` is wrapped so that, as on AWS, a stopped execution stays stopped.
+
+And one piece of noise: when an execution is stopped during a `.sync` task, moto's TimeoutSecondsPath
+pops the task's output as the timeout (its path is not evaluated once stopped), and the task's side
+thread then dies on a TypeError. The execution ends ABORTED regardless; `threading.excepthook` is
+wrapped to drop exactly that traceback from that thread.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +45,8 @@ from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 
 # (function name, handler "module.function", environment, event) -> (JSON payload, errored)
 LambdaRunner = Callable[[str, str, dict[str, str], Any], tuple[str, bool]]
-# (SubmitJob parameters as the ASL gives them, execution ARN) -> the finished job's description
-JobRunner = Callable[[dict[str, Any], str], dict[str, Any]]
+# (SubmitJob parameters as the ASL gives them, whether the execution has ended) -> the finished job's description
+JobRunner = Callable[[dict[str, Any], Callable[[], bool]], dict[str, Any]]
 
 PATCHED = (
     (LambdaFunction, "_invoke_lambda"),
@@ -58,7 +64,7 @@ class _Hooks:
 
 
 _hooks = _Hooks(finished_jobs={})
-_originals: dict[tuple[type, str], Any] = {}
+_originals: dict[tuple[Any, str], Any] = {}  # (class or module, attribute) -> original
 _job_ids = itertools.count(1)
 
 
@@ -71,6 +77,8 @@ def install(lambda_runner: LambdaRunner, job_runner: JobRunner) -> None:
     for (owner, name), replacement in zip(PATCHED, replacements, strict=True):
         _originals[(owner, name)] = getattr(owner, name)
         setattr(owner, name, replacement)
+    _originals[(threading, "excepthook")] = threading.excepthook
+    threading.excepthook = _excepthook
 
 
 def uninstall() -> None:
@@ -89,8 +97,9 @@ def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, 
 def _eval_batch_task(self: StateTaskServiceBatch, env: Environment, resource_runtime_part: Any,
                      normalised_parameters: dict, state_credentials: Any) -> None:  # fmt: skip
     assert _hooks.job_runner is not None and _hooks.finished_jobs is not None
-    execution_arn = env.states.context_object.context_object_data["Execution"]["Id"]
-    description = _hooks.job_runner(normalised_parameters, execution_arn)
+    # The interpreter's own program state: a stop (or an execution timeout) shows there at once, while
+    # DescribeExecution keeps saying RUNNING until this task returns.
+    description = _hooks.job_runner(normalised_parameters, lambda: not env.is_running())
     job_id = description.setdefault("JobId", f"local-job-{next(_job_ids)}")
     _hooks.finished_jobs[job_id] = description
     env.stack.append({"JobId": job_id, "JobName": description.get("JobName", "")})
@@ -122,6 +131,17 @@ def _build_batch_sync_resolver(self: StateTaskServiceBatch, env: Environment, re
         )
 
     return resolve
+
+
+# The thread moto starts beside a .sync task (state_task_service_callback.py).
+SYNC_SIDE_THREAD = "WaitForTaskToken_SyncTask_"
+
+
+def _excepthook(args: threading.ExceptHookArgs) -> None:
+    name = args.thread.name if args.thread is not None else ""
+    if args.exc_type is TypeError and name.startswith(SYNC_SIDE_THREAD):
+        return  # the stopped-execution noise described above; nothing else is dropped
+    _originals[(threading, "excepthook")](args)
 
 
 def _set_error_unless_stopped(self: Environment, error: ExecutionFailedEventDetails) -> None:

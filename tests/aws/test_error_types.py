@@ -48,6 +48,7 @@ def batch_cause(exit_code: int | None = None, reason: str = "Essential container
             ErrorType.INTERNAL,
         ),
         ("States.TaskFailed", batch_cause(None, "Job attempt duration exceeded timeout"), ErrorType.TIMEOUT),
+        ("States.TaskFailed", batch_cause(None, "Host EC2 (instance i-0abc) terminated."), ErrorType.INTERNAL),
         (
             "SpecError",
             json.dumps({"errorMessage": "invalid spec: $.name: ...", "errorType": "SpecError"}),
@@ -68,6 +69,8 @@ def test_messages_are_readable() -> None:
         == "invalid spec: $.name: x"
     )
     assert classify(None, None).message == ""
+    lost = classify("States.TaskFailed", batch_cause(None, "Host EC2 (instance i-0abc) terminated.")).message
+    assert lost.startswith("the GPU instance under the job went away on each of its 1 attempt(s)")
 
 
 def test_execution_statuses() -> None:

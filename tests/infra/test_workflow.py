@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from codeclab.experiments.error_types import ALERTED_FAILURE
-from stacks.workflow import LAMBDA_SERVICE_ERRORS
+from stacks.workflow import LAMBDA_TRANSIENT_ERRORS, PUBLISH_RETRY_ERRORS
 
 LAMBDA_TASKS = ["CreateRecord", "RecordResult", "MarkFailed"]
 GUARDED_TASKS = ["CreateRecord", "RunCodec", "RecordResult", "NotifySuccess", "RunPoints", "AggregateSweep"]
@@ -105,10 +105,10 @@ def test_run_codec_retries_only_batch_api_errors(definition):
 
 
 @pytest.mark.parametrize("name", LAMBDA_TASKS)
-def test_lambda_tasks_retry_only_lambda_service_errors(definition, name):
+def test_lambda_tasks_retry_only_transient_errors(definition, name):
     state = states(definition)[name]
     assert state["Retry"] == [
-        {"ErrorEquals": LAMBDA_SERVICE_ERRORS, "IntervalSeconds": 2, "BackoffRate": 2, "MaxAttempts": 4}
+        {"ErrorEquals": LAMBDA_TRANSIENT_ERRORS, "IntervalSeconds": 2, "BackoffRate": 2, "MaxAttempts": 4}
     ]
     assert state["TimeoutSeconds"] == 60
 
@@ -167,6 +167,14 @@ def test_alerts_take_their_text_from_mark_failed_or_the_raw_state(definition):
     assert alert["Parameters"]["Message.$"] == "$.failure.alert_message"
     assert raw["Parameters"]["Message.$"] == "States.JsonToString($)"
     assert states(definition)["MarkFailed"]["Catch"][0]["Next"] == "AlertRaw"
+
+
+@pytest.mark.parametrize("name", ["Alert", "AlertRaw", "NotifySuccess"])
+def test_every_publish_is_retried_except_after_a_timeout(definition, name):
+    (retry,) = states(definition)[name]["Retry"]
+    # States.TaskFailed matches any task error but States.Timeout, after which the message may have gone out
+    assert retry == {"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 2, "BackoffRate": 2, "MaxAttempts": 4}
+    assert retry["ErrorEquals"] == PUBLISH_RETRY_ERRORS
 
 
 def test_success_notification_only_when_asked(definition):

@@ -29,7 +29,7 @@ def test_patched_members_exist_with_the_signatures_we_replace() -> None:
 
 def test_install_replaces_and_uninstall_restores() -> None:
     before = {(owner, name): getattr(owner, name) for owner, name in patches.PATCHED}
-    patches.install(lambda *a: ("{}", False), lambda params, arn: {"Status": "SUCCEEDED"})
+    patches.install(lambda *a: ("{}", False), lambda params, ended: {"Status": "SUCCEEDED"})
     try:
         assert all(getattr(owner, name) is not before[(owner, name)] for owner, name in patches.PATCHED)
     finally:
@@ -54,3 +54,11 @@ def test_moto_still_lets_an_error_replace_a_stop() -> None:
 
     original = patches._originals.get((Environment, "set_error"), Environment.set_error)
     assert "ProgramStopped" not in inspect.getsource(original), "moto now guards set_error: drop the patch"
+
+
+def test_moto_still_reads_a_stopped_tasks_output_as_its_timeout() -> None:
+    """Once TimeoutSecondsPath stops popping a value it never pushed, the excepthook filter can go."""
+    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSecondsPath
+
+    source = inspect.getsource(TimeoutSecondsPath._eval_seconds)
+    assert "seconds = env.stack.pop()" in source and "is_running" not in source, "drop patches._excepthook"

@@ -1,0 +1,298 @@
+"""The fault matrix (`make faults`): inject each fault into a real local workflow run and report what became of it.
+
+One row per fault: the final status and error type, the Batch attempts, the AWS errors injected, the alerts
+sent, whether the record is in the store and in runs/, and the time from submission to a final record. A row
+is correct when status and type are the expected ones, exactly one alert went out for a failure (none for a
+success), the record exists in both places, and the fault really fired (its AWS errors were all injected, its
+job took the expected attempts). tests/local/test_fault_matrix.py runs every row; `make faults` prints them
+and exits 1 if any row is not correct.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from codeclab.local import runner
+from codeclab.local.aws_faults import AwsFault
+from codeclab.local.emulator import LAMBDA_FAULT_ENV, LocalCloud
+from codeclab.local.jobs import BATCH_FAULT_ENV, RUNNABLE_SECONDS_ENV
+from codeclab.terminal import wide_console
+from codeclab.worker.faults import FAULT_ENV
+
+# More throttled calls than the SDK's 10 tries at DynamoDB, so the handler fails and Step Functions retries it.
+PAST_SDK_RETRIES = 12
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    expected_status: str
+    expected_type: str | None
+    env: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, int] = field(default_factory=dict)
+    frames: int = 4
+    abort_after_running: bool = False
+    aws: tuple[AwsFault, ...] = ()  # errors injected into this process's AWS calls
+    attempts: int | None = None  # Batch attempts the job must take (None: not checked)
+    sweep: bool = False  # run a two-point sweep instead of one experiment
+
+    def spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "name": "fault-matrix",
+            "source": {"clip": "builtin:carphone", "frames": self.frames},
+            "codec": {"name": "jpeg", "params": {"quality": 50}},
+            "limits": {"timeout_seconds": 120, "stall_seconds": 30, **self.limits},
+            "metrics": {"vmaf": False},
+        }
+        if self.sweep:
+            spec["codec"] = {"name": "jpeg"}
+            spec["sweep"] = {"quality": [30, 70]}
+        return spec
+
+
+def _throttled(operation: str, times: int) -> AwsFault:
+    return AwsFault("dynamodb", operation, "ProvisionedThroughputExceededException", times=times)
+
+
+def _landed_then_refused(operation: str) -> AwsFault:
+    return AwsFault("dynamodb", operation, "ConditionalCheckFailedException", after_landing=True)
+
+
+CODEC_FAILS = {FAULT_ENV: "fail:encode@1"}
+FAULTS = (
+    Fault("none (control)", "SUCCEEDED", None, attempts=1),
+    Fault("worker crash (exception)", "FAILED", "INTERNAL", {FAULT_ENV: "crash:encode@1"}),
+    Fault("SIGKILL mid-encode (as OOM)", "FAILED", "INTERNAL", {FAULT_ENV: "kill:encode@2"}),
+    Fault("hang (stall watchdog)", "FAILED", "STALLED", {FAULT_ENV: "hang:encode@1"}, {"stall_seconds": 2}),
+    Fault(
+        "slow but steady, under the stall limit",
+        "SUCCEEDED",
+        None,
+        {FAULT_ENV: "slow:encode:0.5"},
+        {"stall_seconds": 5},
+    ),
+    Fault(
+        "job past its time limit",
+        "TIMED_OUT",
+        "TIMEOUT",
+        {FAULT_ENV: "hang:encode@1"},
+        {"timeout_seconds": 10, "stall_seconds": 60},
+    ),
+    Fault("CreateRecord raises", "FAILED", "INTERNAL", {LAMBDA_FAULT_ENV: "create_record"}),
+    Fault("RecordResult raises", "FAILED", "INTERNAL", {LAMBDA_FAULT_ENV: "record_result"}),
+    Fault(
+        "MarkFailed raises (after a codec error)",
+        "FAILED",
+        "CODEC_ERROR",
+        {LAMBDA_FAULT_ENV: "mark_failed", **CODEC_FAILS},
+    ),
+    Fault(
+        "AggregateSweep raises (2-point sweep)",
+        "FAILED",
+        "INTERNAL",
+        {LAMBDA_FAULT_ENV: "aggregate_sweep"},
+        frames=2,
+        sweep=True,
+    ),
+    Fault(
+        "Reconcile raises once (after a stop)",
+        "ABORTED",
+        "ABORTED",
+        {LAMBDA_FAULT_ENV: "reconcile:1", FAULT_ENV: "slow:encode:0.5"},
+        frames=32,
+        abort_after_running=True,
+    ),
+    Fault(
+        "execution aborted (StopExecution)",
+        "ABORTED",
+        "ABORTED",
+        {FAULT_ENV: "slow:encode:0.5"},
+        frames=32,
+        abort_after_running=True,
+    ),
+    Fault(
+        "DynamoDB throttles 4 writes (SDK retries)",
+        "SUCCEEDED",
+        None,
+        aws=(_throttled("PutItem", 4), _throttled("UpdateItem", 4)),
+    ),
+    Fault(
+        f"DynamoDB throttles {PAST_SDK_RETRIES} writes (state retries)",
+        "SUCCEEDED",
+        None,
+        aws=(_throttled("UpdateItem", PAST_SDK_RETRIES),),
+    ),
+    Fault(
+        "DynamoDB conditional check fails on landed writes",
+        "SUCCEEDED",
+        None,
+        aws=(_landed_then_refused("PutItem"), _landed_then_refused("UpdateItem")),
+    ),
+    Fault(
+        "SNS publish fails once (alert retried)",
+        "FAILED",
+        "CODEC_ERROR",
+        CODEC_FAILS,
+        aws=(AwsFault("sns", "Publish", "InternalError", http_status=500),),
+    ),
+    Fault(
+        "Batch job cancelled in RUNNABLE (no capacity)",
+        "FAILED",
+        "CAPACITY",
+        {BATCH_FAULT_ENV: "no-capacity", RUNNABLE_SECONDS_ENV: "2"},
+        attempts=0,
+    ),
+    Fault(
+        "host (Spot) lost once, retried, succeeds",
+        "SUCCEEDED",
+        None,
+        {BATCH_FAULT_ENV: "host-lost:1:1.5", FAULT_ENV: "slow:encode:0.5"},
+        attempts=2,
+    ),
+    Fault(
+        "host lost on every attempt",
+        "FAILED",
+        "INTERNAL",
+        {BATCH_FAULT_ENV: "host-lost:3:1.5", FAULT_ENV: "slow:encode:0.5"},
+        attempts=3,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    fault: Fault
+    status: str
+    error_type: str | None
+    attempts: int
+    injected: int
+    alerts: int
+    in_store: bool
+    in_runs: bool
+    seconds: float
+
+    @property
+    def correct(self) -> bool:
+        alerts_ok = self.alerts == (0 if self.fault.expected_status == "SUCCEEDED" else 1)
+        outcome_ok = (self.status, self.error_type) == (self.fault.expected_status, self.fault.expected_type)
+        fired = self.injected == sum(f.times for f in self.fault.aws) and self.fault.attempts in (None, self.attempts)
+        return outcome_ok and alerts_ok and fired and self.in_store and self.in_runs
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_fault(cloud: LocalCloud, fault: Fault, runs_dir: Path) -> Row:
+    started, injected_before = time.monotonic(), len(cloud.aws_faults.fired)
+    cloud.aws_faults.arm(*fault.aws)
+    try:
+        with environment(fault.env):
+            submitted = runner.submit(cloud, fault.spec())
+            if fault.abort_after_running:
+                threading.Thread(target=_abort_when_running, args=(cloud, submitted), daemon=True).start()
+            try:
+                record = runner.wait(cloud, submitted)
+            except RuntimeError:  # the execution ended but left no final record: a lost experiment
+                record = cloud.services().store.find(submitted["experiment_id"]) or {}
+    finally:
+        cloud.reset_faults()
+    return _row(cloud, fault, submitted, record, runs_dir, time.monotonic() - started, injected_before)
+
+
+def _row(cloud: LocalCloud, fault: Fault, submitted: dict[str, Any], record: dict[str, Any], runs_dir: Path,
+         seconds: float, injected_before: int) -> Row:  # fmt: skip
+    experiment_id = submitted["experiment_id"]
+    in_store = bool(record) and cloud.services().store.find(experiment_id) is not None
+    if in_store:
+        runner.collect(cloud, record, runs_dir)
+    return Row(
+        fault=fault,
+        status=record.get("status", "(none)"),
+        error_type=(record.get("error") or {}).get("type"),
+        attempts=cloud.jobs.attempts.get(experiment_id, 0),
+        injected=len(cloud.aws_faults.fired) - injected_before,
+        alerts=len(cloud.alerts_for(experiment_id)),
+        in_store=in_store,
+        in_runs=(runs_dir / experiment_id / runner.RECORD_FILE).is_file(),
+        seconds=seconds,
+    )
+
+
+def _abort_when_running(cloud: LocalCloud, submitted: dict[str, Any]) -> None:
+    store, deadline = cloud.services().store, time.monotonic() + 60
+    while (store.find(submitted["experiment_id"]) or {}).get("status") != "RUNNING":
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
+    cloud.sfn.stop_execution(executionArn=submitted["execution_arn"], cause="fault matrix")
+
+
+def table(rows: list[Row]) -> Table:
+    out = Table(title="codeclab fault matrix (local workflow, carphone jpeg)")
+    columns = ("fault", "final status", "error type", "expected", "attempts", "injected", "alerts", "in store",
+               "in runs/", "s", "ok")  # fmt: skip
+    for column in columns:
+        out.add_column(column, justify="right" if column in {"attempts", "injected", "alerts", "s"} else "left")
+    for row in rows:
+        expected = f"{row.fault.expected_status} {row.fault.expected_type or ''}".strip()
+        out.add_row(
+            row.fault.name,
+            row.status,
+            row.error_type or "-",
+            expected,
+            str(row.attempts),
+            str(row.injected) if row.fault.aws else "-",
+            str(row.alerts),
+            _yes(row.in_store),
+            _yes(row.in_runs),
+            f"{row.seconds:.1f}",
+            "[green]yes[/]" if row.correct else "[red]NO[/]",
+        )
+    return out
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "[red]no[/]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make faults", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", help="run only the faults whose name contains this text")
+    args = parser.parse_args(argv)
+    console = wide_console()
+    chosen = [f for f in FAULTS if not args.only or args.only in f.name]
+    rows: list[Row] = []
+    with LocalCloud() as cloud, tempfile.TemporaryDirectory() as runs:
+        for fault in chosen:
+            with console.status(f"injecting: {fault.name}"):
+                rows.append(run_fault(cloud, fault, Path(runs)))
+    console.print(table(rows))
+    correct = sum(r.correct for r in rows)
+    console.print(f"{correct} of {len(rows)} rows final and correct")
+    return 0 if correct == len(rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
