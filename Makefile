@@ -20,11 +20,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile
 
+# Every benchmark (several minutes), then one table of this run's figures (benchmarks/results/summary.md).
+# One run id for all of them: bench_summary.py refuses result files that an older run left behind.
+bench: export CODECLAB_BENCH_RUN_ID := $(shell date -u +%Y%m%dT%H%M%SZ)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_worker.py
 	$(PY) benchmarks/bench_workflow.py
 	$(PY) benchmarks/bench_rd.py
+	$(PY) benchmarks/bench_cold_import.py
 	$(PY) benchmarks/bench_load.py
+	$(PY) benchmarks/bench_summary.py
 
 # The fault-injection matrix on the local workflow (about 4 minutes); exits 1 if any row is not final and correct.
 faults: $(STAMP)

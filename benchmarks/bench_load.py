@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench_summary import RUN_ID_ENV, run_stamp
 from rich.table import Table
 
 from codeclab.experiments.statuses import Status
@@ -84,7 +85,12 @@ def measure(service: LocalService, count: int) -> dict[str, Any]:
         "experiments_per_minute": count / wall * 60,
         "median_to_final_s": statistics.median(to_final),
         "max_to_final_s": max(to_final),
-        "conditions": {"cores": os.cpu_count(), "frames_per_job": FRAMES, "codec": f"{CODEC} q{QUALITY}"},
+        "conditions": {
+            "cores": os.cpu_count(),
+            "frames_per_job": FRAMES,
+            "codec": f"{CODEC} q{QUALITY}",
+            "poll_s": POLL_S,
+        },
     }
 
 
@@ -106,13 +112,16 @@ def show(figures: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        epilog=f"${RUN_ID_ENV} sets the run id in the JSON (make bench sets one for all benches).",
+    )
     parser.add_argument("--count", type=int, default=20, help="experiments to POST at once (default 20)")
     args = parser.parse_args()
     if args.count < 1:
         parser.error("--count must be at least 1")
     with tempfile.TemporaryDirectory() as runs, LocalService(Path(runs), port=0) as service:
-        figures = measure(service, args.count)
+        figures = {"run": run_stamp(), **measure(service, args.count)}
     show(figures)
     out = Path(__file__).parent / "results" / "bench_load.json"
     out.parent.mkdir(exist_ok=True)

@@ -29,6 +29,7 @@ matplotlib.use("Agg")  # files only: no display here, and none needed
 
 import matplotlib.pyplot as plt
 import torch
+from bench_summary import RUN_ID_ENV, run_stamp
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -238,7 +239,10 @@ def plot_clip(label: str, clip: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=f"${RUN_ID_ENV} sets the run id in the JSON (make bench sets one for all benches).",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help=f"where JSON and PNGs go ({RESULTS_DIR})")
     args = parser.parse_args(argv)
     console = Console(width=max(140, Console().width))
@@ -262,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
             f"learned {name} at {speed['size'][0]}x{speed['size'][1]} on the CPU: "
             f"encode {row['encode_fps']:.2f} fps, decode {row['decode_fps']:.2f} fps ({row['bpp']:.3f} bpp)"
         )
+    results["run"] = run_stamp()  # stamped when written: the summary checks it against the run it summarizes
     (args.out / "bench_rd.json").write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"figures: {args.out / 'bench_rd.json'}")
 

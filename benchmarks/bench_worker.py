@@ -38,6 +38,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from bench_summary import RUN_ID_ENV, run_stamp
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -90,7 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=(
             "Benchmark the worker: our PSNR/SSIM/MS-SSIM against ffmpeg's psnr+ssim filters "
             "at 720p, and encode/decode fps of every anchor codec, all single-threaded."
-        )
+        ),
+        epilog=f"${RUN_ID_ENV} sets the run id in the JSON (make bench sets one for all benches).",
     )
     parser.add_argument("--quick", action="store_true", help="one repetition per timing instead of --reps")
     parser.add_argument("--reps", type=int, default=3, help="repetitions per timing; the median is reported")
@@ -366,6 +368,7 @@ def bench_anchor(
     psnr_y = statistics.fmean(plane_psnr(r, d) for r, d in zip(ref.y, decoded.y, strict=True))
     return {
         "clip": clip.label,
+        "frames": ref.frames,
         "codec": anchor.label,
         "asked_params": anchor.params,
         "params": codec.params,
@@ -474,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     print_anchors(console, anchors, conditions["ffmpeg_start_ms"])
     wall = time.perf_counter() - began
     payload = {
+        "run": run_stamp(),
         "conditions": conditions,
         "metric_throughput_720p": metrics,
         "anchors": anchors,

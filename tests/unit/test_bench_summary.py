@@ -1,0 +1,220 @@
+"""The bench summary's reading, stale-run refusal and formatting, and the cold-import measurement.
+
+Tiny fake result files stand in for a bench run; the cold-import checks import a trivial module
+in a child process and assert on structure, never on how long anything took.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The benchmarks are scripts, not a package: they import each other from their own folder.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import bench_cold_import
+import bench_summary
+
+RUN = "20260101T000000Z"
+
+
+def stamp(run_id: str) -> dict[str, Any]:
+    machine = {"cpu_model": "Test CPU", "cores": 2, "python": "3.11.7", "platform": "Linux"}
+    return {"run_id": run_id, "written_at": "2026-01-01T00:00:00+00:00", "commit": "abc1234", "machine": machine}
+
+
+def fake_results() -> dict[str, dict[str, Any]]:
+    """The fields bench_summary reads from each bench's JSON, with round numbers."""
+    spec = {"source": {"frames": 1}, "codec": {"name": "jpeg"}}
+    anchor = {
+        "frames": 32,
+        "codec": "x264",
+        "asked_params": {"crf": 28},
+        "encode_fps": 355.2,
+        "decode_fps": 903.0,
+        "conditions": {"implementation": "libx264 in ffmpeg n9 | test"},
+    }
+    learned_points = [
+        {"params": {"quality": q, "threads": 2}, "encode_fps": 50.0 + q, "decode_fps": 80.0} for q in (1, 2, 3, 4)
+    ]
+    return {
+        "bench_workflow": {
+            "conditions": {"spec": spec, "runs": 5},
+            "median": {"overhead_beyond_job_s": 0.4021, "overhead_beyond_worker_s": 1.078},
+        },
+        "bench_worker": {
+            "conditions": {"repetitions": 3, "ffmpeg": "n9.0.2", "ffmpeg_start_ms": 16.0},
+            "metric_throughput_720p": {
+                "clip": "builtin:bbb 1280x720, 30 frames, no scaling",
+                "distortion": "x264 {'crf': 35}, 1000 bytes, decoded",
+                "fps": {"ours_psnr_ssim": 20.0, "ours_measure_quality": 16.0, "ffmpeg_psnr_ssim": 400.0},
+                "agreement": {"ours_psnr_y_of_mean_mse": 34.8856, "ffmpeg_psnr_y": 34.8856},
+            },
+            "anchors": [
+                {**anchor, "clip": "carphone 176x144"},
+                {**anchor, "clip": "bbb 448x256", "encode_fps": 185.0, "decode_fps": 618.0},
+            ],
+        },
+        "bench_rd": {
+            "conditions": {"torch": "2.13.0+cpu"},
+            "clips": {
+                "bbb 448x256": {"size": [448, 256], "frames": 32, "points": {"learned": learned_points}},
+                "carphone 176x144": {"size": [176, 144], "frames": 120, "points": {"learned": learned_points}},
+            },
+            "learned_720p": {
+                "size": [1280, 720],
+                "source": {"frames": 8},
+                "rows": {"q1": {"encode_fps": 5.0, "decode_fps": 8.0}, "q4": {"encode_fps": 4.0, "decode_fps": 7.0}},
+            },
+        },
+        "bench_cold_import": {
+            "conditions": {"repeats": 5},
+            "modules": [
+                {
+                    "module": "create_record",
+                    "import_ms_median": 336.4,
+                    "import_ms_min": 331.0,
+                    "import_ms_max": 342.0,
+                    "process_ms_median": 480.0,
+                    "heaviest_packages_ms": {"module body": 127.0, "botocore": 31.0, "urllib3": 15.0, "json": 11.0},
+                }
+            ],
+        },
+        "bench_load": {
+            "experiments": 20,
+            "succeeded": 20,
+            "wall_s": 42.7,
+            "experiments_per_minute": 28.1,
+            "median_to_final_s": 41.7,
+            "conditions": {"cores": 2, "frames_per_job": 1, "codec": "jpeg q50"},
+        },
+    }
+
+
+def write_run(directory: Path, run_id: str = RUN, stamps: dict[str, str] | None = None) -> None:
+    """One file per bench; `stamps` gives some benches another run id ("" for no stamp at all)."""
+    for name, data in fake_results().items():
+        wanted = (stamps or {}).get(name, run_id)
+        payload = data if wanted == "" else {"run": stamp(wanted), **data}
+        (directory / f"{name}.json").write_text(json.dumps(payload))
+
+
+# --- reading and refusing --------------------------------------------------------------
+
+
+def test_reads_one_run(tmp_path: Path):
+    write_run(tmp_path)
+    results = bench_summary.read_results(tmp_path, RUN)
+    assert set(results) == set(bench_summary.BENCHES)
+    assert bench_summary.read_results(tmp_path, None) == results  # no id asked: the one all files share
+
+
+def test_refuses_a_file_from_an_older_run(tmp_path: Path):
+    write_run(tmp_path, stamps={"bench_rd": "20250101T000000Z"})
+    with pytest.raises(bench_summary.StaleResults, match=r"bench_rd\.json: from run 20250101T000000Z"):
+        bench_summary.read_results(tmp_path, RUN)
+
+
+def test_refuses_mixed_runs_when_no_run_id_is_given(tmp_path: Path):
+    write_run(tmp_path, stamps={"bench_load": "other"})
+    with pytest.raises(bench_summary.StaleResults, match="different runs"):
+        bench_summary.read_results(tmp_path, None)
+
+
+def test_refuses_unstamped_and_missing_files(tmp_path: Path):
+    write_run(tmp_path, stamps={"bench_worker": ""})
+    (tmp_path / "bench_load.json").unlink()
+    with pytest.raises(bench_summary.StaleResults) as caught:
+        bench_summary.read_results(tmp_path, RUN)
+    assert "bench_worker.json: no run stamp" in str(caught.value)
+    assert "bench_load.json: missing" in str(caught.value)
+
+
+def test_main_exits_1_on_stale_files_and_writes_nothing(tmp_path: Path):
+    write_run(tmp_path, stamps={"bench_workflow": "old"})
+    assert bench_summary.main(["--results", str(tmp_path), "--run-id", RUN]) == 1
+    assert not (tmp_path / "summary.md").exists()
+
+
+# --- formatting --------------------------------------------------------------------------
+
+
+def test_rows_carry_each_bench_figure(tmp_path: Path):
+    write_run(tmp_path)
+    rows = {row.figure: row for row in bench_summary.summary_rows(bench_summary.read_results(tmp_path, RUN))}
+    assert rows["Workflow overhead per execution (beyond the Batch job)"].value == "0.402 s"
+    metric = rows["Metric throughput: ours, PSNR Y,U,V + SSIM-Y"]
+    assert metric.value == "20.0 frames/s (0.050x ffmpeg)"
+    assert "distorted by x264 crf=35;" in metric.how
+    assert rows["Encode / decode fps: x264 crf=28"].value == "176x144: 355 / 903 · 448x256: 185 / 618"
+    learned = rows["Encode / decode fps: learned (bench_rd)"]
+    assert learned.value == "176x144: 52.5 / 80.0 · 448x256: 52.5 / 80.0 · 1280x720: 4.50 / 7.50"
+    assert "2 threads" in learned.how
+    cold = rows["Cold import: create_record"]
+    assert cold.value == "336 ms"
+    assert "module body 127, botocore 31, urllib3 15" in cold.how
+    assert rows["Concurrent load: experiments per minute"].value == "28.1 /min"
+
+
+def test_main_writes_a_markdown_table(tmp_path: Path):
+    write_run(tmp_path)
+    out = tmp_path / "table.md"
+    assert bench_summary.main(["--results", str(tmp_path), "--run-id", RUN, "--markdown", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert RUN in lines[0] and "Test CPU, 2 cores" in lines[0]
+    assert lines[2] == "| figure | value | conditions / how measured |"
+    table = [line for line in lines if line.startswith("| ")]
+    assert len(table) == 1 + 2 + 3 + 1 + 1 + 1 + 1  # header, workflow, metrics, x264, learned, cold, load
+    assert "ffmpeg n9 \\| test" in out.read_text()  # a | inside a cell must not split it
+
+
+def test_run_stamp_takes_the_run_id_from_the_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(bench_summary.RUN_ID_ENV, "make-run")
+    assert bench_summary.run_stamp()["run_id"] == "make-run"
+    monkeypatch.delenv(bench_summary.RUN_ID_ENV)
+    assert bench_summary.run_stamp()["run_id"].endswith(f"-{os.getpid()}")  # a lone run gets its own
+
+
+# --- cold import ---------------------------------------------------------------------
+
+
+def child_env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+def test_time_import_of_a_trivial_module(tmp_path: Path):
+    (tmp_path / "tiny_handler.py").write_text("import colorsys\nVALUE = 1\n")
+    timing = bench_cold_import.time_import("tiny_handler", [tmp_path], child_env())
+    assert timing.import_s > 0
+    assert timing.process_s > timing.import_s  # the process also starts the interpreter
+
+
+def test_import_profile_of_a_trivial_module(tmp_path: Path):
+    (tmp_path / "tiny_handler.py").write_text("import colorsys\nVALUE = 1\n")
+    profile = bench_cold_import.import_profile("tiny_handler", [tmp_path], child_env())
+    assert set(profile) == {bench_cold_import.MODULE_BODY, "colorsys"}
+
+
+def test_a_failing_import_raises_with_its_error(tmp_path: Path):
+    (tmp_path / "broken_handler.py").write_text("raise KeyError('TABLE_NAME')\n")
+    with pytest.raises(bench_cold_import.ColdImportError, match="TABLE_NAME"):
+        bench_cold_import.time_import("broken_handler", [tmp_path], child_env())
+
+
+def test_parse_importtime_keeps_only_the_module_subtree():
+    stderr = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       900 |        900 | site",  # interpreter start-up: not the handler's
+            "import time:       100 |        100 |     botocore.utils",
+            "import time:       200 |        300 |   botocore",
+            "import time:        50 |         50 |   json",
+            "import time:      1500 |       1850 | handler",
+        ]
+    )
+    assert bench_cold_import.parse_importtime(stderr, "handler") == {"module body": 1.5, "botocore": 0.3, "json": 0.05}
