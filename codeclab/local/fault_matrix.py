@@ -30,8 +30,9 @@ from codeclab.local.jobs import BATCH_FAULT_ENV, RUNNABLE_SECONDS_ENV
 from codeclab.terminal import wide_console
 from codeclab.worker.faults import FAULT_ENV
 
-# More throttled calls than the SDK's 10 tries at DynamoDB, so the handler fails and Step Functions retries it.
-PAST_SDK_RETRIES = 12
+# boto3's default (standard) retry mode makes 4 tries per DynamoDB call: one fewer throttle is absorbed by the
+# SDK, one more fails the handler, and Step Functions' retry of the Lambda state takes over.
+SDK_TRIES = 4
 
 
 @dataclass(frozen=True)
@@ -122,16 +123,16 @@ FAULTS = (
         abort_after_running=True,
     ),
     Fault(
-        "DynamoDB throttles 4 writes (SDK retries)",
+        f"DynamoDB throttles each write {SDK_TRIES - 1}x (SDK retries)",
         "SUCCEEDED",
         None,
-        aws=(_throttled("PutItem", 4), _throttled("UpdateItem", 4)),
+        aws=(_throttled("PutItem", SDK_TRIES - 1), _throttled("UpdateItem", SDK_TRIES - 1)),
     ),
     Fault(
-        f"DynamoDB throttles {PAST_SDK_RETRIES} writes (state retries)",
+        f"DynamoDB throttles a write {SDK_TRIES + 1}x (state retries)",
         "SUCCEEDED",
         None,
-        aws=(_throttled("UpdateItem", PAST_SDK_RETRIES),),
+        aws=(_throttled("UpdateItem", SDK_TRIES + 1),),
     ),
     Fault(
         "DynamoDB conditional check fails on landed writes",

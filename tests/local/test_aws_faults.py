@@ -10,6 +10,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from codeclab.local.aws_faults import AwsFault, AwsFaultInjector
+from codeclab.local.fault_matrix import SDK_TRIES
 
 # Nothing listens here: a call that gets past the injector fails to connect instead.
 NOWHERE = "http://127.0.0.1:9"
@@ -61,3 +62,11 @@ def test_other_operations_and_disarmed_faults_are_untouched(injector: AwsFaultIn
         client.update_item(TableName="t", Key={"k": {"S": "v"}}, UpdateExpression="SET a = :a",
                            ExpressionAttributeValues={":a": {"S": "b"}})  # fmt: skip
     assert injector.fired == []
+
+
+def test_the_sdk_makes_as_many_tries_as_the_matrix_assumes(injector: AwsFaultInjector) -> None:
+    """The matrix's throttling rows are sized on boto3's default retry policy; this pins it."""
+    injector.arm(AwsFault("dynamodb", "PutItem", "ProvisionedThroughputExceededException", times=SDK_TRIES + 1))
+    client = boto3.client("dynamodb", endpoint_url=NOWHERE, region_name="eu-west-1")  # default retry policy
+    assert error_code(lambda: client.put_item(TableName="t", Item={"k": {"S": "v"}})).startswith("ProvisionedThr")
+    assert len(injector.fired) == SDK_TRIES
