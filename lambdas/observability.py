@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+
+from codeclab.experiments.redaction import without_caller_credentials
 
 logger = Logger()
 tracer = Tracer()
@@ -23,10 +26,20 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def observed(correlation_id_path: str | None = None) -> Callable[[Handler], Handler]:
-    """Structured logs with the experiment id as correlation id, a trace, and metrics flushed per call."""
+    """Structured logs with the experiment id as correlation id, a trace, and metrics flushed per call.
+
+    The event is passed on without the caller's credentials: Powertools logs or prints whole events when
+    POWERTOOLS_LOGGER_LOG_EVENT or POWERTOOLS_DEV is set, and an API event carries the caller's signed headers.
+    """
 
     def wrap(handler: Handler) -> Handler:
         traced = tracer.capture_lambda_handler(metrics.log_metrics(handler))
-        return logger.inject_lambda_context(traced, correlation_id_path=correlation_id_path)
+        logged = logger.inject_lambda_context(traced, correlation_id_path=correlation_id_path)
+
+        @functools.wraps(handler)
+        def redacted(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            return logged(without_caller_credentials(event), context)
+
+        return redacted
 
     return wrap

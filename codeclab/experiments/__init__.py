@@ -3,6 +3,7 @@
 Kept free of heavy imports (no numpy, no torch) so Lambdas can carry it.
 """
 
+from codeclab.experiments.redaction import install_log_redaction
 from codeclab.experiments.spec import (
     SpecError,
     SpecProblem,
@@ -12,6 +13,10 @@ from codeclab.experiments.spec import (
     resolve_codec_params,
     validate_spec,
 )
+
+# Every process that talks to AWS (handlers, worker, CLI, emulator) imports this package before its first
+# boto3 client: from then on, no logging setup can put signed-request material in a log (see redaction.py).
+install_log_redaction()
 
 __all__ = [
     "SpecError",
