@@ -66,7 +66,7 @@ def get(experiment_id: str, services: Services) -> dict[str, Any]:
 def list_by_status(params: dict[str, str], services: Services) -> dict[str, Any]:
     status = _status_param(params.get("status"))
     limit = _limit_param(params.get("limit"))
-    start = _decode_token(params["next_token"]) if params.get("next_token") else None
+    start = _decode_token(params["next_token"], status) if params.get("next_token") else None
     items, last = services.store.list_by_status(status, limit, start)
     return {"items": items, "next_token": _encode_token(last) if last else None}
 
@@ -123,7 +123,8 @@ def _status_param(value: str | None) -> Status:
 def _limit_param(value: str | None) -> int:
     if value is None:
         return 50
-    if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
+    # ASCII digits only: str.isdigit() also takes '²', which int() then refuses with a ValueError (a 500)
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_PAGE:
         raise ApiError(400, f"limit must be an integer from 1 to {MAX_PAGE}")
     return int(value)
 
@@ -132,11 +133,25 @@ def _encode_token(key: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
 
 
-def _decode_token(token: str) -> dict[str, Any]:
+def _decode_token(token: str, status: Status) -> dict[str, Any]:
     try:
         key = json.loads(base64.urlsafe_b64decode(token.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise ApiError(400, "next_token is not one this API issued") from None
-    if not isinstance(key, dict) or set(key) != {"experiment_id", "timestamp", "status"}:
+    if not _is_page_key(key, status):
         raise ApiError(400, "next_token is not one this API issued")
     return key
+
+
+def _is_page_key(key: Any, status: Status) -> bool:
+    """A key this status's pages end on; DynamoDB refuses any other start key, which would be a 500."""
+    if not isinstance(key, dict) or set(key) != {"experiment_id", "timestamp", "status"}:
+        return False
+    timestamp = key["timestamp"]
+    return (
+        is_experiment_id(key["experiment_id"])
+        and isinstance(timestamp, int)
+        and not isinstance(timestamp, bool)
+        and 0 <= timestamp < 2**63
+        and key["status"] == status.value
+    )

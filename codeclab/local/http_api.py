@@ -10,11 +10,13 @@ import base64
 import ipaddress
 import json
 import logging
+import re
 import socket
 import socketserver
 import threading
 import uuid
 from collections.abc import Callable
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -30,6 +32,8 @@ DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
 OPENAPI_PATH = "/openapi.json"
 # Framing is the server's to set: a proxy response's own values could contradict the body actually written.
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+# The operation keys of an OpenAPI path item.
+_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +57,22 @@ def _url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+@cache
+def _documented_routes() -> list[tuple[re.Pattern[str], tuple[str, ...]]]:
+    """Each documented path as a pattern over the raw request path, with the methods the document gives it."""
+    routes = []
+    for template, item in openapi_document()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))  # a {param} is one path segment
+        routes.append((re.compile(pattern), tuple(sorted(m.upper() for m in item if m in _METHODS))))
+    return routes
+
+
 class _Refused(Exception):
     """A request the server answers itself, before the handler sees it."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: list[tuple[str, str]] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers or []
 
 
 class _Server(ThreadingHTTPServer):
@@ -101,14 +115,22 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._proxy()
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (HEAD, TRACE, QUERY...) gets a JSON 405 or the handler's 404, not http.server's HTML 501.
+        if name.startswith("do_"):
+            return self._proxy
+        raise AttributeError(name)
+
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)  # the access log, off unless asked for
 
     def _proxy(self) -> None:
         try:
-            event = self._event(self._read_body())
+            body = self._read_body()
+            self._check_method()
+            event = self._event(body)
         except _Refused as refused:
-            self._send_json(refused.status, {"message": refused.message})
+            self._send_json(refused.status, {"message": refused.message}, refused.headers)
             return
         try:
             response = self.server.invoke(event)
@@ -140,6 +162,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self.rfile.read(length).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise _Refused(400, f"the body is not valid UTF-8 (byte {exc.start})") from None
+
+    def _check_method(self) -> None:
+        """A documented path with a method the document does not give it is 405, naming the allowed ones."""
+        path = urlsplit(self.path).path
+        for pattern, methods in _documented_routes():
+            if pattern.fullmatch(path) and self.command not in methods:
+                allowed = ", ".join(methods)
+                raise _Refused(405, f"{self.command} is not allowed on {path}; use {allowed}", [("Allow", allowed)])
 
     def _drain(self, length: int) -> None:
         if length > DRAIN_LIMIT_BYTES:
@@ -177,8 +207,9 @@ class _Handler(BaseHTTPRequestHandler):
             },
         }
 
-    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
-        self._send(status, [("Content-Type", "application/json")], json.dumps(payload).encode("utf-8"))
+    def _send_json(self, status: int, payload: dict[str, Any], headers: list[tuple[str, str]] | None = None) -> None:
+        body = json.dumps(payload).encode("utf-8")
+        self._send(status, [("Content-Type", "application/json"), *(headers or [])], body)
 
     def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         self.send_response(status)
@@ -186,7 +217,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":  # a HEAD answer has the headers a body would have, never the body
+            self.wfile.write(body)
 
 
 def _unpack(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:

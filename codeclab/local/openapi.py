@@ -15,6 +15,7 @@ from codeclab.experiments.api import MAX_PAGE
 from codeclab.experiments.ids import EXPERIMENT_ID_PATTERN
 from codeclab.experiments.spec import load_schema
 from codeclab.experiments.statuses import Status
+from codeclab.experiments.sweep import MAX_POINTS
 
 SPEC_COMPONENT = "ExperimentSpec"
 _DEFS = "#/$defs/"
@@ -35,7 +36,7 @@ _ID_PARAMETER = {
     "in": "path",
     "required": True,
     "description": "the experiment id (exp_...); anything else is 404",
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "pattern": EXPERIMENT_ID_PATTERN.pattern},
 }
 
 
@@ -152,8 +153,13 @@ def _api_schemas() -> dict[str, Any]:
         },
         "Cancelled": {
             "type": "object",
-            "required": ["experiment_id", "status"],
-            "properties": {"experiment_id": experiment_id, "status": {"const": Status.ABORTED.value}},
+            "description": "The stop is asked for; once the execution has stopped, the record's status is ABORTED.",
+            "required": ["experiment_id", "status", "cancel_requested"],
+            "properties": {
+                "experiment_id": experiment_id,
+                "status": {**status, "description": "the status when the cancel came (ABORTED if nothing ran yet)"},
+                "cancel_requested": {"const": True},
+            },
         },
     }
 
@@ -208,7 +214,10 @@ def _submit() -> dict[str, Any]:
         "requestBody": {"required": True, "content": {JSON: {"schema": _ref(SPEC_COMPONENT)}}},
         "responses": {
             "202": _json_response("started (or, for a repeated Idempotency-Key, started before)", "Submitted"),
-            "400": _error("not JSON, not a valid spec (errors name each fault's path) or a bad Idempotency-Key"),
+            "400": _error(
+                "not JSON, not a valid spec (errors name each fault's path) or a bad Idempotency-Key; a sweep "
+                f"also needs every point to be a valid experiment, and at most {MAX_POINTS} of them"
+            ),
             "413": _error("the body is too large"),
         },
     }
@@ -234,6 +243,6 @@ def _list() -> dict[str, Any]:
         ],
         "responses": {
             "200": _json_response("one page", "ExperimentPage"),
-            "400": _error("a missing or unknown status, a bad limit or a next_token this API did not issue"),
+            "400": _error("a missing or unknown status, a bad limit or a next_token not issued for that status"),
         },
     }

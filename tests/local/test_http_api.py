@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import importlib
 import json
@@ -149,6 +150,44 @@ def test_an_oversized_body_is_413_and_starts_nothing(local: Local) -> None:
     assert len(local.executions()) == before
 
 
+def raw_request(url: str, method: str, path: str) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """Any method, as sent: urllib cannot send HEAD's bodiless answer through json.loads, nor QUERY at all."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request(method, path)
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("TRACE", "/experiments", "GET, POST"),
+        ("QUERY", "/experiments", "GET, POST"),
+        ("OPTIONS", "/experiments/exp_x", "GET"),
+        ("PUT", "/experiments/exp_x/cancel", "POST"),
+    ],
+)
+def test_an_undeclared_method_is_a_json_405_naming_the_allowed_ones(
+    local: Local, method: str, path: str, allowed: str
+) -> None:
+    # Found by schemathesis: http.server answered TRACE and QUERY with an HTML 501, a server error.
+    status, headers, body = raw_request(local.url, method, path)
+    assert (status, headers["Allow"], headers["Content-Type"]) == (405, allowed, "application/json")
+    assert json.loads(body) == {"message": f"{method} is not allowed on {path}; use {allowed}"}
+
+
+def test_head_gets_the_405_headers_without_a_body_and_unknown_paths_stay_the_handlers(local: Local) -> None:
+    status, headers, body = raw_request(local.url, "HEAD", "/experiments")
+    assert (status, headers["Allow"], body) == (405, "GET, POST", b"")
+    assert int(headers["Content-Length"]) > 0  # the length of the body a GET-like answer would have had
+    status, _, body = raw_request(local.url, "TRACE", "/nope")
+    assert status == 404 and json.loads(body)["message"]
+
+
 def test_get_returns_the_record_and_404s_unknown_ids(local: Local) -> None:
     key, _ = ExperimentStore(TABLE).create(new_experiment_id(), spec())
     status, record = request(f"{local.url}/experiments/{key.experiment_id}")
@@ -163,6 +202,51 @@ def test_query_parameters_reach_the_handler(local: Local) -> None:
     status, page = request(f"{local.url}/experiments?status=QUEUED&limit=1")
     assert status == 200 and len(page["items"]) == 1 and page["next_token"]
     assert request(f"{local.url}/experiments?status=PROCESSING")[0] == 400
+
+
+@pytest.mark.parametrize("limit", ["%C2%B2", "%D9%A3", "-1", "1.0"])  # '²' and '٣' pass str.isdigit()
+def test_a_limit_that_is_not_ascii_digits_is_400_naming_it(local: Local, limit: str) -> None:
+    status, body = request(f"{local.url}/experiments?status=QUEUED&limit={limit}")
+    assert status == 400 and body["message"] == "limit must be an integer from 1 to 100", (limit, body)
+
+
+def _token(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        {"experiment_id": "exp_" + "0" * 26, "timestamp": 10**40, "status": "QUEUED"},  # DynamoDB: too many digits
+        {"experiment_id": 1, "timestamp": "x", "status": "QUEUED"},
+        {"experiment_id": "", "timestamp": 1, "status": "QUEUED"},
+        {"experiment_id": "exp_" + "0" * 26, "timestamp": True, "status": "QUEUED"},
+        {"experiment_id": "exp_" + "0" * 26, "timestamp": 1, "status": "RUNNING"},  # another status's page
+    ],
+)
+def test_a_forged_next_token_is_400_naming_it_not_a_500(local: Local, key: dict[str, Any]) -> None:
+    status, body = request(f"{local.url}/experiments?status=QUEUED&next_token={_token(key)}")
+    assert (status, body) == (400, {"message": "next_token is not one this API issued"}), key
+
+
+def _document_validator(component: str) -> Draft202012Validator:
+    registry, uri = _registry(openapi_document())
+    return Draft202012Validator({"$ref": f"{uri}#/components/schemas/{component}"}, registry=registry)
+
+
+def test_cancel_answers_as_the_document_says(local: Local) -> None:
+    # The document promised status ABORTED; the answer is the status when the cancel came, and cancel_requested.
+    _, submitted = request(f"{local.url}/experiments", "POST", spec())
+    running, _ = ExperimentStore(TABLE).create(
+        submitted["experiment_id"], spec(), execution_arn=submitted["execution_arn"]
+    )
+    unstarted_arn = local.state_machine_arn.replace(":stateMachine:", ":execution:") + ":never-started"
+    never_started, _ = ExperimentStore(TABLE).create(new_experiment_id(), spec(), execution_arn=unstarted_arn)
+    validator = _document_validator("Cancelled")
+    for key, expected in ((running, "QUEUED"), (never_started, "ABORTED")):
+        status, body = request(f"{local.url}/experiments/{key.experiment_id}/cancel", "POST")
+        assert status == 202 and body["status"] == expected, body
+        assert list(validator.iter_errors(body)) == []
 
 
 def test_openapi_json_is_served_and_valid(local: Local) -> None:
