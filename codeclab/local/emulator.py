@@ -92,6 +92,8 @@ class LocalCloud:
         started = time.perf_counter()
         self._set_env({"MOTO_PORT": str(self.port)})  # moto's integrations call localhost:$MOTO_PORT
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per AWS call otherwise
+        if self._quiet:  # moto logs each caught error and Fail state at ERROR; the records and alerts tell it better
+            logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", "No application metrics to publish")  # metrics are off locally
         # With metrics off, Powertools never flushes, so a dimension stays set into the next invocation
         warnings.filterwarnings("ignore", "Dimension 'codec' has already been added")
