@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -143,3 +145,10 @@ def test_unknown_codec_and_bad_params_list_the_valid_choices() -> None:
         make_codec("avif", {"q": 3})
     with pytest.raises(InvalidInput, match=r"\$\.codec\.params\.crf: 52 is greater than the maximum of 51"):
         make_codec("x264", {"crf": 52})
+
+
+def test_the_worker_starts_without_torch() -> None:
+    """Only the learned codec needs torch; importing it at start-up would add about a second to every job."""
+    probe = "import sys, codeclab.worker.run; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

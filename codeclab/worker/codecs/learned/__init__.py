@@ -13,19 +13,23 @@ from fractions import Fraction
 from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.codecs.framing import read_payloads, write_payload
-from codeclab.worker.codecs.learned.entropy import PRECISION, SCALE_TABLE, TAIL_MASS
-from codeclab.worker.codecs.learned.frame_coder import FrameCoder
-from codeclab.worker.codecs.learned.model import resolve_device
-from codeclab.worker.codecs.learned.weights import LoadedModel, load_model
 from codeclab.worker.errors import CodecFailure
 from codeclab.worker.video import FrameCallback, Video, read_y4m
+
+if TYPE_CHECKING:
+    import torch
+
+    from codeclab.worker.codecs.learned.frame_coder import FrameCoder
+    from codeclab.worker.codecs.learned.weights import LoadedModel
+
+# torch and the model modules are imported on first use, not here: every worker imports the codec registry,
+# and torch alone adds about a second to the start of every job, whatever its codec.
 
 MAGIC = b"CLN1"
 _HEADER = struct.Struct("<4sB4sHHIII")
@@ -42,14 +46,22 @@ class LearnedCodec(Codec):
 
     @cached_property
     def _device(self) -> torch.device:
+        from codeclab.worker.codecs.learned.model import resolve_device
+
         return resolve_device(self.params["device"])
 
     @cached_property
     def _model(self) -> LoadedModel:
+        from codeclab.worker.codecs.learned.weights import load_model
+
         return load_model(self.params["quality"])
 
     @cached_property
     def _coder(self) -> FrameCoder:
+        import torch
+
+        from codeclab.worker.codecs.learned.frame_coder import FrameCoder
+
         torch.set_num_threads(self.params["threads"])
         return FrameCoder(self._model, self._device)
 
@@ -98,11 +110,13 @@ class LearnedCodec(Codec):
             )
 
     def conditions(self) -> dict[str, Any]:
+        from codeclab.worker.codecs.learned.entropy import PRECISION, SCALE_TABLE, TAIL_MASS
+
         meta = self._model.metadata
         return {
             "codec": self.name,
             "implementation": (
-                f"codeclab scale hyperprior, torch {torch.__version__}, constriction {version('constriction')}"
+                f"codeclab scale hyperprior, torch {version('torch')}, constriction {version('constriction')}"
             ),
             "params": self.params,
             "device": self.device,
