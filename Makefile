@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_load.py
 	$(PY) benchmarks/bench_summary.py
 
-# The fault-injection matrix on the local workflow (about 4 minutes); exits 1 if any row is not final and correct.
+# The fault-injection matrix on the local workflow (about a minute); exits 1 if any row is not final and correct.
 faults: $(STAMP)
 	$(PY) -m codeclab.local.fault_matrix
 
