@@ -38,7 +38,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from bench_summary import RUN_ID_ENV, run_stamp
+from bench_summary import RUN_ID_ENV, cpu_model, run_stamp, usable_cores
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -106,23 +106,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --- test conditions -------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return platform.processor() or "unknown"
-    match = re.search(r"^model name\s*:\s*(.+)$", text, flags=re.MULTILINE)
-    return match.group(1).strip() if match else platform.processor() or "unknown"
-
-
-def usable_cores() -> int:
-    # The affinity mask, not os.cpu_count(): a container may see more cores than it may use.
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def ffmpeg_start_seconds(reps: int) -> float:
