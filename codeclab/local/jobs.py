@@ -171,7 +171,7 @@ class LocalJobRunner:
         fault = batch_fault_from_env(env)
         log.info("job %s: python -m codeclab.worker %s", name, " ".join(command))
         started = time.time()
-        cancelled = self._wait_for_capacity(fault, execution_ended)
+        cancelled = self._wait_for_capacity(fault, env, execution_ended)
         attempts: list[Attempt] = []
         if cancelled is None:
             for number in range(1, self.job_definition.retry.attempts + 1):
@@ -184,7 +184,9 @@ class LocalJobRunner:
         self.attempts[experiment_id] = len(attempts)
         return _description(name, params.get("JobQueue", ""), command, started, attempts, cancelled)
 
-    def _wait_for_capacity(self, fault: BatchFault, execution_ended: Callable[[], bool]) -> str | None:
+    def _wait_for_capacity(
+        self, fault: BatchFault, env: dict[str, str], execution_ended: Callable[[], bool]
+    ) -> str | None:
         """With no capacity the job stays RUNNABLE: the queue cancels it at its limit (the reason returned)."""
         if not fault.no_capacity:
             return None
@@ -193,13 +195,14 @@ class LocalJobRunner:
              if a.state == "RUNNABLE" and NO_CAPACITY_REASON.startswith(a.reason)),
             None,
         )  # fmt: skip
-        limit = float(os.environ.get(RUNNABLE_SECONDS_ENV) or (action.max_seconds if action else 0)) or None
-        deadline = time.monotonic() + limit if action and limit else None
+        # Without an action for this reason, the job waits until its execution ends, as on Batch.
+        limit = float(env.get(RUNNABLE_SECONDS_ENV) or action.max_seconds) if action else None
+        deadline = time.monotonic() + limit if limit is not None else None
         while deadline is None or time.monotonic() < deadline:
             if execution_ended():
                 return STOPPED_REASON
             time.sleep(POLL_SECONDS)
-        assert action is not None
+        assert action is not None  # only an action's deadline ends the wait
         return CANCELLED_REASON.format(reason=action.reason)
 
     def _attempt(
