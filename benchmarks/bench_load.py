@@ -121,7 +121,8 @@ def main() -> None:
     if args.count < 1:
         parser.error("--count must be at least 1")
     with tempfile.TemporaryDirectory() as runs, LocalService(Path(runs), port=0) as service:
-        figures = {"run": run_stamp(), **measure(service, args.count)}
+        measured = measure(service, args.count)
+    figures = {"run": run_stamp(), **measured}  # stamped once measured: the summary's time range ends here
     show(figures)
     out = Path(__file__).parent / "results" / "bench_load.json"
     out.parent.mkdir(exist_ok=True)
