@@ -144,11 +144,10 @@ def function_environments(template: dict[str, Any]) -> dict[str, dict[str, Any]]
     for logical_id, resource in resolver.of_type("AWS::Lambda::Function").items():
         props = resource["Properties"]
         module = props["Handler"].partition(".")[0]
-        variables = resolver.resolve(props.get("Environment", {}).get("Variables", {}))
         out[module] = {
             "function": logical_id,
             "memory_mb": props.get("MemorySize", 128),
-            "variables": {k: str(v) for k, v in variables.items()},
+            "variables": resolver.function_variables(logical_id),
         }
     return out
 

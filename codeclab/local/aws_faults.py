@@ -44,7 +44,7 @@ class AwsFaultInjector:
     """Arm faults with `arm`; each fires on the next matching calls until its count is spent."""
 
     def __init__(self) -> None:
-        self._armed: list[list[Any]] = []  # [fault, calls it has yet to fail]
+        self._armed: dict[AwsFault, int] = {}  # each fault armed, with the calls it has yet to fail
         self._lock = threading.Lock()
         self.fired: list[str] = []  # "service.Operation error" per injected failure, in order
 
@@ -57,7 +57,8 @@ class AwsFaultInjector:
 
     def arm(self, *faults: AwsFault) -> None:
         with self._lock:
-            self._armed.extend([fault, fault.times] for fault in faults)
+            for fault in faults:
+                self._armed[fault] = self._armed.get(fault, 0) + fault.times
 
     def disarm(self) -> None:
         """Drop the faults not yet spent (a later run must not inherit them)."""
@@ -66,15 +67,13 @@ class AwsFaultInjector:
 
     def _take(self, service: str, operation: str) -> AwsFault | None:
         with self._lock:
-            for armed in self._armed:
-                fault = armed[0]
-                if (fault.service, fault.operation) == (service, operation):
-                    armed[1] -= 1
-                    if armed[1] <= 0:
-                        self._armed.remove(armed)
-                    self.fired.append(f"{service}.{operation} {fault.error_code}")
-                    return fault
-        return None
+            fault = next((f for f in self._armed if (f.service, f.operation) == (service, operation)), None)
+            if fault is not None:
+                self._armed[fault] -= 1
+                if self._armed[fault] <= 0:
+                    del self._armed[fault]
+                self.fired.append(f"{service}.{operation} {fault.error_code}")
+        return fault
 
     def _before_send(self, request: AWSPreparedRequest, event_name: str, **_: Any) -> AWSResponse | None:
         _, service, operation = event_name.split(".", 2)

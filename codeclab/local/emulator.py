@@ -168,9 +168,8 @@ class LocalCloud:
                                   "MIN_JOB_SECONDS": LOCAL_MIN_JOB_SECONDS}  # fmt: skip
         if self._quiet:
             merged["POWERTOOLS_LOG_LEVEL"] = "ERROR"
-        for resource in self._functions().values():
-            variables = resource["Properties"].get("Environment", {}).get("Variables", {})
-            merged.update({k: str(v) for k, v in self.resolver.resolve(variables).items()})
+        for logical_id in self._functions():
+            merged.update(self.resolver.function_variables(logical_id))
         return merged
 
     # -- deploy --------------------------------------------------------------------------
@@ -226,12 +225,7 @@ class LocalCloud:
                 Role=ROLE_ARN,
                 Handler=props["Handler"],
                 Code={"ZipFile": code},
-                Environment={
-                    "Variables": {
-                        k: str(v)
-                        for k, v in self.resolver.resolve(props.get("Environment", {}).get("Variables", {})).items()
-                    }
-                },
+                Environment={"Variables": self.resolver.function_variables(logical_id)},
             )
 
     # -- hooks ---------------------------------------------------------------------------

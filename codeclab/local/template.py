@@ -130,3 +130,8 @@ class Resolver:
 
     def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {lid: r for lid, r in self.resources.items() if r["Type"] == resource_type}
+
+    def function_variables(self, logical_id: str) -> dict[str, str]:
+        """A Lambda function's environment variables, resolved, as the strings Lambda gives them."""
+        variables = self.resources[logical_id]["Properties"].get("Environment", {}).get("Variables", {})
+        return {name: str(value) for name, value in self.resolve(variables).items()}
