@@ -17,6 +17,7 @@ from constructs import Construct
 from codeclab.experiments.error_types import HOST_LOST_PREFIX
 from codeclab.experiments.limits import JOB_ATTEMPTS
 from codeclab.experiments.progress import PROGRESS_TABLE_ENV
+from codeclab.worker.sandbox.layers import MIB, SCRATCH_BYTES, SCRATCH_ROOT_ENV
 from stacks.logs import EncryptedLogs
 from stacks.nag import acknowledge
 from stacks.settings import JOB_VCPUS, Settings
@@ -30,6 +31,7 @@ INSTANCE_TYPES = ("g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6.2xlarge")
 JOB_MEMORY = Size.gibibytes(14)
 # Batch sets this status reason when the instance under a job goes away, Spot reclamation included.
 HOST_LOST_REASON = f"{HOST_LOST_PREFIX}*"
+SANDBOX_SCRATCH = "/sandbox"
 
 
 class GpuBatch(Construct):
@@ -156,6 +158,19 @@ class GpuBatch(Construct):
             ],
         )
 
+    def _sandbox_scratch(self) -> batch.LinuxParameters:
+        """A size-capped tmpfs for custom-codec children: Docker's default seccomp profile lets them mount none."""
+        parameters = batch.LinuxParameters(self, "WorkerLinuxParameters")
+        parameters.add_tmpfs(
+            batch.Tmpfs(
+                container_path=SANDBOX_SCRATCH,
+                size=Size.mebibytes(SCRATCH_BYTES // MIB),
+                mount_options=[batch.TmpfsMountOption.NOEXEC, batch.TmpfsMountOption.NOSUID,
+                               batch.TmpfsMountOption.NODEV],
+            )  # fmt: skip
+        )
+        return parameters
+
     def _job_definition(self, settings: Settings, storage: Storage, logs: EncryptedLogs) -> batch.EcsJobDefinition:
         container = batch.EcsEc2ContainerDefinition(
             self,
@@ -172,8 +187,9 @@ class GpuBatch(Construct):
             memory=JOB_MEMORY,
             command=["--help"],  # every job overrides it with the spec and its output prefix
             # the worker reports progress (and RUNNING) to the experiment's item; the job adds its key
-            environment={PROGRESS_TABLE_ENV: storage.table.table_name},
+            environment={PROGRESS_TABLE_ENV: storage.table.table_name, SCRATCH_ROOT_ENV: SANDBOX_SCRATCH},
             job_role=self.job_role,
+            linux_parameters=self._sandbox_scratch(),
             logging=ecs.LogDrivers.aws_logs(stream_prefix="worker", log_group=logs.group(self, "WorkerLogs")),
         )
         acknowledge(

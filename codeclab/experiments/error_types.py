@@ -19,6 +19,7 @@ class ErrorType(StrEnum):
     CAPACITY = "CAPACITY"
     CODEC_ERROR = "CODEC_ERROR"
     SANDBOX_VIOLATION = "SANDBOX_VIOLATION"
+    SANDBOX_UNAVAILABLE = "SANDBOX_UNAVAILABLE"  # a layer untrusted code needs is missing on the host
     INVALID_INPUT = "INVALID_INPUT"
     ABORTED = "ABORTED"
     POINTS_FAILED = "POINTS_FAILED"  # a sweep whose points did not all succeed
@@ -36,6 +37,7 @@ WORKER_EXIT_CODES = {
     4: ErrorType.CODEC_ERROR,
     5: ErrorType.INTERNAL,
     6: ErrorType.SANDBOX_VIOLATION,
+    7: ErrorType.SANDBOX_UNAVAILABLE,
 }
 WORKER_ERROR_TYPES = {
     "INVALID_INPUT": ErrorType.INVALID_INPUT,
@@ -44,6 +46,7 @@ WORKER_ERROR_TYPES = {
     "STALLED": ErrorType.STALLED,
     "CODEC_ERROR": ErrorType.CODEC_ERROR,
     "SANDBOX_VIOLATION": ErrorType.SANDBOX_VIOLATION,
+    "SANDBOX_UNAVAILABLE": ErrorType.SANDBOX_UNAVAILABLE,
     "INTERNAL": ErrorType.INTERNAL,
 }
 # How Batch's status reason starts when the instance under a job goes away (Spot reclaims included).

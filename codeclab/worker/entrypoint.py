@@ -1,6 +1,7 @@
 """`python -m codeclab.worker SPEC --out DEST`: the Batch job's entrypoint and the local worker.
 
-Exit codes: 0 ok, 2 invalid input, 3 stalled, 4 codec failure, 5 internal error.
+Exit codes: 0 ok, 2 invalid input, 3 stalled, 4 codec failure, 5 internal error, 6 sandbox violation,
+7 sandbox unavailable on this host.
 Every outcome, failures included, leaves result.json and worker.log at DEST.
 """
 
@@ -37,7 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m codeclab.worker",
         description="Encode a clip to a real bitstream, decode it, and measure it against the reference.",
-        epilog="Exit codes: 0 ok, 2 invalid input, 3 stalled, 4 codec failure, 5 internal error.",
+        epilog="Exit codes: 0 ok, 2 invalid input, 3 stalled, 4 codec failure, 5 internal error, "
+        "6 sandbox violation, 7 sandbox unavailable on this host.",
     )
     parser.add_argument("spec", help="experiment spec: a JSON file path, an s3:// URI, or - for stdin")
     parser.add_argument("--out", required=True, help="output folder or s3://bucket/prefix")

@@ -41,3 +41,10 @@ class SandboxViolation(WorkerError):
 
     error_type = "SANDBOX_VIOLATION"
     exit_code = 6
+
+
+class SandboxUnavailable(WorkerError):
+    """A layer that untrusted code needs cannot be applied on this host (exit 7)."""
+
+    error_type = "SANDBOX_UNAVAILABLE"
+    exit_code = 7

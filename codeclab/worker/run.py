@@ -82,6 +82,7 @@ def run_experiment(spec: dict[str, Any], staging: Path, progress: Progress, opti
                 spec["source"], Path(tmp), progress.stage("load", spec["source"].get("frames", 0))
             )
         video = reference.video
+        codec.protect_source([reference.path, Path(tmp), staging])
         ref_y4m = staging / "reference.y4m"
         write_y4m(video, ref_y4m)
         bitstream = staging / f"bitstream{codec.bitstream_suffix}"

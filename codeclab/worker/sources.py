@@ -33,10 +33,11 @@ SCALER = "ffmpeg swscale lanczos+accurate_rnd+full_chroma_int, per yuv420p plane
 
 @dataclass(frozen=True)
 class Reference:
-    """The reference frames and the facts about how they were made."""
+    """The reference frames, the facts about how they were made, and the file they came from."""
 
     video: Video
     info: dict[str, Any]
+    path: Path
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def load_reference(source: dict[str, Any], workdir: Path, on_frame: FrameCallbac
         "pix_fmt": "yuv420p",
         "colour_handling": "source yuv420p planes used as decoded; no colour conversion",
     }
-    return Reference(video, info)
+    return Reference(video, info, path)
 
 
 def _local_path(clip: str, workdir: Path) -> Path:

@@ -121,12 +121,21 @@ def test_job_definition_has_one_gpu_and_retries_only_lost_hosts(synth):
     assert container["Command"] == ["--help"]
     # the worker writes RUNNING and its progress to the experiment's item in this table
     table = synth.logical_id(synth.stack.storage.table)
-    assert container["Environment"] == [{"Name": "CODECLAB_TABLE", "Value": {"Ref": table}}]
+    assert sorted(container["Environment"], key=lambda v: v["Name"]) == [
+        {"Name": "CODECLAB_SANDBOX_SCRATCH", "Value": "/sandbox"},
+        {"Name": "CODECLAB_TABLE", "Value": {"Ref": table}},
+    ]
     retry = job["Properties"]["RetryStrategy"]
     assert retry["Attempts"] == 3
     *retries, last = retry["EvaluateOnExit"]
     assert retries and all(r == {"Action": "RETRY", "OnStatusReason": "Host EC2*"} for r in retries)
     assert last == {"Action": "EXIT", "OnReason": "*"}
+
+
+def test_codec_children_get_a_size_capped_tmpfs_because_docker_lets_them_mount_none(synth):
+    _, job = synth.only("AWS::Batch::JobDefinition")
+    (tmpfs,) = job["Properties"]["ContainerProperties"]["LinuxParameters"]["Tmpfs"]
+    assert tmpfs == {"ContainerPath": "/sandbox", "Size": 512, "MountOptions": ["noexec", "nosuid", "nodev"]}
 
 
 def test_job_role_reaches_only_the_experiments_prefix_and_the_table(synth):

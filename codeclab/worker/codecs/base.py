@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -35,6 +36,9 @@ class Codec(ABC):
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.params = params
+
+    def protect_source(self, copies: Sequence[Path]) -> None:  # noqa: B027 (only sandboxed codecs need it)
+        """Where copies of the source lie (the clip, the worker's folders): a sandboxed decoder must not read them."""
 
     def prepare(self) -> None:  # noqa: B027 (an optional hook: most codecs need no setup)
         """One-time setup (loading a model), run before the timed encode so fps measure the codec itself."""

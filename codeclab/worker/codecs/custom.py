@@ -4,15 +4,13 @@ The module defines `encode(frames, params) -> bytes`, where frames is {"y", "u",
 arrays of shapes (N, H, W) and (N, H/2, W/2), and `decode(bitstream, header) -> frames`,
 where header is {"width", "height", "frames", "fps"} and the result is the same planes or an
 (N, H, W, 3) uint8 RGB array. The decoder sees only the bitstream bytes and that header.
-The rate is the length of the bytes encode() returned.
+The rate is the length of the bytes encode() returned, as the worker received them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import json
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +18,22 @@ import numpy as np
 
 from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.colour import RGB_CONVERSION, rgb_to_yuv420
-from codeclab.worker.errors import CodecFailure, InvalidInput, SandboxViolation
-from codeclab.worker.sandbox.policy import allowed_imports, check_source
-from codeclab.worker.sandbox.runner import SandboxLimits, decoded_arrays, run_child
+from codeclab.worker.errors import InvalidInput, SandboxViolation
+from codeclab.worker.sandbox.layers import Applied, SandboxLimits, SandboxPolicy
+from codeclab.worker.sandbox.protocol import RGB_FRAMES, YUV420_PLANES, PublicHeader
+from codeclab.worker.sandbox.runner import ChildJob, run_child
+from codeclab.worker.sandbox.static_check import allowed_imports, check_source
 from codeclab.worker.sources import read_s3_text
 from codeclab.worker.video import FrameCallback, Video, read_y4m
 
 # Far beyond the raw video it codes, a bitstream is a broken codec or an attempt to fill the disk.
 MAX_EXPANSION, SLACK_BYTES = 2, 1 << 20
+LAYERS = (
+    "AST/import check; encoder and decoder in separate processes, fed and read over pipes only; a uid of their "
+    "own with no capabilities; RLIMIT_NPROC; Landlock (read: interpreter and allowed packages; write: scratch); "
+    "seccomp-bpf; a size-capped scratch tmpfs; fresh mount/IPC/network namespaces where the kernel allows; "
+    "rlimits; scrubbed environment; wall-clock timeout"
+)
 
 
 class CustomCodec(Codec):
@@ -35,39 +41,56 @@ class CustomCodec(Codec):
     summary = "your own Python codec, run in the sandbox"
     bitstream_suffix = ".bin"
 
-    def __init__(self, params: dict[str, Any], entry: dict[str, Any], limits: SandboxLimits | None = None) -> None:
+    def __init__(
+        self,
+        params: dict[str, Any],
+        entry: dict[str, Any],
+        limits: SandboxLimits | None = None,
+        policy: SandboxPolicy | None = None,
+    ) -> None:
         super().__init__(params)
-        self.applied: dict[str, Any] = {}  # the layers the encoder's child applied on this host
         self.code = load_code(entry)
         allowed = allowed_imports(entry.get("allow_imports", []))
         imported = check_source(self.code, allowed)
-        base = limits or SandboxLimits(address_space_bytes=None if _has_cuda() else SandboxLimits().address_space_bytes)
-        # every module the code imports is loaded before the uid drop and the filters
-        self.limits = replace(base, allowed_imports=sorted(allowed), preload=sorted({"numpy", *imported}))
+        self.trusted = bool(entry.get("trusted", False))
+        self.policy = policy or SandboxPolicy.for_code(self.trusted)
+        self.limits = limits or SandboxLimits(
+            address_space_bytes=None if _has_cuda() else SandboxLimits().address_space_bytes
+        )
+        self.allowed = sorted(allowed)
+        # every module the code imports is loaded in the child under the layers, before any user code
+        self.preload = sorted({"numpy", *imported})
+        self.hidden: list[Path] = []
+        self.applied: dict[str, Applied] = {}  # "encoder"/"decoder" -> what the worker verified in that child
+
+    def protect_source(self, copies: Sequence[Path]) -> None:
+        self.hidden = list(copies)
 
     def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
         video = read_y4m(reference)
-        frames = io.BytesIO()
-        np.savez(frames, y=video.y, u=video.u, v=video.v)
-        inputs = {"frames.npz": frames.getvalue(), "params.json": json.dumps(self.params).encode()}
-        outputs = run_child("encode", self.code, inputs, self.limits)
-        self.applied = json.loads(outputs["sandbox.json"])
-        data = outputs["bitstream.bin"]
+        payload = b"".join(plane.tobytes() for plane in (video.y, video.u, video.v))
         cap = MAX_EXPANSION * video.raw_bytes + SLACK_BYTES
-        if len(data) > cap:
-            raise SandboxViolation(
-                f"custom codec bitstream is {len(data)} bytes, over its cap of {cap} (2x raw + 1 MiB)"
-            )
-        bitstream.write_bytes(data)
+        result = run_child(self._job("encode", StreamHeader.of(video), payload, cap), self.limits, self.policy)
+        self.applied["encoder"] = result.applied
+        bitstream.write_bytes(result.output)
         on_frame(video.frames)
 
     def decode(self, bitstream: Path, header: StreamHeader, on_frame: FrameCallback) -> Video:
-        public = {"width": header.width, "height": header.height, "frames": header.frames, "fps": str(header.fps)}
-        inputs = {"bitstream.bin": bitstream.read_bytes(), "header.json": json.dumps(public).encode()}
-        arrays = decoded_arrays(run_child("decode", self.code, inputs, self.limits)["decoded.npz"])
-        video = _as_video(arrays, header)
+        sizes = _frame_sizes(header)
+        job = self._job("decode", header, bitstream.read_bytes(), 1 + max(sizes.values()))
+        result = run_child(job, self.limits, self.policy)
+        self.applied["decoder"] = result.applied
+        video = _as_video(result.output, header, sizes)
         on_frame(video.frames)
         return video
+
+    def _job(self, role: str, header: StreamHeader, payload: bytes, max_output: int) -> ChildJob:
+        public = PublicHeader(header.width, header.height, header.frames, str(header.fps))
+        return ChildJob(
+            role=role, code=self.code, header=public, payload=payload, max_output_bytes=max_output,
+            params=self.params if role == "encode" else {}, allowed_imports=self.allowed, preload=self.preload,
+            hidden=self.hidden,
+        )  # fmt: skip
 
     def conditions(self) -> dict[str, Any]:
         return {
@@ -75,13 +98,16 @@ class CustomCodec(Codec):
             "implementation": f"user code, sha256 {hashlib.sha256(self.code.encode()).hexdigest()}",
             "params": self.params,
             "sandbox": {
-                "layers": "AST/import check, separate encoder and decoder processes, seccomp-bpf, rlimits, "
-                "scrubbed environment, private folder, uid drop when root, wall-clock timeout",
+                "layers": LAYERS,
+                "trusted": self.trusted,
+                "required": sorted(self.policy.required),
                 "cpu_seconds": self.limits.cpu_seconds,
                 "wall_seconds": self.limits.wall_seconds,
                 "address_space_bytes": self.limits.address_space_bytes,
-                "allowed_imports": self.limits.allowed_imports,
-                "applied_on_this_host": self.applied,
+                "scratch_bytes": self.limits.scratch_bytes,
+                "max_threads": self.limits.max_threads,
+                "allowed_imports": self.allowed,
+                **{role: applied.as_conditions() for role, applied in self.applied.items()},
             },
             "bitstream_format": "the bytes encode() returned, as they are",
             "colour_conversion": f"only if decode() returns RGB: {RGB_CONVERSION}",
@@ -102,23 +128,30 @@ def load_code(entry: dict[str, Any]) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def _as_video(arrays: dict[str, Any], header: StreamHeader) -> Video:
+def _frame_sizes(header: StreamHeader) -> dict[bytes, int]:
+    """Bytes of decoded frames in each layout the child may send: the worker knows them before reading."""
     n, h, w = header.frames, header.height, header.width
-    if "rgb" in arrays:
-        rgb = arrays["rgb"]
-        _expect(rgb, (n, h, w, 3), "RGB frames")
+    return {YUV420_PLANES: n * h * w + 2 * n * (h // 2) * (w // 2), RGB_FRAMES: n * h * w * 3}
+
+
+def _as_video(output: bytes, header: StreamHeader, sizes: dict[bytes, int]) -> Video:
+    layout, data = output[:1], memoryview(output)[1:]
+    if sizes.get(layout) != len(data):
+        raise SandboxViolation(
+            f"custom codec decoder sent {len(data)} bytes of frames in layout {layout!r}, not the "
+            f"{sizes.get(YUV420_PLANES)} of yuv420p planes or the {sizes.get(RGB_FRAMES)} of RGB frames it must send"
+        )
+    n, h, w = header.frames, header.height, header.width
+    if layout == RGB_FRAMES:
+        rgb = np.frombuffer(data, np.uint8).reshape(n, h, w, 3)
         planes = [rgb_to_yuv420(frame) for frame in rgb]
         y, u, v = (np.stack(p) for p in zip(*planes, strict=True))
         return Video(y, u, v, header.fps)
-    for name, shape in (("y", (n, h, w)), ("u", (n, h // 2, w // 2)), ("v", (n, h // 2, w // 2))):
-        _expect(arrays.get(name), shape, f"plane {name}")
-    return Video(arrays["y"], arrays["u"], arrays["v"], header.fps)
-
-
-def _expect(array: Any, shape: tuple[int, ...], what: str) -> None:
-    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.shape != shape:
-        got = "nothing" if not isinstance(array, np.ndarray) else f"{array.dtype} {array.shape}"
-        raise CodecFailure(f"custom decoder returned {what} as {got}; expected uint8 {shape}")
+    luma, chroma = n * h * w, n * (h // 2) * (w // 2)
+    y = np.frombuffer(data, np.uint8, luma).reshape(n, h, w)
+    u = np.frombuffer(data, np.uint8, chroma, luma).reshape(n, h // 2, w // 2)
+    v = np.frombuffer(data, np.uint8, chroma, luma + chroma).reshape(n, h // 2, w // 2)
+    return Video(y, u, v, header.fps)
 
 
 def _has_cuda() -> bool:

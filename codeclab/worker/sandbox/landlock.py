@@ -1,31 +1,70 @@
-"""Landlock (Linux 5.13+): an unprivileged filesystem allow-list for the sandboxed child.
+"""Landlock (Linux 5.13+): an unprivileged allow-list of paths, TCP ports and scopes for this process.
 
-After `restrict()`, the process may read only the Python installation and system libraries,
-and read and write only its private folder. Other paths (the worker's staging folder with
-the reference, /etc, /home, /tmp) fail with PermissionError. Works without root.
+After `restrict()` the process reads only the paths it was given, writes only where it was
+given write rights, binds and connects no TCP port (ABI 4+), and signals or reaches abstract
+unix sockets of no process outside its own Landlock domain (ABI 6+: the worker included).
+The restriction is inherited by every thread created afterwards and cannot be lifted.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import sys
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
 _CREATE_RULESET_VERSION = 1
 _RULE_PATH_BENEATH = 1
 _PR_SET_NO_NEW_PRIVS = 38
-# ABI 1 access rights: execute, write, read file, read dir, remove dir/file, make char/dir/reg/sock/fifo/block/sym
-_READ = (1 << 0) | (1 << 2) | (1 << 3)  # execute (for the loader's mmap of libraries), read file, read dir
-_ALL_V1 = (1 << 13) - 1
-_EXTRA_BY_ABI = {2: 1 << 13, 3: 1 << 14}  # refer, truncate: handled too when the kernel knows them
+
+# Filesystem rights, by the ABI that introduced them (include/uapi/linux/landlock.h).
+_EXECUTE, _WRITE_FILE, _READ_FILE, _READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+_FS_V1 = (1 << 13) - 1  # execute .. make_sym
+_REFER, _TRUNCATE, _IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+_FS_BY_ABI = {1: _FS_V1, 2: _REFER, 3: _TRUNCATE, 5: _IOCTL_DEV}
+_FILE_ONLY_RIGHTS = _EXECUTE | _WRITE_FILE | _READ_FILE | _TRUNCATE | _IOCTL_DEV
+# ABI 4: TCP bind and connect; ABI 6: scopes.
+_NET_BIND_TCP, _NET_CONNECT_TCP = 1 << 0, 1 << 1
+_SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 1 << 0, 1 << 1
+NET_ABI, SCOPE_ABI = 4, 6
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+class Access(Enum):
+    """What a rule grants beneath its path."""
+
+    LIST = "list"  # list the folder's names only (Python's import system lists site-packages)
+    READ = "read"  # read files and list folders; execute (the loader maps libraries)
+    READ_WRITE = "read-write"  # everything: the private scratch folder
+    DEVICE = "device"  # read, write and ioctl on device files (/dev/null, GPU nodes)
+
+
+@dataclass(frozen=True)
+class Rule:
+    path: Path
+    access: Access
+
+
+@dataclass(frozen=True)
+class Restricted:
+    """What `restrict()` applied, for the ready report."""
+
+    abi: int
+    tcp_denied: bool
+    scoped: bool
+
+
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 class _PathBeneathAttr(ctypes.Structure):
@@ -34,54 +73,58 @@ class _PathBeneathAttr(ctypes.Structure):
 
 
 def abi_version() -> int:
-    """0 when the kernel has no Landlock."""
+    """The kernel's Landlock ABI; 0 when it has none (or a seccomp profile hides it)."""
     version = _libc.syscall(_SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION))
     return max(int(version), 0)
 
 
-def read_only_roots() -> list[Path]:
-    """Where this Python and its libraries live, plus the system's shared libraries, /sys and /dev."""
-    roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(sys.base_exec_prefix)}
-    roots |= {Path(p) for p in sys.path if p and Path(p).is_dir()}
-    # not /proc: /proc/<parent>/environ would hand over the worker's credentials
-    roots |= {Path(p) for p in ("/usr", "/lib", "/lib64", "/sys", "/dev") if Path(p).exists()}
-    return sorted(roots)
+def handled_fs(abi: int) -> int:
+    return sum(bits for version, bits in _FS_BY_ABI.items() if abi >= version)
 
 
-def restrict(writable: Path) -> int:
-    """Apply the allow-list to this process for good; returns the Landlock ABI used (0: unavailable)."""
-    abi = abi_version()
-    if abi == 0:
-        return 0
-    handled = _ALL_V1 | sum(bit for version, bit in _EXTRA_BY_ABI.items() if abi >= version)
-    attr = _RulesetAttr(handled)
-    ruleset = _libc.syscall(
-        _SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), ctypes.c_uint32(0)
-    )
+def restrict(rules: Sequence[Rule], abi: int, *, scope: bool = True) -> Restricted:
+    """Apply the rules to this process for good. Raises OSError if the kernel refuses any step."""
+    if abi < 1:
+        raise OSError(38, "this kernel has no Landlock")
+    fs = handled_fs(abi)
+    net = _NET_BIND_TCP | _NET_CONNECT_TCP if abi >= NET_ABI else 0
+    scoped = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL if scope and abi >= SCOPE_ABI else 0
+    attr = _RulesetAttr(fs, net, scoped)
+    # older kernels reject fields they do not know, so pass only the prefix this ABI has
+    size = ctypes.sizeof(ctypes.c_uint64) * (3 if abi >= SCOPE_ABI else 2 if abi >= NET_ABI else 1)
+    ruleset = _libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     _check(ruleset, "landlock_create_ruleset")
     try:
-        for root in read_only_roots():
-            _allow(ruleset, root, _READ)
-        _allow(ruleset, writable, handled)
+        for rule in rules:
+            _allow(ruleset, rule, fs)
         _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
         _check(_libc.syscall(_SYS_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)), "landlock_restrict_self")
     finally:
         os.close(ruleset)
-    return abi
+    return Restricted(abi=abi, tcp_denied=bool(net), scoped=bool(scoped))
 
 
-def _allow(ruleset: int, path: Path, access: int) -> None:
-    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+def _rights(access: Access, handled: int) -> int:
+    if access is Access.LIST:
+        return _READ_DIR
+    if access is Access.READ:
+        return _EXECUTE | _READ_FILE | _READ_DIR
+    if access is Access.DEVICE:
+        return (_READ_FILE | _WRITE_FILE | _IOCTL_DEV | _TRUNCATE) & handled
+    return handled
+
+
+def _allow(ruleset: int, rule: Rule, handled: int) -> None:
+    fd = os.open(rule.path, os.O_PATH | os.O_CLOEXEC)
     try:
-        # a file (not a folder) may carry file rights only
-        rights = access if path.is_dir() else access & ((1 << 0) | (1 << 1) | (1 << 2) | (1 << 14))
-        rule = _PathBeneathAttr(rights, fd)
-        _check(
-            _libc.syscall(
-                _SYS_ADD_RULE, ruleset, ctypes.c_uint32(_RULE_PATH_BENEATH), ctypes.byref(rule), ctypes.c_uint32(0)
-            ),
-            f"landlock_add_rule({path})",
+        rights = _rights(rule.access, handled)
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):  # a file (not a folder) may carry file rights only
+            rights &= _FILE_ONLY_RIGHTS
+        attr = _PathBeneathAttr(rights, fd)
+        result = _libc.syscall(
+            _SYS_ADD_RULE, ruleset, ctypes.c_uint32(_RULE_PATH_BENEATH), ctypes.byref(attr), ctypes.c_uint32(0)
         )
+        _check(result, f"landlock_add_rule({rule.path})")
     finally:
         os.close(fd)
 

@@ -1,101 +1,343 @@
-"""The parent side: run a custom codec's encoder or decoder in a contained child process."""
+"""The worker's side: run one codec child in the sandbox, check it from outside, take its output.
+
+The child gets its input on stdin and answers on a pipe (see protocol). Its stdout and stderr
+go to a third pipe whose tail the worker keeps for error messages. The worker reads no file
+the child could have touched, and everything the child says is size-capped before it is read.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from codeclab.worker.errors import CodecFailure, SandboxViolation, WorkerError
+from codeclab.worker.errors import CodecFailure, SandboxUnavailable, SandboxViolation, WorkerError
 from codeclab.worker.processes import kill_process_group
-from codeclab.worker.sandbox import child
+from codeclab.worker.sandbox import identity, readable
+from codeclab.worker.sandbox.landlock import Rule
+from codeclab.worker.sandbox.layers import SCRATCH_ROOT_ENV, Applied, SandboxLimits, SandboxPolicy
+from codeclab.worker.sandbox.protocol import (
+    FRAME_HEADER,
+    GO,
+    MAX_JSON_FRAME,
+    ChildRequest,
+    ErrorKind,
+    Kind,
+    PublicHeader,
+)
+from codeclab.worker.sandbox.verify import verify
 
-GIB = 1 << 30
 # Only these reach the child; nothing with AWS_, no tokens, no HOME of the worker.
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE")
+LOG_TAIL_BYTES = 64 << 10
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
-class SandboxLimits:
-    wall_seconds: float = 600.0
-    cpu_seconds: int = 600
-    file_bytes: int = 2 * GIB
-    address_space_bytes: int | None = 16 * GIB  # None with CUDA: its driver maps far more virtual memory
-    allowed_imports: list[str] = field(default_factory=list)
-    preload: list[str] = field(default_factory=list)
+class ChildJob:
+    """One run of the user's encode() or decode()."""
+
+    role: str  # "encode" or "decode"
+    code: str
+    header: PublicHeader
+    payload: bytes
+    max_output_bytes: int
+    params: dict[str, Any] = field(default_factory=dict)
+    allowed_imports: Sequence[str] = ()
+    preload: Sequence[str] = ("numpy",)
+    hidden: Sequence[Path] = ()  # copies of the source the child must not be able to read
+    readable: Sequence[Path] = ()  # folders beyond the interpreter and allowed packages (a codec package's own)
 
 
-def run_child(role: str, code: str, inputs: dict[str, bytes], limits: SandboxLimits) -> dict[str, bytes]:
-    """Run ROLE in a fresh private folder holding only `inputs`; return the files it produced."""
-    with _private_folder() as folder:
-        (folder / "codec.py").write_text(code)
-        (folder / "limits.json").write_text(json.dumps(asdict(limits)))
-        for name, data in inputs.items():
-            (folder / name).write_bytes(data)
-        _run(role, folder, limits)
-        produced = {"encode": "bitstream.bin", "decode": "decoded.npz"}[role]
-        if not (folder / produced).is_file():
-            raise CodecFailure(f"custom codec {role}r ended without writing its output")
-        # what the child could actually apply on this host (written before any user code ran)
-        return {produced: (folder / produced).read_bytes(), "sandbox.json": (folder / "sandbox.json").read_bytes()}
+@dataclass(frozen=True)
+class ChildResult:
+    output: bytes
+    applied: Applied
+
+
+def run_child(job: ChildJob, limits: SandboxLimits, policy: SandboxPolicy) -> ChildResult:
+    """Run the job in a fresh child under `policy`; raise a WorkerError for anything but clean output."""
+    rules = readable.rules(job.allowed_imports, job.readable)
+    who = f"custom codec {job.role}r"
+    with _scratch_folder() as folder:
+        uid = identity.fresh_uid()
+        file_uid = uid if _python_readable_by_others(tuple(rules)) else 0
+        if os.geteuid() == 0:
+            os.chown(folder, file_uid, file_uid)  # for a host tmpfs; a private tmpfs is mounted with this owner
+        request = ChildRequest(
+            role=job.role, code=job.code, params=job.params, header=job.header, payload_bytes=len(job.payload),
+            allowed_imports=sorted(job.allowed_imports), preload=list(job.preload),
+            required=sorted(policy.required), optional=sorted(policy.optional), seccomp=sorted(policy.seccomp),
+            uid=uid, file_uid=file_uid, cpu_seconds=limits.cpu_seconds, file_bytes=limits.file_bytes,
+            address_space_bytes=limits.address_space_bytes, scratch=str(folder), scratch_bytes=limits.scratch_bytes,
+            max_threads=limits.max_threads, readable=[(str(r.path), r.access.value) for r in rules],
+            hidden=[str(p) for p in job.hidden], result_fd=-1,
+        )  # fmt: skip
+        return _Supervision(who, request, job, limits, policy).run()
+
+
+@functools.cache
+def _python_readable_by_others(rules: tuple[Rule, ...]) -> bool:
+    """Full uid drop where a stranger could load this Python; else keep file-system uid 0 (see identity)."""
+    return identity.readable_by_others([Path(sys.executable).resolve(), *(rule.path for rule in rules)])
 
 
 @contextmanager
-def _private_folder() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="codeclab-sandbox-"))  # mode 0700: only its owner can look in
+def _scratch_folder() -> Iterator[Path]:
+    # the Batch job's tmpfs; elsewhere (local mode runs the same job definition) the temp folder, which the
+    # child covers with a private tmpfs. The scratch layer checks the file system either way.
+    root = os.environ.get(SCRATCH_ROOT_ENV)
+    root = root if root and os.path.isdir(root) else None
+    folder = Path(tempfile.mkdtemp(prefix="codeclab-sandbox-", dir=root))  # mode 0700
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run(role: str, folder: Path, limits: SandboxLimits) -> None:
-    env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
-    env.update({"HOME": str(folder), "TMPDIR": str(folder), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"})
-    command = [sys.executable, "-m", "codeclab.worker.sandbox.child", role, str(folder)]
-    with (folder / "output.log").open("wb") as log:
-        proc = subprocess.Popen(command, env=env, cwd=folder, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+class _Supervision:
+    """One child's life: start, feed, check, release, collect."""
+
+    def __init__(
+        self, who: str, request: ChildRequest, job: ChildJob, limits: SandboxLimits, policy: SandboxPolicy
+    ) -> None:
+        self.who, self.job, self.limits, self.policy = who, job, limits, policy
+        self.deadline = time.monotonic() + limits.wall_seconds
+        read_end, self.write_end = os.pipe()
+        self.request = replace(request, result_fd=self.write_end)
+        self.frames = _FrameReader(read_end, job.max_output_bytes)
+        self.log = _LogTail()
+
+    def run(self) -> ChildResult:
+        env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
+        env.update({"HOME": self.request.scratch, "TMPDIR": self.request.scratch, "PYTHONDONTWRITEBYTECODE": "1",
+                    "PYTHONHASHSEED": "0"})  # fmt: skip
+        command = [sys.executable, "-m", "codeclab.worker.sandbox.child"]
+        proc = subprocess.Popen(command, env=env, cwd=self.request.scratch, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(self.write_end,),
                                 start_new_session=True)  # fmt: skip
+        os.close(self.write_end)
+        threads = [self.frames.start(), self.log.start(proc.stdout)]
         try:
-            returncode = proc.wait(timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            kill_process_group(proc)
-            raise SandboxViolation(
-                f"custom codec {role}r ran past its wall-clock limit of {limits.wall_seconds:g} s"
-            ) from None
+            return self._supervise(proc)
         finally:
             if proc.poll() is None:
                 kill_process_group(proc)
-    if returncode != child.OK:
-        raise _failure(role, returncode, folder, limits)
+            for thread in threads:
+                thread.join()
+
+    def _supervise(self, proc: subprocess.Popen[bytes]) -> ChildResult:
+        assert proc.stdin is not None
+        _write_quietly(proc.stdin, self.request.to_line() + self.job.payload)
+        first = self.frames.first(self._remaining())
+        if first is None:
+            self._end(proc)
+            if self.frames.violation:
+                raise SandboxViolation(f"{self.who} {self.frames.violation}")
+            raise self._no_answer(proc, "before it was ready")
+        kind, body = first
+        if kind is Kind.ERROR:
+            self._end(proc)
+            raise self._setup_failure(body)
+        applied = verify(proc.pid, self.request, _json(body), self.policy.trusted)
+        unverified = self.policy.required - {*applied.layers}
+        if unverified:
+            self._end(proc)
+            raise SandboxUnavailable(
+                f"the sandbox for the {self.who} is missing required layers on this host: "
+                + "; ".join(f"{layer}: {applied.missing.get(layer, 'not applied')}" for layer in sorted(unverified))
+                + '. Run it where they exist, or mark the codec "trusted": true if you trust its code'
+            )
+        _write_quietly(proc.stdin, GO, close=True)
+        return ChildResult(self._collect(proc), applied)
+
+    def _collect(self, proc: subprocess.Popen[bytes]) -> bytes:
+        try:
+            returncode = proc.wait(timeout=self._remaining())
+        except subprocess.TimeoutExpired:
+            kill_process_group(proc)
+            raise SandboxViolation(
+                f"{self.who} ran past its wall-clock limit of {self.limits.wall_seconds:g} s"
+            ) from None
+        self.frames.join()
+        if self.frames.violation:
+            raise SandboxViolation(f"{self.who} {self.frames.violation}")
+        if returncode < 0:
+            raise _signal_failure(self.who, -returncode, self.limits)
+        answers = self.frames.after_first()
+        if not answers:
+            raise self._no_answer(proc, "with no output")
+        if len(answers) > 1:
+            raise SandboxViolation(f"{self.who} wrote more than one answer: its code wrote to the result channel")
+        kind, body = answers[0]
+        if kind is Kind.OUTPUT:
+            return body
+        if kind is Kind.ERROR:
+            raise self._user_failure(body)
+        raise SandboxViolation(f"{self.who} sent a second READY: its code wrote to the sandbox's result channel")
+
+    def _end(self, proc: subprocess.Popen[bytes]) -> None:
+        kill_process_group(proc)
+        self.frames.join()
+
+    def _remaining(self) -> float:
+        return max(self.deadline - time.monotonic(), 0.0)
+
+    def _setup_failure(self, body: bytes) -> WorkerError:
+        message = _json(body)
+        text = _clean(str(message.get("message", "")))
+        if message.get("kind") == ErrorKind.UNAVAILABLE.value:
+            return SandboxUnavailable(
+                f"the sandbox for the {self.who} cannot be built on this host: {text}. Run it where this layer "
+                'exists (see `codeclab doctor`), or mark the codec "trusted": true if you trust its code'
+            )
+        return WorkerError(f"the sandbox for the {self.who} could not be set up: {text}")
+
+    def _user_failure(self, body: bytes) -> WorkerError:
+        message = _json(body)
+        text = _clean(str(message.get("message", "")))
+        if message.get("kind") == ErrorKind.POLICY.value:
+            return SandboxViolation(f"{self.who}: {text}")
+        return CodecFailure(f"{self.who} raised an exception:\n{text}")
+
+    def _no_answer(self, proc: subprocess.Popen[bytes], when: str) -> WorkerError:
+        if proc.returncode is not None and proc.returncode < 0 and proc.returncode != -signal.SIGKILL:
+            return _signal_failure(self.who, -proc.returncode, self.limits)
+        return CodecFailure(f"{self.who} ended {when} (exit {proc.returncode}): {self.log.tail()}")
 
 
-def _failure(role: str, returncode: int, folder: Path, limits: SandboxLimits) -> Exception:
-    outcome = _read_outcome(folder)
-    who = f"custom codec {role}r"
-    if returncode == child.USER_ERROR:
-        return CodecFailure(f"{who} raised an exception:\n{outcome or _tail(folder)}")
-    if returncode == child.POLICY:
-        return SandboxViolation(f"{who}: {outcome}")
-    if returncode == child.SETUP:
-        return WorkerError(f"the sandbox for the {who} could not be set up: {outcome}")
-    if returncode < 0:
-        return _signal_failure(who, -returncode, limits)
-    return CodecFailure(f"{who} exited with code {returncode}: {_tail(folder)}")
+class _FrameReader:
+    """Reads the child's frames off its pipe on a thread, refusing any kind or size it does not expect."""
+
+    def __init__(self, fd: int, max_output: int) -> None:
+        self.fd, self.max_output = fd, max_output
+        self.frames: list[tuple[Kind, bytes]] = []
+        self.violation = ""
+        self._changed = threading.Condition()
+        self._done = False
+        self._thread = threading.Thread(target=self._read, name="sandbox-frames", daemon=True)
+
+    def start(self) -> threading.Thread:
+        self._thread.start()
+        return self._thread
+
+    def first(self, timeout: float) -> tuple[Kind, bytes] | None:
+        with self._changed:
+            self._changed.wait_for(lambda: self.frames or self._done, timeout)
+            return self.frames[0] if self.frames and not self.violation else None
+
+    def after_first(self) -> list[tuple[Kind, bytes]]:
+        return self.frames[1:]
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def _read(self) -> None:
+        with open(self.fd, "rb", buffering=0) as pipe:
+            try:
+                while len(self.frames) < 3 and not self.violation:
+                    header = _read_exactly(pipe, FRAME_HEADER.size)
+                    if header is None:
+                        break
+                    self._take(pipe, *FRAME_HEADER.unpack(header))
+            finally:
+                with self._changed:
+                    self._done = True
+                    self._changed.notify_all()
+
+    def _take(self, pipe: IO[bytes], code: bytes, length: int) -> None:
+        try:
+            kind = Kind(code)
+        except ValueError:
+            self.violation = "wrote an unknown frame to the sandbox's result channel"
+            return
+        cap = self.max_output + 1 if kind is Kind.OUTPUT else MAX_JSON_FRAME
+        if length > cap:
+            what = "its output" if kind is Kind.OUTPUT else f"a {kind.name} message"
+            self.violation = f"announced {length} bytes of {what}, over the cap of {cap}"
+            return
+        body = _read_exactly(pipe, length)
+        if body is None:
+            self.violation = "ended in the middle of its answer"
+            return
+        with self._changed:
+            self.frames.append((kind, body))
+            self._changed.notify_all()
 
 
-def _signal_failure(who: str, signum: int, limits: SandboxLimits) -> Exception:
-    reasons = {
-        signal.SIGSYS: "made a forbidden system call (network, a new process, exec, ptrace or mount) and was killed",
+class _LogTail:
+    """Keeps the last bytes the child printed, for error messages."""
+
+    def __init__(self) -> None:
+        self._tail = b""
+
+    def start(self, stream: IO[bytes] | None) -> threading.Thread:
+        thread = threading.Thread(target=self._read, args=(stream,), name="sandbox-log", daemon=True)
+        thread.start()
+        return thread
+
+    def _read(self, stream: IO[bytes] | None) -> None:
+        assert stream is not None
+        with stream:
+            for chunk in iter(lambda: stream.read1(LOG_TAIL_BYTES), b""):
+                self._tail = (self._tail + chunk)[-LOG_TAIL_BYTES:]
+
+    def tail(self, limit: int = 2000) -> str:
+        return _clean(self._tail[-limit:].decode("utf-8", "replace").strip())
+
+
+def _read_exactly(pipe: IO[bytes], size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = pipe.read(min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _write_quietly(stream: IO[bytes], data: bytes, close: bool = False) -> None:
+    """A child that died early closes its stdin: what it said (or its exit) tells why."""
+    try:
+        stream.write(data)
+        stream.flush()
+        if close:
+            stream.close()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _clean(text: str, limit: int = 8000) -> str:
+    """Child-written text, made safe to put in a record or a terminal."""
+    return _CONTROL_CHARACTERS.sub("", text)[:limit]
+
+
+def _signal_failure(who: str, signum: int, limits: SandboxLimits) -> WorkerError:
+    reasons: dict[int, str] = {
+        signal.SIGSYS: "made a forbidden system call (network, a new process, exec, ptrace, mount, a signal to "
+        "another process...) and was killed",
         signal.SIGXCPU: f"used more than its {limits.cpu_seconds} CPU seconds",
         signal.SIGKILL: f"was killed (CPU limit of {limits.cpu_seconds} s, or out of memory)",
         signal.SIGXFSZ: f"wrote a file larger than its limit of {limits.file_bytes} bytes",
@@ -103,27 +345,3 @@ def _signal_failure(who: str, signum: int, limits: SandboxLimits) -> Exception:
     if signum in reasons:
         return SandboxViolation(f"{who} {reasons[signum]}")
     return CodecFailure(f"{who} crashed with signal {signal.Signals(signum).name}")
-
-
-def _read_outcome(folder: Path) -> str:
-    try:
-        return str(json.loads((folder / "outcome.json").read_text())["message"])
-    except (OSError, ValueError, KeyError):
-        return ""
-
-
-def _tail(folder: Path, limit: int = 2000) -> str:
-    try:
-        return (folder / "output.log").read_bytes()[-limit:].decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
-def decoded_arrays(data: bytes) -> dict[str, Any]:
-    """Read the decoder's npz without pickle."""
-    import io
-
-    import numpy as np
-
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}

@@ -1,0 +1,102 @@
+"""What the worker and a codec child say to each other, over pipes only.
+
+The worker writes one line of JSON (the `ChildRequest`) and then the input bytes to the
+child's stdin. The child answers on a pipe of its own (`result_fd`) in frames: a one-byte kind and an
+8-byte length, then that many bytes. It sends READY once every layer is in place and before
+any user code has run, waits for one byte on stdin ("go"), then sends OUTPUT or ERROR.
+
+Nothing the child writes is trusted: the worker reads each frame's header first and refuses a
+kind or a length it does not expect before reading the body, so a child cannot make the
+worker read a link, block on a FIFO or inflate an archive. No file of the child's is read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any
+
+GO = b"G"
+FRAME_HEADER = struct.Struct(">cQ")
+MAX_REQUEST_LINE = 64 << 20  # the request is JSON with the codec source (at most 1 MB) in it
+MAX_JSON_FRAME = 64 << 10  # READY and ERROR bodies
+
+
+class Kind(Enum):
+    READY = b"R"
+    OUTPUT = b"O"
+    ERROR = b"E"
+
+
+class ErrorKind(Enum):
+    USER = "user"  # the codec raised: its own traceback
+    POLICY = "policy"  # the codec ran into a limit or a wall (PermissionError, MemoryError, ImportError)
+    SETUP = "setup"  # the sandbox could not be built for a reason that is ours, not the host's
+    UNAVAILABLE = "unavailable"  # a required layer cannot be applied on this host
+
+
+# Decoded frames travel as raw planes: this first byte says which layout follows.
+YUV420_PLANES, RGB_FRAMES = b"y", b"r"
+
+
+@dataclass(frozen=True)
+class PublicHeader:
+    """All a decoder may know besides the bitstream."""
+
+    width: int
+    height: int
+    frames: int
+    fps: str
+
+
+@dataclass(frozen=True)
+class ChildRequest:
+    role: str  # "encode" or "decode"
+    code: str
+    params: dict[str, Any]  # the encoder's params; empty for the decoder
+    header: PublicHeader
+    payload_bytes: int
+    allowed_imports: list[str]
+    preload: list[str]
+    required: list[str]  # Layer values
+    optional: list[str]
+    seccomp: list[str]  # Family values
+    uid: int
+    file_uid: int
+    cpu_seconds: int
+    file_bytes: int
+    address_space_bytes: int | None
+    scratch: str
+    scratch_bytes: int
+    max_threads: int
+    readable: list[tuple[str, str]]  # (path, landlock.Access value)
+    hidden: list[str]  # copies of the source that must not be readable
+    result_fd: int  # where the child writes its frames (the worker's pipe, kept open across exec)
+
+    def to_line(self) -> bytes:
+        return json.dumps(asdict(self)).encode() + b"\n"
+
+    @classmethod
+    def from_line(cls, line: bytes) -> ChildRequest:
+        fields = json.loads(line)
+        fields["header"] = PublicHeader(**fields["header"])
+        fields["readable"] = [tuple(pair) for pair in fields["readable"]]
+        return cls(**fields)
+
+
+def send(fd: int, kind: Kind, body: bytes | memoryview) -> None:
+    """Write one frame, however many writes the pipe needs."""
+    for chunk in (FRAME_HEADER.pack(kind.value, len(body)), body):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+def send_json(fd: int, kind: Kind, message: dict[str, Any]) -> None:
+    body = json.dumps(message).encode()
+    if len(body) > MAX_JSON_FRAME:
+        raise ValueError(f"a {kind.name} message of {len(body)} bytes is over {MAX_JSON_FRAME}")
+    send(fd, kind, body)
