@@ -82,8 +82,9 @@ def _build(request: ChildRequest) -> dict[str, Any]:
     threads = len(os.listdir("/proc/self/task"))
     if threads != 1:
         raise RuntimeError(f"{threads} threads before the layers: each would escape them")
-    private = bool(wanted & {Layer.NAMESPACES, Layer.SCRATCH}) and scratch.enter_private_namespaces()
-    if Layer.NAMESPACES in wanted:
+    namespaces = Layer.NAMESPACES in wanted
+    private = (namespaces or Layer.SCRATCH in wanted) and scratch.enter_private_namespaces(namespaces)
+    if namespaces:
         if private:
             report["applied"][Layer.NAMESPACES.value] = list(scratch.NAMESPACES)
         else:

@@ -24,6 +24,8 @@ class Layer(StrEnum):
     SCRATCH = "scratch"  # a size-capped scratch folder (a tmpfs)
 
 
+# Layers that only work on top of another.
+NEEDS = {Layer.PIDS: Layer.IDENTITY, Layer.SIGNAL_SCOPE: Layer.LANDLOCK}
 # What untrusted code needs on any host; the rest is extra depth where the kernel offers it.
 REQUIRED = frozenset({Layer.RLIMITS, Layer.IDENTITY, Layer.PIDS, Layer.LANDLOCK, Layer.SECCOMP, Layer.SCRATCH})
 OPTIONAL = frozenset(Layer) - REQUIRED
@@ -60,8 +62,9 @@ class SandboxPolicy:
         return self.required | self.optional
 
     def without(self, *parts: Layer | Family) -> SandboxPolicy:
-        """The same policy with layers or seccomp families taken out: the red-team tests' controls."""
+        """The same policy with layers or seccomp families taken out (and what needs them): the red-team controls."""
         layers = {p for p in parts if isinstance(p, Layer)}
+        layers |= {layer for layer, needed in NEEDS.items() if needed in layers}
         families = {p for p in parts if isinstance(p, Family)}
         return replace(
             self, required=self.required - layers, optional=self.optional - layers, seccomp=self.seccomp - families

@@ -30,9 +30,10 @@ class Scratch:
     size_bytes: int
 
 
-def enter_private_namespaces() -> bool:
-    """Fresh mount, IPC and network namespaces for this process; False where the kernel refuses."""
-    if _libc.unshare(_CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWNET) != 0:
+def enter_private_namespaces(ipc_and_network: bool) -> bool:
+    """A fresh mount namespace (and IPC and network ones) for this process; False where the kernel refuses."""
+    flags = _CLONE_NEWNS | (_CLONE_NEWIPC | _CLONE_NEWNET if ipc_and_network else 0)
+    if _libc.unshare(flags) != 0:
         return False
     # mounts made from now on stay in this namespace
     _check(_libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "mount(/, MS_PRIVATE)")

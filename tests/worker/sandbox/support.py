@@ -14,6 +14,7 @@ from codeclab.worker.errors import WorkerError
 from codeclab.worker.sandbox.layers import SandboxLimits, SandboxPolicy
 from codeclab.worker.sandbox.protocol import YUV420_PLANES, PublicHeader
 from codeclab.worker.sandbox.runner import ChildJob, ChildResult, run_child
+from codeclab.worker.sandbox.static_check import allowed_imports
 from codeclab.worker.video import Video, write_y4m
 
 SECRET = "s3cr3t-canary-value"
@@ -58,11 +59,12 @@ def codec(encode_body: str, decode_body: str = "return None", prelude: str = "")
 
 
 def job(role: str, code: str, imports: Sequence[str] = (), payload: bytes | None = None, **extra: object) -> ChildJob:
+    """A child's job as the custom codec makes it: the default allow-list plus `imports`, those preloaded."""
     wanted = sorted({"numpy", *imports})
     data = raw_frames() if payload is None else payload
     cap = 2 * len(raw_frames()) + (1 << 20) if role == "encode" else 1 + 3 * N * H * W
     return ChildJob(role=role, code=code, header=HEADER, payload=data, max_output_bytes=cap,
-                    allowed_imports=wanted, preload=wanted, **extra)  # type: ignore[arg-type]  # fmt: skip
+                    allowed_imports=sorted(allowed_imports(imports)), preload=wanted, **extra)  # type: ignore[arg-type]  # fmt: skip
 
 
 def run(role: str, code: str, imports: Sequence[str] = (), policy: SandboxPolicy = FULL,
