@@ -170,6 +170,34 @@ def codecs() -> None:
 
 
 @cli.command()
+def doctor() -> None:
+    """Which sandbox layers this host can apply; exit 1 if untrusted custom codecs cannot run here."""
+    from codeclab.worker.sandbox.doctor import diagnose
+
+    with console.status("building each sandbox layer in a probe child..."):
+        diagnosis = diagnose()
+    console.print(f"host: {diagnosis.host}")
+    if diagnosis.error:
+        err.print(f"[red]error:[/] the probe child did not run: {diagnosis.error}")
+        sys.exit(1)
+    table = Table(title="custom-codec sandbox")
+    for column in ("layer", "needed for untrusted code", "here", "what was checked, or why not"):
+        table.add_column(column, overflow="fold")
+    for report in diagnosis.layers:
+        mark = "[green]yes[/]" if report.applied else "[red]no[/]" if report.required else "[yellow]no[/]"
+        table.add_row(report.layer.value, "required" if report.required else "extra depth", mark, report.detail)
+    console.print(table)
+    if diagnosis.untrusted_code_can_run:
+        console.print("Untrusted custom codecs run here with every required layer.")
+        return
+    err.print(
+        "Untrusted custom codecs fail here with SANDBOX_UNAVAILABLE. Run the worker where the missing layers exist "
+        '(as root in the container image, on a kernel with Landlock), or mark code you trust "trusted": true.'
+    )
+    sys.exit(1)
+
+
+@cli.command()
 @click.option("--port", type=int, default=8080, show_default=True, help="port on 127.0.0.1")
 @runs_dir_option
 def serve(port: int, runs_dir: Path) -> None:

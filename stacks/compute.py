@@ -165,9 +165,12 @@ class GpuBatch(Construct):
             batch.Tmpfs(
                 container_path=SANDBOX_SCRATCH,
                 size=Size.mebibytes(SCRATCH_BYTES // MIB),
-                mount_options=[batch.TmpfsMountOption.NOEXEC, batch.TmpfsMountOption.NOSUID,
-                               batch.TmpfsMountOption.NODEV],
-            )  # fmt: skip
+                mount_options=[
+                    batch.TmpfsMountOption.NOEXEC,
+                    batch.TmpfsMountOption.NOSUID,
+                    batch.TmpfsMountOption.NODEV,
+                ],
+            )
         )
         return parameters
 

@@ -79,7 +79,7 @@ def _build(request: ChildRequest) -> dict[str, Any]:
             raise Unavailable(layer, reason)
         report["missing"][layer.value] = reason
 
-    threads = len(os.listdir("/proc/self/task"))
+    threads = len(list(Path("/proc/self/task").iterdir()))
     if threads != 1:
         raise RuntimeError(f"{threads} threads before the layers: each would escape them")
     namespaces = Layer.NAMESPACES in wanted

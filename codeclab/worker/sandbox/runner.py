@@ -100,7 +100,7 @@ def _scratch_folder() -> Iterator[Path]:
     # the Batch job's tmpfs; elsewhere (local mode runs the same job definition) the temp folder, which the
     # child covers with a private tmpfs. The scratch layer checks the file system either way.
     root = os.environ.get(SCRATCH_ROOT_ENV)
-    root = root if root and os.path.isdir(root) else None
+    root = root if root and Path(root).is_dir() else None
     folder = Path(tempfile.mkdtemp(prefix="codeclab-sandbox-", dir=root))  # mode 0700
     try:
         yield folder
@@ -246,7 +246,7 @@ class _FrameReader:
         self._thread.join()
 
     def _read(self) -> None:
-        with open(self.fd, "rb", buffering=0) as pipe:
+        with os.fdopen(self.fd, "rb", buffering=0) as pipe:
             try:
                 while len(self.frames) < 3 and not self.violation:
                     header = _read_exactly(pipe, FRAME_HEADER.size)

@@ -70,7 +70,13 @@ _METADATA_BY_NUMBER = {463: "setxattrat", 464: "getxattrat", 465: "listxattrat",
                        468: "file_getattr", 469: "file_setattr"}  # fmt: skip
 _FIRST_NEW_SYSCALL, _LAST_NEW_SYSCALL = 451, 511
 # ioctls that change inode flags or attributes (chattr): the owner may, and the child owns the Python files here
-_INODE_IOCTLS = (0x40086602, 0x40046602, 0x401C5820, 0x40087602, 0x40047602)  # FS_IOC_SETFLAGS(32), FSSETXATTR, SETVERSION
+_INODE_IOCTLS = (
+    0x40086602,
+    0x40046602,
+    0x401C5820,
+    0x40087602,
+    0x40047602,
+)  # FS_IOC_SETFLAGS(32), FSSETXATTR, SETVERSION
 _CLONE_THREAD = 0x00010000
 _PID_TARGETED_KILL = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")  # first argument: a process id
 _PID_TARGETED_EPERM = ("sched_setaffinity", "sched_setscheduler", "sched_setparam", "sched_setattr",

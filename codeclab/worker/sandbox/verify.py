@@ -9,7 +9,6 @@ this kernel offers.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,10 @@ def verify(pid: int, request: ChildRequest, ready: Mapping[str, Any], trusted: b
         Layer.IDENTITY: lambda: _identity(threads, request),
         Layer.PIDS: lambda: _pids(pid, request),
         Layer.LANDLOCK: lambda: _landlock(claimed[Layer.LANDLOCK.value]),
-        Layer.SIGNAL_SCOPE: lambda: f"Landlock ABI {claimed[Layer.SIGNAL_SCOPE.value]['abi']}: signals and "
-        "abstract unix sockets stay inside the child",
+        Layer.SIGNAL_SCOPE: lambda: (
+            f"Landlock ABI {claimed[Layer.SIGNAL_SCOPE.value]['abi']}: signals and "
+            "abstract unix sockets stay inside the child"
+        ),
         Layer.SECCOMP: lambda: _seccomp(threads, request),
         Layer.NAMESPACES: lambda: _namespaces(pid),
         Layer.SCRATCH: lambda: _scratch(pid, request, claimed[Layer.SCRATCH.value]),
@@ -92,7 +93,7 @@ def _identity(threads: list[dict[str, str]], request: ChildRequest) -> str:
             raise NotVerified(f"thread {status['Pid']} has uids {status['Uid']!r}, gids {status['Gid']!r}")
         if any(int(status[cap], 16) for cap in _CAPABILITY_FIELDS) or status["NoNewPrivs"] != "1":
             raise NotVerified(f"thread {status['Pid']} keeps capabilities or lacks no_new_privs")
-    files = "its own" if request.file_uid == request.uid else f"{request.file_uid} (Python is readable by it alone)"
+    files = "its own" if request.file_uid == request.uid else f"{request.file_uid} (only root can read this Python)"
     return (
         f"a fresh uid and gid of its own, file-system uid {files}, no groups, no capabilities in any set, "
         "no_new_privs, on every thread"
@@ -123,7 +124,7 @@ def _seccomp(threads: list[dict[str, str]], request: ChildRequest) -> str:
 
 def _namespaces(pid: int) -> str:
     for name in ("mnt", "ipc", "net"):
-        if os.stat(f"/proc/{pid}/ns/{name}").st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
+        if Path(f"/proc/{pid}/ns/{name}").stat().st_ino == Path(f"/proc/self/ns/{name}").stat().st_ino:
             raise NotVerified(f"the child shares the worker's {name} namespace")
     return "fresh mount, IPC and network namespaces"
 

@@ -11,7 +11,7 @@ from codeclab.worker.codecs import make_codec
 from codeclab.worker.codecs.base import StreamHeader
 from codeclab.worker.errors import CodecFailure, SandboxViolation, WorkerError
 from codeclab.worker.sandbox.layers import REQUIRED, Layer
-from tests.worker.sandbox.support import H, N, TIGHT, W, codec, planes, run, write_reference
+from tests.worker.sandbox.support import TIGHT, H, N, W, codec, planes, run, write_reference
 
 DECODE_RAW = "import numpy as np\nn, h, w = header['frames'], header['height'], header['width']\nraw = np.frombuffer(RAW, np.uint8)\nreturn {'y': raw[:n*h*w].reshape(n,h,w), 'u': raw[n*h*w:n*h*w*5//4].reshape(n,h//2,w//2), 'v': raw[n*h*w*5//4:].reshape(n,h//2,w//2)}"
 

@@ -84,13 +84,19 @@ ESCAPES = {
         ["ctypes"],
         "import ctypes\nparams = ctypes.create_string_buffer(120)\nreturn str(ctypes.CDLL(None).syscall(425, 8, params)).encode()",
     ),
-    "x32 system call entry": (["ctypes"], "import ctypes\nreturn str(ctypes.CDLL(None).syscall(0x40000000 | 41, 2, 1, 0)).encode()"),
+    "x32 system call entry": (
+        ["ctypes"],
+        "import ctypes\nreturn str(ctypes.CDLL(None).syscall(0x40000000 | 41, 2, 1, 0)).encode()",
+    ),
     "user keyring (outlives the process)": (
         ["ctypes"],
         "import ctypes\nreturn str(ctypes.CDLL(None).syscall(248, b'user', b'codeclab', b'frames', 6, -4)).encode()",
     ),
     "user namespace": (["ctypes"], "import ctypes\nreturn str(ctypes.CDLL(None).unshare(0x10000000)).encode()"),
-    "mount a tmpfs": (["ctypes"], "import ctypes\nreturn str(ctypes.CDLL(None).mount(b'x', b'.', b'tmpfs', 0, None)).encode()"),
+    "mount a tmpfs": (
+        ["ctypes"],
+        "import ctypes\nreturn str(ctypes.CDLL(None).mount(b'x', b'.', b'tmpfs', 0, None)).encode()",
+    ),
 }
 
 

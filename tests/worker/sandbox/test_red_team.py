@@ -343,7 +343,7 @@ def test_control_a_worker_that_reads_the_childs_file_gets_the_secret(tmp_path: P
 
 
 FORGE = attack(
-    "body = b'{\"applied\": {\"landlock\": {\"abi\": 99}}, \"missing\": {}}'\n"
+    'body = b\'{"applied": {"landlock": {"abi": 99}}, "missing": {}}\'\n'
     "for fd in range(3, 64):\n    try:\n        os.write(fd, struct.pack('>cQ', b'R', len(body)) + body)\n"
     "    except OSError:\n        pass\nreturn b'x'"
 )

@@ -1,0 +1,58 @@
+"""Run a command on this machine made to look like a host without some sandbox layer, with real kernel means.
+
+`python -m tests.worker.sandbox.restricted_host [--hide-landlock] [--no-setuid] [--no-unshare]
+[--tmpfs DIR:BYTES] -- COMMAND...`
+
+- `--hide-landlock`: landlock_create_ruleset answers ENOSYS, as under a Docker seccomp profile older than 20.10.18
+  or on a kernel without Landlock;
+- `--no-setuid`: CAP_SETUID leaves the bounding set, so even root cannot hand a child another uid;
+- `--no-unshare`: unshare and mount answer EPERM, as under Docker's default profile without CAP_SYS_ADMIN;
+- `--tmpfs DIR:BYTES`: DIR becomes a tmpfs of BYTES in a mount namespace of the command's own, as the Batch job
+  definition's tmpfs is in the container.
+The seccomp filter and the bounding set are inherited by COMMAND and everything it starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import os
+import sys
+from pathlib import Path
+
+import pyseccomp as seccomp
+
+_PR_CAPBSET_DROP, _CAP_SETUID = 24, 7
+_CLONE_NEWNS, _MS_REC, _MS_PRIVATE = 0x00020000, 1 << 14, 1 << 18
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--hide-landlock", action="store_true")
+    parser.add_argument("--no-setuid", action="store_true")
+    parser.add_argument("--no-unshare", action="store_true")
+    parser.add_argument("--tmpfs")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if args.tmpfs:
+        folder, size = args.tmpfs.rsplit(":", 1)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        assert libc.unshare(_CLONE_NEWNS) == 0 and libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) == 0
+        assert libc.mount(b"tmpfs", folder.encode(), b"tmpfs", 0, f"size={size},mode=1777".encode()) == 0
+    if args.no_setuid:
+        assert libc.prctl(_PR_CAPBSET_DROP, _CAP_SETUID, 0, 0, 0) == 0
+    rules = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+    if args.hide_landlock:
+        rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "landlock_create_ruleset")
+    if args.no_unshare:
+        for name in ("unshare", "mount"):
+            rules.add_rule(seccomp.ERRNO(errno.EPERM), name)
+    rules.load()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    os.execvp(command[0], command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
