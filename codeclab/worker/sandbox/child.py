@@ -9,6 +9,7 @@ user's module. Until READY nothing of the user's has run, so what it reports is 
 from __future__ import annotations
 
 import builtins
+import errno
 import importlib
 import os
 import resource
@@ -35,6 +36,8 @@ from codeclab.worker.sandbox.protocol import (
 USER_MODULE = "codec"
 # Exit codes; the worker goes by the frames, these only label a child that could not send one.
 OK, USER_ERROR, SETUP, POLICY, UNAVAILABLE = 0, 4, 5, 6, 7
+# What the layers answer: Landlock and the uid (EACCES), seccomp's soft families (EPERM), read-only mounts.
+WALLS = {errno.EACCES, errno.EPERM, errno.EROFS}
 MAX_MESSAGE = 8_000  # characters: escaped as JSON it stays inside one ERROR frame
 
 
@@ -68,72 +71,93 @@ def main() -> int:
     return _run_user_code(request, payload)
 
 
+class _Report:
+    """The READY report as the layers go in; a required layer that cannot go in ends the build."""
+
+    def __init__(self, request: ChildRequest) -> None:
+        self.wanted = {Layer(name) for name in (*request.required, *request.optional)}
+        self.required = {Layer(name) for name in request.required}
+        self.applied: dict[str, Any] = {}
+        self.missing: dict[str, str] = {}
+
+    def add(self, layer: Layer, detail: Any) -> None:
+        self.applied[layer.value] = detail
+
+    def lack(self, layer: Layer, reason: str) -> None:
+        if layer in self.required:
+            raise Unavailable(layer, reason)
+        self.missing[layer.value] = reason
+
+    def message(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "applied": self.applied, "missing": self.missing}
+
+
 def _build(request: ChildRequest) -> dict[str, Any]:
     """Every layer the request wants, in the one order that works; returns the READY report."""
-    wanted = {Layer(name) for name in (*request.required, *request.optional)}
-    required = {Layer(name) for name in request.required}
-    report: dict[str, Any] = {"pid": os.getpid(), "applied": {}, "missing": {}}
-
-    def missing(layer: Layer, reason: str) -> None:
-        if layer in required:
-            raise Unavailable(layer, reason)
-        report["missing"][layer.value] = reason
-
+    report = _Report(request)
     threads = len(list(Path("/proc/self/task").iterdir()))
     if threads != 1:
         raise RuntimeError(f"{threads} threads before the layers: each would escape them")
-    namespaces = Layer.NAMESPACES in wanted
-    private = (namespaces or Layer.SCRATCH in wanted) and scratch.enter_private_namespaces(namespaces)
-    if namespaces:
-        if private:
-            report["applied"][Layer.NAMESPACES.value] = list(scratch.NAMESPACES)
-        else:
-            missing(Layer.NAMESPACES, "the kernel refused unshare() (no CAP_SYS_ADMIN, or a seccomp profile)")
-    if Layer.SCRATCH in wanted:
-        _cap_scratch(request, private, report, missing)
+    private = _isolate(report)
+    if Layer.SCRATCH in report.wanted:
+        _cap_scratch(request, private, report)
     os.chdir(request.scratch)  # after the mount: the tmpfs, not the folder under it
-    seccomp_ready = Layer.SECCOMP in wanted and _load_libseccomp(missing)  # before Landlock hides site-packages
-    if Layer.RLIMITS in wanted:
+    seccomp_ready = Layer.SECCOMP in report.wanted and _load_libseccomp(report)  # before Landlock hides it
+    if Layer.RLIMITS in report.wanted:
         _set_limits(request)
-    _drop_identity(request, wanted, report, missing)
-    if Layer.LANDLOCK in wanted:
-        _restrict_files(request, wanted, report, missing)
-    elif Layer.SIGNAL_SCOPE in wanted:
-        missing(Layer.SIGNAL_SCOPE, "it is part of Landlock, which is off")
+    _drop_identity(request, report)
+    if Layer.LANDLOCK in report.wanted:
+        _restrict_files(request, report)
+    elif Layer.SIGNAL_SCOPE in report.wanted:
+        report.lack(Layer.SIGNAL_SCOPE, "it is part of Landlock, which is off")
     if seccomp_ready:
         seccomp_filter.install((seccomp_filter.Family(f) for f in request.seccomp), os.getpid())
-        report["applied"][Layer.SECCOMP.value] = sorted(request.seccomp)
+        report.add(Layer.SECCOMP, sorted(request.seccomp))
     for name in request.preload:  # under every layer: threads these start inherit them
         try:
             importlib.import_module(name)
         except Exception as exc:
             raise RuntimeError(f"the sandbox kept {name!r} from loading: {type(exc).__name__}: {exc}") from None
-    return report
+    return report.message()
 
 
-def _load_libseccomp(missing: Any) -> bool:
+def _isolate(report: _Report) -> bool:
+    """Private namespaces where the kernel allows; whether this process now has a mount namespace of its own."""
+    namespaces = Layer.NAMESPACES in report.wanted
+    private = (namespaces or Layer.SCRATCH in report.wanted) and scratch.private_mounts()
+    if not namespaces:
+        return private
+    if private and scratch.private_ipc_and_network():
+        frozen, total = scratch.freeze_mounts()
+        report.add(Layer.NAMESPACES, {"fresh": ["mnt", "ipc", "net"], "read_only_noatime": [frozen, total]})
+    else:
+        report.lack(Layer.NAMESPACES, "the kernel refused unshare() (no CAP_SYS_ADMIN, or a seccomp profile)")
+    return private
+
+
+def _load_libseccomp(report: _Report) -> bool:
     try:
         importlib.import_module("pyseccomp")
     except (ImportError, OSError) as exc:
-        missing(Layer.SECCOMP, f"libseccomp cannot be loaded ({exc}); install libseccomp2")
+        report.lack(Layer.SECCOMP, f"libseccomp cannot be loaded ({exc}); install libseccomp2")
         return False
     return True
 
 
-def _cap_scratch(request: ChildRequest, private: bool, report: dict[str, Any], missing: Any) -> None:
+def _cap_scratch(request: ChildRequest, private: bool, report: _Report) -> None:
     folder = Path(request.scratch)
     if private:
         capped = scratch.mount_private_tmpfs(folder, request.scratch_bytes, request.file_uid)
     else:
         capped = scratch.host_tmpfs(folder, request.scratch_bytes)
     if capped is None:
-        missing(
+        report.lack(
             Layer.SCRATCH,
             f"{folder} is not on a tmpfs of at most {request.scratch_bytes} bytes, and this host allows no private "
             "mount; set CODECLAB_SANDBOX_SCRATCH to such a tmpfs (the Batch job definition mounts one)",
         )
         return
-    report["applied"][Layer.SCRATCH.value] = {"how": capped.how, "bytes": capped.size_bytes}
+    report.add(Layer.SCRATCH, {"how": capped.how, "bytes": capped.size_bytes})
 
 
 def _set_limits(request: ChildRequest) -> None:
@@ -144,43 +168,43 @@ def _set_limits(request: ChildRequest) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (request.address_space_bytes, request.address_space_bytes))
 
 
-def _drop_identity(request: ChildRequest, wanted: set[Layer], report: dict[str, Any], missing: Any) -> None:
+def _drop_identity(request: ChildRequest, report: _Report) -> None:
     dropped = False
-    if Layer.IDENTITY in wanted:
+    if Layer.IDENTITY in report.wanted:
         if identity.can_change_uid():
             identity.become(identity.Identity(request.uid, request.file_uid))
-            report["applied"][Layer.IDENTITY.value] = {"uid": request.uid, "file_uid": request.file_uid}
+            report.add(Layer.IDENTITY, {"uid": request.uid, "file_uid": request.file_uid})
             dropped = True
         else:
-            missing(
+            report.lack(
                 Layer.IDENTITY,
                 "the worker is not root with CAP_SETUID and CAP_SETPCAP, so the child cannot get a uid of its own "
                 "(run the worker as root, as the container image does)",
             )
-    if Layer.PIDS in wanted:
+    if Layer.PIDS in report.wanted:
         if dropped:  # the uid is the child's alone, so the count is its own threads
             resource.setrlimit(resource.RLIMIT_NPROC, (request.max_threads, request.max_threads))
-            report["applied"][Layer.PIDS.value] = request.max_threads
+            report.add(Layer.PIDS, request.max_threads)
         else:
-            missing(Layer.PIDS, "RLIMIT_NPROC never binds uid 0 and counts every process of a shared uid")
+            report.lack(Layer.PIDS, "RLIMIT_NPROC never binds uid 0 and counts every process of a shared uid")
 
 
-def _restrict_files(request: ChildRequest, wanted: set[Layer], report: dict[str, Any], missing: Any) -> None:
+def _restrict_files(request: ChildRequest, report: _Report) -> None:
     abi = landlock.abi_version()
     if abi == 0:
-        missing(Layer.LANDLOCK, "this kernel has no Landlock (Linux 5.13+), or a seccomp profile hides it")
+        report.lack(Layer.LANDLOCK, "this kernel has no Landlock (Linux 5.13+), or a seccomp profile hides it")
         return
     rules = [Rule(Path(path), Access(access)) for path, access in request.readable]
     rules.append(Rule(Path(request.scratch), Access.READ_WRITE))
-    restricted = landlock.restrict(rules, abi, scope=Layer.SIGNAL_SCOPE in wanted)
+    restricted = landlock.restrict(rules, abi, scope=Layer.SIGNAL_SCOPE in report.wanted)
     for path in request.hidden:
         _must_be_unreadable(Path(path))
-    report["applied"][Layer.LANDLOCK.value] = {"abi": abi, "tcp_denied": restricted.tcp_denied}
-    if Layer.SIGNAL_SCOPE in wanted:
+    report.add(Layer.LANDLOCK, {"abi": abi, "tcp_denied": restricted.tcp_denied})
+    if Layer.SIGNAL_SCOPE in report.wanted:
         if restricted.scoped:
-            report["applied"][Layer.SIGNAL_SCOPE.value] = {"abi": abi}
+            report.add(Layer.SIGNAL_SCOPE, {"abi": abi})
         else:
-            missing(Layer.SIGNAL_SCOPE, f"Landlock ABI {abi} has no scopes (ABI 6, Linux 6.12+)")
+            report.lack(Layer.SIGNAL_SCOPE, f"Landlock ABI {abi} has no scopes (ABI 6, Linux 6.12+)")
 
 
 def _must_be_unreadable(path: Path) -> None:
@@ -205,7 +229,9 @@ def _run_user_code(request: ChildRequest, payload: bytearray) -> int:
         return _error(request.result_fd, ErrorKind.USER, str(exc), USER_ERROR)
     except MemoryError:
         return _error(request.result_fd, ErrorKind.POLICY, "the codec ran out of its memory limit", POLICY)
-    except PermissionError as exc:  # Landlock, seccomp's EPERM families, or the uid
+    except OSError as exc:
+        if exc.errno not in WALLS:
+            return _error(request.result_fd, ErrorKind.USER, _user_traceback(request.code), USER_ERROR)
         return _error(request.result_fd, ErrorKind.POLICY, f"the codec reached outside its sandbox: {exc}", POLICY)
     except ImportError as exc:
         return _error(request.result_fd, ErrorKind.POLICY, str(exc), POLICY)

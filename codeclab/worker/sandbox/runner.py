@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -130,7 +130,7 @@ class _Supervision:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(self.write_end,),
                                 start_new_session=True)  # fmt: skip
         os.close(self.write_end)
-        threads = [self.frames.start(), self.log.start(proc.stdout)]
+        threads = [self.frames.start(proc.pid), self.log.start(proc.stdout)]
         try:
             return self._supervise(proc)
         finally:
@@ -149,9 +149,9 @@ class _Supervision:
                 raise SandboxViolation(f"{self.who} {self.frames.violation}")
             raise self._no_answer(proc, "before it was ready")
         kind, body = first
-        if kind is Kind.ERROR:
+        if kind is not Kind.READY:
             self._end(proc)
-            raise self._setup_failure(body)
+            raise self._setup_failure(body) if kind is Kind.ERROR else WorkerError(f"{self.who} answered before READY")
         applied = verify(proc.pid, self.request, _json(body), self.policy.trusted)
         unverified = self.policy.required - {*applied.layers}
         if unverified:
@@ -180,8 +180,6 @@ class _Supervision:
         answers = self.frames.after_first()
         if not answers:
             raise self._no_answer(proc, "with no output")
-        if len(answers) > 1:
-            raise SandboxViolation(f"{self.who} wrote more than one answer: its code wrote to the result channel")
         kind, body = answers[0]
         if kind is Kind.OUTPUT:
             return body
@@ -223,14 +221,15 @@ class _FrameReader:
     """Reads the child's frames off its pipe on a thread, refusing any kind or size it does not expect."""
 
     def __init__(self, fd: int, max_output: int) -> None:
-        self.fd, self.max_output = fd, max_output
+        self.fd, self.max_output, self.pid = fd, max_output, 0
         self.frames: list[tuple[Kind, bytes]] = []
         self.violation = ""
         self._changed = threading.Condition()
         self._done = False
         self._thread = threading.Thread(target=self._read, name="sandbox-frames", daemon=True)
 
-    def start(self) -> threading.Thread:
+    def start(self, pid: int) -> threading.Thread:
+        self.pid = pid
         self._thread.start()
         return self._thread
 
@@ -248,12 +247,17 @@ class _FrameReader:
     def _read(self) -> None:
         with os.fdopen(self.fd, "rb", buffering=0) as pipe:
             try:
-                while len(self.frames) < 3 and not self.violation:
+                while not self.violation:
                     header = _read_exactly(pipe, FRAME_HEADER.size)
                     if header is None:
                         break
                     self._take(pipe, *FRAME_HEADER.unpack(header))
+                    if len(self.frames) > 2:  # READY and one answer: a third frame is the codec's own
+                        self.violation = "wrote more than one answer: its code wrote to the result channel"
             finally:
+                if self.violation:  # stop the child now rather than at the wall clock
+                    with suppress(ProcessLookupError):
+                        os.killpg(self.pid, signal.SIGKILL)
                 with self._changed:
                     self._done = True
                     self._changed.notify_all()
@@ -264,14 +268,13 @@ class _FrameReader:
         except ValueError:
             self.violation = "wrote an unknown frame to the sandbox's result channel"
             return
-        cap = self.max_output + 1 if kind is Kind.OUTPUT else MAX_JSON_FRAME
+        cap = self.max_output if kind is Kind.OUTPUT else MAX_JSON_FRAME
         if length > cap:
             what = "its output" if kind is Kind.OUTPUT else f"a {kind.name} message"
             self.violation = f"announced {length} bytes of {what}, over the cap of {cap}"
             return
         body = _read_exactly(pipe, length)
-        if body is None:
-            self.violation = "ended in the middle of its answer"
+        if body is None:  # killed while writing (a limit, say): its exit status tells why
             return
         with self._changed:
             self.frames.append((kind, body))

@@ -1,11 +1,12 @@
 """The child's scratch folder, capped in size, and the private namespaces that come with it.
 
 Where the kernel lets the child make its own mount namespace (root with CAP_SYS_ADMIN, as on
-a development machine), it also takes fresh IPC and network namespaces and mounts a tmpfs of
-a fixed size over its scratch folder: the cap holds however many files it writes, and the
-folder vanishes with the child. Where it cannot (a Docker container's default profile), the
-scratch folder must already sit on a tmpfs no larger than the cap: the Batch job definition
-mounts one. Anything else has no disk cap, and untrusted code does not run on it.
+a development machine), it also takes fresh IPC and network namespaces, turns every mount
+read-only and noatime, and mounts a tmpfs of a fixed size over its scratch folder: the cap
+holds however many files it writes, and the folder vanishes with the child. Where it cannot
+(a Docker container's default profile), the scratch folder must already sit on a tmpfs no
+larger than the cap: the Batch job definition mounts one. Anything else has no disk cap,
+and untrusted code does not run on it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWNET = 0x00020000, 0x08000000, 0x40000000
-NAMESPACES = ("mnt", "ipc", "net")
-_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC, _MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_NOATIME, _MS_BIND = 1, 2, 4, 8, 32, 1024, 4096
+_MS_REC, _MS_PRIVATE = 1 << 14, 1 << 18
+_ST_NOSUID, _ST_NODEV, _ST_NOEXEC = 2, 4, 8
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -30,14 +32,36 @@ class Scratch:
     size_bytes: int
 
 
-def enter_private_namespaces(ipc_and_network: bool) -> bool:
-    """A fresh mount namespace (and IPC and network ones) for this process; False where the kernel refuses."""
-    flags = _CLONE_NEWNS | (_CLONE_NEWIPC | _CLONE_NEWNET if ipc_and_network else 0)
-    if _libc.unshare(flags) != 0:
+def private_mounts() -> bool:
+    """A mount namespace of this process's own, detached from the host's; False where the kernel refuses."""
+    if _libc.unshare(_CLONE_NEWNS) != 0:
         return False
     # mounts made from now on stay in this namespace
     _check(_libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "mount(/, MS_PRIVATE)")
     return True
+
+
+def private_ipc_and_network() -> bool:
+    """Fresh IPC and network namespaces: no System V object, queue or interface of the host's."""
+    return _libc.unshare(_CLONE_NEWIPC | _CLONE_NEWNET) == 0
+
+
+def freeze_mounts() -> tuple[int, int]:
+    """Make every mount of this (private) namespace read-only and noatime; returns (frozen, total).
+
+    Read-only is depth under Landlock. Noatime closes a channel Landlock leaves: reading a file the
+    child may read would update its access time, which the next child could see with stat().
+    """
+    points = list(dict.fromkeys(line.split()[4].encode().decode("unicode_escape") for line in _mountinfo()))
+    frozen = 0
+    for point in points:
+        try:
+            kept = os.statvfs(point).f_flag & (_ST_NOSUID | _ST_NODEV | _ST_NOEXEC)
+        except OSError:
+            continue
+        flags = _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOATIME | kept  # ST_ and MS_ bits agree for these
+        frozen += _libc.mount(None, os.fsencode(point), None, flags, None) == 0
+    return frozen, len(points)
 
 
 def mount_private_tmpfs(folder: Path, size_bytes: int, uid: int) -> Scratch:
@@ -59,10 +83,14 @@ def host_tmpfs(folder: Path, size_bytes: int) -> Scratch | None:
     return Scratch("host tmpfs", total) if total <= size_bytes else None
 
 
+def _mountinfo() -> list[str]:
+    return Path("/proc/self/mountinfo").read_text().splitlines()
+
+
 def _mount_of(path: Path) -> tuple[str, str]:
     """The mount point holding `path` and its file-system type (the longest matching mount point)."""
     best, fs_type = "/", ""
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+    for line in _mountinfo():
         fields = line.split()
         point = fields[4].encode().decode("unicode_escape")  # mountinfo escapes spaces as \040
         kind = fields[fields.index("-") + 1]

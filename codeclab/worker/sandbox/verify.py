@@ -38,7 +38,7 @@ def verify(pid: int, request: ChildRequest, ready: Mapping[str, Any], trusted: b
             "abstract unix sockets stay inside the child"
         ),
         Layer.SECCOMP: lambda: _seccomp(threads, request),
-        Layer.NAMESPACES: lambda: _namespaces(pid),
+        Layer.NAMESPACES: lambda: _namespaces(pid, request),
         Layer.SCRATCH: lambda: _scratch(pid, request, claimed[Layer.SCRATCH.value]),
     }
     wanted = {Layer(name) for name in (*request.required, *request.optional)}
@@ -122,11 +122,18 @@ def _seccomp(threads: list[dict[str, str]], request: ChildRequest) -> str:
     return f"filter mode on every thread; families: {', '.join(sorted(request.seccomp))}"
 
 
-def _namespaces(pid: int) -> str:
+def _namespaces(pid: int, request: ChildRequest) -> str:
     for name in ("mnt", "ipc", "net"):
         if Path(f"/proc/{pid}/ns/{name}").stat().st_ino == Path(f"/proc/self/ns/{name}").stat().st_ino:
             raise NotVerified(f"the child shares the worker's {name} namespace")
-    return "fresh mount, IPC and network namespaces"
+    # the last mount at a path is the one on top; those under it cannot be reached
+    on_top = {m[4]: m[5] for m in (line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines())}
+    writable = [point for point, options in on_top.items()
+                if point != request.scratch and not {"ro", "noatime"} <= set(options.split(","))]  # fmt: skip
+    detail = "fresh mount, IPC and network namespaces"
+    if writable:  # a mount the kernel would not remount stays as it was: say which, Landlock still guards it
+        return f"{detail}; every mount read-only and noatime but {', '.join(writable[:5])}"
+    return f"{detail}; every mount but the scratch tmpfs read-only and noatime"
 
 
 def _scratch(pid: int, request: ChildRequest, claim: Mapping[str, Any]) -> str:

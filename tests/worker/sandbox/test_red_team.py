@@ -16,6 +16,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -140,29 +141,32 @@ def test_each_ipc_layer_alone_closes_the_channel(alone: Family | Layer, key: int
 
 # --- 2. File metadata outside the private folder --------------------------------------------------------
 
+# seccomp's metadata family, and the read-only mounts of the child's own mount namespace
+METADATA_CLASS = (Family.METADATA, Layer.NAMESPACES)
+
 METADATA = {
     # name: (encode, decode, bytes carried, the layers that close it)
     "extended attributes": (
         "os.setxattr(SHARED, 'user.codeclab', data(frames))\nreturn b'x'",
         "return planes(os.getxattr(SHARED, 'user.codeclab'), header)",
-        SIZE, (Family.METADATA,),
+        SIZE, METADATA_CLASS,
     ),
     "access and modification times": (
         "d = data(frames)\nos.utime(SHARED, (int.from_bytes(d[:4], 'big'), int.from_bytes(d[4:8], 'big')))\n"
         "return b'x'",
         "s = os.stat(SHARED)\nreturn planes(int(s.st_atime).to_bytes(4, 'big') + int(s.st_mtime).to_bytes(4, 'big'), "
         "header)",
-        8, (Family.METADATA,),
+        8, METADATA_CLASS,
     ),
     "permission bits": (
         "os.chmod(SHARED, 0o400 | data(frames)[0])\nreturn b'x'",
         "return planes(bytes([os.stat(SHARED).st_mode & 0xFF]), header)",
-        1, (Family.METADATA,),
+        1, METADATA_CLASS,
     ),
     "owner": (
         "os.chown(SHARED, int.from_bytes(data(frames)[:3], 'big'), -1)\nreturn b'x'",
         "return planes(os.stat(SHARED).st_uid.to_bytes(3, 'big'), header)",
-        3, (Family.METADATA, Layer.IDENTITY),
+        3, (*METADATA_CLASS, Layer.IDENTITY),
     ),
 }  # fmt: skip
 
@@ -195,6 +199,13 @@ def test_control_file_metadata_carries_data_without_the_layer(name: str, shared:
     assert sent.leaked(carried), sent.error
 
 
+@pytest.mark.parametrize("alone", METADATA_CLASS, ids=["seccomp alone", "read-only mounts alone"])
+def test_each_metadata_layer_alone_closes_the_channel(alone: Family | Layer, shared: Path) -> None:
+    other = next(part for part in METADATA_CLASS if part != alone)
+    assert not transmit(metadata_attack("extended attributes", shared), policy=FULL.without(other),
+                        readable=[shared]).leaked()  # fmt: skip
+
+
 INODE_FLAGS = (0x8, 0x40, 0x80)  # FS_SYNC_FL, FS_NODUMP_FL, FS_NOATIME_FL: an owner may set them
 FLAGS_ATTACK = (
     "fd = os.open(SHARED, os.O_RDONLY)\nflags = ctypes.c_long(0)\nlibc.ioctl(fd, 0x80086601, ctypes.byref(flags))\n"
@@ -221,12 +232,41 @@ def test_inode_flags_carry_nothing(shared: Path) -> None:
     assert isinstance(sent.error, SandboxViolation) and "FS_IOC_SETFLAGS" in str(sent.error)
 
 
-def test_control_inode_flags_carry_three_bits_without_the_metadata_family(shared: Path) -> None:
+def test_control_inode_flags_carry_three_bits_without_the_metadata_layers(shared: Path) -> None:
     if not inode_flags_supported(shared):
         pytest.skip(f"the file system under {shared} keeps no inode flags")
     source = attack(*FLAGS_ATTACK, SHARED=str(shared), INODE_BITS=INODE_FLAGS)
-    sent = transmit(source, policy=FULL.without(Family.METADATA), readable=[shared])
+    sent = transmit(source, policy=FULL.without(*METADATA_CLASS), readable=[shared])
     assert sent.decoded is not None and sent.decoded[1] & 0b111 == raw_frames()[0] & 0b111 == 0b101, sent.error
+
+
+ATIME = attack(
+    "import io\nfor i in range(8):\n    if data(frames)[0] >> i & 1:\n        io.FileIO(f'LIBRARY/{i}').read(1)\n"
+    "return b'x'",
+    "import time\nrecent = [os.stat(f'LIBRARY/{i}').st_atime > time.time() - 3600 for i in range(8)]\n"
+    "return planes(bytes([sum(1 << i for i, r in enumerate(recent) if r)]), header)",
+)
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    """Files the children may read, last read three days ago, as most of an installed package is."""
+    folder = tmp_path / "library"
+    folder.mkdir()
+    for i in range(8):
+        (folder / str(i)).write_bytes(b"module")
+        os.utime(folder / str(i), (time.time() - 3 * 86400,) * 2)
+    return folder
+
+
+def test_reading_files_leaves_no_access_times_to_read(library: Path) -> None:
+    sent = transmit(ATIME.replace("LIBRARY", str(library)), readable=[library])
+    assert sent.error is None and not sent.leaked(1)
+
+
+def test_control_access_times_carry_a_byte_without_the_noatime_namespace(library: Path) -> None:
+    sent = transmit(ATIME.replace("LIBRARY", str(library)), policy=FULL.without(Layer.NAMESPACES), readable=[library])
+    assert sent.leaked(1), sent.error
 
 
 # --- 3. The decoder reads a copy of the source -----------------------------------------------------------
@@ -314,8 +354,8 @@ def test_dev_shm_carries_nothing(shm_name: Path) -> None:
     assert not sent.leaked() and isinstance(sent.error, SandboxViolation)
 
 
-def test_control_dev_shm_carries_the_frames_without_landlock(shm_name: Path) -> None:
-    assert transmit(shm_attack(shm_name), policy=FULL.without(Layer.LANDLOCK)).leaked()
+def test_control_dev_shm_carries_the_frames_without_landlock_and_read_only_mounts(shm_name: Path) -> None:
+    assert transmit(shm_attack(shm_name), policy=FULL.without(Layer.LANDLOCK, Layer.NAMESPACES)).leaked()
 
 
 # --- 4. Nothing the child writes is trusted ---------------------------------------------------------------
@@ -464,7 +504,9 @@ def test_several_files_under_the_per_file_limit_cannot_fill_the_disk() -> None:
 
 
 def test_control_without_the_scratch_cap_the_files_add_up_past_it() -> None:
-    written = int.from_bytes(run("encode", DISK_FILL, policy=FULL.without(Layer.SCRATCH), limits=DISK).output, "big")
+    # without its tmpfs the folder is the host's disk (read-only in the child's namespace, so that goes too)
+    policy = FULL.without(Layer.SCRATCH, Layer.NAMESPACES)
+    written = int.from_bytes(run("encode", DISK_FILL, policy=policy, limits=DISK).output, "big")
     assert written == 4 * 20 << 20 > DISK.scratch_bytes
 
 
