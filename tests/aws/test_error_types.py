@@ -32,6 +32,8 @@ def batch_cause(exit_code: int | None = None, reason: str = "Essential container
         ("States.TaskFailed", batch_cause(3), ErrorType.STALLED),
         ("States.TaskFailed", batch_cause(4), ErrorType.CODEC_ERROR),
         ("States.TaskFailed", batch_cause(5), ErrorType.INTERNAL),
+        ("States.TaskFailed", batch_cause(6), ErrorType.SANDBOX_VIOLATION),
+        ("States.TaskFailed", batch_cause(7), ErrorType.SANDBOX_UNAVAILABLE),
         ("States.TaskFailed", batch_cause(137, "OutOfMemoryError: Container killed"), ErrorType.INTERNAL),
         (
             "States.TaskFailed",
@@ -83,3 +85,13 @@ def test_each_type_has_one_final_status() -> None:
     assert ErrorType.TIMEOUT.final_status is Status.TIMED_OUT
     assert ErrorType.ABORTED.final_status is Status.ABORTED
     assert {t.final_status for t in ErrorType} == {Status.TIMED_OUT, Status.ABORTED, Status.FAILED}
+
+
+def test_every_worker_error_has_its_exit_code_and_type_in_the_classifier() -> None:
+    """The worker's errors and the classifier's tables must agree, or a failure is misfiled as INTERNAL."""
+    from codeclab.experiments.error_types import WORKER_ERROR_TYPES, WORKER_EXIT_CODES
+    from codeclab.worker import errors
+
+    for error in (errors.InvalidInput, errors.Stalled, errors.CodecFailure, errors.SandboxViolation,
+                  errors.SandboxUnavailable, errors.WorkerError):  # fmt: skip
+        assert WORKER_EXIT_CODES[error.exit_code] == WORKER_ERROR_TYPES[error.error_type]

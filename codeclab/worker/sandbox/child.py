@@ -216,7 +216,8 @@ def _must_be_unreadable(path: Path) -> None:
     os.close(fd)
     raise Unavailable(
         Layer.LANDLOCK,
-        f"the codec could still read {path}, a copy of the source inside a folder it must read; move it elsewhere",
+        f"the codec could still read {path}, a copy of the source inside a folder it must be able to read; move "
+        "the clip elsewhere, or drop the allowed import whose package holds it",
     )
 
 

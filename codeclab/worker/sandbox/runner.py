@@ -199,8 +199,8 @@ class _Supervision:
         text = _clean(str(message.get("message", "")))
         if message.get("kind") == ErrorKind.UNAVAILABLE.value:
             return SandboxUnavailable(
-                f"the sandbox for the {self.who} cannot be built on this host: {text}. Run it where this layer "
-                'exists (see `codeclab doctor`), or mark the codec "trusted": true if you trust its code'
+                f"the sandbox for the {self.who} cannot be built: {text}. `codeclab doctor` shows what this host "
+                'supports; code you trust may be marked "trusted": true'
             )
         return WorkerError(f"the sandbox for the {self.who} could not be set up: {text}")
 
