@@ -135,7 +135,7 @@ def _frame_sizes(header: StreamHeader) -> dict[bytes, int]:
 
 
 def _as_video(output: bytes, header: StreamHeader, sizes: dict[bytes, int]) -> Video:
-    layout, data = output[:1], memoryview(output)[1:]
+    layout, data = bytes(output[:1]), memoryview(output)[1:]
     if sizes.get(layout) != len(data):
         raise SandboxViolation(
             f"custom codec decoder sent {len(data)} bytes of frames in layout {layout!r}, not the "

@@ -126,10 +126,15 @@ class _Supervision:
         env.update({"HOME": self.request.scratch, "TMPDIR": self.request.scratch, "PYTHONDONTWRITEBYTECODE": "1",
                     "PYTHONHASHSEED": "0"})  # fmt: skip
         command = [sys.executable, "-m", "codeclab.worker.sandbox.child"]
-        proc = subprocess.Popen(command, env=env, cwd=self.request.scratch, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(self.write_end,),
-                                start_new_session=True)  # fmt: skip
-        os.close(self.write_end)
+        try:
+            proc = subprocess.Popen(command, env=env, cwd=self.request.scratch, stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(self.write_end,),
+                                    start_new_session=True)  # fmt: skip
+        except OSError:
+            os.close(self.frames.fd)
+            raise
+        finally:
+            os.close(self.write_end)
         threads = [self.frames.start(proc.pid), self.log.start(proc.stdout)]
         try:
             return self._supervise(proc)
@@ -141,7 +146,8 @@ class _Supervision:
 
     def _supervise(self, proc: subprocess.Popen[bytes]) -> ChildResult:
         assert proc.stdin is not None
-        _write_quietly(proc.stdin, self.request.to_line() + self.job.payload)
+        _write_quietly(proc.stdin, self.request.to_line())
+        _write_quietly(proc.stdin, self.job.payload)
         first = self.frames.first(self._remaining())
         if first is None:
             self._end(proc)
@@ -303,14 +309,15 @@ class _LogTail:
 
 
 def _read_exactly(pipe: IO[bytes], size: int) -> bytes | None:
-    chunks, left = [], size
-    while left:
-        chunk = pipe.read(min(left, 1 << 20))
-        if not chunk:
+    """`size` bytes into one buffer (decoded frames can be a gigabyte: no second copy), or None at EOF."""
+    buffer = bytearray(size)
+    view, done = memoryview(buffer), 0
+    while done < size:
+        count = pipe.readinto(view[done:])  # type: ignore[attr-defined]
+        if not count:
             return None
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+        done += count
+    return buffer
 
 
 def _write_quietly(stream: IO[bytes], data: bytes, close: bool = False) -> None:
