@@ -2,7 +2,7 @@
 
 Every bench writes benchmarks/results/<bench>.json with a "run" stamp (run id, time, commit,
 machine) from run_stamp() below. `make bench` gives all of them one run id through the
-CODECLAB_BENCH_RUN_ID variable. This script reads the five files, refuses any that another
+CODECLAB_BENCH_RUN_ID variable. This script reads the six files, refuses any that another
 run wrote (or that has no stamp), prints one table (figure | value | how measured) and
 writes benchmarks/results/summary.md, a markdown table to paste into the README.
 """
@@ -29,7 +29,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 RUN_ID_ENV = "CODECLAB_BENCH_RUN_ID"
 # The order of the summary's sections, and the file each one reads (<name>.json).
-BENCHES = ("bench_workflow", "bench_worker", "bench_rd", "bench_cold_import", "bench_load")
+BENCHES = ("bench_workflow", "bench_worker", "bench_rd", "bench_cold_import", "bench_load", "bench_sandbox")
 # Between the per-clip parts of one value; the terminal table breaks the line there instead.
 PART_SEPARATOR = " · "
 
@@ -297,6 +297,31 @@ def load_rows(data: dict[str, Any]) -> list[Row]:
     return [Row("load", "Concurrent load: experiments per minute", f"{data['experiments_per_minute']:.1f} /min", how)]
 
 
+def sandbox_rows(data: dict[str, Any]) -> list[Row]:
+    rows = [
+        Row(
+            "sandbox",
+            f"Sandboxed codec child start-up: {module} preloaded",
+            f"{row['sandboxed_s']:.3f} s ({row['ratio']:.2f}x)",
+            f"a no-op custom codec under every layer, each checked in /proc, against a plain "
+            f"`python -c 'import {module}'` ({row['plain_process_s']:.3f} s) in the same run; "
+            f"median of {data['conditions']['repeats']}",
+        )
+        for module, row in data["startup"].items()
+    ]
+    pid = data["pid_channel"]
+    rows.append(
+        Row(
+            "sandbox",
+            "Covert channel left open: the pid counter",
+            f"{pid['bits']} bits, {pid['exact']}/{pid['tries']} exact",
+            "the encoder starts threads until the next pid is a value it chose; the decoder reads its own pid "
+            "(closing it needs a pid namespace per child, which Docker's default profile forbids)",
+        )
+    )
+    return rows
+
+
 def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     return [
         *workflow_rows(results["bench_workflow"]),
@@ -305,6 +330,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
         *learned_rows(results["bench_rd"]),
         *cold_import_rows(results["bench_cold_import"]),
         *load_rows(results["bench_load"]),
+        *sandbox_rows(results["bench_sandbox"]),
     ]
 
 

@@ -93,6 +93,11 @@ def fake_results() -> dict[str, dict[str, Any]]:
             "median_to_final_s": 41.7,
             "conditions": {"cores": 2, "frames_per_job": 1, "codec": "jpeg q50"},
         },
+        "bench_sandbox": {
+            "conditions": {"repeats": 5},
+            "startup": {"numpy": {"sandboxed_s": 0.2, "plain_process_s": 0.1, "ratio": 2.0}},
+            "pid_channel": {"bits": 12, "tries": 10, "exact": 10},
+        },
     }
 
 
@@ -169,7 +174,7 @@ def test_main_writes_a_markdown_table(tmp_path: Path):
     assert RUN in lines[0] and "Test CPU, 2 cores" in lines[0]
     assert lines[2] == "| figure | value | conditions / how measured |"
     table = [line for line in lines if line.startswith("| ")]
-    assert len(table) == 1 + 2 + 3 + 1 + 1 + 1 + 1  # header, workflow, metrics, x264, learned, cold, load
+    assert len(table) == 1 + 2 + 3 + 1 + 1 + 1 + 1 + 2  # header, workflow, metrics, x264, learned, cold, load, sandbox
     assert "ffmpeg n9 \\| test" in out.read_text()  # a | inside a cell must not split it
 
 
