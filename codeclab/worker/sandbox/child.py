@@ -9,10 +9,12 @@ user's module. Until READY nothing of the user's has run, so what it reports is 
 from __future__ import annotations
 
 import builtins
+import ctypes
 import errno
 import importlib
 import os
 import resource
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -34,6 +36,7 @@ from codeclab.worker.sandbox.protocol import (
 )
 
 USER_MODULE = "codec"
+_PR_SET_PDEATHSIG = 1
 # Exit codes; the worker goes by the frames, these only label a child that could not send one.
 OK, USER_ERROR, SETUP, POLICY, UNAVAILABLE = 0, 4, 5, 6, 7
 # What the layers answer: Landlock and the uid (EACCES), seccomp's soft families (EPERM), read-only mounts.
@@ -54,13 +57,14 @@ class OutputError(Exception):
 
 
 def main() -> int:
+    worker = os.getppid()
     stdin = sys.stdin.buffer
     request = ChildRequest.from_line(stdin.readline(MAX_REQUEST_LINE))
     payload = bytearray(request.payload_bytes)
     if stdin.readinto(payload) != request.payload_bytes:  # type: ignore[attr-defined]
         return _error(request.result_fd, ErrorKind.SETUP, "the worker's input ended early", SETUP)
     try:
-        report = _build(request)
+        report = _build(request, worker)
     except Unavailable as exc:
         return _error(request.result_fd, ErrorKind.UNAVAILABLE, str(exc), UNAVAILABLE)
     except Exception as exc:  # no user code has run: the sandbox itself could not be built
@@ -92,7 +96,7 @@ class _Report:
         return {"pid": os.getpid(), "applied": self.applied, "missing": self.missing}
 
 
-def _build(request: ChildRequest) -> dict[str, Any]:
+def _build(request: ChildRequest, worker: int) -> dict[str, Any]:
     """Every layer the request wants, in the one order that works; returns the READY report."""
     report = _Report(request)
     threads = len(list(Path("/proc/self/task").iterdir()))
@@ -106,6 +110,7 @@ def _build(request: ChildRequest) -> dict[str, Any]:
     if Layer.RLIMITS in report.wanted:
         _set_limits(request)
     _drop_identity(request, report)
+    _die_with(worker)  # after the uid change, which clears the setting
     if Layer.LANDLOCK in report.wanted:
         _restrict_files(request, report)
     elif Layer.SIGNAL_SCOPE in report.wanted:
@@ -133,6 +138,14 @@ def _isolate(report: _Report) -> bool:
     else:
         report.lack(Layer.NAMESPACES, "the kernel refused unshare() (no CAP_SYS_ADMIN, or a seccomp profile)")
     return private
+
+
+def _die_with(worker: int) -> None:
+    """SIGKILL when the worker dies: a codec child must not outlive its wall clock, which the worker keeps."""
+    if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != worker:  # it died before the setting took: nobody is left to collect this child
+        raise RuntimeError("the worker ended while the sandbox was being built")
 
 
 def _load_libseccomp(report: _Report) -> bool:

@@ -580,3 +580,49 @@ def test_the_error_numbers_seen_by_code_are_real(shared: Path) -> None:
     result = run("encode", attack(f"try:\n    os.chmod({str(shared)!r}, 0o600)\nexcept OSError as e:\n    return "
                                   "str(e.errno).encode()\nreturn b'none'"), readable=[shared])  # fmt: skip
     assert result.output == str(errno.EPERM).encode()
+
+
+# --- 9. A child that outlives its worker --------------------------------------------------------------------
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+def survivors(worker: subprocess.Popen[str]) -> list[int]:
+    """SIGKILL the worker once its child is up; the children still alive 5 s later."""
+    deadline = time.monotonic() + 30
+    while not (children := children_of(worker.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(2)  # the child is past its layers and asleep in the codec
+    os.kill(worker.pid, 9)
+    worker.wait()
+    time.sleep(5)
+    return [pid for pid in children if Path(f"/proc/{pid}").exists()]
+
+
+def test_a_codec_child_dies_with_its_worker() -> None:
+    """The wall clock lives in the worker: a sleeping child left behind by a killed worker would run forever."""
+    source = attack("import time\ntime.sleep(60)\nreturn b'x'")
+    worker = subprocess.Popen([sys.executable, "-m", "tests.worker.sandbox.victim"], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, cwd=REPO, text=True)  # fmt: skip
+    worker.stdin.write(source)  # type: ignore[union-attr]
+    worker.stdin.close()  # type: ignore[union-attr]
+    assert not survivors(worker)
+
+
+def test_control_a_child_without_the_parent_death_signal_outlives_its_parent() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', "
+                               "'import time; time.sleep(20)'])"])  # fmt: skip
+    left = survivors(parent)
+    for pid in left:  # tidy up what the control left behind
+        os.kill(pid, 9)
+    assert left
