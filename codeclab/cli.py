@@ -16,7 +16,6 @@ from rich.table import Table
 
 from codeclab.experiments import SpecError, codec_names, codec_param_schema, load_spec_file
 from codeclab.experiments.statuses import Status
-from codeclab.local import ENDPOINT_FILE
 from codeclab.local.client import call_api
 from codeclab.terminal import progress_bar, show_record_progress, summary_table, wide_console
 
@@ -24,10 +23,33 @@ console = wide_console()
 err = wide_console(stderr=True)
 
 
+# Documented exit codes of an interrupted command: 128 + the signal, as shells report it.
+INTERRUPTED_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_signals_received: list[int] = []
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    """SIGINT and SIGTERM unwind as KeyboardInterrupt; which one came decides the exit code."""
+    _signals_received.append(signum)
+    raise KeyboardInterrupt
+
+
+def _interrupt_exit_code() -> int:
+    return INTERRUPTED_EXIT[signal.Signals(_signals_received[-1] if _signals_received else signal.SIGINT)]
+
+
 def main() -> None:
-    # `kill` unwinds like Ctrl-C, so a running `run` or `serve` stops its emulator and removes its endpoint file
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    cli(prog_name="codeclab")
+    for signum in INTERRUPTED_EXIT:
+        signal.signal(signum, _interrupted)
+    try:
+        code = cli.main(prog_name="codeclab", standalone_mode=False)
+    except (KeyboardInterrupt, click.Abort):  # before anything ran, or in a command with nothing to stop
+        err.print("interrupted")
+        sys.exit(_interrupt_exit_code())
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,27 +77,39 @@ def _load_spec(path: Path) -> dict[str, Any]:
 @runs_dir_option
 @click.option("--no-wait", is_flag=True, help="submit to a running `codeclab serve` and return at once")
 def run(spec: Path, runs_dir: Path, no_wait: bool) -> None:
-    """Run SPEC through the local workflow; exit 0 when it SUCCEEDED, 1 otherwise, 2 for a bad spec."""
-    _load_spec(spec)
+    """Run SPEC through the local workflow.
+
+    Exit 0 when it SUCCEEDED, 1 otherwise, 2 for a bad spec; 130 (143) when Ctrl-C (SIGTERM) stopped it,
+    after cancelling what ran and keeping it, ABORTED, in runs/. A second Ctrl-C stops at once.
+    """
+    parsed = _load_spec(spec)
+    _check_local_clips(parsed, spec)
     if no_wait:
-        status, body = _local_api(runs_dir, "POST", "/experiments", spec.read_bytes())
+        serve = next(iter(_runs(runs_dir).endpoints(kind="serve")), None)
+        if serve is None:
+            err.print(f"[red]error:[/] no `codeclab serve` is running on {runs_dir}; start one, or drop --no-wait")
+            sys.exit(2)
+        status, body = _call(serve.url + "/experiments", "POST", spec.read_bytes())
         _print_json(body)
         sys.exit(0 if status == 202 else 2)
     from codeclab.experiments import api
     from codeclab.local import runner  # the emulator's imports are heavy: only commands that need it pay
 
-    with _local_service(runs_dir) as service:
+    with _local_service(runs_dir, kind="run") as service:
         try:
             submitted = runner.submit(service.cloud, json.loads(spec.read_text()))
         except api.ApiError as exc:
             err.print(f"[red]error:[/] {exc.message}")
             sys.exit(2)
         console.print(f"{submitted['experiment_id']}  {submitted['execution_arn']}")
-        with progress_bar(console) as bar:
-            task = bar.add_task("queued", total=None)
-            record = runner.wait(
-                service.cloud, submitted, lambda r: show_record_progress(bar, task, r, r["status"].lower())
-            )
+        try:
+            with progress_bar(console) as bar:
+                task = bar.add_task("queued", total=None)
+                record = runner.wait(
+                    service.cloud, submitted, lambda r: show_record_progress(bar, task, r, r["status"].lower())
+                )
+        except KeyboardInterrupt:
+            _stop(service)
         outcome = runner.collect(service.cloud, record, runs_dir)
     if outcome.points:
         console.print(summary_table(outcome.points, title=f"sweep {outcome.experiment_id}: {outcome.status}"))
@@ -121,9 +155,7 @@ def list_(status_: str | None, runs_dir: Path, stack: str | None) -> None:
             raise click.UsageError("on AWS the listing goes through the status index: give --status")
         records, _ = _stack_services(stack).store.list_by_status(Status(status_))
     else:
-        from codeclab.local.runner import saved_records
-
-        records = [r for r in saved_records(runs_dir) if status_ in (None, r["status"])]
+        records = [r for r in _runs(runs_dir).records() if status_ in (None, r["status"])]
     console.print(summary_table(records))
 
 
@@ -142,7 +174,16 @@ def cancel(experiment_id: str, runs_dir: Path, stack: str | None) -> None:
             err.print(f"[red]error:[/] {exc.message}")
             sys.exit(1)
         return
-    status_code, body = _local_api(runs_dir, "POST", f"/experiments/{experiment_id}/cancel")
+    runs = _runs(runs_dir)
+    record = runs.record(experiment_id)
+    if record is None:
+        err.print(f"[red]error:[/] no experiment {experiment_id[:80]} in {runs_dir}")
+        sys.exit(1)
+    owner = runs.endpoint_of(experiment_id)
+    if owner is None:  # recovery has made it final: nothing runs it any more
+        err.print(f"[red]error:[/] {experiment_id} already ended as {record['status']}")
+        sys.exit(1)
+    status_code, body = _call(f"{owner.url}/experiments/{experiment_id}/cancel", "POST")
     _print_json(body)
     sys.exit(0 if status_code == 202 else 1)
 
@@ -205,11 +246,15 @@ def serve(port: int, runs_dir: Path) -> None:
     from codeclab.local.service import LocalService
 
     with LocalService(runs_dir, port) as service:
-        console.print(f"codeclab API on {service.url}  (OpenAPI: {service.url}/openapi.json); Ctrl-C stops it")
+        _say_recovered(service.recovered, runs_dir)
+        console.print(
+            f"codeclab API on {service.url}  (OpenAPI: {service.url}/openapi.json); Ctrl-C cancels what runs and "
+            "stops, a second Ctrl-C stops at once"
+        )
         try:
             service.serve_forever()
         except KeyboardInterrupt:
-            console.print("stopped")
+            _stop(service)
 
 
 @cli.command()
@@ -292,6 +337,7 @@ def report(
     from codeclab.report.report import make_report
     from codeclab.report.runs import ReportError
 
+    _runs(runs_dir)  # a sweep cut short by a lost process is made final before it is reported
     try:
         make_report(ids, runs_dir, metric, anchor, out or runs_dir / "reports" / ids[0], allow_mismatch, console)
     except ReportError as exc:
@@ -301,13 +347,57 @@ def report(
 
 # -- helpers --------------------------------------------------------------------------------
 @contextmanager
-def _local_service(runs_dir: Path) -> Iterator[Any]:
+def _local_service(runs_dir: Path, kind: str) -> Iterator[Any]:
     from codeclab.local.service import LocalService
 
     with ExitStack() as stack:
         with console.status("starting the local AWS emulator (synthesizing the stack if it changed)"):
-            service = stack.enter_context(LocalService(runs_dir, port=0))
+            service = stack.enter_context(LocalService(runs_dir, port=0, kind=kind))
+        _say_recovered(service.recovered, runs_dir)
         yield service
+
+
+def _stop(service: Any) -> None:
+    """After Ctrl-C or SIGTERM: cancel what runs and keep it in runs/; a second interrupt stops at once. Exits."""
+    code = _interrupt_exit_code()
+    err.print(
+        f"[yellow]interrupted:[/] cancelling what runs, as `codeclab cancel` would, and keeping it in "
+        f"{service.runs.root}/ (Ctrl-C again to stop at once)"
+    )
+    try:
+        ended = service.stop_all()
+    except KeyboardInterrupt:
+        for signum in INTERRUPTED_EXIT:  # a third one must not cut the records short
+            signal.signal(signum, signal.SIG_IGN)
+        code = _interrupt_exit_code()
+        ended = service.abort_now("the local codeclab process was interrupted twice and stopped at once")
+    err.print(f"{len(ended)} experiment(s) ended ABORTED; their records are in {service.runs.root}/")
+    sys.exit(code)
+
+
+def _runs(runs_dir: Path) -> Any:
+    """The runs folder, with what a dead `codeclab run` or `serve` left unfinished finalised first."""
+    from codeclab.local.runs import RunsFolder
+
+    runs = RunsFolder(runs_dir)
+    _say_recovered(runs.recover(), runs_dir)
+    return runs
+
+
+def _say_recovered(ids: list[str], runs_dir: Path) -> None:
+    if ids:
+        err.print(
+            f"[yellow]note:[/] {len(ids)} experiment(s) in {runs_dir} had lost the local process that ran them; "
+            f"now ABORTED / ORCHESTRATOR_LOST: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}"
+        )
+
+
+def _check_local_clips(spec: dict[str, Any], path: Path) -> None:
+    """A local clip that is not there is refused now, not after the workflow started."""
+    clip = str(spec["source"]["clip"])
+    if not clip.startswith(("builtin:", "s3://")) and not Path(clip).expanduser().is_file():
+        err.print(f"[red]error:[/] {path}: $.source.clip: no such file {clip[:200]!r} (relative to {Path.cwd()})")
+        sys.exit(2)
 
 
 def _range(schema: dict[str, Any]) -> str:
@@ -321,13 +411,8 @@ def _range(schema: dict[str, Any]) -> str:
 def _find_record(experiment_id: str, runs_dir: Path, stack: str | None) -> dict[str, Any] | None:
     if stack:
         return _stack_services(stack).store.find(experiment_id)
-    saved = runs_dir / experiment_id / "record.json"
-    if saved.is_file():
-        return json.loads(saved.read_text())
-    if (runs_dir / ENDPOINT_FILE).is_file():  # still running under `run` or `serve`
-        code, body = _local_api(runs_dir, "GET", f"/experiments/{experiment_id}")
-        return body if code == 200 else None
-    return None
+    record: dict[str, Any] | None = _runs(runs_dir).record(experiment_id)  # mirrored as it runs
+    return record
 
 
 def _stack_services(stack: str) -> Any:
@@ -340,18 +425,11 @@ def _stack_services(stack: str) -> Any:
         sys.exit(2)
 
 
-def _local_api(runs_dir: Path, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
-    endpoint_file = runs_dir / ENDPOINT_FILE
-    if not endpoint_file.is_file():
-        err.print(f"[red]error:[/] no local workflow is running (no {endpoint_file}); start `codeclab serve` first")
-        sys.exit(2)
-    url = json.loads(endpoint_file.read_text())["url"] + path
+def _call(url: str, method: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
     try:
         return call_api(url, method, body)
     except urllib.error.URLError as exc:
-        err.print(
-            f"[red]error:[/] the local workflow at {url} does not answer ({exc.reason}); is `codeclab serve` running?"
-        )
+        err.print(f"[red]error:[/] the local codeclab process at {url} does not answer ({exc.reason})")
         sys.exit(2)
 
 

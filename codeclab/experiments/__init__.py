@@ -10,6 +10,7 @@ from codeclab.experiments.spec import (
     codec_names,
     codec_param_schema,
     load_spec_file,
+    parse_spec_json,
     resolve_codec_params,
     validate_spec,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "codec_names",
     "codec_param_schema",
     "load_spec_file",
+    "parse_spec_json",
     "resolve_codec_params",
     "validate_spec",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 
 from codeclab.experiments.ids import experiment_id_for, is_experiment_id, new_experiment_id
 from codeclab.experiments.services import Services
-from codeclab.experiments.spec import SpecError, validate_spec
+from codeclab.experiments.spec import SpecError, parse_spec_json, validate_spec
 from codeclab.experiments.statuses import Status, TransitionError
 from codeclab.experiments.store import ExperimentKey
 
@@ -98,10 +98,7 @@ def _parse_spec(body: str | None) -> dict[str, Any]:
     if not body:
         raise ApiError(400, "the request body must be an experiment spec (JSON)")
     try:
-        spec = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    try:
+        spec = parse_spec_json(body, origin="body")
         validate_spec(spec, origin="spec")
     except SpecError as exc:
         details = [{"path": p.path, "message": p.message} for p in exc.problems]

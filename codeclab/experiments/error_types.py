@@ -22,12 +22,15 @@ class ErrorType(StrEnum):
     SANDBOX_UNAVAILABLE = "SANDBOX_UNAVAILABLE"  # a layer untrusted code needs is missing on the host
     INVALID_INPUT = "INVALID_INPUT"
     ABORTED = "ABORTED"
+    STORAGE = "STORAGE"  # a write was refused: a full disk, a quota or a file-size limit
+    ORCHESTRATOR_LOST = "ORCHESTRATOR_LOST"  # the local `codeclab run` or `serve` died while it ran
     POINTS_FAILED = "POINTS_FAILED"  # a sweep whose points did not all succeed
     INTERNAL = "INTERNAL"
 
     @property
     def final_status(self) -> Status:
-        return {ErrorType.TIMEOUT: Status.TIMED_OUT, ErrorType.ABORTED: Status.ABORTED}.get(self, Status.FAILED)
+        aborted = {ErrorType.ABORTED: Status.ABORTED, ErrorType.ORCHESTRATOR_LOST: Status.ABORTED}
+        return {ErrorType.TIMEOUT: Status.TIMED_OUT, **aborted}.get(self, Status.FAILED)
 
 
 # The worker's documented exit codes (codeclab.worker.entrypoint), and its own error types.
@@ -38,6 +41,7 @@ WORKER_EXIT_CODES = {
     5: ErrorType.INTERNAL,
     6: ErrorType.SANDBOX_VIOLATION,
     7: ErrorType.SANDBOX_UNAVAILABLE,
+    8: ErrorType.STORAGE,
 }
 WORKER_ERROR_TYPES = {
     "INVALID_INPUT": ErrorType.INVALID_INPUT,
@@ -47,6 +51,7 @@ WORKER_ERROR_TYPES = {
     "CODEC_ERROR": ErrorType.CODEC_ERROR,
     "SANDBOX_VIOLATION": ErrorType.SANDBOX_VIOLATION,
     "SANDBOX_UNAVAILABLE": ErrorType.SANDBOX_UNAVAILABLE,
+    "STORAGE": ErrorType.STORAGE,
     "INTERNAL": ErrorType.INTERNAL,
 }
 # How Batch's status reason starts when the instance under a job goes away (Spot reclaims included).

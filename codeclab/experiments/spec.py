@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 SCHEMA_ENV = "CODECLAB_SCHEMA_PATH"
+MAX_MESSAGE_CHARS = 300  # a message quotes the offending value: a megabyte of it helps nobody
 _REPO_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "experiment.schema.json"
 
 
@@ -93,20 +94,36 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
     """Read and validate a spec file; JSON syntax errors name the line and column."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise SpecError([SpecProblem("$", f"cannot read {path}: {exc.strerror}")], str(path)) from None
+    return validate_spec(parse_spec_json(data, str(path)), origin=str(path))
+
+
+def parse_spec_json(data: str | bytes, origin: str = "spec") -> Any:
+    """A spec's JSON text, parsed; text that is not UTF-8, not JSON or nested absurdly deep is a SpecError."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problem = SpecProblem("$", f"not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}; "
+                                       "save the spec as UTF-8")  # fmt: skip
+            raise SpecError([problem], origin) from None
     try:
-        spec = json.loads(text)
+        return json.loads(data)
     except json.JSONDecodeError as exc:
         problem = SpecProblem(f"line {exc.lineno} column {exc.colno}", f"not valid JSON: {exc.msg}")
-        raise SpecError([problem], str(path)) from None
-    return validate_spec(spec, origin=str(path))
+        raise SpecError([problem], origin) from None
+    except RecursionError:
+        raise SpecError([_too_deep()], origin) from None
 
 
 def validate_spec(spec: Any, origin: str = "spec") -> dict[str, Any]:
     """Return a validated copy of the spec with every schema default filled in."""
-    errors = sorted(_validator().iter_errors(spec), key=lambda e: list(map(str, e.absolute_path)))
+    try:
+        errors = sorted(_validator().iter_errors(spec), key=lambda e: list(map(str, e.absolute_path)))
+    except RecursionError:
+        raise SpecError([_too_deep()], origin) from None
     if errors:
         raise SpecError([_problem(e) for e in errors], origin)
     filled = _with_defaults(spec)
@@ -120,8 +137,18 @@ def validate_spec(spec: Any, origin: str = "spec") -> dict[str, Any]:
 
 def _problem(error: ValidationError, prefix: str = "$") -> SpecProblem:
     parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path]
-    path = prefix + "".join(parts)
-    return SpecProblem(path, _message(error, path))
+    path = _shortened(prefix + "".join(parts))
+    return SpecProblem(path, _shortened(_message(error, path)))
+
+
+def _shortened(text: str) -> str:
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return f"{text[: MAX_MESSAGE_CHARS - 40]}... ({len(text) - MAX_MESSAGE_CHARS + 40} more characters)"
+
+
+def _too_deep() -> SpecProblem:
+    return SpecProblem("$", "nested too deeply to be an experiment spec (over about 1,000 levels of JSON)")
 
 
 def _message(error: ValidationError, path: str) -> str:

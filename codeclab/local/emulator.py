@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -21,6 +22,7 @@ import time
 import warnings
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from contextlib import suppress
 from functools import cached_property
 from pathlib import Path
@@ -74,7 +76,9 @@ class LocalCloud:
         self._invoke_lock = threading.RLock()
         self.alert_queue_url = ""
         self._alerts: list[dict[str, Any]] = []
-        self._job_logs = Path(tempfile.mkdtemp(prefix="codeclab-jobs-"))
+        self._job_logs = Path(tempfile.mkdtemp(prefix="codeclab-jobs-"))  # removed on exit; collect copies them
+        # called with a reader of the item's current state after every write to the experiments table
+        self.record_listeners: list[Callable[[Callable[[], dict[str, Any] | None]], None]] = []
         self.aws_faults = AwsFaultInjector()  # armed by the fault matrix; idle otherwise
         self._lambda_faults_fired: Counter[str] = Counter()
         self.dead_letters: list[dict[str, Any]] = []  # async events whose every try failed (the DLQ's part)
@@ -107,7 +111,7 @@ class LocalCloud:
         self._set_env({**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION,
                        **self.lambda_environment})  # fmt: skip
         self.jobs = self._job_runner()
-        patches.install(self._run_lambda, self.jobs)
+        patches.install(self._run_lambda, self.jobs, self._item_written)
         self.aws_faults.install()
         self.timings["emulator_start_s"] = time.perf_counter() - started
         started = time.perf_counter()
@@ -130,6 +134,7 @@ class LocalCloud:
         for module in self._handlers:
             sys.modules.pop(module, None)
         sys.modules.pop("observability", None)
+        shutil.rmtree(self._job_logs, ignore_errors=True)
 
     def _set_env(self, values: dict[str, str]) -> None:
         for name, value in values.items():
@@ -141,7 +146,7 @@ class LocalCloud:
         (item,) = self.resolver.of_type(resource_type).items()
         return item
 
-    @property
+    @cached_property
     def table_name(self) -> str:
         return self.resolver.ref(self._one("AWS::DynamoDB::Table")[0])
 
@@ -229,6 +234,19 @@ class LocalCloud:
             )
 
     # -- hooks ---------------------------------------------------------------------------
+    def _item_written(self, table_name: str, read: Callable[[], dict[str, Any] | None]) -> None:
+        if table_name != self.table_name:
+            return
+        for listener in self.record_listeners:
+            try:
+                listener(read)
+            except Exception:  # a listener must never turn a write that landed into a failed one
+                log.exception("a record listener failed")
+
+    def job_log(self, experiment_id: str) -> Path:
+        """The local Batch job's stdout and stderr for this experiment (every attempt)."""
+        return self.jobs.log_of(experiment_id)
+
     def _run_lambda(self, function_name: str, handler: str, env: dict[str, str], event: Any) -> tuple[str, bool]:
         module_name, _, attribute = handler.partition(".")
         try:

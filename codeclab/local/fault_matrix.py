@@ -24,6 +24,7 @@ from typing import Any
 from rich.table import Table
 
 from codeclab.local import runner
+from codeclab.local.runs import RunsFolder
 from codeclab.local.aws_faults import AwsFault
 from codeclab.local.emulator import LAMBDA_FAULT_ENV, LocalCloud
 from codeclab.local.jobs import BATCH_FAULT_ENV, RUNNABLE_SECONDS_ENV
@@ -236,7 +237,7 @@ def _row(cloud: LocalCloud, fault: Fault, submitted: dict[str, Any], record: dic
         injected=len(cloud.aws_faults.fired) - injected_before,
         alerts=len(cloud.alerts_for(experiment_id)),
         in_store=in_store,
-        in_runs=(runs_dir / experiment_id / runner.RECORD_FILE).is_file(),
+        in_runs=RunsFolder(runs_dir).record(experiment_id) is not None,
         seconds=seconds,
     )
 

@@ -18,15 +18,17 @@ import fnmatch
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codeclab.worker.processes import kill_process_group
+from codeclab.worker.processes import PARENT_PID_ENV, kill_process_group
 
 log = logging.getLogger("codeclab.local")
 
@@ -159,6 +161,7 @@ class LocalJobRunner:
     log_folder: Path  # each job's stdout and stderr; the worker's own worker.log is in its artifacts
     durations: dict[str, float] = field(default_factory=dict)  # job wall time by experiment id, for benchmarks
     attempts: dict[str, int] = field(default_factory=dict)  # attempts each job took, by experiment id
+    running: set[subprocess.Popen[bytes]] = field(default_factory=set)  # the workers alive now
 
     def __call__(self, params: dict[str, Any], execution_ended: Callable[[], bool]) -> dict[str, Any]:
         overrides = params.get("ContainerOverrides") or {}
@@ -183,6 +186,15 @@ class LocalJobRunner:
         self.durations[experiment_id] = time.time() - started
         self.attempts[experiment_id] = len(attempts)
         return _description(name, params.get("JobQueue", ""), command, started, attempts, cancelled)
+
+    def kill_all(self) -> None:
+        """SIGKILL every running worker's process group (its codec children die with it)."""
+        for proc in list(self.running):
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def log_of(self, experiment_id: str) -> Path:
+        return self.log_folder / f"{experiment_id}.log"
 
     def _wait_for_capacity(
         self, fault: BatchFault, env: dict[str, str], execution_ended: Callable[[], bool]
@@ -215,12 +227,17 @@ class LocalJobRunner:
     ) -> Attempt:
         self.log_folder.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        with (self.log_folder / f"{env.get('CODECLAB_EXPERIMENT_ID', 'job')}.log").open("ab") as output:
+        with self.log_of(env.get("CODECLAB_EXPERIMENT_ID", "job")).open("ab") as output:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "codeclab.worker", *command],
-                env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**env, PARENT_PID_ENV: str(os.getpid())}, stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=True,
             )  # fmt: skip
-            exit_code, reason, final = self._watch(proc, limit, execution_ended, host_lost)
+            self.running.add(proc)
+            try:
+                exit_code, reason, final = self._watch(proc, limit, execution_ended, host_lost)
+            finally:
+                self.running.discard(proc)
         return Attempt(exit_code, reason, started, time.time(), final=final)
 
     def _watch(

@@ -12,6 +12,10 @@ And one bug: when an execution is stopped while a Map iteration runs, moto's Map
 replaces the stop, so the execution ends FAILED with States.Runtime instead of ABORTED.
 `Environment.set_error` is wrapped so that, as on AWS, a stopped execution stays stopped.
 
+And one notification: the table lives in this process, so `DynamoDBBackend.put_item` and
+`update_item` are wrapped to tell the local service after each write, whoever made it (a handler
+here, or the worker over HTTP). That is how runs/ mirrors every status change and progress write.
+
 And one piece of noise: when an execution is stopped during a `.sync` task, moto's TimeoutSecondsPath
 pops the task's output as the timeout (its path is not evaluated once stopped), and the task's side
 thread then dies on a TypeError. The execution ends ABORTED regardless; `threading.excepthook` is
@@ -27,7 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer
 from moto.awslambda.models import LambdaFunction
+from moto.dynamodb.models import DynamoDBBackend
 from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
@@ -47,12 +53,16 @@ from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 LambdaRunner = Callable[[str, str, dict[str, str], Any], tuple[str, bool]]
 # (SubmitJob parameters as the ASL gives them, whether the execution has ended) -> the finished job's description
 JobRunner = Callable[[dict[str, Any], Callable[[], bool]], dict[str, Any]]
+# (table name, a reader of the written item's current state as plain DynamoDB JSON) after a write landed
+ItemWritten = Callable[[str, Callable[[], dict[str, Any] | None]], None]
 
 PATCHED = (
     (LambdaFunction, "_invoke_lambda"),
     (StateTaskServiceBatch, "_eval_service_task"),
     (StateTaskServiceBatch, "_build_sync_resolver"),
     (Environment, "set_error"),
+    (DynamoDBBackend, "put_item"),
+    (DynamoDBBackend, "update_item"),
 )
 
 
@@ -61,6 +71,7 @@ class _Hooks:
     lambda_runner: LambdaRunner | None = None
     job_runner: JobRunner | None = None
     finished_jobs: dict[str, dict[str, Any]] | None = None
+    item_written: ItemWritten | None = None
 
 
 _hooks = _Hooks(finished_jobs={})
@@ -68,12 +79,13 @@ _originals: dict[tuple[Any, str], Any] = {}  # (class or module, attribute) -> o
 _job_ids = itertools.count(1)
 
 
-def install(lambda_runner: LambdaRunner, job_runner: JobRunner) -> None:
-    """Route Lambda invokes and Batch jobs to local runners (idempotent)."""
-    _hooks.lambda_runner, _hooks.job_runner = lambda_runner, job_runner
+def install(lambda_runner: LambdaRunner, job_runner: JobRunner, item_written: ItemWritten | None = None) -> None:
+    """Route Lambda invokes and Batch jobs to local runners, and table writes to a listener (idempotent)."""
+    _hooks.lambda_runner, _hooks.job_runner, _hooks.item_written = lambda_runner, job_runner, item_written
     if _originals:
         return
-    replacements = (_invoke_lambda, _eval_batch_task, _build_batch_sync_resolver, _set_error_unless_stopped)
+    replacements = (_invoke_lambda, _eval_batch_task, _build_batch_sync_resolver, _set_error_unless_stopped,
+                    _notifying(DynamoDBBackend.put_item), _notifying(DynamoDBBackend.update_item))  # fmt: skip
     for (owner, name), replacement in zip(PATCHED, replacements, strict=True):
         _originals[(owner, name)] = getattr(owner, name)
         setattr(owner, name, replacement)
@@ -148,6 +160,27 @@ def _set_error_unless_stopped(self: Environment, error: ExecutionFailedEventDeta
     if isinstance(self.program_state(), ProgramStopped):
         return  # StopExecution already ended it: the stop is the outcome, whatever fails while unwinding
     _originals[(Environment, "set_error")](self, error)
+
+
+def _notifying(write: Callable[..., Any]) -> Callable[..., Any]:
+    def written(self: DynamoDBBackend, table_name: str, *args: Any, **kwargs: Any) -> Any:
+        item = write(self, table_name, *args, **kwargs)  # raises for a refused write: nothing to tell
+        listener = _hooks.item_written
+        if listener is not None and item is not None:
+            table = self.get_table(table_name)
+            keys = {table.hash_key_attr: item.hash_key.to_json(), table.range_key_attr: item.range_key.to_json()}
+            listener(table_name, lambda: _plain(self.get_item(table_name, keys)))
+        return item
+
+    return written
+
+
+def _plain(item: Any) -> dict[str, Any] | None:
+    """A moto item as boto3's resource layer returns one (numbers as Decimal)."""
+    if item is None:
+        return None
+    deserializer = TypeDeserializer()
+    return {name: deserializer.deserialize(value) for name, value in item.to_json()["Attributes"].items()}
 
 
 def lambda_error_payload(exc: BaseException) -> str:

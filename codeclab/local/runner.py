@@ -1,12 +1,9 @@
-"""Run experiments through the local workflow and keep them in runs/<experiment_id>/.
-
-runs/ is the local system of record: record.json (the final item), alerts.json (the SNS
-alerts the experiment raised) and every artifact the worker wrote.
-"""
+"""Run experiments through the local workflow and keep them in runs/<experiment_id>/ (see runs.py)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,9 +15,9 @@ import boto3
 from codeclab.experiments import api
 from codeclab.experiments.statuses import Status
 from codeclab.local.emulator import LocalCloud
+from codeclab.local.runs import JOB_LOG, RunsFolder
 
 POLL_SECONDS = 0.25
-RECORD_FILE, ALERTS_FILE = "record.json", "alerts.json"
 ProgressCallback = Callable[[dict[str, Any]], None]
 
 
@@ -75,23 +72,26 @@ def collect(cloud: LocalCloud, record: dict[str, Any], runs_dir: Path) -> Outcom
     store = cloud.services().store
     points = [store.find(p["experiment_id"]) or p for p in record.get("points", [])]
     for point in points:
-        _collect_one(cloud, point, runs_dir)
-    outcome = _collect_one(cloud, record, runs_dir)
+        keep(cloud, point, runs_dir)
+    outcome = keep(cloud, record, runs_dir)
     return Outcome(outcome.experiment_id, outcome.status, outcome.record, outcome.folder, outcome.alerts, points)
 
 
-def _collect_one(cloud: LocalCloud, record: dict[str, Any], runs_dir: Path) -> Outcome:
-    """Write record.json, alerts.json and download the artifacts into runs/<experiment_id>/."""
-    experiment_id = record["experiment_id"]
-    folder = runs_dir / experiment_id
+def keep(cloud: LocalCloud, record: dict[str, Any], runs_dir: Path) -> Outcome:
+    """The artifacts, the job's log and the alerts into runs/<experiment_id>/, then the record: a final
+    record.json means the artifacts beside it are complete."""
+    runs, experiment_id = RunsFolder(runs_dir), record["experiment_id"]
+    folder = runs.folder(experiment_id)
     folder.mkdir(parents=True, exist_ok=True)
     s3, prefix = boto3.client("s3"), f"experiments/{experiment_id}/"
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=cloud.bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             s3.download_file(cloud.bucket, item["Key"], str(folder / item["Key"].removeprefix(prefix)))
+    if cloud.job_log(experiment_id).is_file():
+        shutil.copyfile(cloud.job_log(experiment_id), folder / JOB_LOG)
     alerts = cloud.alerts_for(experiment_id)
-    (folder / RECORD_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
-    (folder / ALERTS_FILE).write_text(json.dumps(alerts, indent=2) + "\n")
+    runs.save_alerts(experiment_id, alerts)
+    runs.save_record(record)  # last: a final record.json means everything beside it is there
     return Outcome(experiment_id, record["status"], record, folder, alerts)
 
 
@@ -101,9 +101,3 @@ def run(
     submitted = submit(cloud, spec)
     record = wait(cloud, submitted, on_progress)
     return collect(cloud, record, runs_dir)
-
-
-def saved_records(runs_dir: Path) -> list[dict[str, Any]]:
-    """Every record kept in runs/, newest first."""
-    records = [json.loads(p.read_text()) for p in runs_dir.glob(f"exp_*/{RECORD_FILE}")]
-    return sorted(records, key=lambda r: r.get("timestamp", 0), reverse=True)

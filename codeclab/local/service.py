@@ -1,35 +1,52 @@
-"""A running local stack: the emulator, the HTTP API on loopback, and a collector that keeps runs/.
+"""A running local stack: the emulator, the HTTP API on loopback, and runs/ kept as experiments go.
 
-Used by `codeclab serve` (for as long as it runs) and by `codeclab run` (for one experiment,
-so that `codeclab cancel` from another terminal reaches it). While it runs, runs/.local-api.json
-says where its API answers.
+Used by `codeclab serve` (for as long as it runs) and by `codeclab run` (for one experiment, so that
+`codeclab cancel` from another terminal reaches it). Every write to the experiments table is mirrored
+into runs/<id>/record.json as it lands, with this process named as its owner; a collector adds the
+artifacts and alerts once an experiment ends. Several processes may share one runs folder: each
+registers its own endpoint, and each experiment names the process that runs it.
+
+Interrupted, the service stops what runs the way `codeclab cancel` does (`stop_all`), or, asked twice,
+at once (`abort_now`). Either way every experiment it ran ends final in runs/.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from codeclab.experiments import api
+from codeclab.experiments.statuses import Status
+from codeclab.experiments.store import ExperimentKey, from_dynamo
 from codeclab.experiments.workflow_steps import experiment_id_of_execution
-from codeclab.local import ENDPOINT_FILE, runner
+from codeclab.local import runner
 from codeclab.local.emulator import LocalCloud
 from codeclab.local.http_api import ApiServer
+from codeclab.local.runs import Endpoint, ProcessId, RunsFolder
 
 log = logging.getLogger("codeclab.local")
 
 COLLECT_EVERY_SECONDS = 1.0
+STOP_WAIT_SECONDS = 60.0
+DRAINING = {"statusCode": 503, "headers": {"Retry-After": "5", "Content-Type": "application/json"},
+            "body": '{"message": "codeclab is stopping: it takes no new experiments"}'}  # fmt: skip
 
 
 class LocalService:
-    def __init__(self, runs_dir: Path, port: int = 0) -> None:
-        self.runs_dir = runs_dir
-        self.port = port
+    def __init__(self, runs_dir: Path, port: int = 0, kind: str = "serve") -> None:
+        self.runs = RunsFolder(runs_dir)
+        self.port, self.kind = port, kind
+        self.owner = ProcessId.current()
         self.cloud: LocalCloud | None = None
         self.api: ApiServer | None = None
+        self.endpoint: Endpoint | None = None
+        self.recovered: list[str] = []  # experiments a dead process had left unfinished, finalised at start
+        self.unsynced: set[str] = set()  # records whose mirror write failed (a full disk): retried each pass
+        self._draining = False
+        self._mirror_lock = threading.Lock()
         self._stop = threading.Event()
         self._collector = threading.Thread(target=self._collect_forever, name="collector", daemon=True)
         self._collected: set[str] = set()
@@ -48,17 +65,20 @@ class LocalService:
         return self
 
     def _start(self) -> None:
+        self.runs.root.mkdir(parents=True, exist_ok=True)
+        self.recovered = self.runs.recover()
         self.cloud = LocalCloud().__enter__()
-        self.api = ApiServer(lambda event: self.cloud.invoke_handler("api", event), port=self.port).start()  # type: ignore[union-attr]
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        (self.runs_dir / ENDPOINT_FILE).write_text(json.dumps({"url": self.url, "pid": os.getpid()}) + "\n")
+        self.cloud.record_listeners.append(self._mirror)
+        self.api = ApiServer(self._api, port=self.port).start()
+        self.endpoint = self.runs.register(self.url, self.kind)
         self._collector.start()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._collector.is_alive():
             self._collector.join()
-        (self.runs_dir / ENDPOINT_FILE).unlink(missing_ok=True)
+        if self.endpoint is not None:
+            self.runs.unregister(self.endpoint)
         if self.api is not None:
             self.api.stop()
         if self.cloud is not None:
@@ -67,6 +87,33 @@ class LocalService:
     def serve_forever(self) -> None:
         """Block until interrupted; the API and the collector run on their own threads."""
         self._stop.wait()
+
+    def _api(self, event: dict[str, Any]) -> dict[str, Any]:
+        if self._draining and event.get("httpMethod") == "POST":
+            return DRAINING
+        assert self.cloud is not None
+        return self.cloud.invoke_handler("api", event)
+
+    # -- runs/ as experiments go ---------------------------------------------------------
+    def _mirror(self, read: Any) -> None:
+        """After each write to the table: the item as it now stands, into runs/<id>/record.json."""
+        with self._mirror_lock:  # the last writer reads the latest state, so the file ends current
+            item = read()
+            if item is None:
+                return
+            record = from_dynamo(item)
+            try:
+                if Status(record["status"]).is_final:  # its artifacts are in place: keep them with it
+                    assert self.cloud is not None
+                    runner.keep(self.cloud, record, self.runs.root)
+                else:
+                    self.runs.save_record(record, self.owner)
+            except OSError as exc:
+                self.unsynced.add(record["experiment_id"])
+                log.warning("cannot write %s to %s: %s; kept in the emulator, retried", record["experiment_id"],
+                            self.runs.root, exc)  # fmt: skip
+            else:
+                self.unsynced.discard(record["experiment_id"])
 
     def _collect_forever(self) -> None:
         while not self._stop.wait(COLLECT_EVERY_SECONDS):
@@ -87,12 +134,66 @@ class LocalService:
             experiment_id = experiment_id_of_execution(described["name"], described["executionArn"])
             record = store.find(experiment_id)
             if record is not None:
-                runner.collect(self.cloud, record, self.runs_dir)
+                runner.collect(self.cloud, record, self.runs.root)
                 saved.append(experiment_id)
             self._collected.add(execution["executionArn"])
+        for experiment_id in list(self.unsynced):  # the disk may have room again
+            record = store.find(experiment_id)
+            if record is not None:
+                self._mirror(lambda record=record: record)
         return saved
 
+    # -- interruption --------------------------------------------------------------------
+    def unfinished(self) -> list[dict[str, Any]]:
+        assert self.cloud is not None
+        store = self.cloud.services().store
+        return [record for status in (Status.QUEUED, Status.RUNNING) for record in _all(store, status)]
 
-def _executions(sfn: Any, state_machine_arn: str) -> list[dict[str, Any]]:
-    pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=state_machine_arn)
+    def stop_all(self) -> list[str]:
+        """Cancel every unfinished experiment as `codeclab cancel` does; wait until each is final and in runs/."""
+        assert self.cloud is not None
+        self._draining = True
+        services, stopped = self.cloud.services(), []
+        for record in self.unfinished():
+            if record.get("parent_id"):
+                continue  # a sweep's point: stopping the sweep's execution ends it
+            try:
+                api.cancel(record["experiment_id"], services)
+            except api.ApiError:  # it ended meanwhile
+                continue
+            stopped.append(record["experiment_id"])
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while _executions(self.cloud.sfn, self.cloud.state_machine_arn, "RUNNING") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.collect_ended()
+        return stopped
+
+    def abort_now(self, reason: str) -> list[str]:
+        """Mark every unfinished experiment ABORTED at once and kill its job; runs/ follows each write."""
+        assert self.cloud is not None
+        self._draining = True
+        self.cloud.jobs.kill_all()
+        store, aborted = self.cloud.services().store, []
+        for record in self.unfinished():
+            error = {"type": "ABORTED", "message": reason, "cause": ""}
+            try:
+                store.transition(ExperimentKey.of(record), Status.ABORTED, error=error)
+            except Exception:  # ended meanwhile: final either way
+                continue
+            aborted.append(record["experiment_id"])
+        return aborted
+
+
+def _all(store: Any, status: Status) -> list[dict[str, Any]]:
+    records, start = store.list_by_status(status)
+    while start:
+        more, start = store.list_by_status(status, start=start)
+        records += more
+    return records
+
+
+def _executions(sfn: Any, state_machine_arn: str, status: str | None = None) -> list[dict[str, Any]]:
+    pages = sfn.get_paginator("list_executions").paginate(
+        stateMachineArn=state_machine_arn, **({"statusFilter": status} if status else {})
+    )
     return [execution for page in pages for execution in page["executions"]]

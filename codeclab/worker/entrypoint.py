@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from codeclab.experiments import SpecError, validate_spec
+from codeclab.experiments import SpecError, load_spec_file, parse_spec_json, validate_spec
 from codeclab.experiments.progress import RecordProgress
 from codeclab.worker.artifacts import ArtifactStore, open_store
 from codeclab.worker.errors import InvalidInput, Stalled, WorkerError
 from codeclab.worker.faults import fault_from_env
+from codeclab.worker.processes import PARENT_PID_ENV, die_with_parent
 from codeclab.worker.progress import Progress, ProgressEvent, ProgressSink, StallWatchdog
 from codeclab.worker.run import (
     RESULT_SCHEMA_VERSION,
@@ -58,6 +60,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    parent = os.environ.get(PARENT_PID_ENV)
+    if parent:  # a local job: die with the `codeclab run` or `serve` that started it, even on its SIGKILL
+        try:
+            die_with_parent(int(parent))
+        except RuntimeError as exc:
+            print(f"codeclab.worker: error: {exc}; nothing would collect this job, so it does not start",
+                  file=sys.stderr)  # fmt: skip
+            return WorkerError.exit_code
     try:
         store = open_store(args.out)
     except Exception as exc:  # an unusable destination has nowhere to write a result
@@ -116,21 +126,12 @@ def _summary(result: dict[str, Any]) -> str:
 
 
 def _read_spec(source: str) -> dict[str, Any]:
-    import json
-
     try:
         if source == "-":
-            return validate_spec(json.load(sys.stdin), origin="spec (stdin)")
+            return validate_spec(parse_spec_json(sys.stdin.buffer.read(), "spec (stdin)"), origin="spec (stdin)")
         if source.startswith("s3://"):
-            return validate_spec(json.loads(read_s3_text(source, "spec")), origin=source)
-        from codeclab.experiments import load_spec_file
-
+            return validate_spec(parse_spec_json(read_s3_text(source, "spec"), source), origin=source)
         return load_spec_file(Path(source))
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"{source}: not valid JSON (line {exc.lineno} column {exc.colno}): {exc.msg}",
-            "INVALID_SPEC",
-        ) from None
     except SpecError as exc:
         raise InvalidInput(str(exc), "INVALID_SPEC") from None
 

@@ -48,3 +48,10 @@ class SandboxUnavailable(WorkerError):
 
     error_type = "SANDBOX_UNAVAILABLE"
     exit_code = 7
+
+
+class StorageFailure(WorkerError):
+    """A write was refused: a full disk, a quota or a file-size limit (exit 8). Not the input's fault."""
+
+    error_type = "STORAGE"
+    exit_code = 8

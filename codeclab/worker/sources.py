@@ -131,6 +131,10 @@ def read_s3_text(uri: str, what: str) -> str:
         return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
     except ClientError as exc:
         raise InvalidInput(f"cannot read {what} {uri}: {exc.response['Error'].get('Code')}", "INVALID_SPEC") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"{what} {uri} is not UTF-8 text (offset {exc.start}); save it as UTF-8", "INVALID_SPEC"
+        ) from None
 
 
 def _probe(path: Path) -> _Probe:

@@ -34,6 +34,7 @@ def batch_cause(exit_code: int | None = None, reason: str = "Essential container
         ("States.TaskFailed", batch_cause(5), ErrorType.INTERNAL),
         ("States.TaskFailed", batch_cause(6), ErrorType.SANDBOX_VIOLATION),
         ("States.TaskFailed", batch_cause(7), ErrorType.SANDBOX_UNAVAILABLE),
+        ("States.TaskFailed", batch_cause(8), ErrorType.STORAGE),
         ("States.TaskFailed", batch_cause(137, "OutOfMemoryError: Container killed"), ErrorType.INTERNAL),
         (
             "States.TaskFailed",
@@ -93,5 +94,5 @@ def test_every_worker_error_has_its_exit_code_and_type_in_the_classifier() -> No
     from codeclab.worker import errors
 
     for error in (errors.InvalidInput, errors.Stalled, errors.CodecFailure, errors.SandboxViolation,
-                  errors.SandboxUnavailable, errors.WorkerError):  # fmt: skip
+                  errors.SandboxUnavailable, errors.StorageFailure, errors.WorkerError):  # fmt: skip
         assert WORKER_EXIT_CODES[error.exit_code] == WORKER_ERROR_TYPES[error.error_type]

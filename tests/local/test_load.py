@@ -105,7 +105,7 @@ def test_twenty_concurrent_posts_all_succeed_once_and_are_collected(served: Loca
     started = [e for e in executions(served) if e["executionArn"] not in before]
     assert sorted(e["name"] for e in started) == sorted(ids)
     assert {e["executionArn"] for e in started} == {s["execution_arn"] for s in submitted}
-    poll("the collector to write runs/", lambda: all(collected(served.runs_dir, i) for i in ids), deadline)
+    poll("the collector to write runs/", lambda: all(collected(served.runs.root, i) for i in ids), deadline)
 
 
 def test_an_idempotency_key_yields_one_experiment_and_one_execution(served: LocalService) -> None:

@@ -21,6 +21,30 @@ def test_patched_members_exist_with_the_signatures_we_replace() -> None:
         "_eval_service_task": ["self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"],
         "_build_sync_resolver": ["self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"],
         "set_error": ["self", "error"],
+        # a write's listener needs the table and the item it returns, whatever else the call carries
+        "put_item": [
+            "self",
+            "table_name",
+            "item_attrs",
+            "expected",
+            "condition_expression",
+            "expression_attribute_names",
+            "expression_attribute_values",
+            "overwrite",
+            "return_values_on_condition_check_failure",
+        ],
+        "update_item": [
+            "self",
+            "table_name",
+            "key",
+            "update_expression",
+            "expression_attribute_names",
+            "expression_attribute_values",
+            "attribute_updates",
+            "expected",
+            "condition_expression",
+            "return_values_on_condition_check_failure",
+        ],
     }
     for owner, name in patches.PATCHED:
         original = patches._originals.get((owner, name), getattr(owner, name))

@@ -6,16 +6,20 @@ server's refusal of non-loopback hosts, this covers that the command really serv
 
 from __future__ import annotations
 
-import json
+import signal
+import subprocess
+import sys
 
-from click.testing import CliRunner
-
-from codeclab.cli import cli, serve
-from codeclab.local import ENDPOINT_FILE, service
+from codeclab.cli import serve
+from codeclab.local import service
+from codeclab.local.runs import RunsFolder
+from tests.conftest import REPO
 
 
 class NoCloud:
     """Stands in for LocalCloud (moto): no request reaches it, the tests only bind and read the address."""
+
+    record_listeners: list[object] = []
 
     def __enter__(self):
         return self
@@ -29,22 +33,19 @@ def test_the_service_binds_its_api_to_127_0_0_1(tmp_path, monkeypatch):
     with service.LocalService(tmp_path, port=0) as running:
         # The URL is built from the bound socket's own address (getsockname), not from what was asked for.
         assert running.url.startswith("http://127.0.0.1:")
-        endpoint = json.loads((tmp_path / ENDPOINT_FILE).read_text())
-        assert endpoint["url"] == running.url
+        assert [endpoint.url for endpoint in RunsFolder(tmp_path).endpoints()] == [running.url]
 
 
 def test_serve_offers_no_host_to_bind_to():
     assert {param.name for param in serve.params} == {"port", "runs_dir"}
 
 
-def test_serve_announces_its_loopback_url(tmp_path, monkeypatch):
-    monkeypatch.setattr(service, "LocalCloud", NoCloud)
-
-    def interrupted(self):
-        raise KeyboardInterrupt  # as Ctrl-C would, once the API is up
-
-    monkeypatch.setattr(service.LocalService, "serve_forever", interrupted)
-    result = CliRunner().invoke(cli, ["serve", "--port", "0", "--runs-dir", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    assert "codeclab API on http://127.0.0.1:" in result.output
-    assert not (tmp_path / ENDPOINT_FILE).exists()  # removed when serve stops
+def test_serve_announces_its_loopback_url_and_ctrl_c_stops_it_with_130(tmp_path):
+    command = [sys.executable, "-m", "codeclab.cli", "serve", "--port", "0", "--runs-dir", str(tmp_path)]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    announced = proc.stdout.readline()  # type: ignore[union-attr]
+    assert "codeclab API on http://127.0.0.1:" in announced
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+    assert not RunsFolder(tmp_path).endpoints() and not list((tmp_path / ".codeclab" / "processes").iterdir())

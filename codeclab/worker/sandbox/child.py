@@ -9,17 +9,16 @@ user's module. Until READY nothing of the user's has run, so what it reports is 
 from __future__ import annotations
 
 import builtins
-import ctypes
 import errno
 import importlib
 import os
 import resource
-import signal
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
+from codeclab.worker.processes import die_with_parent
 from codeclab.worker.sandbox import identity, landlock, scratch, seccomp_filter
 from codeclab.worker.sandbox.landlock import Access, Rule
 from codeclab.worker.sandbox.layers import Layer
@@ -36,7 +35,6 @@ from codeclab.worker.sandbox.protocol import (
 )
 
 USER_MODULE = "codec"
-_PR_SET_PDEATHSIG = 1
 # Exit codes; the worker goes by the frames, these only label a child that could not send one.
 OK, USER_ERROR, SETUP, POLICY, UNAVAILABLE = 0, 4, 5, 6, 7
 # What the layers answer: Landlock and the uid (EACCES), seccomp's soft families (EPERM), read-only mounts.
@@ -110,7 +108,7 @@ def _build(request: ChildRequest, worker: int) -> dict[str, Any]:
     if Layer.RLIMITS in report.wanted:
         _set_limits(request)
     _drop_identity(request, report)
-    _die_with(worker)  # after the uid change, which clears the setting
+    die_with_parent(worker)  # after the uid change, which clears the setting: no codec outlives its wall clock
     if Layer.LANDLOCK in report.wanted:
         _restrict_files(request, report)
     elif Layer.SIGNAL_SCOPE in report.wanted:
@@ -138,14 +136,6 @@ def _isolate(report: _Report) -> bool:
     else:
         report.lack(Layer.NAMESPACES, "the kernel refused unshare() (no CAP_SYS_ADMIN, or a seccomp profile)")
     return private
-
-
-def _die_with(worker: int) -> None:
-    """SIGKILL when the worker dies: a codec child must not outlive its wall clock, which the worker keeps."""
-    if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != worker:  # it died before the setting took: nobody is left to collect this child
-        raise RuntimeError("the worker ended while the sandbox was being built")
 
 
 def _load_libseccomp(report: _Report) -> bool:
