@@ -24,10 +24,10 @@ from typing import Any
 from rich.table import Table
 
 from codeclab.local import runner
-from codeclab.local.runs import RunsFolder
 from codeclab.local.aws_faults import AwsFault
 from codeclab.local.emulator import LAMBDA_FAULT_ENV, LocalCloud
 from codeclab.local.jobs import BATCH_FAULT_ENV, RUNNABLE_SECONDS_ENV
+from codeclab.local.runs import RunsFolder
 from codeclab.terminal import wide_console
 from codeclab.worker.faults import FAULT_ENV
 
