@@ -19,7 +19,8 @@ from tests.conftest import REPO
 class NoCloud:
     """Stands in for LocalCloud (moto): no request reaches it, the tests only bind and read the address."""
 
-    record_listeners: list[object] = []
+    def __init__(self) -> None:
+        self.record_listeners: list[object] = []
 
     def __enter__(self):
         return self
