@@ -137,14 +137,15 @@ def validate_spec(spec: Any, origin: str = "spec") -> dict[str, Any]:
 
 def _problem(error: ValidationError, prefix: str = "$") -> SpecProblem:
     parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path]
-    path = _shortened(prefix + "".join(parts))
-    return SpecProblem(path, _shortened(_message(error, path)))
+    path = shortened(prefix + "".join(parts))
+    return SpecProblem(path, shortened(_message(error, path)))
 
 
-def _shortened(text: str) -> str:
-    if len(text) <= MAX_MESSAGE_CHARS:
+def shortened(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Text for a message, cut to about `limit` characters with a note of how much was left out."""
+    if len(text) <= limit:
         return text
-    return f"{text[: MAX_MESSAGE_CHARS - 40]}... ({len(text) - MAX_MESSAGE_CHARS + 40} more characters)"
+    return f"{text[: limit - 40]}... ({len(text) - limit + 40} more characters)"
 
 
 def _too_deep() -> SpecProblem:

@@ -11,24 +11,28 @@ import ipaddress
 import json
 import logging
 import re
-import socket
-import socketserver
 import threading
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from waitress.server import create_server
 
 from codeclab.local.openapi import openapi_document
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
 MAX_BODY_BYTES = 1024 * 1024
-# A refused body up to this size is read and dropped, so a client still sending it gets the 413, not a reset.
+# waitress reads a body up to this size, so a client still sending one gets our JSON 413, not a reset;
+# beyond it waitress answers 413 itself.
 DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
+# A burst of clients waits in the kernel's accept queue and waitress's channels instead of being reset.
+THREADS, BACKLOG, CONNECTION_LIMIT = 8, 1024, 256
 OPENAPI_PATH = "/openapi.json"
 # Framing is the server's to set: a proxy response's own values could contradict the body actually written.
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
@@ -75,150 +79,106 @@ class _Refused(Exception):
         self.status, self.message, self.headers = status, message, headers or []
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a stalled connection must not keep the process alive
+class _App:
+    """The WSGI application: each request as an API Gateway REST proxy event, the handler's answer as HTTP."""
 
-    def __init__(self, host: str, port: int, invoke: Invoke) -> None:
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    def __init__(self, invoke: Invoke) -> None:
         self.invoke = invoke
-        super().__init__((host, port), _Handler)
+        self.url = ""  # set once the server is bound (the OpenAPI document names it)
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), which can stall; a loopback literal needs none.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        method = environ["REQUEST_METHOD"]
+        status, headers, body = self._respond(method, environ)
+        start_response(f"{status} {_reason(status)}", [*headers, ("Content-Length", str(len(body)))])
+        return [b"" if method == "HEAD" else body]  # a HEAD answer has the headers a body would have
 
-    @property
-    def url(self) -> str:
-        return _url(self.server_name, self.server_port)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = 30  # seconds a silent client may hold its thread
-
-    def do_GET(self) -> None:
-        if urlsplit(self.path).path == OPENAPI_PATH:
-            self._send_json(200, openapi_document(self.server.url))
-        else:
-            self._proxy()
-
-    def do_POST(self) -> None:
-        self._proxy()
-
-    def do_PUT(self) -> None:
-        self._proxy()
-
-    def do_DELETE(self) -> None:
-        self._proxy()
-
-    def do_PATCH(self) -> None:
-        self._proxy()
-
-    def __getattr__(self, name: str) -> Any:
-        # Any other method (HEAD, TRACE, QUERY...) gets a JSON 405 or the handler's 404, not http.server's HTML 501.
-        if name.startswith("do_"):
-            return self._proxy
-        raise AttributeError(name)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s %s", self.address_string(), format % args)  # the access log, off unless asked for
-
-    def _proxy(self) -> None:
+    def _respond(self, method: str, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        target = urlsplit(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))  # as sent, not decoded
+        if method == "GET" and target.path == OPENAPI_PATH:
+            return _json(200, openapi_document(self.url))
         try:
-            body = self._read_body()
-            self._check_method()
-            event = self._event(body)
+            body = _read_body(environ)
+            _check_method(method, target.path)
         except _Refused as refused:
-            self._send_json(refused.status, {"message": refused.message}, refused.headers)
-            return
+            return _json(refused.status, {"message": refused.message}, refused.headers)
+        event = _event(method, target.path, target.query, environ, body)
         try:
-            response = self.server.invoke(event)
+            response = self.invoke(event)
         except Exception:
-            logger.exception("the API handler raised on %s %s", event["httpMethod"], event["path"])
-            self._send_json(500, {"message": "internal error: the API handler raised; see the server log"})
-            return
+            logger.exception("the API handler raised on %s %s", method, target.path)
+            return _json(500, {"message": "internal error: the API handler raised; see the server log"})
         try:
-            status, headers, body = _unpack(response)
+            return _unpack(response)
         except (TypeError, ValueError) as exc:
-            logger.error("malformed proxy response on %s %s: %s", event["httpMethod"], event["path"], exc)
-            self._send_json(502, {"message": "the API handler returned a malformed proxy response"})
-            return
-        self._send(status, headers, body)
+            logger.error("malformed proxy response on %s %s: %s", method, target.path, exc)
+            return _json(502, {"message": "the API handler returned a malformed proxy response"})
 
-    def _read_body(self) -> str | None:
-        if "Transfer-Encoding" in self.headers:
-            raise _Refused(411, "send the body with a Content-Length; chunked transfer is not supported")
-        declared = self.headers.get("Content-Length", "0").strip()
-        if not (declared.isascii() and declared.isdigit()):
-            raise _Refused(400, "Content-Length must be a non-negative integer")
-        length = int(declared)
-        if length > MAX_BODY_BYTES:
-            self._drain(length)
-            raise _Refused(413, f"the body is {length} bytes; the limit is {MAX_BODY_BYTES}")
-        if length == 0:
-            return None  # API Gateway passes an absent body as null
-        try:
-            return self.rfile.read(length).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _Refused(400, f"the body is not valid UTF-8 (byte {exc.start})") from None
 
-    def _check_method(self) -> None:
-        """A documented path with a method the document does not give it is 405, naming the allowed ones."""
-        path = urlsplit(self.path).path
-        for pattern, methods in _documented_routes():
-            if pattern.fullmatch(path) and self.command not in methods:
-                allowed = ", ".join(methods)
-                raise _Refused(405, f"{self.command} is not allowed on {path}; use {allowed}", [("Allow", allowed)])
+def _read_body(environ: dict[str, Any]) -> str | None:
+    """waitress has already refused a bad or conflicting Content-Length (400) and decoded a chunked body."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    if length > MAX_BODY_BYTES:
+        raise _Refused(413, f"the body is {length} bytes; the limit is {MAX_BODY_BYTES}")
+    if length == 0:
+        return None  # API Gateway passes an absent body as null
+    try:
+        return environ["wsgi.input"].read(length).decode("utf-8")  # type: ignore[no-any-return]
+    except UnicodeDecodeError as exc:
+        raise _Refused(400, f"the body is not valid UTF-8 (byte {exc.start})") from None
 
-    def _drain(self, length: int) -> None:
-        if length > DRAIN_LIMIT_BYTES:
-            return  # not worth reading: such a client may see a reset instead of the 413
-        while length > 0:
-            chunk = self.rfile.read(min(length, 64 * 1024))
-            if not chunk:
-                return
-            length -= len(chunk)
 
-    def _event(self, body: str | None) -> dict[str, Any]:
-        """The REST API (v1) proxy event; the path stays as sent, so an encoded '/' cannot change the route."""
-        url = urlsplit(self.path)
-        query = parse_qs(url.query, keep_blank_values=True)
-        headers: dict[str, list[str]] = {}
-        for name, value in self.headers.items():
-            headers.setdefault(name, []).append(value)
-        return {
-            "httpMethod": self.command,
-            "path": url.path,
-            "resource": url.path,  # API Gateway's route template; the handler does its own routing
-            "headers": {name: values[-1] for name, values in headers.items()},
-            "multiValueHeaders": headers,
-            "queryStringParameters": {name: values[-1] for name, values in query.items()} or None,
-            "multiValueQueryStringParameters": query or None,
-            "pathParameters": None,
-            "body": body,
-            "isBase64Encoded": False,
-            "requestContext": {
-                "requestId": str(uuid.uuid4()),
-                "stage": "local",
-                "identity": {"sourceIp": self.client_address[0]},
-                "httpMethod": self.command,
-                "path": url.path,
-            },
-        }
+def _check_method(method: str, path: str) -> None:
+    """A documented path with a method the document does not give it is 405, naming the allowed ones."""
+    for pattern, methods in _documented_routes():
+        if pattern.fullmatch(path) and method not in methods:
+            allowed = ", ".join(methods)
+            raise _Refused(405, f"{method} is not allowed on {path}; use {allowed}", [("Allow", allowed)])
 
-    def _send_json(self, status: int, payload: dict[str, Any], headers: list[tuple[str, str]] | None = None) -> None:
-        body = json.dumps(payload).encode("utf-8")
-        self._send(status, [("Content-Type", "application/json"), *(headers or [])], body)
 
-    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":  # a HEAD answer has the headers a body would have, never the body
-            self.wfile.write(body)
+def _event(method: str, path: str, query_string: str, environ: dict[str, Any], body: str | None) -> dict[str, Any]:
+    """The REST API (v1) proxy event; the path stays as sent, so an encoded '/' cannot change the route."""
+    query = parse_qs(query_string, keep_blank_values=True)
+    headers = {_header_name(key): str(value) for key, value in environ.items() if key.startswith("HTTP_")}
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[_header_name(key)] = str(environ[key])
+    return {
+        "httpMethod": method,
+        "path": path,
+        "resource": path,  # API Gateway's route template; the handler does its own routing
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "queryStringParameters": {name: values[-1] for name, values in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": None,
+        "body": body,
+        "isBase64Encoded": False,
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "stage": "local",
+            "identity": {"sourceIp": environ.get("REMOTE_ADDR", "")},
+            "httpMethod": method,
+            "path": path,
+        },
+    }
+
+
+def _header_name(key: str) -> str:
+    """HTTP_IDEMPOTENCY_KEY -> Idempotency-Key (WSGI keeps no case; API Gateway's lookups ignore it)."""
+    return "-".join(part.capitalize() for part in key.removeprefix("HTTP_").split("_"))
+
+
+def _json(
+    status: int, payload: dict[str, Any], headers: list[tuple[str, str]] | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    return status, [("Content-Type", "application/json"), *(headers or [])], json.dumps(payload).encode("utf-8")
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Status"
 
 
 def _unpack(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -241,41 +201,59 @@ def _unpack(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
 
 
 class ApiServer:
-    """The local API, bound on creation; serve it with start()/stop(), as a context manager, or serve_forever()."""
+    """The local API on waitress: a thread pool, a deep accept backlog, and no traceback for a client that leaves.
+
+    Bound on creation; serve it with start()/stop(), as a context manager, or serve_forever().
+    """
 
     def __init__(self, invoke: Invoke, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._httpd = _Server(loopback_address(host), port, invoke)
+        self._app = _App(invoke)
+        self._server: Any = create_server(
+            self._app, host=loopback_address(host), port=port, threads=THREADS, backlog=BACKLOG,
+            connection_limit=CONNECTION_LIMIT, channel_timeout=30, max_request_body_size=DRAIN_LIMIT_BYTES,
+            asyncore_loop_timeout=0.2, ident="codeclab", expose_tracebacks=False, log_socket_errors=False,
+        )  # fmt: skip
+        self._app.url = self.url
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def port(self) -> int:
-        return self._httpd.server_port
+        return int(self._server.effective_port)
 
     @property
     def url(self) -> str:
-        return self._httpd.url
+        return _url(str(self._server.effective_host), self.port)
 
     def start(self) -> ApiServer:
         """Serve on a background thread."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"codeclab-api-{self.port}")
-            self._thread.daemon = True
+            self._thread = threading.Thread(target=self.serve_forever, name=f"codeclab-api-{self.port}", daemon=True)
             self._thread.start()
         return self
 
     def serve_forever(self) -> None:
-        """Serve on this thread until it is interrupted (the CLI's Ctrl-C), then release the port."""
+        """Serve on this thread until stop() (or the CLI's Ctrl-C), then release the port and every connection."""
         try:
-            self._httpd.serve_forever()
+            while not self._stopping.is_set():
+                self._server.asyncore.loop(timeout=0.2, map=self._server._map, count=1)
         finally:
-            self._httpd.server_close()
+            self._release()
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()  # only when serving: shutdown() waits for a serve_forever loop to end
-            self._thread.join()
-            self._thread = None
-        self._httpd.server_close()
+        self._stopping.set()
+        if self._thread is None:  # never served: only the bound socket to let go
+            self._release()
+            return
+        self._server.pull_trigger()  # wake the loop from select()
+        self._thread.join()
+        self._thread = None
+
+    def _release(self) -> None:
+        for dispatcher in list(self._server._map.values()):  # the server itself, its trigger, each connection
+            with suppress(OSError):
+                dispatcher.close()
+        self._server.task_dispatcher.shutdown(timeout=5)
 
     def __enter__(self) -> ApiServer:
         return self.start()

@@ -20,7 +20,7 @@ from typing import Any
 
 from codeclab.experiments import api
 from codeclab.experiments.statuses import Status
-from codeclab.experiments.store import ExperimentKey, from_dynamo
+from codeclab.experiments.store import ExperimentKey, from_dynamo, to_dynamo
 from codeclab.experiments.workflow_steps import experiment_id_of_execution
 from codeclab.local import runner
 from codeclab.local.emulator import LocalCloud
@@ -68,6 +68,7 @@ class LocalService:
         self.runs.root.mkdir(parents=True, exist_ok=True)
         self.recovered = self.runs.recover()
         self.cloud = LocalCloud().__enter__()
+        self._import_finished()
         self.cloud.record_listeners.append(self._mirror)
         self.api = ApiServer(self._api, port=self.port).start()
         self.endpoint = self.runs.register(self.url, self.kind)
@@ -83,6 +84,16 @@ class LocalService:
             self.api.stop()
         if self.cloud is not None:
             self.cloud.__exit__(*exc)
+
+    def _import_finished(self) -> None:
+        """Finished experiments already in runs/ go into the fresh table, so the API lists and gets them too.
+        Unfinished ones belong to another live process on this folder: they stay its own."""
+        assert self.cloud is not None
+        finished = [record for record in self.runs.records() if Status(record["status"]).is_final]
+        if finished:
+            table = self.cloud.services().store.table
+            for record in finished:
+                table.put_item(Item=to_dynamo(record))
 
     def serve_forever(self) -> None:
         """Block until interrupted; the API and the collector run on their own threads."""

@@ -16,10 +16,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from codeclab import atomic
 from codeclab.experiments import SpecError, load_spec_file, parse_spec_json, validate_spec
 from codeclab.experiments.progress import RecordProgress
+from codeclab.experiments.spec import shortened
 from codeclab.worker.artifacts import ArtifactStore, open_store
-from codeclab.worker.errors import InvalidInput, Stalled, WorkerError
+from codeclab.worker.errors import InvalidInput, Stalled, StorageFailure, WorkerError
 from codeclab.worker.faults import fault_from_env
 from codeclab.worker.processes import PARENT_PID_ENV, die_with_parent
 from codeclab.worker.progress import Progress, ProgressEvent, ProgressSink, StallWatchdog
@@ -28,7 +30,6 @@ from codeclab.worker.run import (
     RunOptions,
     environment,
     run_experiment,
-    write_json,
 )
 from codeclab.worker.sources import read_s3_text
 
@@ -60,6 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    logging.raiseExceptions = False  # a log line that cannot be written (a full disk) must not print a traceback
     parent = os.environ.get(PARENT_PID_ENV)
     if parent:  # a local job: die with the `codeclab run` or `serve` that started it, even on its SIGKILL
         try:
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         store = open_store(args.out)
     except Exception as exc:  # an unusable destination has nowhere to write a result
         print(f"codeclab.worker: error: cannot open output {args.out}: {exc}", file=sys.stderr)
-        return InvalidInput.exit_code
+        return StorageFailure.exit_code if atomic.is_storage_error(exc) else InvalidInput.exit_code
     handlers = _log_to(store.staging / "worker.log", args.quiet)
     try:
         return _run(args, store)
@@ -89,15 +91,28 @@ def _run(args: argparse.Namespace, store: ArtifactStore) -> int:
     try:
         spec = _read_spec(args.spec)
         result = _execute(spec, args, store, started)
+        result["timings"]["total_s"] = round(time.monotonic() - started, 4)
+        _publish(store, result)
     except WorkerError as exc:
         return _finish_failed(store, spec, exc, started)
+    except OSError as exc:
+        if not atomic.is_storage_error(exc):
+            return _internal(store, spec, exc, started)
+        return _finish_failed(store, spec, StorageFailure(_refused_write(exc)), started)
     except Exception as exc:
-        log.debug("internal error:\n%s", traceback.format_exc())  # worker.log only
-        return _finish_failed(store, spec, WorkerError(f"{type(exc).__name__}: {exc} (see worker.log)"), started)
-    result["timings"]["total_s"] = round(time.monotonic() - started, 4)
-    _publish(store, result)
+        return _internal(store, spec, exc, started)
     log.info("done: %s -> %s", _summary(result), store.uri("result.json"))
     return 0
+
+
+def _internal(store: ArtifactStore, spec: dict[str, Any] | None, exc: Exception, started: float) -> int:
+    log.debug("internal error:\n%s", traceback.format_exc())  # worker.log only
+    return _finish_failed(store, spec, WorkerError(f"{type(exc).__name__}: {exc} (see worker.log)"), started)
+
+
+def _refused_write(exc: OSError) -> str:
+    where = exc.filename or "an output file"
+    return f"could not write {where}: {exc.strerror}; free some space (or raise ulimit -f) and run it again"
 
 
 def _execute(spec: dict[str, Any], args: argparse.Namespace, store: ArtifactStore, started: float) -> dict[str, Any]:
@@ -140,13 +155,13 @@ def _publish(store: ArtifactStore, result: dict[str, Any]) -> None:
     names = sorted(p.name for p in store.staging.iterdir() if p.is_file() and p.name not in ARTIFACT_ORDER)
     names += [n for n in ARTIFACT_ORDER if (store.staging / n).exists() or n == "result.json"]
     result["artifacts"] = {name: store.uri(name) for name in names}
-    write_json(result, store.staging / "result.json")
+    atomic.write_json(store.staging / "result.json", result)  # whole or absent: its presence means complete
     for name in names:
         store.publish(name)
 
 
 def _finish_failed(store: ArtifactStore, spec: dict[str, Any] | None, error: WorkerError, started: float) -> int:
-    log.error("%s: %s", error.error_type, error)
+    log.error("%s: %s", error.error_type, shortened(str(error), limit=2000))
     result = {
         "schema_version": RESULT_SCHEMA_VERSION,
         "status": "FAILED",
@@ -156,7 +171,11 @@ def _finish_failed(store: ArtifactStore, spec: dict[str, Any] | None, error: Wor
         "timings": {"total_s": round(time.monotonic() - started, 4)},
         "environment": environment(),
     }
-    _publish(store, result)
+    try:
+        _publish(store, result)
+    except OSError as exc:  # nowhere to put even the failure: say so in one line, leave no half result.json
+        print(f"codeclab.worker: ERROR: cannot write result.json ({exc.strerror}) after: {error.error_type}",
+              file=sys.stderr)  # fmt: skip
     return error.exit_code
 
 

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import threading
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import imageio_ffmpeg
 
+from codeclab.worker.errors import StorageFailure
 from codeclab.worker.processes import kill_process_group
 from codeclab.worker.video import FrameCallback
 
@@ -88,8 +90,29 @@ def run_ffmpeg(
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
     if returncode != 0:
+        if _storage_refused(returncode, stderr, [Path(tempfile.gettempdir()), stdout_path, Path(args[-1])]):
+            raise StorageFailure(
+                "ffmpeg could not write its output: the disk is full or a file-size limit (ulimit -f) was hit; "
+                f"free space in {tempfile.gettempdir()} and the output folder, then run it again"
+            )
         raise FFmpegFailed(returncode, stderr)
     return stderr
+
+
+_STORAGE_MESSAGES = ("No space left on device", "File too large", "Disk quota exceeded")
+
+
+def _storage_refused(returncode: int, stderr: str, places: Sequence[Path | None]) -> bool:
+    """Whether ffmpeg failed for want of room (its stderr may itself have been lost to a full disk)."""
+    if returncode == -signal.SIGXFSZ or any(message in stderr for message in _STORAGE_MESSAGES):
+        return True
+    for place in places:
+        if place is None:
+            continue
+        with suppress(OSError):
+            if os.statvfs(place if place.is_dir() else place.parent).f_bavail == 0:
+                return True
+    return False
 
 
 def kill_all() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
-import json
 import logging
 import platform
 import resource
@@ -201,7 +200,3 @@ def write_metrics_csv(per_frame: list[dict[str, float]], path: Path) -> None:
 
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
-
-
-def write_json(data: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")

@@ -103,6 +103,9 @@ class Y4MHeader:
 _Y4M_420_8BIT = {"420", "420jpeg", "420paldv", "420mpeg2"}
 
 
+MAX_SIDE = 16384  # twice 8K's width: anything larger is a damaged header, not a video
+
+
 def read_y4m_header(path: Path) -> Y4MHeader:
     """Parse the stream header; refuse anything but 8-bit 4:2:0 with the fix spelled out."""
     with path.open("rb") as fh:
@@ -124,8 +127,21 @@ def read_y4m_header(path: Path) -> Y4MHeader:
             f"ffmpeg -i {path.name} -pix_fmt yuv420p converted.y4m",
             "INVALID_SOURCE",
         )
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE) or fps <= 0:
+        raise InvalidInput(
+            f"{path}: the y4m header claims {width}x{height} at {fps} fps; sides must be 1 to {MAX_SIDE} pixels "
+            "and the rate positive",
+            "INVALID_SOURCE",
+        )
     if width % 2 or height % 2:
         raise InvalidInput(f"{path}: {width}x{height} is odd; yuv420p needs even sizes", "INVALID_SOURCE")
+    frame_bytes = width * height * 3 // 2
+    if path.stat().st_size < len(line) + len(b"FRAME\n") + frame_bytes:
+        raise InvalidInput(
+            f"{path}: the y4m header claims {width}x{height} ({frame_bytes} bytes a frame), but the file holds "
+            f"{path.stat().st_size} bytes, not one whole frame; the header or the file is damaged",
+            "INVALID_SOURCE",
+        )
     return Y4MHeader(width, height, fps, colorspace, len(line))
 
 
