@@ -7,7 +7,7 @@ import signal
 import sys
 import urllib.error
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,12 @@ def run(spec: Path, runs_dir: Path, no_wait: bool) -> None:
                 )
         except KeyboardInterrupt:
             _stop(service)
-        outcome = runner.collect(service.cloud, record, runs_dir)
+        try:
+            outcome = runner.collect(service.cloud, record, runs_dir)
+        except OSError as exc:
+            service.unsynced.add(record["experiment_id"])
+            err.print(f"[red]{record['status']}[/], but {runs_dir} refused its artifacts: {exc.strerror}")
+            sys.exit(1)
     if outcome.points:
         console.print(summary_table(outcome.points, title=f"sweep {outcome.experiment_id}: {outcome.status}"))
         console.print(f"report: codeclab report {outcome.experiment_id}")
@@ -243,10 +248,7 @@ def doctor() -> None:
 @runs_dir_option
 def serve(port: int, runs_dir: Path) -> None:
     """Serve the stack's HTTP API on 127.0.0.1 through the same API Lambda handler."""
-    from codeclab.local.service import LocalService
-
-    with LocalService(runs_dir, port) as service:
-        _say_recovered(service.recovered, runs_dir)
+    with _local_service(runs_dir, kind="serve", port=port) as service:
         console.print(
             f"codeclab API on {service.url}  (OpenAPI: {service.url}/openapi.json); Ctrl-C cancels what runs and "
             "stops, a second Ctrl-C stops at once"
@@ -347,14 +349,22 @@ def report(
 
 # -- helpers --------------------------------------------------------------------------------
 @contextmanager
-def _local_service(runs_dir: Path, kind: str) -> Iterator[Any]:
+def _local_service(runs_dir: Path, kind: str, port: int = 0) -> Iterator[Any]:
     from codeclab.local.service import LocalService
 
-    with ExitStack() as stack:
-        with console.status("starting the local AWS emulator (synthesizing the stack if it changed)"):
-            service = stack.enter_context(LocalService(runs_dir, port=0, kind=kind))
+    service = LocalService(runs_dir, port=port, kind=kind)
+    with console.status("starting the local AWS emulator (synthesizing the stack if it changed)"):
+        service.__enter__()
+    try:
         _say_recovered(service.recovered, runs_dir)
         yield service
+    finally:
+        service.__exit__(None, None, None)
+        for line in service.parked:
+            err.print(
+                f"[red]STORAGE:[/] runs/ could not take {line}; the next codeclab command on {runs_dir} moves it "
+                "in once there is room"
+            )
 
 
 def _stop(service: Any) -> None:

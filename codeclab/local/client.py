@@ -12,14 +12,18 @@ OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def call_api(
-    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+    url: str,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
 ) -> tuple[int, Any]:
     """Send one request; an HTTP error status is returned, not raised. URLError (no server) propagates."""
     request = urllib.request.Request(
         url, data=body, method=method, headers={"Content-Type": "application/json", **(headers or {})}
     )
     try:
-        with OPENER.open(request, timeout=30) as response:
+        with OPENER.open(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         with error:

@@ -38,6 +38,7 @@ from codeclab.experiments.store import ExperimentStore
 from codeclab.local import patches
 from codeclab.local.aws_faults import AwsFaultInjector
 from codeclab.local.jobs import JobDefinition, LocalJobRunner, RetryStrategy, TimeLimitAction
+from codeclab.local.runs import SCRATCH_PREFIX
 from codeclab.local.template import ACCOUNT, REGION, REPO, Resolver, synthesized_template
 
 log = logging.getLogger("codeclab.local")
@@ -71,12 +72,15 @@ class LocalCloud:
         self._server: ThreadedMotoServer | None = None
         self._saved_env: dict[str, str | None] = {}
         self._handlers: dict[str, ModuleType] = {}
-        # One invocation at a time, as one Lambda instance serves them: a sweep's Map calls handlers from
-        # several threads, and the handlers' module state (imports, Powertools metrics) is not shared-safe.
-        self._invoke_lock = threading.RLock()
+        # One invocation of a handler at a time, as one Lambda instance serves them: a sweep's Map calls a handler
+        # from several threads, and its module state (Powertools' resolver and metrics) is not shared-safe.
+        # Different handlers run side by side, as different functions do, so the API answers while the
+        # workflow's functions run. Imports (sys.path, sys.modules) take the one import lock.
+        self._import_lock = threading.Lock()
+        self._handler_locks: dict[str, threading.RLock] = {}
         self.alert_queue_url = ""
         self._alerts: list[dict[str, Any]] = []
-        self._job_logs = Path(tempfile.mkdtemp(prefix="codeclab-jobs-"))  # removed on exit; collect copies them
+        self.job_folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))  # logs and worker temp files; removed on exit
         # called with a reader of the item's current state after every write to the experiments table
         self.record_listeners: list[Callable[[Callable[[], dict[str, Any] | None]], None]] = []
         self.aws_faults = AwsFaultInjector()  # armed by the fault matrix; idle otherwise
@@ -134,7 +138,7 @@ class LocalCloud:
         for module in self._handlers:
             sys.modules.pop(module, None)
         sys.modules.pop("observability", None)
-        shutil.rmtree(self._job_logs, ignore_errors=True)
+        shutil.rmtree(self.job_folder, ignore_errors=True)
 
     def _set_env(self, values: dict[str, str]) -> None:
         for name, value in values.items():
@@ -259,15 +263,16 @@ class LocalCloud:
     def _call_handler(self, module_name: str, attribute: str, function_name: str, event: Any) -> Any:
         if self._lambda_fault_fires(module_name):
             raise InjectedLambdaFault(f"{LAMBDA_FAULT_ENV}: injected failure of {function_name}")
-        with self._invoke_lock:
-            return getattr(self._handler_module(module_name), attribute)(event, _LocalContext(function_name))
+        module, lock = self._handler_module(module_name)
+        with lock:
+            return getattr(module, attribute)(event, _LocalContext(function_name))
 
     def _lambda_fault_fires(self, module_name: str) -> bool:
         value = os.environ.get(LAMBDA_FAULT_ENV, "")
         target, _, times = value.partition(":")
         if target != module_name:
             return False
-        with self._invoke_lock:
+        with self._import_lock:
             self._lambda_faults_fired[value] += 1
             return not times or self._lambda_faults_fired[value] <= int(times)
 
@@ -276,17 +281,20 @@ class LocalCloud:
         self._lambda_faults_fired.clear()
         self.aws_faults.disarm()
 
-    def _handler_module(self, name: str) -> ModuleType:
-        if name not in self._handlers:
-            lambdas = str(REPO / "lambdas")
-            sys.path.insert(0, lambdas)
-            # a fresh import, so module-scope clients bind to this emulator, not an earlier one
-            sys.modules.pop(name, None)
-            try:
-                self._handlers[name] = importlib.import_module(name)
-            finally:
-                sys.path.remove(lambdas)
-        return self._handlers[name]
+    def _handler_module(self, name: str) -> tuple[ModuleType, threading.RLock]:
+        """The handler's module, imported once, and the lock one invocation of it holds."""
+        with self._import_lock:
+            if name not in self._handlers:
+                lambdas = str(REPO / "lambdas")
+                sys.path.insert(0, lambdas)
+                # a fresh import, so module-scope clients bind to this emulator, not an earlier one
+                sys.modules.pop(name, None)
+                try:
+                    self._handlers[name] = importlib.import_module(name)
+                finally:
+                    sys.path.remove(lambdas)
+                self._handler_locks[name] = threading.RLock()
+            return self._handlers[name], self._handler_locks[name]
 
     def invoke_handler(self, module_name: str, event: dict[str, Any]) -> dict[str, Any]:
         """Call one of the stack's handlers directly, as API Gateway would (its exception is the caller's)."""
@@ -329,7 +337,7 @@ class LocalCloud:
             ),
         )
         emulator = {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION}
-        return LocalJobRunner(definition, emulator, self._job_logs)
+        return LocalJobRunner(definition, emulator, self.job_folder)
 
     @cached_property
     def sfn(self) -> Any:

@@ -40,6 +40,8 @@ _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection
 _METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 logger = logging.getLogger(__name__)
+# waitress warns at every request that waits for a thread ("Task queue depth is N"): a burst is expected here
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 
 def loopback_address(host: str) -> str:

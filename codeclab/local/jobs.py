@@ -21,6 +21,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -28,11 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codeclab.worker.processes import PARENT_PID_ENV, kill_process_group
+from codeclab.worker.processes import PARENT_PID_ENV, kill_process_group, stop_process_group
 
 log = logging.getLogger("codeclab.local")
 
 POLL_SECONDS = 0.2
+# A stopped or timed-out job gets SIGTERM, then SIGKILL after this, as Batch's container stop does (30 s there):
+# the worker removes its temporary folders on SIGTERM.
+STOP_GRACE_SECONDS = 3.0
 TIMEOUT_REASON = "Job attempt duration exceeded timeout"
 EXITED_REASON = "Essential container in task exited"
 STOPPED_REASON = "Job terminated: the execution was stopped"
@@ -42,6 +46,7 @@ NO_CAPACITY_REASON = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot f
 CANCELLED_REASON = "Canceled by JobStateTimeLimit action due to reason: {reason}"
 BATCH_FAULT_ENV = "CODECLAB_BATCH_FAULT"
 RUNNABLE_SECONDS_ENV = "CODECLAB_LOCAL_RUNNABLE_SECONDS"
+JOB_SLOTS_ENV = "CODECLAB_LOCAL_JOBS"
 _FAULT_PATTERN = re.compile(r"^(?:(no-capacity)|host-lost:(\d+)(?::([\d.]+))?)$")
 
 
@@ -162,6 +167,9 @@ class LocalJobRunner:
     durations: dict[str, float] = field(default_factory=dict)  # job wall time by experiment id, for benchmarks
     attempts: dict[str, int] = field(default_factory=dict)  # attempts each job took, by experiment id
     running: set[subprocess.Popen[bytes]] = field(default_factory=set)  # the workers alive now
+    # As a compute environment's vCPUs do: at most this many workers at once, the others wait RUNNABLE. A burst
+    # of experiments then queues instead of starting fifty Python processes on two cores.
+    slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(job_slots()))
 
     def __call__(self, params: dict[str, Any], execution_ended: Callable[[], bool]) -> dict[str, Any]:
         overrides = params.get("ContainerOverrides") or {}
@@ -174,18 +182,30 @@ class LocalJobRunner:
         fault = batch_fault_from_env(env)
         log.info("job %s: python -m codeclab.worker %s", name, " ".join(command))
         started = time.time()
-        cancelled = self._wait_for_capacity(fault, env, execution_ended)
+        cancelled = self._wait_for_capacity(fault, env, execution_ended) or self._wait_for_slot(execution_ended)
         attempts: list[Attempt] = []
         if cancelled is None:
-            for number in range(1, self.job_definition.retry.attempts + 1):
-                attempts.append(self._attempt(command, env, attempt_seconds, execution_ended, fault.loses_host(number)))
-                last = attempts[-1]
-                if last.exit_code == 0 or last.final or not self.job_definition.retry.retries(last):
-                    break
-                log.info("job %s: attempt %d ended (%s); retrying", name, number, last.status_reason)
+            try:
+                for number in range(1, self.job_definition.retry.attempts + 1):
+                    attempts.append(
+                        self._attempt(command, env, attempt_seconds, execution_ended, fault.loses_host(number))
+                    )
+                    last = attempts[-1]
+                    if last.exit_code == 0 or last.final or not self.job_definition.retry.retries(last):
+                        break
+                    log.info("job %s: attempt %d ended (%s); retrying", name, number, last.status_reason)
+            finally:
+                self.slots.release()
         self.durations[experiment_id] = time.time() - started
         self.attempts[experiment_id] = len(attempts)
         return _description(name, params.get("JobQueue", ""), command, started, attempts, cancelled)
+
+    def _wait_for_slot(self, execution_ended: Callable[[], bool]) -> str | None:
+        """RUNNABLE until a slot frees (the slot is then this job's); the stop reason if the execution ends first."""
+        while not self.slots.acquire(timeout=POLL_SECONDS):
+            if execution_ended():
+                return STOPPED_REASON
+        return None
 
     def kill_all(self) -> None:
         """SIGKILL every running worker's process group (its codec children die with it)."""
@@ -227,11 +247,18 @@ class LocalJobRunner:
     ) -> Attempt:
         self.log_folder.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        with self.log_of(env.get("CODECLAB_EXPERIMENT_ID", "job")).open("ab") as output:
+        experiment_id = env.get("CODECLAB_EXPERIMENT_ID", "job")
+        # the worker's temporary files live in the job folder, which goes when this process ends (or, after a
+        # kill -9, when the next command on the runs folder finds this process dead)
+        tmp = self.log_folder / experiment_id / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        for folder in (self.log_folder, tmp.parent, tmp):
+            folder.chmod(0o711)  # a codec child with its own uid must still reach its scratch folder inside
+        with self.log_of(experiment_id).open("ab") as output:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "codeclab.worker", *command],
-                env={**env, PARENT_PID_ENV: str(os.getpid())}, stdout=output, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                env={**env, PARENT_PID_ENV: str(os.getpid()), "TMPDIR": str(tmp)}, stdout=output,
+                stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
             self.running.add(proc)
             try:
@@ -252,10 +279,10 @@ class LocalJobRunner:
         lost_at = now + host_lost if host_lost is not None else None
         while proc.poll() is None:
             if deadline is not None and time.monotonic() > deadline:
-                kill_process_group(proc)
+                stop_process_group(proc, STOP_GRACE_SECONDS)
                 return None, TIMEOUT_REASON, True
             if execution_ended():
-                kill_process_group(proc)
+                stop_process_group(proc, STOP_GRACE_SECONDS)
                 return None, STOPPED_REASON, True
             if lost_at is not None and time.monotonic() > lost_at:
                 kill_process_group(proc)  # the instance is gone, and the container with it
@@ -285,6 +312,11 @@ def _description(
         "Container": container,
         "Attempts": [attempt.describe() for attempt in attempts],
     }
+
+
+def job_slots() -> int:
+    """How many local jobs run at once: CODECLAB_LOCAL_JOBS, else one per usable core."""
+    return max(1, int(os.environ.get(JOB_SLOTS_ENV) or len(os.sched_getaffinity(0))))
 
 
 def _host_environment() -> dict[str, str]:

@@ -11,12 +11,17 @@
 Every file is written whole or not at all (codeclab.atomic). A process is named by its pid and its
 start time, so a pid the system has reused never passes for the process that died. `recover()`
 finalises what a dead process left unfinished, so every experiment in runs/ ends final.
+
+When runs/ cannot take a record (its disk is full), the record is parked in the user's state folder
+($XDG_STATE_HOME/codeclab/unsaved, else ~/.local/state/codeclab/unsaved) and `recover()` moves it
+into runs/ the next time any command runs there.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +37,7 @@ RECORD_FILE, OWNER_FILE, ALERTS_FILE, JOB_LOG, RESULT_FILE = (
     "record.json", "owner.json", "alerts.json", "job.log", "result.json",
 )  # fmt: skip
 REPORTS = "reports"
+SCRATCH_PREFIX = "codeclab-jobs-"  # the temporary folder of a process's local jobs
 _PROCESSES = Path(".codeclab") / "processes"
 
 
@@ -58,6 +64,7 @@ class Endpoint:
     kind: str  # "run" or "serve"
     process: ProcessId
     started_at: float
+    scratch: str  # its jobs' logs and temporary files, removed when it ends (or found dead)
 
 
 class RunsFolder:
@@ -100,8 +107,8 @@ class RunsFolder:
         return ProcessId(int(data["pid"]), int(data["started"])) if data else None
 
     # -- the processes that run experiments ------------------------------------------------
-    def register(self, url: str, kind: str) -> Endpoint:
-        endpoint = Endpoint(url, kind, ProcessId.current(), time.time())
+    def register(self, url: str, kind: str, scratch: Path) -> Endpoint:
+        endpoint = Endpoint(url, kind, ProcessId.current(), time.time(), str(scratch))
         path = self._process_file(endpoint.process.pid)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic.write_json(path, asdict(endpoint))
@@ -120,11 +127,38 @@ class RunsFolder:
         owner = self.owner(experiment_id)
         return next((e for e in self.endpoints() if e.process == owner), None)
 
+    # -- when runs/ cannot take a record ---------------------------------------------------
+    def park(self, record: Record) -> Path:
+        """Keep a record runs/ could not take where the next command finds it. Raises OSError if nowhere can."""
+        path = parked_folder() / f"{record['experiment_id']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(path, {"runs_dir": str(self.root.resolve()), "record": record})
+        return path
+
+    def _adopt_parked(self) -> list[str]:
+        adopted = []
+        for path in sorted(parked_folder().glob("exp_*.json")):
+            data = _read_json(path)
+            if not data or data.get("runs_dir") != str(self.root.resolve()):
+                continue
+            try:
+                self.save_record(data["record"])
+            except OSError:
+                break  # still no room: they stay parked for a later command
+            path.unlink()
+            adopted.append(data["record"]["experiment_id"])
+        return adopted
+
     # -- recovery --------------------------------------------------------------------------
     def recover(self) -> list[str]:
-        """Finalise every experiment whose process is gone, and forget dead processes; returns the ids."""
+        """Move parked records in, finalise every experiment whose process is gone, and forget dead processes;
+        returns the ids finalised as lost."""
+        self._adopt_parked()
         for endpoint in self._registered():
             if not endpoint.process.alive():
+                scratch = Path(endpoint.scratch)
+                if scratch.name.startswith(SCRATCH_PREFIX):  # never anything but a job folder of ours
+                    shutil.rmtree(scratch, ignore_errors=True)
                 self.unregister(endpoint)
         live = {e.process for e in self._registered()}
         finalised = []
@@ -142,7 +176,8 @@ class RunsFolder:
         for path in (self.root / _PROCESSES).glob("*.json"):
             data = _read_json(path)
             if data:
-                found.append(Endpoint(data["url"], data["kind"], ProcessId(**data["process"]), data["started_at"]))
+                process = ProcessId(**data["process"])
+                found.append(Endpoint(data["url"], data["kind"], process, data["started_at"], data.get("scratch", "")))
         return found
 
     def _process_file(self, pid: int) -> Path:
@@ -160,6 +195,11 @@ def lost(record: Record, owner: ProcessId | None) -> Record:
     }
     history = [*record.get("history", []), {"status": Status.ABORTED.value, "at": now}]
     return {**record, "status": Status.ABORTED.value, "error": error, "history": history, "updated_at": now}
+
+
+def parked_folder() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "codeclab" / "unsaved"
 
 
 def _start_ticks(pid: int) -> int | None:

@@ -45,6 +45,7 @@ class LocalService:
         self.endpoint: Endpoint | None = None
         self.recovered: list[str] = []  # experiments a dead process had left unfinished, finalised at start
         self.unsynced: set[str] = set()  # records whose mirror write failed (a full disk): retried each pass
+        self.parked: list[str] = []  # what runs/ could still not take at exit, and where it went instead
         self._draining = False
         self._mirror_lock = threading.Lock()
         self._stop = threading.Event()
@@ -71,13 +72,16 @@ class LocalService:
         self._import_finished()
         self.cloud.record_listeners.append(self._mirror)
         self.api = ApiServer(self._api, port=self.port).start()
-        self.endpoint = self.runs.register(self.url, self.kind)
+        self.endpoint = self.runs.register(self.url, self.kind, self.cloud.job_folder)
         self._collector.start()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._collector.is_alive():
             self._collector.join()
+        if self.cloud is not None and self.unsynced:
+            self.collect_ended()  # one last try to write what the disk refused, then park what is left
+            self.parked = [self._park(experiment_id) for experiment_id in sorted(self.unsynced)]
         if self.endpoint is not None:
             self.runs.unregister(self.endpoint)
         if self.api is not None:
@@ -145,7 +149,13 @@ class LocalService:
             experiment_id = experiment_id_of_execution(described["name"], described["executionArn"])
             record = store.find(experiment_id)
             if record is not None:
-                runner.collect(self.cloud, record, self.runs.root)
+                try:
+                    runner.collect(self.cloud, record, self.runs.root)
+                except OSError as exc:  # a full disk: kept in the emulator, retried, parked at exit
+                    self.unsynced.add(experiment_id)
+                    log.warning("cannot keep %s in %s: %s", experiment_id, self.runs.root, exc)
+                    continue
+                self.unsynced.discard(experiment_id)
                 saved.append(experiment_id)
             self._collected.add(execution["executionArn"])
         for experiment_id in list(self.unsynced):  # the disk may have room again
@@ -153,6 +163,16 @@ class LocalService:
             if record is not None:
                 self._mirror(lambda record=record: record)
         return saved
+
+    def _park(self, experiment_id: str) -> str:
+        assert self.cloud is not None
+        record = self.cloud.services().store.find(experiment_id)
+        if record is None:
+            return experiment_id
+        try:
+            return f"{experiment_id}: parked at {self.runs.park(record)}"
+        except OSError as exc:
+            return f"{experiment_id}: could not be kept anywhere ({exc.strerror}); its record: {record}"
 
     # -- interruption --------------------------------------------------------------------
     def unfinished(self) -> list[dict[str, Any]]:

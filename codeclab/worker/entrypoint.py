@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -62,6 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.raiseExceptions = False  # a log line that cannot be written (a full disk) must not print a traceback
+    # Batch stops a job with SIGTERM before SIGKILL: unwind, so temporary folders and children go with it
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     parent = os.environ.get(PARENT_PID_ENV)
     if parent:  # a local job: die with the `codeclab run` or `serve` that started it, even on its SIGKILL
         try:

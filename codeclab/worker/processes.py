@@ -14,6 +14,15 @@ PARENT_PID_ENV = "CODECLAB_PARENT_PID"
 _PR_SET_PDEATHSIG = 1
 
 
+def stop_process_group(proc: subprocess.Popen[bytes], grace_seconds: float) -> None:
+    """SIGTERM the child's group, as `docker stop` does, so it can clean up; SIGKILL what is left after the grace."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace_seconds)
+    kill_process_group(proc)
+
+
 def kill_process_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the child's whole group and reap it; a child that already exited is fine."""
     with suppress(ProcessLookupError):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from codeclab.cli import serve
 from codeclab.local import service
@@ -21,6 +23,7 @@ class NoCloud:
 
     def __init__(self) -> None:
         self.record_listeners: list[object] = []
+        self.job_folder = Path(tempfile.gettempdir()) / "codeclab-jobs-none"
 
     def __enter__(self):
         return self

@@ -32,7 +32,7 @@ def run_worker(tmp_path: Path, codec: dict[str, object], restrictions: list[str]
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     worker = [sys.executable, "-m", "codeclab.worker", str(tmp_path / "spec.json"), "--out", str(tmp_path / "out"),
               "--no-vmaf", "--quiet"]  # fmt: skip
-    command = [sys.executable, "-m", "tests.worker.sandbox.restricted_host", *restrictions, "--", *worker]
+    command = [sys.executable, "-m", "tests.restricted_host", *restrictions, "--", *worker]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={**os.environ, **env})  # fmt: skip
     return proc.returncode, json.loads((tmp_path / "out" / "result.json").read_text())
@@ -93,7 +93,7 @@ def test_doctor_names_the_missing_layer_and_exits_1() -> None:
     doctor = [sys.executable, "-c", "from codeclab.cli import main; main()", "doctor"]
     here = subprocess.run(doctor, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert here.returncode == 0 and "Untrusted custom codecs run here" in here.stdout
-    command = [sys.executable, "-m", "tests.worker.sandbox.restricted_host", "--hide-landlock", "--", *doctor]
+    command = [sys.executable, "-m", "tests.restricted_host", "--hide-landlock", "--", *doctor]
     without = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert without.returncode == 1 and "SANDBOX_UNAVAILABLE" in without.stderr
     assert "this kernel has no Landlock" in without.stdout
