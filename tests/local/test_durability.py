@@ -304,8 +304,8 @@ def test_a_bad_spec_is_exit_2_with_a_short_message_before_anything_starts(
     out = codeclab("run", str(bad_specs[case]), "--runs-dir", str(tmp_path / "runs"), env=env)
     assert out.returncode == 2 and "Traceback" not in out.stderr and len(out.stderr) < 2000, out.stderr[:500]
     assert time.monotonic() - started < 20 and not (tmp_path / "runs").exists()
-    worker = subprocess.run([sys.executable, "-m", "codeclab.worker", str(bad_specs[case]), "--out",
-                             str(tmp_path / "out"), "--quiet"], capture_output=True, text=True, env=env, cwd=REPO)  # fmt: skip
+    command = [sys.executable, "-m", "codeclab.worker", str(bad_specs[case]), "--out", str(tmp_path / "out"), "--quiet"]
+    worker = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     assert worker.returncode == 2 and "Traceback" not in worker.stderr and len(worker.stderr) < 3000
     if case != "a missing local clip":  # the worker finds that one itself, as INVALID_SOURCE
         result = json.loads((tmp_path / "out" / "result.json").read_text())
