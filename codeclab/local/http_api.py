@@ -91,6 +91,9 @@ class _App:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         method = environ["REQUEST_METHOD"]
         status, headers, body = self._respond(method, environ)
+        # the access log, off unless asked for (redaction.py strips presigned query strings from it)
+        logger.debug('%s "%s %s %s" %d', environ.get("REMOTE_ADDR"), method, environ.get("REQUEST_URI"),
+                     environ.get("SERVER_PROTOCOL"), status)  # fmt: skip
         start_response(f"{status} {_reason(status)}", [*headers, ("Content-Length", str(len(body)))])
         return [b"" if method == "HEAD" else body]  # a HEAD answer has the headers a body would have
 

@@ -29,7 +29,6 @@ from typing import Any
 
 from codeclab import atomic
 from codeclab.experiments.error_types import ErrorType
-from codeclab.experiments.ids import is_experiment_id
 from codeclab.experiments.statuses import Status
 
 Record = dict[str, Any]  # the experiments table's item, as ExperimentStore returns it
@@ -73,15 +72,13 @@ class RunsFolder:
 
     # -- experiments ---------------------------------------------------------------------
     def folder(self, experiment_id: str) -> Path:
-        """runs/<experiment_id>/; anything but an experiment id is refused (it could name a path out)."""
-        if not is_experiment_id(experiment_id):
-            raise ValueError(f"not an experiment id: {experiment_id[:80]!r} (expected exp_ and 26 characters)")
+        """runs/<experiment_id>/; a name that is not one plain folder name is refused (it could lead out)."""
+        if not _plain(experiment_id):
+            raise ValueError(f"not an experiment id: {experiment_id[:80]!r}")
         return self.root / experiment_id
 
     def record(self, experiment_id: str) -> Record | None:
-        if not is_experiment_id(experiment_id):
-            return None
-        return _read_json(self.folder(experiment_id) / RECORD_FILE)
+        return _read_json(self.folder(experiment_id) / RECORD_FILE) if _plain(experiment_id) else None
 
     def records(self) -> list[Record]:
         """Every experiment's record, newest first."""
@@ -195,6 +192,10 @@ def lost(record: Record, owner: ProcessId | None) -> Record:
     }
     history = [*record.get("history", []), {"status": Status.ABORTED.value, "at": now}]
     return {**record, "status": Status.ABORTED.value, "error": error, "history": history, "updated_at": now}
+
+
+def _plain(name: str) -> bool:
+    return name not in {"", ".", ".."} and "/" not in name and "\0" not in name and len(name) <= 255
 
 
 def parked_folder() -> Path:

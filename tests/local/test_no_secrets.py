@@ -244,7 +244,7 @@ def what_the_run_left(cloud: LocalCloud, outcome: runner.Outcome) -> dict[str, s
     history = cloud.sfn.get_execution_history(executionArn=outcome.record["execution_arn"], maxResults=1000)
     return {
         **files_under(outcome.folder),  # runner.collect: record.json, alerts.json, every artifact
-        **files_under(cloud._job_logs),  # each Batch job's stdout and stderr
+        **files_under(cloud.job_folder),  # each Batch job's stdout and stderr
         **every_s3_object(),
         "dynamodb": every_table_item(cloud),
         "sns alerts": json.dumps(cloud.alerts_for(outcome.experiment_id), default=str),
@@ -272,7 +272,7 @@ def assert_each_channel_was_captured(
     assert "CanonicalRequest" in channels["log records"]  # botocore's signer logged at DEBUG
     assert "Sending http request" in channels["log records"]  # and so did its sender, headers and all
     assert handler_message in channels["stdout"]  # a handler's Powertools line, on file descriptor 1
-    assert str(cloud._job_logs / f"{outcome.experiment_id}.log") in channels
+    assert str(cloud.job_log(outcome.experiment_id)) in channels
     assert str(outcome.folder / "worker.log") in channels and str(outcome.folder / "result.json") in channels
 
 
