@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,8 @@ class RunsFolder:
                 scratch = Path(endpoint.scratch)
                 if scratch.name.startswith(SCRATCH_PREFIX):  # never anything but a job folder of ours
                     shutil.rmtree(scratch, ignore_errors=True)
-                self.unregister(endpoint)
+                with suppress(OSError):
+                    self.unregister(endpoint)
         live = {e.process for e in self._registered()}
         finalised = []
         for record in self.records():
@@ -164,7 +166,10 @@ class RunsFolder:
                 continue
             owner = self.owner(record["experiment_id"])
             if (owner is not None and not owner.alive()) or (owner is None and not live):
-                self.save_record(lost(record, owner))
+                try:
+                    self.save_record(lost(record, owner))
+                except OSError:  # a read-only or full folder: reading it must still work; a later command retries
+                    continue
                 finalised.append(record["experiment_id"])
         return finalised
 
