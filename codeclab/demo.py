@@ -31,9 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = wide_console()
     with console.status("starting the local AWS emulator (synthesizing the stack if it changed)"):
-        service = LocalService(args.runs_dir).__enter__()
+        service = LocalService(args.runs_dir, kind="run").__enter__()
     try:
         outcome = _run_sweep(service, console)
+    except KeyboardInterrupt:  # as `codeclab run` does: cancel, keep every point final in runs/, exit 130
+        console.print(f"interrupted: {len(service.stop_all())} sweep(s) cancelled and kept in {args.runs_dir}/")
+        return 130
     finally:
         service.__exit__(None, None, None)
     console.print(summary_table(outcome.points, title=f"codeclab demo: sweep {outcome.experiment_id} {outcome.status}"))
@@ -54,7 +57,7 @@ def _run_sweep(service: LocalService, console: Console) -> runner.Outcome:
         task = bar.add_task("sweep", total=None)
         record = runner.wait(service.cloud, submitted, lambda r: show_record_progress(bar, task, r, "sweep"))
         bar.update(task, description=f"sweep: {record['status']}")
-    return runner.collect(service.cloud, record, service.runs_dir)
+    return runner.collect(service.cloud, record, service.runs.root)
 
 
 if __name__ == "__main__":
