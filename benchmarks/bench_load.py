@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench_summary import RUN_ID_ENV, run_stamp
+from bench_summary import RUN_ID_ENV, write_stamped
 from rich.table import Table
 
 from codeclab.experiments.statuses import Status
@@ -122,12 +122,8 @@ def main() -> None:
         parser.error("--count must be at least 1")
     with tempfile.TemporaryDirectory() as runs, LocalService(Path(runs), port=0) as service:
         measured = measure(service, args.count)
-    figures = {"run": run_stamp(), **measured}  # stamped once measured: the summary's time range ends here
-    show(figures)
-    out = Path(__file__).parent / "results" / "bench_load.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    wide_console().print(f"wrote {out}")
+    show(measured)
+    wide_console().print(f"wrote {write_stamped('bench_load', measured)}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_summary import RUN_ID_ENV, run_stamp
+from bench_summary import RUN_ID_ENV, write_stamped
 from rich.table import Table
 
 from codeclab.terminal import wide_console
@@ -144,12 +144,8 @@ def main() -> None:
         "dct_codec": dct_codec(),
         "pid_channel": pid_channel(12, args.tries),
     }
-    figures = {"run": run_stamp(), **measured}
-    show(figures)
-    out = Path(__file__).parent / "results" / "bench_sandbox.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(figures, indent=2) + "\n")
-    wide_console().print(f"wrote {out}")
+    show(measured)
+    wide_console().print(f"wrote {write_stamped('bench_sandbox', measured)}")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,16 @@ def run_stamp() -> dict[str, Any]:
     }
 
 
+def write_stamped(name: str, measured: dict[str, Any]) -> Path:
+    """A bench's figures, stamped now (so the summary's time range covers the measuring), as results/<name>.json."""
+    import json
+
+    out = RESULTS_DIR / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"run": run_stamp(), **measured}, indent=2) + "\n")
+    return out
+
+
 # --- reading one run's files ------------------------------------------------------------
 
 
