@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: demo test bench faults check-html lint format clean
+.PHONY: demo test test-fast bench faults check-html lint format clean
 
 $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile
+
+# The developer loop (under a minute on 2 cores): unit, worker and handler tests, without the ones marked slow
+# (the sandbox's red-team and escape corpora, training, the stall watchdog's waits) and without local/ and infra/.
+# Three workers on two cores: many of these tests wait on child processes. The fuzzing plugins stay unloaded.
+test-fast: $(STAMP)
+	$(PY) -m pytest -n 3 -m "not slow" -p no:hypothesispytest -p no:schemathesis tests/unit tests/worker tests/aws
 
 # Every benchmark (several minutes), then one table of this run's figures (benchmarks/results/summary.md).
 # One run id for all of them: bench_summary.py refuses result files that an older run left behind.
@@ -43,6 +49,7 @@ check-html: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

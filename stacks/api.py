@@ -6,6 +6,9 @@ API also lists and reads records, so a Lambda serves it.
 
 from __future__ import annotations
 
+from typing import cast
+
+from aws_cdk import CfnResource
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
@@ -67,7 +70,7 @@ class ExperimentsApi(Construct):
             ),
         )
         # The L2 JsonSchema type cannot hold $ref/definitions as read from a file, so the model's schema is set raw.
-        spec_model.node.default_child.add_property_override("Schema", api_model_schema())
+        cast(CfnResource, spec_model.node.default_child).add_property_override("Schema", api_model_schema())
         experiments = self.rest_api.root.add_resource("experiments")
         # The body is the spec itself; Idempotency-Key, when given, makes a retried POST start nothing new.
         experiments.add_method(

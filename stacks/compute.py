@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import cast
 
-from aws_cdk import Duration, IgnoreMode, Size
+from aws_cdk import CfnResource, Duration, IgnoreMode, Size
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -125,7 +126,7 @@ class GpuBatch(Construct):
         )
         # Pin the template's latest version: with the implicit $Default, an edited template would not reach
         # instances until the compute environment changed for some other reason.
-        environment.node.default_child.add_property_override(
+        cast(CfnResource, environment.node.default_child).add_property_override(
             "ComputeResources.LaunchTemplate.Version", launch_template.latest_version_number
         )
         acknowledge(

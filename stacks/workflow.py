@@ -47,7 +47,7 @@ STEP_TIMEOUT = sfn.Timeout.duration(Duration.seconds(60))
 # Machine-level limit: the longest RunCodec allowed plus room for the Lambda steps and the alerts.
 # It ends only executions that no state-level timeout stopped; Reconcile then finalises their records.
 MACHINE_SLACK_SECONDS = 1800
-_Catching = TypeVar("_Catching", tasks.LambdaInvoke, tasks.SnsPublish, sfn.CustomState)
+_Catching = TypeVar("_Catching", tasks.LambdaInvoke, tasks.SnsPublish, sfn.CustomState, sfn.Map)
 
 
 class ExperimentWorkflow(Construct):

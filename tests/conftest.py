@@ -6,6 +6,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,3 +47,14 @@ def wait_until_running(store, experiment_id: str, timeout: float = 60) -> None:
     while (store.find(experiment_id) or {}).get("status") != "RUNNING":
         assert time.monotonic() < deadline, f"{experiment_id} never reached RUNNING"
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def table_definition() -> dict[str, Any]:
+    """KeySchema, attributes and GSIs exactly as the CDK stack synthesizes them (the synthesis local mode keeps)."""
+    from codeclab.local.template import synthesized_template
+
+    resources = synthesized_template(REPO / "cdk.out")["Resources"].values()
+    (table,) = [resource for resource in resources if resource["Type"] == "AWS::DynamoDB::Table"]
+    props = table["Properties"]
+    return {k: props[k] for k in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes")}

@@ -53,7 +53,8 @@ def expand_sweep(spec: dict[str, Any], origin: str = "spec") -> list[SweepPoint]
     if count > MAX_POINTS:
         problem = SpecProblem("$.sweep", f"{count} points; a sweep may have at most {MAX_POINTS}, split it up")
         raise SpecError([problem], origin)
-    points, problems = [], []
+    points: list[SweepPoint] = []
+    problems: list[SpecProblem] = []
     for codec_index, codec in enumerate(codecs):
         distinct = _distinguishing_params(codec, codecs)
         for values in combinations:

@@ -265,14 +265,17 @@ def reconcile(event: dict[str, Any], services: Services) -> dict[str, Any]:
     return {"experiment_id": experiment_id, "status": after, "changed": changed, "codec": item.get("codec")}
 
 
-def _record_unrecorded(services: Services, experiment_id: str, submitted: Any, execution_arn: str) -> Item | None:
+def _record_unrecorded(services: Services, experiment_id: str, submitted: Any, execution_arn: str) -> Item:
     """Write the record an execution never got, so the experiment its caller was given exists and ends final."""
     codec = submitted.get("codec", {}).get("name") if isinstance(submitted, dict) else None
     key, _ = services.store.create(
         experiment_id, submitted, execution_arn=execution_arn, codec=codec if isinstance(codec, str) else None
     )
     log.warning("execution %s had no record; wrote %s to finalise it", execution_arn, key)
-    return services.store.get(key)
+    item = services.store.get(key)
+    if item is None:  # just written with a condition that it did not exist: a store that lost it is broken
+        raise RuntimeError(f"{key} was written but cannot be read back")
+    return item
 
 
 def _execution_spec(execution_input: str | None) -> Any:

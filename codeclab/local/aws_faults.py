@@ -76,7 +76,7 @@ class AwsFaultInjector:
         return fault
 
     def _before_send(self, request: AWSPreparedRequest, event_name: str, **_: Any) -> AWSResponse | None:
-        _, service, operation = event_name.split(".", 2)
+        _event, service, operation = event_name.split(".", 2)
         fault = self._take(service, operation)
         if fault is None:
             return None  # botocore sends the request as usual

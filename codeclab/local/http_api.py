@@ -127,7 +127,7 @@ def _read_body(environ: dict[str, Any]) -> str | None:
     if length == 0:
         return None  # API Gateway passes an absent body as null
     try:
-        return environ["wsgi.input"].read(length).decode("utf-8")  # type: ignore[no-any-return]
+        return environ["wsgi.input"].read(length).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _Refused(400, f"the body is not valid UTF-8 (byte {exc.start})") from None
 

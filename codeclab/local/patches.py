@@ -102,7 +102,7 @@ def uninstall() -> None:
 def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
     assert _hooks.lambda_runner is not None
     env = dict(self.environment_vars or {})
-    payload, errored = _hooks.lambda_runner(self.function_name, self.handler, env, event)
+    payload, errored = _hooks.lambda_runner(self.function_name, str(self.handler), env, event)
     return payload, errored, ""
 
 
@@ -138,7 +138,7 @@ def _build_batch_sync_resolver(self: StateTaskServiceBatch, env: Environment, re
                 env=env,
                 error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
                 event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(taskFailedEventDetails=details),
+                event_details=EventDetails(taskFailedEventDetails=details),  # type: ignore[typeddict-item]
             )
         )
 
@@ -168,7 +168,10 @@ def _notifying(write: Callable[..., Any]) -> Callable[..., Any]:
         listener = _hooks.item_written
         if listener is not None and item is not None:
             table = self.get_table(table_name)
-            keys = {table.hash_key_attr: item.hash_key.to_json(), table.range_key_attr: item.range_key.to_json()}
+            keys = {
+                str(table.hash_key_attr): item.hash_key.to_json(),
+                str(table.range_key_attr): item.range_key.to_json(),
+            }
             listener(table_name, lambda: _plain(self.get_item(table_name, keys)))
         return item
 

@@ -4,6 +4,7 @@ resolved to local names and ARNs (Ref, Fn::GetAtt, Fn::Join, Fn::Sub, Fn::Select
 from __future__ import annotations
 
 import hashlib
+import fcntl
 import json
 import os
 import re
@@ -37,17 +38,24 @@ def source_hash(repo: Path = REPO) -> str:
 
 
 def synthesized_template(outdir: Path, repo: Path = REPO) -> dict[str, Any]:
-    """The stack's template, re-synthesized only when its sources changed."""
+    """The stack's template, re-synthesized only when its sources changed.
+
+    Several processes may ask at once (two terminals, test workers): one synthesizes, the others wait on the
+    lock and read its result, rather than reading a template half written.
+    """
     wanted = source_hash(repo)
     stamp = outdir / HASH_FILE
     template = outdir / f"{STACK}.template.json"
-    if not (template.exists() and stamp.exists() and stamp.read_text() == wanted):
-        env = {**os.environ, "CDK_OUTDIR": str(outdir), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
-        proc = subprocess.run([sys.executable, "app.py"], cwd=repo, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"cdk synth failed:\n{proc.stderr[-3000:]}")
-        stamp.write_text(wanted)
-    return json.loads(template.read_text())
+    outdir.mkdir(parents=True, exist_ok=True)
+    with (outdir / ".synth.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (template.exists() and stamp.exists() and stamp.read_text() == wanted):
+            env = {**os.environ, "CDK_OUTDIR": str(outdir), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+            proc = subprocess.run([sys.executable, "app.py"], cwd=repo, env=env, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"cdk synth failed:\n{proc.stderr[-3000:]}")
+            stamp.write_text(wanted)
+        return json.loads(template.read_text())  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

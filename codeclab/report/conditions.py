@@ -81,8 +81,8 @@ def differing_fields(conditions: Mapping[str, Mapping[str, Any]], curve: str | N
         for experiment_id, values in conditions.items():
             holders.setdefault(json.dumps(values.get(field), sort_keys=True), []).append(experiment_id)
         if len(holders) > 1:
-            values = tuple((shown(json.loads(v)), tuple(ids)) for v, ids in holders.items())
-            differences.append(Difference(field, values, curve))
+            found = tuple((shown(json.loads(v)), tuple(ids)) for v, ids in holders.items())
+            differences.append(Difference(field, found, curve))
     return differences
 
 

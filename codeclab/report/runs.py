@@ -90,7 +90,7 @@ def _read_result(experiment_id: str, runs: RunsFolder) -> dict[str, Any]:
             "(it holds the test conditions and the environment)"
         )
     try:
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
+        return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ReportError(f"{experiment_id}: {path} is not valid JSON ({exc}); collect the experiment again") from None
 

@@ -71,8 +71,8 @@ class PatchSampler:
             v[top // 2 : (top + PATCH) // 2, left // 2 : (left + PATCH) // 2],
         )
         if self.rng.integers(2):
-            crops = tuple(c[:, ::-1] for c in crops)
-        return tuple(np.ascontiguousarray(c) for c in crops)  # type: ignore[return-value]
+            crops = (crops[0][:, ::-1], crops[1][:, ::-1], crops[2][:, ::-1])
+        return np.ascontiguousarray(crops[0]), np.ascontiguousarray(crops[1]), np.ascontiguousarray(crops[2])
 
 
 def load_training_videos() -> list[Video]:

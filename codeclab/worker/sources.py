@@ -65,7 +65,8 @@ def load_reference(source: dict[str, Any], workdir: Path, on_frame: FrameCallbac
     _check_frame_count(video.frames, start, count)
     video = _crop(video, source.get("crop"))
     if "size" in source:
-        video = _scale_to_cover(video, *source["size"], workdir)
+        width, height = source["size"]
+        video = _scale_to_cover(video, width, height, workdir)
     if "fps" in source:
         video = Video(video.y, video.u, video.v, Fraction(str(source["fps"])))
     info = {

@@ -30,20 +30,6 @@ LAMBDA_ENV = {
 }
 
 
-@pytest.fixture(scope="session")
-def table_definition() -> dict[str, Any]:
-    """KeySchema, attributes and GSIs exactly as the CDK stack synthesizes them."""
-    from aws_cdk.assertions import Template
-
-    from app import build_app
-
-    _app, stack = build_app()
-    tables = Template.from_stack(stack).find_resources("AWS::DynamoDB::Table")
-    (table,) = tables.values()
-    props = table["Properties"]
-    return {k: props[k] for k in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes")}
-
-
 @pytest.fixture
 def aws(table_definition: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name, value in LAMBDA_ENV.items():

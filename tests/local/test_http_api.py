@@ -44,17 +44,6 @@ class Local:
         return sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"]
 
 
-def table_definition() -> dict[str, Any]:
-    """The table as the CDK stack synthesizes it (as tests/aws/conftest.py does; a few seconds, so once)."""
-    from aws_cdk.assertions import Template
-
-    from app import build_app
-
-    _app, stack = build_app()
-    (table,) = Template.from_stack(stack).find_resources("AWS::DynamoDB::Table").values()
-    return {k: table["Properties"][k] for k in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes")}
-
-
 def import_api_handler() -> Any:
     """lambdas/api.py, imported inside the mock so its module-scope clients are mocked."""
     sys.path.insert(0, str(REPO / "lambdas"))
@@ -65,8 +54,8 @@ def import_api_handler() -> Any:
 
 
 @pytest.fixture(scope="module")
-def local() -> Iterator[Local]:
-    definition = table_definition()
+def local(table_definition: dict[str, Any]) -> Iterator[Local]:
+    definition = table_definition
     with pytest.MonkeyPatch.context() as env, mock_aws():
         for name, value in LAMBDA_ENV.items():
             env.setenv(name, value)

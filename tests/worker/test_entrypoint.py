@@ -225,6 +225,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(case: str, tmp_path: Path) -> No
     assert result["error"]["type"] == error_type and result["error"]["exit_code"] == 2
 
 
+@pytest.mark.slow
 def test_a_hang_is_stopped_by_the_stall_watchdog(tmp_path: Path) -> None:
     started = time.monotonic()
     proc = run_worker(
@@ -240,6 +241,7 @@ def test_a_hang_is_stopped_by_the_stall_watchdog(tmp_path: Path) -> None:
     assert error["type"] == "STALLED" and "in stage 'encode'" in error["message"]
 
 
+@pytest.mark.slow
 def test_a_hang_deaf_to_signals_is_ended_by_the_watchdog_itself(tmp_path: Path) -> None:
     started = time.monotonic()
     proc = run_worker({**spec(), "limits": {"stall_seconds": 2}}, tmp_path / "out", fault="freeze:decode@1", timeout=60)
@@ -248,6 +250,7 @@ def test_a_hang_deaf_to_signals_is_ended_by_the_watchdog_itself(tmp_path: Path) 
     assert result_of(tmp_path / "out")["error"]["type"] == "STALLED"
 
 
+@pytest.mark.slow
 def test_a_slow_but_steady_job_is_not_killed(tmp_path: Path) -> None:
     # 8 frames x 0.5 s = 4 s of work against a 2 s stall limit, but never 2 s without progress
     job = {**spec({"name": "jpeg", "params": {"quality": 50}}), "limits": {"stall_seconds": 2}}

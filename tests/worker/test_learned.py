@@ -83,6 +83,7 @@ def encoded(carphone_y4m: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     return bitstream, recon
 
 
+@pytest.mark.slow
 def test_decoding_the_file_alone_in_a_fresh_process_gives_the_encoders_reconstruction(
     encoded: tuple[Path, list], tmp_path: Path
 ) -> None:
@@ -169,6 +170,7 @@ def test_a_missing_quality_names_the_field_and_the_command(tmp_path: Path) -> No
 # --- the worker and training -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_worker_records_the_device_weights_and_colour_handling(tmp_path: Path) -> None:
     codec = {"name": "learned", "params": {"quality": 1}}
     spec = {"name": "learned-q1", "source": {"clip": "builtin:carphone", "frames": 2}, "codec": codec}
@@ -184,6 +186,7 @@ def test_the_worker_records_the_device_weights_and_colour_handling(tmp_path: Pat
     assert result["metrics"]["bpp"] == (tmp_path / "out" / "bitstream.cln").stat().st_size * 8 / (176 * 144 * 2)
 
 
+@pytest.mark.slow
 def test_training_is_seeded_so_a_rerun_writes_the_same_weights(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 

@@ -134,7 +134,7 @@ def _frame_sizes(header: StreamHeader) -> dict[bytes, int]:
     return {YUV420_PLANES: n * h * w + 2 * n * (h // 2) * (w // 2), RGB_FRAMES: n * h * w * 3}
 
 
-def _as_video(output: bytes, header: StreamHeader, sizes: dict[bytes, int]) -> Video:
+def _as_video(output: bytearray, header: StreamHeader, sizes: dict[bytes, int]) -> Video:
     layout, data = bytes(output[:1]), memoryview(output)[1:]
     if sizes.get(layout) != len(data):
         raise SandboxViolation(

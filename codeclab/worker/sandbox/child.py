@@ -11,12 +11,13 @@ from __future__ import annotations
 import builtins
 import errno
 import importlib
+import io
 import os
 import resource
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from codeclab.worker.processes import die_with_parent
 from codeclab.worker.sandbox import identity, landlock, scratch, seccomp_filter
@@ -56,10 +57,10 @@ class OutputError(Exception):
 
 def main() -> int:
     worker = os.getppid()
-    stdin = sys.stdin.buffer
+    stdin = cast(io.BufferedReader, sys.stdin.buffer)
     request = ChildRequest.from_line(stdin.readline(MAX_REQUEST_LINE))
     payload = bytearray(request.payload_bytes)
-    if stdin.readinto(payload) != request.payload_bytes:  # type: ignore[attr-defined]
+    if stdin.readinto(payload) != request.payload_bytes:
         return _error(request.result_fd, ErrorKind.SETUP, "the worker's input ended early", SETUP)
     try:
         report = _build(request, worker)
@@ -149,6 +150,7 @@ def _load_libseccomp(report: _Report) -> bool:
 
 def _cap_scratch(request: ChildRequest, private: bool, report: _Report) -> None:
     folder = Path(request.scratch)
+    capped: scratch.Scratch | None
     if private:
         capped = scratch.mount_private_tmpfs(folder, request.scratch_bytes, request.file_uid)
     else:

@@ -64,7 +64,7 @@ class ChildJob:
 
 @dataclass(frozen=True)
 class ChildResult:
-    output: bytes
+    output: bytearray  # read from the pipe into one buffer: decoded frames can be a gigabyte
     applied: Applied
 
 
@@ -170,7 +170,7 @@ class _Supervision:
         _write_quietly(proc.stdin, GO, close=True)
         return ChildResult(self._collect(proc), applied)
 
-    def _collect(self, proc: subprocess.Popen[bytes]) -> bytes:
+    def _collect(self, proc: subprocess.Popen[bytes]) -> bytearray:
         try:
             returncode = proc.wait(timeout=self._remaining())
         except subprocess.TimeoutExpired:
@@ -200,7 +200,7 @@ class _Supervision:
     def _remaining(self) -> float:
         return max(self.deadline - time.monotonic(), 0.0)
 
-    def _setup_failure(self, body: bytes) -> WorkerError:
+    def _setup_failure(self, body: bytearray) -> WorkerError:
         message = _json(body)
         text = _clean(str(message.get("message", "")))
         if message.get("kind") == ErrorKind.UNAVAILABLE.value:
@@ -210,7 +210,7 @@ class _Supervision:
             )
         return WorkerError(f"the sandbox for the {self.who} could not be set up: {text}")
 
-    def _user_failure(self, body: bytes) -> WorkerError:
+    def _user_failure(self, body: bytearray) -> WorkerError:
         message = _json(body)
         text = _clean(str(message.get("message", "")))
         if message.get("kind") == ErrorKind.POLICY.value:
@@ -228,7 +228,7 @@ class _FrameReader:
 
     def __init__(self, fd: int, max_output: int) -> None:
         self.fd, self.max_output, self.pid = fd, max_output, 0
-        self.frames: list[tuple[Kind, bytes]] = []
+        self.frames: list[tuple[Kind, bytearray]] = []
         self.violation = ""
         self._changed = threading.Condition()
         self._done = False
@@ -239,12 +239,12 @@ class _FrameReader:
         self._thread.start()
         return self._thread
 
-    def first(self, timeout: float) -> tuple[Kind, bytes] | None:
+    def first(self, timeout: float) -> tuple[Kind, bytearray] | None:
         with self._changed:
             self._changed.wait_for(lambda: self.frames or self._done, timeout)
             return self.frames[0] if self.frames and not self.violation else None
 
-    def after_first(self) -> list[tuple[Kind, bytes]]:
+    def after_first(self) -> list[tuple[Kind, bytearray]]:
         return self.frames[1:]
 
     def join(self) -> None:
@@ -301,14 +301,14 @@ class _LogTail:
     def _read(self, stream: IO[bytes] | None) -> None:
         assert stream is not None
         with stream:
-            for chunk in iter(lambda: stream.read1(LOG_TAIL_BYTES), b""):
+            for chunk in iter(lambda: stream.read1(LOG_TAIL_BYTES), b""):  # type: ignore[attr-defined]
                 self._tail = (self._tail + chunk)[-LOG_TAIL_BYTES:]
 
     def tail(self, limit: int = 2000) -> str:
         return _clean(self._tail[-limit:].decode("utf-8", "replace").strip())
 
 
-def _read_exactly(pipe: IO[bytes], size: int) -> bytes | None:
+def _read_exactly(pipe: IO[bytes], size: int) -> bytearray | None:
     """`size` bytes into one buffer (decoded frames can be a gigabyte: no second copy), or None at EOF."""
     buffer = bytearray(size)
     view, done = memoryview(buffer), 0
@@ -331,7 +331,7 @@ def _write_quietly(stream: IO[bytes], data: bytes, close: bool = False) -> None:
         pass
 
 
-def _json(body: bytes) -> dict[str, Any]:
+def _json(body: bytearray) -> dict[str, Any]:
     try:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -47,14 +47,8 @@ def check_source(source: str, allowed: frozenset[str]) -> list[str]:
         raise CodecFailure(f"custom codec line {exc.lineno}: syntax error: {exc.msg}") from None
     imported: list[str] = []
     for node in ast.walk(tree):
-        for module in _imports(node):
-            root = module.split(".")[0]
-            if root not in allowed and module not in allowed:
-                raise SandboxViolation(
-                    f"custom codec line {node.lineno}: import of {module!r} is not allowed. Allowed: "
-                    f"{', '.join(sorted(allowed))}. If you trust it, add it to codec.allow_imports in the spec."
-                )
-            imported.append(root)
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            imported += _allowed_roots(node, allowed)
         _check_names(node)
     if not _defines(tree, "encode") or not _defines(tree, "decode"):
         raise SandboxViolation(
@@ -63,7 +57,20 @@ def check_source(source: str, allowed: frozenset[str]) -> list[str]:
     return sorted(set(imported))
 
 
-def _imports(node: ast.AST) -> list[str]:
+def _allowed_roots(node: ast.Import | ast.ImportFrom, allowed: frozenset[str]) -> list[str]:
+    roots = []
+    for module in _imports(node):
+        root = module.split(".")[0]
+        if root not in allowed and module not in allowed:
+            raise SandboxViolation(
+                f"custom codec line {node.lineno}: import of {module!r} is not allowed. Allowed: "
+                f"{', '.join(sorted(allowed))}. If you trust it, add it to codec.allow_imports in the spec."
+            )
+        roots.append(root)
+    return roots
+
+
+def _imports(node: ast.Import | ast.ImportFrom) -> list[str]:
     if isinstance(node, ast.Import):
         return [alias.name for alias in node.names]
     if isinstance(node, ast.ImportFrom):

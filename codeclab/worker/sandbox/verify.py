@@ -25,8 +25,9 @@ class NotVerified(Exception):
 
 
 def verify(pid: int, request: ChildRequest, ready: Mapping[str, Any], trusted: bool) -> Applied:
-    claimed = ready.get("applied") if isinstance(ready.get("applied"), dict) else {}
-    reported_missing = ready.get("missing") if isinstance(ready.get("missing"), dict) else {}
+    applied_report, missing_report = ready.get("applied"), ready.get("missing")
+    claimed: dict[str, Any] = applied_report if isinstance(applied_report, dict) else {}
+    reported_missing: dict[str, Any] = missing_report if isinstance(missing_report, dict) else {}
     threads = [_status(path) for path in sorted(Path(f"/proc/{pid}/task").glob("*/status"))]
     checks = {
         Layer.RLIMITS: lambda: _rlimits(pid, request),

@@ -39,7 +39,9 @@ BENIGN = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", list(BENIGN))
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.slow) if "torch" in name else name for name in BENIGN]
+)
 def test_benign_codecs_pass_under_every_layer(name: str, tmp_path: Path) -> None:
     reference = write_reference(tmp_path / "ref.y4m")
     custom = make_codec("custom", {"level": 3}, {"code": BENIGN[name]})

@@ -16,6 +16,8 @@ from codeclab.worker.codecs.custom import CustomCodec
 from codeclab.worker.errors import CodecFailure, SandboxViolation
 from tests.worker.sandbox.support import SECRET, TIGHT, codec, run, write_reference
 
+pytestmark = pytest.mark.slow  # real child processes per case: `make test` runs them, `make test-fast` does not
+
 
 @pytest.fixture
 def marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -19,6 +19,9 @@ from tests.conftest import REPO
 from tests.worker.sandbox.support import write_reference
 from tests.worker.sandbox.test_benign import BENIGN
 
+pytestmark = pytest.mark.slow  # real child processes per case: `make test` runs them, `make test-fast` does not
+
+
 HOSTS = {
     "no Landlock": (["--hide-landlock"], "landlock: this kernel has no Landlock"),
     "no CAP_SETUID": (["--no-setuid"], "identity: the worker is not root with CAP_SETUID"),

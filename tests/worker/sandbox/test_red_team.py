@@ -33,6 +33,9 @@ from codeclab.worker.sources import builtin_clip_path
 from tests.conftest import REPO
 from tests.worker.sandbox.support import FULL, SECRET, TIGHT, codec, raw_frames, run, transmit
 
+pytestmark = pytest.mark.slow  # real child processes per case: `make test` runs them, `make test-fast` does not
+
+
 SIZE = len(raw_frames())
 # What an automated search writes to get past the AST check: every name here is allowed.
 PRELUDE = """import numpy as np, typing, struct

@@ -91,7 +91,7 @@ def _trimmed(pmf: np.ndarray) -> SymbolTable:
     return quantised_table(first - Z_RANGE, pmf[first : last + 1])
 
 
-def _float64_copy(module: torch.nn.Module) -> torch.nn.Module:
+def _float64_copy(module: FactorizedPrior) -> FactorizedPrior:
     return copy.deepcopy(module).to("cpu", torch.float64)
 
 
