@@ -3,8 +3,8 @@ resolved to local names and ARNs (Ref, Fn::GetAtt, Fn::Join, Fn::Sub, Fn::Select
 
 from __future__ import annotations
 
-import hashlib
 import fcntl
+import hashlib
 import json
 import os
 import re
