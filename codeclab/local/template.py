@@ -55,7 +55,7 @@ def synthesized_template(outdir: Path, repo: Path = REPO) -> dict[str, Any]:
             if proc.returncode != 0:
                 raise RuntimeError(f"cdk synth failed:\n{proc.stderr[-3000:]}")
             stamp.write_text(wanted)
-        return json.loads(template.read_text())  # type: ignore[no-any-return]
+        return json.loads(template.read_text())
 
 
 @dataclass(frozen=True)
