@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from codeclab.experiments.ids import experiment_id_for, is_experiment_id, new_experiment_id
+from codeclab.experiments.schema import SpecError
+from codeclab.experiments.record import ExperimentRecord
 from codeclab.experiments.services import Services
-from codeclab.experiments.spec import SpecError, parse_spec_json, validate_spec
+from codeclab.experiments.spec import Spec, read_spec
 from codeclab.experiments.statuses import Status, TransitionError
 from codeclab.experiments.store import ExperimentKey
 
@@ -43,7 +45,7 @@ def submit(body: str | None, idempotency_key: str | None, services: Services) ->
     execution_arn = _execution_arn(services.state_machine_arn, experiment_id)
     try:
         services.sfn.start_execution(
-            stateMachineArn=services.state_machine_arn, name=experiment_id, input=json.dumps({"spec": spec})
+            stateMachineArn=services.state_machine_arn, name=experiment_id, input=json.dumps({"spec": spec.document})
         )
     except services.sfn.exceptions.ExecutionAlreadyExists:
         if not idempotency_key:
@@ -56,7 +58,7 @@ def submit(body: str | None, idempotency_key: str | None, services: Services) ->
     }
 
 
-def get(experiment_id: str, services: Services) -> dict[str, Any]:
+def get(experiment_id: str, services: Services) -> ExperimentRecord:
     item = services.store.find(experiment_id) if is_experiment_id(experiment_id) else None
     if item is None:
         raise ApiError(404, f"no experiment {experiment_id!r}")
@@ -85,7 +87,7 @@ def cancel(experiment_id: str, services: Services) -> dict[str, Any]:
     return {"experiment_id": experiment_id, "status": item["status"], "cancel_requested": True}
 
 
-def _abort_record(item: dict[str, Any], services: Services) -> dict[str, Any]:
+def _abort_record(item: ExperimentRecord, services: Services) -> dict[str, Any]:
     error = {"type": "ABORTED", "message": "cancelled through the API before its execution existed", "cause": ""}
     try:
         item = services.store.transition(ExperimentKey.of(item), Status.ABORTED, error=error)
@@ -94,16 +96,14 @@ def _abort_record(item: dict[str, Any], services: Services) -> dict[str, Any]:
     return {"experiment_id": item["experiment_id"], "status": item["status"], "cancel_requested": True}
 
 
-def _parse_spec(body: str | None) -> dict[str, Any]:
+def _parse_spec(body: str | None) -> Spec:
     if not body:
         raise ApiError(400, "the request body must be an experiment spec (JSON)")
     try:
-        spec = parse_spec_json(body, origin="body")
-        validate_spec(spec, origin="spec")
+        return read_spec(body, origin="spec")
     except SpecError as exc:
         details = [{"path": p.path, "message": p.message} for p in exc.problems]
         raise ApiError(400, str(exc), details) from None
-    return spec
 
 
 def _execution_arn(state_machine_arn: str, name: str) -> str:

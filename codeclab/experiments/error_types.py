@@ -33,27 +33,56 @@ class ErrorType(StrEnum):
         return {ErrorType.TIMEOUT: Status.TIMED_OUT, **aborted}.get(self, Status.FAILED)
 
 
-# The worker's documented exit codes (codeclab.worker.entrypoint), and its own error types.
-WORKER_EXIT_CODES = {
-    2: ErrorType.INVALID_INPUT,
-    3: ErrorType.STALLED,
-    4: ErrorType.CODEC_ERROR,
-    5: ErrorType.INTERNAL,
-    6: ErrorType.SANDBOX_VIOLATION,
-    7: ErrorType.SANDBOX_UNAVAILABLE,
-    8: ErrorType.STORAGE,
+class WorkerErrorType(StrEnum):
+    """What the worker's result.json names as `error.type`: the record's types, and two finer kinds of bad input."""
+
+    INVALID_INPUT = "INVALID_INPUT"
+    INVALID_SPEC = "INVALID_SPEC"
+    INVALID_SOURCE = "INVALID_SOURCE"
+    STALLED = "STALLED"
+    CODEC_ERROR = "CODEC_ERROR"
+    INTERNAL = "INTERNAL"
+    SANDBOX_VIOLATION = "SANDBOX_VIOLATION"
+    SANDBOX_UNAVAILABLE = "SANDBOX_UNAVAILABLE"
+    STORAGE = "STORAGE"
+
+
+@dataclass(frozen=True)
+class WorkerFailure:
+    """One row of the worker's documented failures: the exit code it ends with and the type the record gets."""
+
+    exit_code: int
+    recorded_as: ErrorType
+
+
+# The one table of the worker's failures (docs/worker.md lists it); the worker's exceptions and the
+# workflow's classification both read it.
+WORKER_FAILURES: dict[WorkerErrorType, WorkerFailure] = {
+    WorkerErrorType.INVALID_INPUT: WorkerFailure(2, ErrorType.INVALID_INPUT),
+    WorkerErrorType.INVALID_SPEC: WorkerFailure(2, ErrorType.INVALID_INPUT),
+    WorkerErrorType.INVALID_SOURCE: WorkerFailure(2, ErrorType.INVALID_INPUT),
+    WorkerErrorType.STALLED: WorkerFailure(3, ErrorType.STALLED),
+    WorkerErrorType.CODEC_ERROR: WorkerFailure(4, ErrorType.CODEC_ERROR),
+    WorkerErrorType.INTERNAL: WorkerFailure(5, ErrorType.INTERNAL),
+    WorkerErrorType.SANDBOX_VIOLATION: WorkerFailure(6, ErrorType.SANDBOX_VIOLATION),
+    WorkerErrorType.SANDBOX_UNAVAILABLE: WorkerFailure(7, ErrorType.SANDBOX_UNAVAILABLE),
+    WorkerErrorType.STORAGE: WorkerFailure(8, ErrorType.STORAGE),
 }
-WORKER_ERROR_TYPES = {
-    "INVALID_INPUT": ErrorType.INVALID_INPUT,
-    "INVALID_SPEC": ErrorType.INVALID_INPUT,
-    "INVALID_SOURCE": ErrorType.INVALID_INPUT,
-    "STALLED": ErrorType.STALLED,
-    "CODEC_ERROR": ErrorType.CODEC_ERROR,
-    "SANDBOX_VIOLATION": ErrorType.SANDBOX_VIOLATION,
-    "SANDBOX_UNAVAILABLE": ErrorType.SANDBOX_UNAVAILABLE,
-    "STORAGE": ErrorType.STORAGE,
-    "INTERNAL": ErrorType.INTERNAL,
-}
+
+
+def recorded_type_of_exit(exit_code: int | None) -> ErrorType | None:
+    """The record's error type for a worker exit code, or None for a code the worker does not document."""
+    return next((f.recorded_as for f in WORKER_FAILURES.values() if f.exit_code == exit_code), None)
+
+
+def recorded_type_of_worker_error(worker_type: str) -> ErrorType:
+    """The record's error type for a result.json `error.type`; anything unknown is INTERNAL, never trusted further."""
+    try:
+        return WORKER_FAILURES[WorkerErrorType(worker_type)].recorded_as
+    except ValueError:
+        return ErrorType.INTERNAL
+
+
 # How Batch's status reason starts when the instance under a job goes away (Spot reclaims included).
 HOST_LOST_PREFIX = "Host EC2"
 # The workflow's own Fail state, entered only after MarkFailed and an alert state: an execution that
@@ -114,8 +143,8 @@ def _classify_batch_job(job: dict[str, Any]) -> Classified:
     if "timeout" in reason.lower() and "attempt" in reason.lower():
         return Classified(ErrorType.TIMEOUT, f"the Batch job ran past its attempt duration: {reason}")
     exit_code = _exit_code(job)
-    if exit_code in WORKER_EXIT_CODES:
-        kind = WORKER_EXIT_CODES[exit_code]
+    kind = recorded_type_of_exit(exit_code)
+    if kind is not None:
         return Classified(kind, f"the worker exited with code {exit_code} ({kind}); see its result.json and worker.log")
     if exit_code == 137 or "OutOfMemory" in reason:
         return Classified(

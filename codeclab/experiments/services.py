@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 
 from codeclab.experiments.limits import MIN_JOB_SECONDS
+from codeclab.experiments.result import AnyResult, parse_result
 from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.experiments.store import ExperimentStore
 
@@ -48,13 +49,11 @@ class Services:
     def artifact_prefix(self, experiment_id: str) -> str:
         return f"s3://{self.bucket}/experiments/{experiment_id}"
 
-    def read_json(self, uri: str) -> dict[str, Any] | None:
-        """An s3:// JSON object, or None when it does not exist."""
-        import json
-
+    def read_result(self, uri: str) -> AnyResult | None:
+        """The worker's result.json at an s3:// URI, checked; None when it does not exist."""
         bucket, key = split_s3_uri(uri)
         try:
             body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except self.s3.exceptions.NoSuchKey:
             return None
-        return json.loads(body)
+        return parse_result(body, uri)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -20,10 +20,10 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from codeclab.experiments.ids import is_experiment_id
+from codeclab.experiments.record import ExperimentRecord
 from codeclab.experiments.statuses import Status, TransitionError, sources_of
 
 STATUS_INDEX = "by_status"
-Item = dict[str, Any]
 
 
 class ExperimentNotFound(LookupError):
@@ -44,7 +44,7 @@ class ExperimentKey:
             raise ValueError(f"timestamp must be a positive integer of epoch ms, got {self.timestamp!r}")
 
     @classmethod
-    def of(cls, data: dict[str, Any]) -> ExperimentKey:
+    def of(cls, data: Mapping[str, Any]) -> ExperimentKey:
         """Build from any mapping that carries both keys (an item, an event, a state's output)."""
         try:
             return cls(data["experiment_id"], int(data["timestamp"]))
@@ -82,7 +82,7 @@ class ExperimentStore:
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def create(self, experiment_id: str, spec: dict[str, Any], **attributes: Any) -> tuple[ExperimentKey, bool]:
+    def create(self, experiment_id: str, spec: object, **attributes: Any) -> tuple[ExperimentKey, bool]:
         """Put a QUEUED item unless one with this id exists; returns (key, created)."""
         existing = self.find(experiment_id)
         if existing is not None:
@@ -104,11 +104,11 @@ class ExperimentStore:
             return ExperimentKey.of(self.find(experiment_id) or item), False  # lost a race: same outcome
         return key, True
 
-    def get(self, key: ExperimentKey) -> Item | None:
+    def get(self, key: ExperimentKey) -> ExperimentRecord | None:
         response = self.table.get_item(Key=key.dynamo_key(), ConsistentRead=True)
         return from_dynamo(response["Item"]) if "Item" in response else None
 
-    def find(self, experiment_id: str) -> Item | None:
+    def find(self, experiment_id: str) -> ExperimentRecord | None:
         """The item for an id, by a Query on the partition key (the newest if ever several)."""
         if not is_experiment_id(experiment_id):
             return None
@@ -118,7 +118,7 @@ class ExperimentStore:
         items = response.get("Items", [])
         return from_dynamo(items[0]) if items else None
 
-    def transition(self, key: ExperimentKey, target: Status, **attributes: Any) -> Item:
+    def transition(self, key: ExperimentKey, target: Status, **attributes: Any) -> ExperimentRecord:
         """Move to `target` and set attributes, atomically, only from an allowed status."""
         now = self.now_ms()
         names = {"#status": "status", "#history": "history", "#updated": "updated_at"}
@@ -173,7 +173,7 @@ class ExperimentStore:
 
     def list_by_status(
         self, status: Status, limit: int = 50, start: dict[str, Any] | None = None
-    ) -> tuple[list[Item], dict[str, Any] | None]:
+    ) -> tuple[list[ExperimentRecord], dict[str, Any] | None]:
         """One page of experiments in a status, newest first, through the status GSI."""
         query: dict[str, Any] = {
             "IndexName": STATUS_INDEX,
@@ -195,7 +195,7 @@ class ExperimentStore:
         condition: str,
         names: dict[str, str],
         values: dict[str, Any],
-    ) -> Item:
+    ) -> ExperimentRecord:
         try:
             response = self.table.update_item(
                 Key=key.dynamo_key(),

@@ -1,4 +1,4 @@
-"""Expanding a sweep spec into its points: one single-experiment spec per point, each validated.
+"""Expanding a sweep into its points: one checked single-experiment document per point.
 
 A sweep holds a parameter grid ({"crf": [23, 28]}), a list of codec entries under `codecs`,
 or both; with both, every codec entry is crossed with the grid. Without `codecs`, the
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codeclab.experiments.ids import experiment_id_for
-from codeclab.experiments.spec import SpecError, SpecProblem, validate_spec
+from codeclab.experiments.schema import CodecParams, CodecSpec, SpecDocument, SpecError, SpecProblem, check_document
 
 MAX_POINTS = 256
 NAME_LIMIT = 128  # the schema's limit on $.name
@@ -27,11 +27,7 @@ _CONTROL_KEYS = frozenset({"codecs", "max_concurrency"})
 class SweepPoint:
     index: int
     label: str  # e.g. "x264 crf=23"
-    spec: dict[str, Any]  # a validated single-point spec, defaults filled in
-
-
-def is_sweep(spec: dict[str, Any]) -> bool:
-    return "sweep" in spec
+    spec: SpecDocument  # a checked single-point document, defaults filled in
 
 
 def point_id(parent_id: str, index: int) -> str:
@@ -39,15 +35,15 @@ def point_id(parent_id: str, index: int) -> str:
     return experiment_id_for(f"{parent_id}#point{index}")
 
 
-def max_concurrency(spec: dict[str, Any]) -> int:
-    return int(spec["sweep"].get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
+def max_concurrency(document: SpecDocument) -> int:
+    return int(document.get("sweep", {}).get("max_concurrency", DEFAULT_MAX_CONCURRENCY))
 
 
-def expand_sweep(spec: dict[str, Any], origin: str = "spec") -> list[SweepPoint]:
-    """Every point of a validated sweep spec, in order: codec entries, then the grid's combinations."""
-    sweep = spec["sweep"]
+def expand_sweep(document: SpecDocument, origin: str = "spec") -> tuple[SweepPoint, ...]:
+    """Every point of a checked sweep document, in order: codec entries, then the grid's combinations."""
+    sweep = document["sweep"]
     grid = {key: values for key, values in sweep.items() if key not in _CONTROL_KEYS}
-    codecs = sweep.get("codecs") or [spec["codec"]]
+    codecs: list[CodecSpec] = sweep.get("codecs") or [document["codec"]]
     combinations = list(itertools.product(*grid.values())) or [()]
     count = len(codecs) * len(combinations)
     if count > MAX_POINTS:
@@ -62,17 +58,17 @@ def expand_sweep(spec: dict[str, Any], origin: str = "spec") -> list[SweepPoint]
             label = " ".join([codec["name"], *(f"{k}={v}" for k, v in {**distinct, **overrides}.items())])
             index = len(points) + len(problems)
             try:
-                points.append(_point(spec, codec, overrides, index, label, origin))
+                points.append(_point(document, codec, overrides, index, label, origin))
             except SpecError as exc:
                 where = f"$.sweep.codecs[{codec_index}]" if "codecs" in sweep else "$.sweep"
                 problems += [SpecProblem(where, f"point {index} ({label}): {p}") for p in exc.problems]
     if problems:
         raise SpecError(problems, origin)
-    return points
+    return tuple(points)
 
 
 def _point(
-    spec: dict[str, Any], codec: dict[str, Any], overrides: dict[str, Any], index: int, label: str, origin: str
+    document: SpecDocument, codec: CodecSpec, overrides: dict[str, Any], index: int, label: str, origin: str
 ) -> SweepPoint:
     entry = copy.deepcopy(codec)
     params = {**entry.get("params", {}), **overrides}
@@ -82,13 +78,13 @@ def _point(
             if knob in overrides:
                 params.pop("qp" if knob == "crf" else "crf", None)
     entry["params"] = params
-    single = {k: copy.deepcopy(v) for k, v in spec.items() if k != "sweep"}
+    single = {k: copy.deepcopy(v) for k, v in document.items() if k != "sweep"}
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", label)
-    single.update(codec=entry, name=f"{spec['name']}.p{index}-{slug}"[:NAME_LIMIT])
-    return SweepPoint(index, label, validate_spec(single, origin=f"{origin} point {index}"))
+    single.update(codec=entry, name=f"{document['name']}.p{index}-{slug}"[:NAME_LIMIT])
+    return SweepPoint(index, label, check_document(single, origin=f"{origin} point {index}"))
 
 
-def _distinguishing_params(codec: dict[str, Any], codecs: list[dict[str, Any]]) -> dict[str, Any]:
+def _distinguishing_params(codec: CodecSpec, codecs: list[CodecSpec]) -> CodecParams:
     """The params in which this entry differs from another entry of the same codec: what its label needs."""
     params = codec.get("params", {})
     others = [c.get("params", {}) for c in codecs if c["name"] == codec["name"] and c is not codec]

@@ -7,24 +7,27 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 from codeclab.experiments.error_types import (
     ALERTED_FAILURE,
-    WORKER_ERROR_TYPES,
     Classified,
     ErrorType,
     classify,
     classify_execution_status,
+    recorded_type_of_worker_error,
 )
 from codeclab.experiments.ids import experiment_id_for, is_experiment_id
 from codeclab.experiments.limits import job_timeout, run_codec_timeout
+from codeclab.experiments.result import Measurement, ResultError, measurement, summary_line
 from codeclab.experiments.s3_uri import split_s3_uri
+from codeclab.experiments.schema import SpecDocument
 from codeclab.experiments.services import Services
-from codeclab.experiments.spec import validate_spec
+from codeclab.experiments.spec import Spec, validate_spec
 from codeclab.experiments.statuses import Status, TransitionError
-from codeclab.experiments.store import ExperimentKey, ExperimentNotFound, Item
-from codeclab.experiments.sweep import expand_sweep, is_sweep, max_concurrency, point_id
+from codeclab.experiments.record import ExperimentRecord, PointSummary, SweepCounts
+from codeclab.experiments.store import ExperimentKey, ExperimentNotFound
+from codeclab.experiments.sweep import point_id
 
 log = logging.getLogger("codeclab.experiments")
 
@@ -48,13 +51,13 @@ def create_record(event: dict[str, Any], services: Services) -> dict[str, Any]:
     spec = validate_spec(raw_spec, origin="execution input spec")
     experiment_id = experiment_id_of_execution(event.get("execution_name", ""), event.get("execution_arn", ""))
     execution_arn = event.get("execution_arn", "")
-    if is_sweep(spec):
+    if spec.is_sweep:
         return _create_sweep(services, experiment_id, spec, execution_arn)
-    return _create_point(services, experiment_id, spec, execution_arn)
+    return _create_point(services, experiment_id, spec.document, execution_arn)
 
 
 def _create_point(
-    services: Services, experiment_id: str, spec: dict[str, Any], execution_arn: str, **attributes: Any
+    services: Services, experiment_id: str, spec: SpecDocument, execution_arn: str, **attributes: Any
 ) -> dict[str, Any]:
     codec = spec["codec"]["name"]
     job_seconds = job_timeout(spec["limits"]["timeout_seconds"], services.max_timeout_seconds, services.min_job_seconds)
@@ -81,10 +84,10 @@ def _create_point(
     }
 
 
-def _create_sweep(services: Services, experiment_id: str, spec: dict[str, Any], execution_arn: str) -> dict[str, Any]:
+def _create_sweep(services: Services, experiment_id: str, spec: Spec, execution_arn: str) -> dict[str, Any]:
     # Points first, so the parent is written once with every point's full key; ids derive from the
     # parent's, so a retried CreateRecord finds the same points instead of making new ones.
-    sweep_points = expand_sweep(spec)
+    sweep_points = spec.points
     points = [
         _create_point(
             services,
@@ -102,7 +105,7 @@ def _create_sweep(services: Services, experiment_id: str, spec: dict[str, Any], 
         for p, point in zip(points, sweep_points, strict=True)
     ]
     key, created = services.store.create(
-        experiment_id, spec, execution_arn=execution_arn, codec="sweep", points=summaries
+        experiment_id, spec.document, execution_arn=execution_arn, codec="sweep", points=summaries
     )
     try:
         services.store.transition(key, Status.RUNNING)  # every point is queued: the sweep is under way
@@ -114,7 +117,7 @@ def _create_sweep(services: Services, experiment_id: str, spec: dict[str, Any], 
         "sweep": True,
         "codec": "sweep",
         "points": points,
-        "max_concurrency": max_concurrency(spec),
+        "max_concurrency": spec.max_concurrency,
         "notify_on_success": services.notify_on_success,
     }
 
@@ -122,12 +125,15 @@ def _create_sweep(services: Services, experiment_id: str, spec: dict[str, Any], 
 def record_result(event: dict[str, Any], services: Services) -> dict[str, Any]:
     """Read the worker's result.json and finalise the item as SUCCEEDED."""
     key = ExperimentKey.of(event)
-    result = services.read_json(event["result_uri"])
-    if result is None or result.get("status") != "SUCCEEDED":
-        detail = "missing" if result is None else f"status {result.get('status')}: {result.get('error')}"
+    try:
+        result = services.read_result(event["result_uri"])
+    except ResultError as exc:
+        raise InvalidEventError(f"{key}: the job finished but {exc}") from None
+    if result is None or result["status"] != "SUCCEEDED":
+        detail = "missing" if result is None else f"status {result['status']}: {result['error']}"
         raise InvalidEventError(f"{key}: the job finished but result.json is {detail}")
     attributes = {
-        "result": {k: result[k] for k in ("metrics", "bitstream", "frames", "timings", "resources")},
+        "result": measurement(result),
         "conditions": result["conditions"],
         "artifacts": result["artifacts"],
         "job_id": event.get("job_id", ""),
@@ -140,7 +146,11 @@ def record_result(event: dict[str, Any], services: Services) -> dict[str, Any]:
             log.warning("result not recorded: %s", exc)
             return {"status": exc.current.value, "summary": str(exc), "codec": codec}
         log.info("already recorded (an earlier try of this write landed): %s", exc)
-    return {"status": Status.SUCCEEDED.value, "summary": summary_line(key.experiment_id, result), "codec": codec}
+    return {
+        "status": Status.SUCCEEDED.value,
+        "summary": f"{key.experiment_id} {result['name']}: SUCCEEDED, {summary_line(result)}",
+        "codec": codec,
+    }
 
 
 class SweepPointsFailed(RuntimeError):
@@ -158,7 +168,7 @@ def aggregate_sweep(event: dict[str, Any], services: Services) -> dict[str, Any]
         raise InvalidEventError(f"{key}: no sweep record to aggregate")
     points = [_point_outcome(services, summary) for summary in parent.get("points", [])]
     failed = [p for p in points if p["status"] != Status.SUCCEEDED]
-    counts = {"points": len(points), "succeeded": len(points) - len(failed), "failed": len(failed)}
+    counts: SweepCounts = {"points": len(points), "succeeded": len(points) - len(failed), "failed": len(failed)}
     if failed:
         listed = "; ".join(
             f"{p['label']} ({p['experiment_id']}) {p['status']} {p.get('error_type', '')}".strip() for p in failed
@@ -172,18 +182,24 @@ def aggregate_sweep(event: dict[str, Any], services: Services) -> dict[str, Any]
     return {"status": status, "summary": summary, "codec": "sweep"}
 
 
-def _point_outcome(services: Services, summary: dict[str, Any]) -> dict[str, Any]:
+def _point_outcome(services: Services, summary: PointSummary) -> PointSummary:
     item = services.store.get(ExperimentKey.of(summary))
     if item is None or not Status(item["status"]).is_final:
         # Only when the point's own failure handling failed too: it must not stay QUEUED or RUNNING.
         classified = Classified(ErrorType.INTERNAL, "the point ended without reaching a final status")
         _finalise(services, item, classified, cause=None)
-        item = services.store.get(ExperimentKey.of(summary)) or {**summary, "status": Status.FAILED.value}
-    outcome = {k: summary[k] for k in ("experiment_id", "timestamp", "label")} | {"status": item["status"]}
-    if item.get("error"):
-        outcome["error_type"] = item["error"].get("type", "")
-    metrics = (item.get("result") or {}).get("metrics") or {}
-    outcome |= {k: metrics[k] for k in ("bpp", "psnr_yuv") if k in metrics}
+        item = services.store.get(ExperimentKey.of(summary))
+    outcome: PointSummary = {
+        "experiment_id": summary["experiment_id"],
+        "timestamp": summary["timestamp"],
+        "label": summary["label"],
+        "status": item["status"] if item else Status.FAILED.value,
+    }
+    if item and "error" in item:
+        outcome["error_type"] = item["error"]["type"]
+    if item and "result" in item:
+        measured = cast(Measurement, item["result"])  # a point's result is a measurement; only sweeps keep counts
+        outcome["bpp"], outcome["psnr_yuv"] = measured["metrics"]["bpp"], measured["metrics"]["psnr_yuv"]
     return outcome
 
 
@@ -196,21 +212,13 @@ def _finalise_sweep(services: Services, key: ExperimentKey, target: Status, **at
     return target.value
 
 
-def _finalise_points(services: Services, parent: Item | None, classified: Classified) -> None:
+def _finalise_points(services: Services, parent: ExperimentRecord | None, classified: Classified) -> None:
     """A sweep that ends early (cancelled, timed out) takes its unfinished points with it."""
-    for summary in (parent or {}).get("points", []):
+    for summary in parent.get("points", []) if parent else []:
         item = services.store.get(ExperimentKey.of(summary))
         if item is not None and not Status(item["status"]).is_final:
             reason = Classified(classified.error_type, f"the sweep ended first: {classified.message}")
             _finalise(services, item, reason, cause=None)
-
-
-def summary_line(experiment_id: str, result: dict[str, Any]) -> str:
-    m = result["metrics"]
-    return (
-        f"{experiment_id} {result['name']}: SUCCEEDED, {m['bpp']:.4f} bpp, "
-        f"PSNR-YUV {m['psnr_yuv']:.2f} dB, SSIM {m['ssim']:.4f}"
-    )
 
 
 def mark_failed(event: dict[str, Any], services: Services) -> dict[str, Any]:
@@ -265,7 +273,7 @@ def reconcile(event: dict[str, Any], services: Services) -> dict[str, Any]:
     return {"experiment_id": experiment_id, "status": after, "changed": changed, "codec": item.get("codec")}
 
 
-def _record_unrecorded(services: Services, experiment_id: str, submitted: Any, execution_arn: str) -> Item:
+def _record_unrecorded(services: Services, experiment_id: str, submitted: Any, execution_arn: str) -> ExperimentRecord:
     """Write the record an execution never got, so the experiment its caller was given exists and ends final."""
     codec = submitted.get("codec", {}).get("name") if isinstance(submitted, dict) else None
     key, _ = services.store.create(
@@ -297,7 +305,7 @@ def failure_alert(experiment_id: str, status: str, classified: Classified, execu
     }
 
 
-def _item_for(services: Services, record: dict[str, Any], execution_arn: str) -> Item | None:
+def _item_for(services: Services, record: dict[str, Any], execution_arn: str) -> ExperimentRecord | None:
     if "experiment_id" in record and "timestamp" in record:
         return services.store.get(ExperimentKey.of(record))
     name = execution_arn.rsplit(":", 1)[-1]
@@ -307,15 +315,18 @@ def _item_for(services: Services, record: dict[str, Any], execution_arn: str) ->
 def _worker_verdict(services: Services, record: dict[str, Any]) -> Classified | None:
     """The worker's own result.json, when it wrote one, names the error more precisely than Batch."""
     uri = record.get("result_uri")
-    result = services.read_json(uri) if uri else None
-    if not result or result.get("status") != "FAILED":
+    try:
+        result = services.read_result(uri) if uri else None
+    except ResultError as exc:  # not what the worker writes: the execution's own error says more
+        log.warning("ignored: %s", exc)
         return None
-    error = result.get("error") or {}
-    kind = WORKER_ERROR_TYPES.get(error.get("type", ""), ErrorType.INTERNAL)
-    return Classified(kind, str(error.get("message", "")))
+    if result is None or result["status"] != "FAILED":
+        return None
+    error = result["error"]
+    return Classified(recorded_type_of_worker_error(str(error.get("type", ""))), str(error.get("message", "")))
 
 
-def _finalise(services: Services, item: Item | None, classified: Classified, cause: str | None) -> str:
+def _finalise(services: Services, item: ExperimentRecord | None, classified: Classified, cause: str | None) -> str:
     """Write the final status unless the item is already final; return the status it ends in."""
     if item is None:
         return classified.error_type.final_status.value
