@@ -14,7 +14,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from codeclab.experiments import SpecError, codec_names, codec_param_schema, load_spec_file
+from codeclab.experiments import Spec, SpecError, codec_names, codec_param_schema, load_spec_file
+from codeclab.experiments.schema import SpecDocument
 from codeclab.experiments.statuses import Status
 from codeclab.local.client import call_api
 from codeclab.terminal import progress_bar, show_record_progress, summary_table, wide_console
@@ -64,7 +65,7 @@ runs_dir_option = click.option(
 stack_option = click.option("--stack", help="a deployed codeclab stack (CloudFormation name): act on AWS, not locally")
 
 
-def _load_spec(path: Path) -> dict[str, Any]:
+def _load_spec(path: Path) -> Spec:
     try:
         return load_spec_file(path)
     except SpecError as exc:
@@ -83,7 +84,7 @@ def run(spec: Path, runs_dir: Path, no_wait: bool) -> None:
     after cancelling what ran and keeping it, ABORTED, in runs/. A second Ctrl-C stops at once.
     """
     parsed = _load_spec(spec)
-    _check_local_clips(parsed, spec)
+    _check_local_clips(parsed.document, spec)
     if no_wait:
         serve = next(iter(_runs(runs_dir).endpoints(kind="serve")), None)
         if serve is None:
@@ -402,7 +403,7 @@ def _say_recovered(ids: list[str], runs_dir: Path) -> None:
         )
 
 
-def _check_local_clips(spec: dict[str, Any], path: Path) -> None:
+def _check_local_clips(spec: SpecDocument, path: Path) -> None:
     """A local clip that is not there is refused now, not after the workflow started."""
     clip = str(spec["source"]["clip"])
     if not clip.startswith(("builtin:", "s3://")) and not Path(clip).expanduser().is_file():

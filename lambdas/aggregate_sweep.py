@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from observability import count, logger, observed
 
 from codeclab.experiments.services import Services
+from codeclab.experiments.state import AggregateSweepEvent, StepOutcome
 from codeclab.experiments.workflow_steps import aggregate_sweep
 
 services = Services.from_environment()
 
 
 @observed("experiment_id")
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: AggregateSweepEvent, context: LambdaContext) -> StepOutcome:
     outcome = aggregate_sweep(event, services)  # raises SweepPointsFailed when a point did not succeed
     logger.info("sweep aggregated", extra={"outcome": outcome})
     count("Succeeded", outcome["codec"])

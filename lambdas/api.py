@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -16,7 +17,7 @@ services = Services.from_environment()
 app = APIGatewayRestResolver()
 
 
-def _json(status: int, body: dict[str, Any]) -> Response:
+def _json(status: int, body: Mapping[str, object]) -> Response:
     return Response(status_code=status, content_type="application/json", body=json.dumps(body, default=str))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -22,23 +22,26 @@ def count(name: str, codec: str | None) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+Event = TypeVar("Event")  # each handler's own typed event (codeclab.experiments.state), or API Gateway's
+Outcome = TypeVar("Outcome")
 
 
-def observed(correlation_id_path: str | None = None) -> Callable[[Handler], Handler]:
+def observed(
+    correlation_id_path: str | None = None,
+) -> Callable[[Callable[[Event, Any], Outcome]], Callable[[Event, Any], Outcome]]:
     """Structured logs with the experiment id as correlation id, a trace, and metrics flushed per call.
 
     The event is passed on without the caller's credentials: Powertools logs or prints whole events when
     POWERTOOLS_LOGGER_LOG_EVENT or POWERTOOLS_DEV is set, and an API event carries the caller's signed headers.
     """
 
-    def wrap(handler: Handler) -> Handler:
+    def wrap(handler: Callable[[Event, Any], Outcome]) -> Callable[[Event, Any], Outcome]:
         traced = tracer.capture_lambda_handler(metrics.log_metrics(handler))
         logged = logger.inject_lambda_context(traced, correlation_id_path=correlation_id_path)
 
         @functools.wraps(handler)
-        def redacted(event: dict[str, Any], context: Any) -> dict[str, Any]:
-            return logged(without_caller_credentials(event), context)
+        def redacted(event: Event, context: Any) -> Outcome:
+            return cast(Outcome, logged(without_caller_credentials(event), context))
 
         return redacted
 

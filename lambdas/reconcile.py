@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from observability import count, logger, observed
 
 from codeclab.experiments.services import Services
+from codeclab.experiments.state import ReconcileEvent, ReconcileOutcome
 from codeclab.experiments.workflow_steps import reconcile
 
 services = Services.from_environment()
 
 
 @observed("detail.name")
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: ReconcileEvent, context: LambdaContext) -> ReconcileOutcome:
     outcome = reconcile(event, services)
     logger.info("reconciled", extra={"outcome": outcome})
     if outcome["changed"]:

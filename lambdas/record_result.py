@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from observability import count, logger, observed
 
 from codeclab.experiments.services import Services
+from codeclab.experiments.state import RecordResultEvent, StepOutcome
 from codeclab.experiments.workflow_steps import record_result
 
 services = Services.from_environment()
 
 
 @observed("experiment_id")
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: RecordResultEvent, context: LambdaContext) -> StepOutcome:
     outcome = record_result(event, services)
     logger.info("result recorded", extra={"outcome": outcome})
     if outcome["status"] == "SUCCEEDED":

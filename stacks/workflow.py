@@ -9,6 +9,7 @@ Amazon States Language that it understands.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TypeVar
 
 from aws_cdk import ArnFormat, Duration, Stack
@@ -20,6 +21,17 @@ from constructs import Construct
 
 from codeclab.experiments.error_types import ALERTED_FAILURE
 from codeclab.experiments.limits import run_codec_timeout
+from codeclab.experiments.state import (
+    AggregateSweepEvent,
+    CreateRecordEvent,
+    JobOutcome,
+    MarkFailedEvent,
+    PointState,
+    RecordResultEvent,
+    event_payload,
+    state_field,
+    state_path,
+)
 from stacks.compute import GpuBatch
 from stacks.lambdas import Handlers
 from stacks.logs import EncryptedLogs
@@ -83,7 +95,9 @@ class ExperimentWorkflow(Construct):
             .next(notify)
         )
         # CreateRecord always sets record.sweep, so the Choice never looks up a missing path
-        is_sweep = sfn.Choice(self, "IsSweep").when(sfn.Condition.boolean_equals("$.record.sweep", True), sweep)
+        is_sweep = sfn.Choice(self, "IsSweep").when(
+            sfn.Condition.boolean_equals(state_path("record", "sweep"), True), sweep
+        )
         definition = self._catch_into(self._create_record(handlers.create_record), mark_failed).next(
             is_sweep.otherwise(single)
         )
@@ -129,12 +143,10 @@ class ExperimentWorkflow(Construct):
         return self._invoke(
             "CreateRecord",
             function,
-            {
-                "input.$": "$",
-                "execution_arn.$": "$$.Execution.Id",
-                "execution_name.$": "$$.Execution.Name",
-            },
-            result_path="$.record",
+            event_payload(
+                CreateRecordEvent, input="$", execution_arn="$$.Execution.Id", execution_name="$$.Execution.Name"
+            ),
+            result_path=state_path("record"),
         )
 
     def _run_points(self, settings: Settings, handlers: Handlers, gpu: GpuBatch) -> sfn.Map:
@@ -143,10 +155,12 @@ class ExperimentWorkflow(Construct):
         mark_point_failed = self._invoke(
             "MarkPointFailed",
             handlers.mark_failed,
-            {"input.$": "$", "execution_arn.$": "$$.Execution.Id"},
-            result_path="$.failure",
+            event_payload(MarkFailedEvent, input="$", execution_arn="$$.Execution.Id"),
+            result_path=state_path("failure", state=PointState),
         )
-        mark_point_failed.add_catch(point_failed, errors=ALL_ERRORS, result_path="$.mark_failed_error")
+        mark_point_failed.add_catch(
+            point_failed, errors=ALL_ERRORS, result_path=state_path("mark_failed_error", state=PointState)
+        )
         mark_point_failed.next(point_failed)
         iteration = (
             self._catch_into(self._run_codec(gpu, "RunPoint"), mark_point_failed)
@@ -156,9 +170,10 @@ class ExperimentWorkflow(Construct):
         points = sfn.Map(
             self,
             "RunPoints",
-            items_path="$.record.points",
-            max_concurrency_path="$.record.max_concurrency",
-            item_selector={"record.$": "$$.Map.Item.Value"},
+            items_path=state_path("record", "points"),
+            max_concurrency_path=state_path("record", "max_concurrency"),
+            # each iteration's state is a PointState: its record is the point
+            item_selector={f"{state_field('record', PointState)}.$": "$$.Map.Item.Value"},
             result_path=sfn.JsonPath.DISCARD,  # the points' outcomes are in their records, not the payload
         )
         return points.item_processor(iteration)
@@ -167,11 +182,16 @@ class ExperimentWorkflow(Construct):
         return self._invoke(
             "AggregateSweep",
             function,
-            {"experiment_id.$": "$.record.experiment_id", "timestamp.$": "$.record.timestamp"},
-            result_path="$.result",
+            event_payload(
+                AggregateSweepEvent,
+                experiment_id=state_path("record", "experiment_id"),
+                timestamp=state_path("record", "timestamp"),
+            ),
+            result_path=state_path("result"),
         )
 
     def _run_codec(self, gpu: GpuBatch, name: str) -> sfn.CustomState:
+        record = partial(state_path, "record", state=PointState)  # RunCodec runs one point, alone or in the Map
         # A custom state because BatchSubmitJob renders task_timeout only as Batch's attempt duration; the
         # state's own TimeoutSecondsPath is what stops the workflow waiting on a job that never ends.
         state = sfn.CustomState(
@@ -181,26 +201,24 @@ class ExperimentWorkflow(Construct):
                 "Type": "Task",
                 "Resource": f"arn:{Stack.of(self).partition}:states:::batch:submitJob.sync",
                 "Parameters": {
-                    "JobName.$": "$.record.job_name",
+                    "JobName.$": record("job_name"),
                     "JobQueue": gpu.queue.job_queue_arn,
                     "JobDefinition": gpu.job_definition.job_definition_arn,
                     "ContainerOverrides": {
-                        "Command.$": "$.record.command",
+                        "Command.$": record("command"),
                         "Environment": [
-                            {"Name": "CODECLAB_EXPERIMENT_ID", "Value.$": "$.record.experiment_id"},
-                            {"Name": "CODECLAB_TIMESTAMP", "Value.$": "States.Format('{}', $.record.timestamp)"},
+                            {"Name": "CODECLAB_EXPERIMENT_ID", "Value.$": record("experiment_id")},
+                            {"Name": "CODECLAB_TIMESTAMP", "Value.$": f"States.Format('{{}}', {record('timestamp')})"},
                         ],
                     },
-                    "Timeout": {"AttemptDurationSeconds.$": "$.record.timeout_seconds"},
+                    "Timeout": {"AttemptDurationSeconds.$": record("timeout_seconds")},
                 },
-                "TimeoutSecondsPath": "$.record.run_timeout_seconds",
-                "ResultSelector": {
-                    "JobId.$": "$.JobId",
-                    "JobName.$": "$.JobName",
-                    "Status.$": "$.Status",
-                    "StatusReason.$": "$.StatusReason",
-                },
-                "ResultPath": "$.job",
+                "TimeoutSecondsPath": record("run_timeout_seconds"),
+                # Batch's DescribeJobs answer, cut to what MarkFailed's classification reads
+                "ResultSelector": event_payload(
+                    JobOutcome, JobId="$.JobId", JobName="$.JobName", Status="$.Status", StatusReason="$.StatusReason"
+                ),
+                "ResultPath": state_path("job", state=PointState),
             },
         )
         # Only Batch's API throttling or outage; a failed job goes to the Catch with Batch's own verdict.
@@ -213,13 +231,14 @@ class ExperimentWorkflow(Construct):
         return self._invoke(
             name,
             function,
-            {
-                "experiment_id.$": "$.record.experiment_id",
-                "timestamp.$": "$.record.timestamp",
-                "result_uri.$": "$.record.result_uri",
-                "job_id.$": "$.job.JobId",
-            },
-            result_path="$.result",
+            event_payload(
+                RecordResultEvent,
+                experiment_id=state_path("record", "experiment_id", state=PointState),
+                timestamp=state_path("record", "timestamp", state=PointState),
+                result_uri=state_path("record", "result_uri", state=PointState),
+                job_id=state_path("job", "JobId", state=PointState),
+            ),
+            result_path=state_path("result", state=PointState),
         )
 
     def _notify(self, mark_failed: sfn.IChainable) -> sfn.Choice:
@@ -227,15 +246,17 @@ class ExperimentWorkflow(Construct):
         notify_success = self._catch_into(
             self._publish(
                 "NotifySuccess",
-                subject=sfn.JsonPath.format("codeclab SUCCEEDED {}", sfn.JsonPath.string_at("$.record.experiment_id")),
-                message=sfn.TaskInput.from_json_path_at("$.result.summary"),
+                subject=sfn.JsonPath.format(
+                    "codeclab SUCCEEDED {}", sfn.JsonPath.string_at(state_path("record", "experiment_id"))
+                ),
+                message=sfn.TaskInput.from_json_path_at(state_path("result", "summary")),
             ),
             mark_failed,
         )
         # is_present first: a Choice has no Catch, and a missing field would end the execution with a runtime error.
         wanted = sfn.Condition.and_(
-            sfn.Condition.is_present("$.record.notify_on_success"),
-            sfn.Condition.boolean_equals("$.record.notify_on_success", True),
+            sfn.Condition.is_present(state_path("record", "notify_on_success")),
+            sfn.Condition.boolean_equals(state_path("record", "notify_on_success"), True),
         )
         return sfn.Choice(self, "Notify").when(wanted, notify_success.next(succeeded)).otherwise(succeeded)
 
@@ -243,13 +264,13 @@ class ExperimentWorkflow(Construct):
         mark_failed = self._invoke(
             "MarkFailed",
             function,
-            {"input.$": "$", "execution_arn.$": "$$.Execution.Id"},
-            result_path="$.failure",
+            event_payload(MarkFailedEvent, input="$", execution_arn="$$.Execution.Id"),
+            result_path=state_path("failure"),
         )
         alert = self._publish(
             "Alert",
-            subject=sfn.JsonPath.string_at("$.failure.alert_subject"),
-            message=sfn.TaskInput.from_json_path_at("$.failure.alert_message"),
+            subject=sfn.JsonPath.string_at(state_path("failure", "alert_subject")),
+            message=sfn.TaskInput.from_json_path_at(state_path("failure", "alert_message")),
         )
         # When MarkFailed itself failed there is no $.failure to format, so the raw state goes out instead.
         alert_raw = self._publish(
@@ -258,9 +279,9 @@ class ExperimentWorkflow(Construct):
             message=sfn.TaskInput.from_text(sfn.JsonPath.json_to_string(sfn.JsonPath.entire_payload)),
         )
         for publish in (alert, alert_raw):
-            publish.add_catch(failed, errors=ALL_ERRORS, result_path="$.alert_error")
+            publish.add_catch(failed, errors=ALL_ERRORS, result_path=state_path("alert_error"))
             publish.next(failed)
-        mark_failed.add_catch(alert_raw, errors=ALL_ERRORS, result_path="$.mark_failed_error")
+        mark_failed.add_catch(alert_raw, errors=ALL_ERRORS, result_path=state_path("mark_failed_error"))
         mark_failed.next(alert)
         return mark_failed
 
@@ -289,7 +310,7 @@ class ExperimentWorkflow(Construct):
 
     @staticmethod
     def _catch_into(state: _Catching, mark_failed: sfn.IChainable) -> _Catching:
-        state.add_catch(mark_failed, errors=ALL_ERRORS, result_path="$.error")
+        state.add_catch(mark_failed, errors=ALL_ERRORS, result_path=state_path("error"))
         return state
 
     def _grant_batch(self, gpu: GpuBatch) -> None:

@@ -9,34 +9,62 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from codeclab.experiments.ids import experiment_id_for, is_experiment_id, new_experiment_id
-from codeclab.experiments.schema import SpecError
 from codeclab.experiments.record import ExperimentRecord
+from codeclab.experiments.schema import SpecError, parse_spec_json
 from codeclab.experiments.services import Services
-from codeclab.experiments.spec import Spec, read_spec
+from codeclab.experiments.spec import validate_spec
 from codeclab.experiments.statuses import Status, TransitionError
 from codeclab.experiments.store import ExperimentKey
 
 MAX_PAGE = 100
 
 
+class Submitted(TypedDict):
+    experiment_id: str
+    execution_arn: str
+    status_url: str
+
+
+class Page(TypedDict):
+    items: list[ExperimentRecord]
+    next_token: str | None  # give it back to get the next page; None on the last
+
+
+class CancelRequested(TypedDict):
+    experiment_id: str
+    status: str  # the status when the cancel was asked for; Reconcile then makes it ABORTED
+    cancel_requested: bool
+
+
+class ErrorDetail(TypedDict):
+    path: str
+    message: str
+
+
+class ErrorBody(TypedDict):
+    message: str
+    errors: NotRequired[list[ErrorDetail]]
+
+
 @dataclass
 class ApiError(Exception):
     status: int
     message: str
-    details: list[dict[str, str]] | None = None
+    details: list[ErrorDetail] | None = None
 
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"message": self.message}
+    def body(self) -> ErrorBody:
+        body: ErrorBody = {"message": self.message}
         if self.details:
             body["errors"] = self.details
         return body
 
 
-def submit(body: str | None, idempotency_key: str | None, services: Services) -> dict[str, Any]:
+def submit(body: str | None, idempotency_key: str | None, services: Services) -> Submitted:
     """Validate and start one experiment; the execution is named after the experiment id."""
     spec = _parse_spec(body)
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
@@ -45,7 +73,7 @@ def submit(body: str | None, idempotency_key: str | None, services: Services) ->
     execution_arn = _execution_arn(services.state_machine_arn, experiment_id)
     try:
         services.sfn.start_execution(
-            stateMachineArn=services.state_machine_arn, name=experiment_id, input=json.dumps({"spec": spec.document})
+            stateMachineArn=services.state_machine_arn, name=experiment_id, input=json.dumps({"spec": spec})
         )
     except services.sfn.exceptions.ExecutionAlreadyExists:
         if not idempotency_key:
@@ -65,7 +93,7 @@ def get(experiment_id: str, services: Services) -> ExperimentRecord:
     return item
 
 
-def list_by_status(params: dict[str, str], services: Services) -> dict[str, Any]:
+def list_by_status(params: Mapping[str, str], services: Services) -> Page:
     status = _status_param(params.get("status"))
     limit = _limit_param(params.get("limit"))
     start = _decode_token(params["next_token"], status) if params.get("next_token") else None
@@ -73,7 +101,7 @@ def list_by_status(params: dict[str, str], services: Services) -> dict[str, Any]
     return {"items": items, "next_token": _encode_token(last) if last else None}
 
 
-def cancel(experiment_id: str, services: Services) -> dict[str, Any]:
+def cancel(experiment_id: str, services: Services) -> CancelRequested:
     """Stop the execution; Reconcile then marks the experiment ABORTED and sends its one alert."""
     item = get(experiment_id, services)
     if Status(item["status"]).is_final:
@@ -87,7 +115,7 @@ def cancel(experiment_id: str, services: Services) -> dict[str, Any]:
     return {"experiment_id": experiment_id, "status": item["status"], "cancel_requested": True}
 
 
-def _abort_record(item: ExperimentRecord, services: Services) -> dict[str, Any]:
+def _abort_record(item: ExperimentRecord, services: Services) -> CancelRequested:
     error = {"type": "ABORTED", "message": "cancelled through the API before its execution existed", "cause": ""}
     try:
         item = services.store.transition(ExperimentKey.of(item), Status.ABORTED, error=error)
@@ -96,13 +124,16 @@ def _abort_record(item: ExperimentRecord, services: Services) -> dict[str, Any]:
     return {"experiment_id": item["experiment_id"], "status": item["status"], "cancel_requested": True}
 
 
-def _parse_spec(body: str | None) -> Spec:
+def _parse_spec(body: str | None) -> object:
+    """The body's spec as the caller wrote it, once it has passed every check: the execution starts with that."""
     if not body:
         raise ApiError(400, "the request body must be an experiment spec (JSON)")
     try:
-        return read_spec(body, origin="spec")
+        submitted = parse_spec_json(body, origin="spec")
+        validate_spec(submitted, origin="spec")
+        return submitted
     except SpecError as exc:
-        details = [{"path": p.path, "message": p.message} for p in exc.problems]
+        details: list[ErrorDetail] = [{"path": p.path, "message": p.message} for p in exc.problems]
         raise ApiError(400, str(exc), details) from None
 
 

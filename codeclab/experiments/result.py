@@ -12,7 +12,7 @@ from typing import Any, Literal, NotRequired, TypedDict, cast
 from codeclab.experiments.schema import SpecDocument
 
 RESULT_SCHEMA_VERSION = 1
-# Open by nature: each codec records its own tool versions and settings, each source its own provenance.
+# Open by nature: each codec records its own tool versions and settings.
 CodecConditions = dict[str, Any]
 
 
@@ -42,10 +42,29 @@ class Resources(TypedDict):
     peak_rss_mb_children: float
 
 
+class SourceConditions(TypedDict):
+    """Where the reference frames came from and how they were made."""
+
+    clip: str
+    file: str
+    sha256: str
+    source_size: list[int]
+    source_pix_fmt: str
+    source_fps: str
+    start: int
+    frames: int
+    crop: list[int] | None
+    size: list[int]
+    scaling: str
+    fps: str
+    pix_fmt: str
+    colour_handling: str
+
+
 class Conditions(TypedDict):
     """The test conditions written next to every figure: what a report checks before comparing two results."""
 
-    source: dict[str, Any]  # the clip's provenance: file, sha256, sizes, crop, scaling, fps (sources.py)
+    source: SourceConditions
     codec: CodecConditions
     metrics: dict[str, str]
     rate: str

@@ -19,13 +19,27 @@ from codeclab.experiments.error_types import (
 )
 from codeclab.experiments.ids import experiment_id_for, is_experiment_id
 from codeclab.experiments.limits import job_timeout, run_codec_timeout
+from codeclab.experiments.record import ExperimentRecord, PointSummary, SweepCounts
 from codeclab.experiments.result import Measurement, ResultError, measurement, summary_line
 from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.experiments.schema import SpecDocument
 from codeclab.experiments.services import Services
 from codeclab.experiments.spec import Spec, validate_spec
+from codeclab.experiments.state import (
+    AggregateSweepEvent,
+    Alert,
+    CaughtError,
+    CreateRecordEvent,
+    FailureOutcome,
+    MarkFailedEvent,
+    PointRecord,
+    ReconcileEvent,
+    ReconcileOutcome,
+    RecordResultEvent,
+    StepOutcome,
+    SweepRecord,
+)
 from codeclab.experiments.statuses import Status, TransitionError
-from codeclab.experiments.record import ExperimentRecord, PointSummary, SweepCounts
 from codeclab.experiments.store import ExperimentKey, ExperimentNotFound
 from codeclab.experiments.sweep import point_id
 
@@ -41,7 +55,7 @@ def experiment_id_of_execution(name: str, arn: str) -> str:
     return name if is_experiment_id(name) else experiment_id_for(arn)
 
 
-def create_record(event: dict[str, Any], services: Services) -> dict[str, Any]:
+def create_record(event: CreateRecordEvent, services: Services) -> PointRecord | SweepRecord:
     """Validate the spec, create the QUEUED item(s) idempotently, stage spec.json for each job.
 
     A sweep creates one item per point (with parent_id) and a parent item that lists them.
@@ -58,7 +72,7 @@ def create_record(event: dict[str, Any], services: Services) -> dict[str, Any]:
 
 def _create_point(
     services: Services, experiment_id: str, spec: SpecDocument, execution_arn: str, **attributes: Any
-) -> dict[str, Any]:
+) -> PointRecord:
     codec = spec["codec"]["name"]
     job_seconds = job_timeout(spec["limits"]["timeout_seconds"], services.max_timeout_seconds, services.min_job_seconds)
     key, created = services.store.create(experiment_id, spec, execution_arn=execution_arn, codec=codec, **attributes)
@@ -68,7 +82,8 @@ def _create_point(
     services.s3.put_object(Bucket=bucket, Key=spec_key, Body=json.dumps(spec).encode("utf-8"))
     log.info("record %s %s", "created" if created else "already existed", key)
     return {
-        **key.dynamo_key(),
+        "experiment_id": key.experiment_id,
+        "timestamp": key.timestamp,
         "created": created,
         "sweep": False,
         "codec": codec,
@@ -84,7 +99,7 @@ def _create_point(
     }
 
 
-def _create_sweep(services: Services, experiment_id: str, spec: Spec, execution_arn: str) -> dict[str, Any]:
+def _create_sweep(services: Services, experiment_id: str, spec: Spec, execution_arn: str) -> SweepRecord:
     # Points first, so the parent is written once with every point's full key; ids derive from the
     # parent's, so a retried CreateRecord finds the same points instead of making new ones.
     sweep_points = spec.points
@@ -100,7 +115,7 @@ def _create_sweep(services: Services, experiment_id: str, spec: Spec, execution_
         )
         for point in sweep_points
     ]
-    summaries = [
+    summaries: list[PointSummary] = [
         {"experiment_id": p["experiment_id"], "timestamp": p["timestamp"], "label": point.label, "status": "QUEUED"}
         for p, point in zip(points, sweep_points, strict=True)
     ]
@@ -112,7 +127,8 @@ def _create_sweep(services: Services, experiment_id: str, spec: Spec, execution_
     except TransitionError as exc:
         log.info("sweep %s already %s", key, exc.current)
     return {
-        **key.dynamo_key(),
+        "experiment_id": key.experiment_id,
+        "timestamp": key.timestamp,
         "created": created,
         "sweep": True,
         "codec": "sweep",
@@ -122,7 +138,7 @@ def _create_sweep(services: Services, experiment_id: str, spec: Spec, execution_
     }
 
 
-def record_result(event: dict[str, Any], services: Services) -> dict[str, Any]:
+def record_result(event: RecordResultEvent, services: Services) -> StepOutcome:
     """Read the worker's result.json and finalise the item as SUCCEEDED."""
     key = ExperimentKey.of(event)
     try:
@@ -157,7 +173,7 @@ class SweepPointsFailed(RuntimeError):
     """Some points of a sweep did not succeed; the workflow's Catch turns this into the sweep's one alert."""
 
 
-def aggregate_sweep(event: dict[str, Any], services: Services) -> dict[str, Any]:
+def aggregate_sweep(event: AggregateSweepEvent, services: Services) -> StepOutcome:
     """After the Map: gather every point's final status into the parent, and finalise the parent.
 
     The successful points' results stay in their own records whatever happened to the others.
@@ -221,18 +237,19 @@ def _finalise_points(services: Services, parent: ExperimentRecord | None, classi
             _finalise(services, item, reason, cause=None)
 
 
-def mark_failed(event: dict[str, Any], services: Services) -> dict[str, Any]:
+def mark_failed(event: MarkFailedEvent, services: Services) -> FailureOutcome:
     """Finalise the item after a Catch: FAILED or TIMED_OUT, with the error type and cause."""
     state = event.get("input") or {}
-    error = state.get("error") or {}
+    error: CaughtError = state.get("error") or {"Error": "", "Cause": ""}
     execution_arn = event.get("execution_arn", "")
-    record = state.get("record") or {}
+    record = state.get("record")
     item = _item_for(services, record, execution_arn)
     if item is None and execution_arn:  # CreateRecord failed before writing anything
         name = execution_arn.rsplit(":", 1)[-1]
         submitted = state.get("spec", {k: v for k, v in state.items() if k != "error"})
         item = _record_unrecorded(services, experiment_id_of_execution(name, execution_arn), submitted, execution_arn)
-    classified = _worker_verdict(services, record) or classify(error.get("Error"), error.get("Cause"))
+    result_uri = record.get("result_uri") if record and not record["sweep"] else None
+    classified = _worker_verdict(services, result_uri) or classify(error.get("Error"), error.get("Cause"))
     status = _finalise(services, item, classified, cause=error.get("Cause"))
     _finalise_points(services, item, classified)
     experiment_id = item["experiment_id"] if item else "(no record)"
@@ -246,7 +263,7 @@ def mark_failed(event: dict[str, Any], services: Services) -> dict[str, Any]:
     }
 
 
-def reconcile(event: dict[str, Any], services: Services) -> dict[str, Any]:
+def reconcile(event: ReconcileEvent, services: Services) -> ReconcileOutcome:
     """EventBridge: an execution ended FAILED, TIMED_OUT or ABORTED; finalise its item if a Catch did not."""
     detail = event.get("detail") or {}
     arn, status = detail.get("executionArn", ""), detail.get("status", "")
@@ -259,7 +276,7 @@ def reconcile(event: dict[str, Any], services: Services) -> dict[str, Any]:
     classified = classify_execution_status(status, detail.get("error"), detail.get("cause"))
     if status == "FAILED":  # the worker's own result.json names a failure more precisely than the execution
         result_uri = f"{services.artifact_prefix(experiment_id)}/result.json"
-        classified = _worker_verdict(services, {"result_uri": result_uri}) or classified
+        classified = _worker_verdict(services, result_uri) or classified
     before = item["status"]
     after = _finalise(services, item, classified, cause=detail.get("cause"))
     _finalise_points(services, item, classified)
@@ -295,7 +312,7 @@ def _execution_spec(execution_input: str | None) -> Any:
     return parsed.get("spec", parsed) if isinstance(parsed, dict) else parsed
 
 
-def failure_alert(experiment_id: str, status: str, classified: Classified, execution_arn: str) -> dict[str, str]:
+def failure_alert(experiment_id: str, status: str, classified: Classified, execution_arn: str) -> Alert:
     """The subject (SNS allows 100 characters) and JSON body of a failure alert."""
     body = {"experiment_id": experiment_id, "status": status, "error_type": classified.error_type.value,
             "message": classified.message, "execution_arn": execution_arn}  # fmt: skip
@@ -305,18 +322,19 @@ def failure_alert(experiment_id: str, status: str, classified: Classified, execu
     }
 
 
-def _item_for(services: Services, record: dict[str, Any], execution_arn: str) -> ExperimentRecord | None:
-    if "experiment_id" in record and "timestamp" in record:
+def _item_for(
+    services: Services, record: PointRecord | SweepRecord | None, execution_arn: str
+) -> ExperimentRecord | None:
+    if record and "experiment_id" in record and "timestamp" in record:
         return services.store.get(ExperimentKey.of(record))
     name = execution_arn.rsplit(":", 1)[-1]
     return services.store.find(experiment_id_of_execution(name, execution_arn))
 
 
-def _worker_verdict(services: Services, record: dict[str, Any]) -> Classified | None:
+def _worker_verdict(services: Services, result_uri: str | None) -> Classified | None:
     """The worker's own result.json, when it wrote one, names the error more precisely than Batch."""
-    uri = record.get("result_uri")
     try:
-        result = services.read_result(uri) if uri else None
+        result = services.read_result(result_uri) if result_uri else None
     except ResultError as exc:  # not what the worker writes: the execution's own error says more
         log.warning("ignored: %s", exc)
         return None

@@ -13,7 +13,7 @@ from typing import Any
 from codeclab import __version__
 from codeclab.experiments.api import MAX_PAGE
 from codeclab.experiments.ids import EXPERIMENT_ID_PATTERN
-from codeclab.experiments.spec import load_schema
+from codeclab.experiments.schema import load_schema
 from codeclab.experiments.statuses import Status
 from codeclab.experiments.sweep import MAX_POINTS
 

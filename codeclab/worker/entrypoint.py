@@ -15,23 +15,18 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 from codeclab import atomic
-from codeclab.experiments import SpecError, load_spec_file, parse_spec_json, validate_spec
+from codeclab.experiments import SpecError, load_spec_file, read_spec
 from codeclab.experiments.progress import RecordProgress
-from codeclab.experiments.spec import shortened
+from codeclab.experiments.result import RESULT_SCHEMA_VERSION, AnyResult, FailedResult, Result, summary_line
+from codeclab.experiments.schema import SpecDocument, shortened
 from codeclab.worker.artifacts import ArtifactStore, open_store
-from codeclab.worker.errors import InvalidInput, Stalled, StorageFailure, WorkerError
+from codeclab.worker.errors import InvalidInput, InvalidSpec, Stalled, StorageFailure, WorkerError
 from codeclab.worker.faults import fault_from_env
 from codeclab.worker.processes import PARENT_PID_ENV, die_with_parent
 from codeclab.worker.progress import Progress, ProgressEvent, ProgressSink, StallWatchdog
-from codeclab.worker.run import (
-    RESULT_SCHEMA_VERSION,
-    RunOptions,
-    environment,
-    run_experiment,
-)
+from codeclab.worker.run import RunOptions, environment, run_experiment
 from codeclab.worker.sources import read_s3_text
 
 log = logging.getLogger("codeclab.worker")
@@ -90,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, store: ArtifactStore) -> int:
     started = time.monotonic()
-    spec: dict[str, Any] | None = None
+    spec: SpecDocument | None = None
     try:
         spec = _read_spec(args.spec)
         result = _execute(spec, args, store, started)
@@ -104,11 +99,11 @@ def _run(args: argparse.Namespace, store: ArtifactStore) -> int:
         return _finish_failed(store, spec, StorageFailure(_refused_write(exc)), started)
     except Exception as exc:
         return _internal(store, spec, exc, started)
-    log.info("done: %s -> %s", _summary(result), store.uri("result.json"))
+    log.info("done: %s -> %s", summary_line(result), store.uri("result.json"))
     return 0
 
 
-def _internal(store: ArtifactStore, spec: dict[str, Any] | None, exc: Exception, started: float) -> int:
+def _internal(store: ArtifactStore, spec: SpecDocument | None, exc: Exception, started: float) -> int:
     log.debug("internal error:\n%s", traceback.format_exc())  # worker.log only
     return _finish_failed(store, spec, WorkerError(f"{type(exc).__name__}: {exc} (see worker.log)"), started)
 
@@ -118,7 +113,7 @@ def _refused_write(exc: OSError) -> str:
     return f"could not write {where}: {exc.strerror}; free some space (or raise ulimit -f) and run it again"
 
 
-def _execute(spec: dict[str, Any], args: argparse.Namespace, store: ArtifactStore, started: float) -> dict[str, Any]:
+def _execute(spec: SpecDocument, args: argparse.Namespace, store: ArtifactStore, started: float) -> Result:
     progress = Progress(spec["source"].get("frames", 0), _sinks(), fault_from_env())
 
     def on_hard_stall(error: Stalled) -> None:
@@ -135,26 +130,23 @@ def _execute(spec: dict[str, Any], args: argparse.Namespace, store: ArtifactStor
             raise
 
 
-def _summary(result: dict[str, Any]) -> str:
-    m = result["metrics"]
-    return (
-        f"{result['spec']['codec']['name']} {result['bitstream']['bytes']} bytes, {m['bpp']:.4f} bpp, "
-        f"PSNR-YUV {m['psnr_yuv']:.2f} dB, SSIM {m['ssim']:.4f}"
-    )
-
-
-def _read_spec(source: str) -> dict[str, Any]:
+def _read_spec(source: str) -> SpecDocument:
+    """The one point this job runs, checked once; a sweep is the workflow's to expand, not the worker's."""
     try:
         if source == "-":
-            return validate_spec(parse_spec_json(sys.stdin.buffer.read(), "spec (stdin)"), origin="spec (stdin)")
-        if source.startswith("s3://"):
-            return validate_spec(parse_spec_json(read_s3_text(source, "spec"), source), origin=source)
-        return load_spec_file(Path(source))
+            spec = read_spec(sys.stdin.buffer.read(), "spec (stdin)")
+        elif source.startswith("s3://"):
+            spec = read_spec(read_s3_text(source, "spec"), source)
+        else:
+            spec = load_spec_file(Path(source))
     except SpecError as exc:
-        raise InvalidInput(str(exc), "INVALID_SPEC") from None
+        raise InvalidSpec(str(exc)) from None
+    if spec.is_sweep:
+        raise InvalidSpec("$.sweep: the worker runs one point; run sweeps through the workflow (codeclab run)")
+    return spec.document
 
 
-def _publish(store: ArtifactStore, result: dict[str, Any]) -> None:
+def _publish(store: ArtifactStore, result: AnyResult) -> None:
     names = sorted(p.name for p in store.staging.iterdir() if p.is_file() and p.name not in ARTIFACT_ORDER)
     names += [n for n in ARTIFACT_ORDER if (store.staging / n).exists() or n == "result.json"]
     result["artifacts"] = {name: store.uri(name) for name in names}
@@ -163,9 +155,9 @@ def _publish(store: ArtifactStore, result: dict[str, Any]) -> None:
         store.publish(name)
 
 
-def _finish_failed(store: ArtifactStore, spec: dict[str, Any] | None, error: WorkerError, started: float) -> int:
+def _finish_failed(store: ArtifactStore, spec: SpecDocument | None, error: WorkerError, started: float) -> int:
     log.error("%s: %s", error.error_type, shortened(str(error), limit=2000))
-    result = {
+    result: FailedResult = {
         "schema_version": RESULT_SCHEMA_VERSION,
         "status": "FAILED",
         "name": spec.get("name") if spec else None,

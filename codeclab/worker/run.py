@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 import codeclab
-from codeclab.worker.codecs import Codec, StreamHeader, make_codec
-from codeclab.worker.errors import CodecFailure, InvalidInput
+from codeclab.experiments.result import RESULT_SCHEMA_VERSION, Conditions, Environment, Metrics, Resources, Result
+from codeclab.experiments.schema import SpecDocument
+from codeclab.worker.codecs import Codec, StreamHeader, build_codec
+from codeclab.worker.errors import CodecFailure
 from codeclab.worker.ffmpeg import library_versions
 from codeclab.worker.metrics import METRIC_CONDITIONS, measure_quality, vmaf_per_frame, vmaf_version
 from codeclab.worker.progress import Progress
@@ -29,7 +30,6 @@ from codeclab.worker.video import Video, write_y4m
 
 log = logging.getLogger("codeclab.worker")
 
-RESULT_SCHEMA_VERSION = 1
 # VMAF is slow on CPU: "auto" measures it only up to 150 frames of 720p (or the same pixels).
 VMAF_AUTO_MAX_PIXELS = 150 * 1280 * 720
 QUALITY_KEYS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "ssim", "ms_ssim")
@@ -66,14 +66,9 @@ class Stopwatch:
             self.timings[f"{name}_s"] = time.perf_counter() - start
 
 
-def run_experiment(spec: dict[str, Any], staging: Path, progress: Progress, options: RunOptions) -> dict[str, Any]:
-    """Run a validated single-point spec; write every artifact into `staging`; return the result."""
-    if "sweep" in spec:
-        raise InvalidInput(
-            "$.sweep: the worker runs one point; run sweeps through the workflow (codeclab run)",
-            "INVALID_SPEC",
-        )
-    codec = make_codec(spec["codec"]["name"], spec["codec"]["params"], spec["codec"])
+def run_experiment(spec: SpecDocument, staging: Path, progress: Progress, options: RunOptions) -> Result:
+    """Run a checked single-point spec; write every artifact into `staging`; return the result."""
+    codec = build_codec(spec["codec"])
     clock = Stopwatch()
     with tempfile.TemporaryDirectory(prefix="codeclab-") as tmp:
         with clock.time("load"):
@@ -119,7 +114,7 @@ def _check_decoded(decoded: Video, reference: Video, codec: str) -> None:
         )
 
 
-def _vmaf_enabled(spec: dict[str, Any], options: RunOptions, video: Video) -> bool:
+def _vmaf_enabled(spec: SpecDocument, options: RunOptions, video: Video) -> bool:
     if options.vmaf is not None:
         return options.vmaf
     setting = spec["metrics"]["vmaf"]
@@ -128,15 +123,28 @@ def _vmaf_enabled(spec: dict[str, Any], options: RunOptions, video: Video) -> bo
     return bool(setting)
 
 
-def build_result(spec: dict[str, Any], m: Measured) -> dict[str, Any]:
+def build_result(spec: SpecDocument, m: Measured) -> Result:
     video = m.reference.video
     size = m.bitstream.stat().st_size
-    keys = [*QUALITY_KEYS, "vmaf"] if m.vmaf_enabled else list(QUALITY_KEYS)
-    metrics: dict[str, float | None] = {k: float(np.mean([row[k] for row in m.per_frame])) for k in keys}
-    metrics.setdefault("vmaf", None)
-    metrics.update(rate_metrics(size, video))
-    metrics["encode_fps"] = video.frames / m.timings["encode_s"]
-    metrics["decode_fps"] = video.frames / m.timings["decode_s"]
+
+    def mean(key: str) -> float:
+        return float(np.mean([row[key] for row in m.per_frame]))
+
+    rate = rate_metrics(size, video)
+    metrics: Metrics = {
+        "psnr_y": mean("psnr_y"),
+        "psnr_u": mean("psnr_u"),
+        "psnr_v": mean("psnr_v"),
+        "psnr_yuv": mean("psnr_yuv"),
+        "ssim": mean("ssim"),
+        "ms_ssim": mean("ms_ssim"),
+        "vmaf": mean("vmaf") if m.vmaf_enabled else None,
+        "bpp": rate["bpp"],
+        "kbps": rate["kbps"],
+        "compression_ratio": rate["compression_ratio"],
+        "encode_fps": video.frames / m.timings["encode_s"],
+        "decode_fps": video.frames / m.timings["decode_s"],
+    }
     return {
         "schema_version": RESULT_SCHEMA_VERSION,
         "status": "SUCCEEDED",
@@ -147,12 +155,12 @@ def build_result(spec: dict[str, Any], m: Measured) -> dict[str, Any]:
         "bitstream": {"file": m.bitstream.name, "bytes": size},
         "frames": video.frames,
         "timings": {k: round(v, 4) for k, v in m.timings.items()},
-        "resources": {"device": m.codec.device, **peak_memory_mb()},
+        "resources": resources(m.codec.device),
         "environment": environment(),
     }
 
 
-def _conditions(m: Measured) -> dict[str, Any]:
+def _conditions(m: Measured) -> Conditions:
     metric_conditions = dict(METRIC_CONDITIONS)
     if m.vmaf_enabled:
         metric_conditions["vmaf_version"] = vmaf_version()
@@ -166,14 +174,14 @@ def _conditions(m: Measured) -> dict[str, Any]:
     }
 
 
-def peak_memory_mb() -> dict[str, float]:
-    """Peak resident memory of the worker and of its largest child (ffmpeg), in MiB."""
+def resources(device: str) -> Resources:
+    """The device the codec ran on, and the peak resident memory of the worker and its largest child, in MiB."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"peak_rss_mb_worker": round(own, 1), "peak_rss_mb_children": round(children, 1)}
+    return {"device": device, "peak_rss_mb_worker": round(own, 1), "peak_rss_mb_children": round(children, 1)}
 
 
-def environment() -> dict[str, Any]:
+def environment() -> Environment:
     def version(package: str) -> str | None:
         try:
             return importlib.metadata.version(package)

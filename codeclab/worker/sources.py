@@ -12,12 +12,13 @@ import importlib.util
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import av
 
+from codeclab.experiments.result import SourceConditions
 from codeclab.experiments.s3_uri import split_s3_uri
-from codeclab.worker.errors import InvalidInput
+from codeclab.experiments.schema import SourceSpec
+from codeclab.worker.errors import InvalidInput, InvalidSource, InvalidSpec
 from codeclab.worker.ffmpeg import FFmpegFailed, run_ffmpeg
 from codeclab.worker.video import FrameCallback, Video, read_y4m, read_y4m_header
 
@@ -36,7 +37,7 @@ class Reference:
     """The reference frames, the facts about how they were made, and the file they came from."""
 
     video: Video
-    info: dict[str, Any]
+    info: SourceConditions
     path: Path
 
 
@@ -56,7 +57,7 @@ def builtin_clip_path(name: str) -> Path:
     return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / BUILTIN_CLIPS[name]
 
 
-def load_reference(source: dict[str, Any], workdir: Path, on_frame: FrameCallback | None = None) -> Reference:
+def load_reference(source: SourceSpec, workdir: Path, on_frame: FrameCallback | None = None) -> Reference:
     """Load the spec's source (already schema-validated) as the yuv420p reference."""
     path = _local_path(source["clip"], workdir)
     probe = _probe(path)
@@ -69,7 +70,7 @@ def load_reference(source: dict[str, Any], workdir: Path, on_frame: FrameCallbac
         video = _scale_to_cover(video, width, height, workdir)
     if "fps" in source:
         video = Video(video.y, video.u, video.v, Fraction(str(source["fps"])))
-    info = {
+    info: SourceConditions = {
         "clip": source["clip"],
         "file": path.name,
         "sha256": _sha256(path),
@@ -95,10 +96,7 @@ def _local_path(clip: str, workdir: Path) -> Path:
         return _download_s3(clip, workdir)
     path = Path(clip).expanduser()
     if not path.is_file():
-        raise InvalidInput(
-            f"$.source.clip: no such file {clip!r} (paths are relative to the working folder)",
-            "INVALID_SOURCE",
-        )
+        raise InvalidSource(f"$.source.clip: no such file {clip!r} (paths are relative to the working folder)")
     return path
 
 
@@ -113,12 +111,10 @@ def _download_s3(uri: str, workdir: Path) -> Path:
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in {"404", "NoSuchKey", "NoSuchBucket"}:
-            raise InvalidInput(
-                f"$.source.clip: {uri} does not exist (check the bucket and key)", "INVALID_SOURCE"
-            ) from None
-        raise InvalidInput(f"$.source.clip: cannot read {uri}: {code or exc}", "INVALID_SOURCE") from None
+            raise InvalidSource(f"$.source.clip: {uri} does not exist (check the bucket and key)") from None
+        raise InvalidSource(f"$.source.clip: cannot read {uri}: {code or exc}") from None
     except BotoCoreError as exc:
-        raise InvalidInput(f"$.source.clip: cannot read {uri}: {exc}", "INVALID_SOURCE") from None
+        raise InvalidSource(f"$.source.clip: cannot read {uri}: {exc}") from None
     return target
 
 
@@ -131,11 +127,9 @@ def read_s3_text(uri: str, what: str) -> str:
     try:
         return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
     except ClientError as exc:
-        raise InvalidInput(f"cannot read {what} {uri}: {exc.response['Error'].get('Code')}", "INVALID_SPEC") from None
+        raise InvalidSpec(f"cannot read {what} {uri}: {exc.response['Error'].get('Code')}") from None
     except UnicodeDecodeError as exc:
-        raise InvalidInput(
-            f"{what} {uri} is not UTF-8 text (offset {exc.start}); save it as UTF-8", "INVALID_SPEC"
-        ) from None
+        raise InvalidSpec(f"{what} {uri} is not UTF-8 text (offset {exc.start}); save it as UTF-8") from None
 
 
 def _probe(path: Path) -> _Probe:
@@ -145,7 +139,7 @@ def _probe(path: Path) -> _Probe:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise InvalidInput(f"{path.name}: has no video stream", "INVALID_SOURCE")
+                raise InvalidSource(f"{path.name}: has no video stream")
             stream = container.streams.video[0]
             probe = _Probe(
                 stream.width,
@@ -154,16 +148,14 @@ def _probe(path: Path) -> _Probe:
                 stream.codec_context.pix_fmt or "unknown",
             )
     except av.error.FFmpegError as exc:
-        raise InvalidInput(
-            f"{path.name}: corrupt or unreadable video ({exc.strerror}); re-export it or pick another clip",
-            "INVALID_SOURCE",
+        raise InvalidSource(
+            f"{path.name}: corrupt or unreadable video ({exc.strerror}); re-export it or pick another clip"
         ) from None
     if probe.pix_fmt not in _ACCEPTED_PIX_FMTS:
-        raise InvalidInput(
+        raise InvalidSource(
             f"{path.name}: pixel format {probe.pix_fmt} is refused: codeclab measures 8-bit yuv420p "
             f"only. Convert it first: ffmpeg -i {path.name} -pix_fmt yuv420p -c:v ffv1 converted.mkv "
-            "or to .y4m",
-            "INVALID_SOURCE",
+            "or to .y4m"
         )
     return probe
 
@@ -196,10 +188,7 @@ def _decode(
     try:
         run_ffmpeg(args, on_frame=on_frame)
     except FFmpegFailed as exc:
-        raise InvalidInput(
-            f"{path.name}: cannot decode: {exc.stderr.strip().splitlines()[-1:] or exc}",
-            "INVALID_SOURCE",
-        ) from None
+        raise InvalidSource(f"{path.name}: cannot decode: {exc.stderr.strip().splitlines()[-1:] or exc}") from None
     data = raw.read_bytes()
     raw.unlink()
     return Video.from_raw(data, probe.width, probe.height, probe.fps)
@@ -207,15 +196,11 @@ def _decode(
 
 def _check_frame_count(got: int, start: int, wanted: int | None) -> None:
     if got == 0:
-        raise InvalidInput(
-            f"$.source.start: no frames at or after frame {start}; the clip is shorter",
-            "INVALID_SOURCE",
-        )
+        raise InvalidSource(f"$.source.start: no frames at or after frame {start}; the clip is shorter")
     if wanted is not None and got < wanted:
-        raise InvalidInput(
+        raise InvalidSource(
             f"$.source.frames: asked for {wanted} frames from frame {start}, but the clip has only {got}; "
-            "lower frames or start",
-            "INVALID_SOURCE",
+            "lower frames or start"
         )
 
 
@@ -224,10 +209,7 @@ def _crop(video: Video, crop: list[int] | None) -> Video:
         return video
     x, y, w, h = crop
     if x + w > video.width or y + h > video.height:
-        raise InvalidInput(
-            f"$.source.crop: [{x}, {y}, {w}, {h}] reaches beyond the {video.width}x{video.height} clip",
-            "INVALID_SOURCE",
-        )
+        raise InvalidSource(f"$.source.crop: [{x}, {y}, {w}, {h}] reaches beyond the {video.width}x{video.height} clip")
     return Video(
         video.y[:, y : y + h, x : x + w],
         video.u[:, y // 2 : (y + h) // 2, x // 2 : (x + w) // 2],
@@ -251,10 +233,9 @@ def _even_ceil(value: float) -> int:
 
 def _scale_to_cover(video: Video, target_w: int, target_h: int, workdir: Path) -> Video:
     if target_w > video.width or target_h > video.height:
-        raise InvalidInput(
+        raise InvalidSource(
             f"$.source.size: [{target_w}, {target_h}] is larger than the {video.width}x{video.height} "
-            "clip; codeclab only scales down, since upscaled content flatters every codec",
-            "INVALID_SOURCE",
+            "clip; codeclab only scales down, since upscaled content flatters every codec"
         )
     scaled_w, scaled_h = cover_size(video.width, video.height, target_w, target_h)
     if (scaled_w, scaled_h) != (video.width, video.height):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codeclab.worker.errors import InvalidInput
+from codeclab.worker.errors import InvalidSource
 
 Y4M_MAGIC = b"YUV4MPEG2"
 
@@ -111,36 +111,33 @@ def read_y4m_header(path: Path) -> Y4MHeader:
     with path.open("rb") as fh:
         line = fh.readline(4096)
     if not line.startswith(Y4M_MAGIC) or not line.endswith(b"\n"):
-        raise InvalidInput(f"{path}: not a y4m file (no YUV4MPEG2 header)", "INVALID_SOURCE")
+        raise InvalidSource(f"{path}: not a y4m file (no YUV4MPEG2 header)")
     fields = {tok[:1]: tok[1:] for tok in line.decode("ascii", "replace").split()[1:]}
     try:
         width, height = int(fields["W"]), int(fields["H"])
         num, den = (int(x) for x in fields.get("F", "25:1").split(":"))
         fps = Fraction(num, den)
     except (KeyError, ValueError, ZeroDivisionError):
-        raise InvalidInput(f"{path}: malformed y4m header {line[:80]!r}", "INVALID_SOURCE") from None
+        raise InvalidSource(f"{path}: malformed y4m header {line[:80]!r}") from None
     colorspace = fields.get("C", "420jpeg")
     if colorspace not in _Y4M_420_8BIT:
-        raise InvalidInput(
+        raise InvalidSource(
             f"{path}: y4m colour format C{colorspace} is refused: codeclab measures 8-bit yuv420p "
             "only, and converting silently would change the reference. Convert it first: "
-            f"ffmpeg -i {path.name} -pix_fmt yuv420p converted.y4m",
-            "INVALID_SOURCE",
+            f"ffmpeg -i {path.name} -pix_fmt yuv420p converted.y4m"
         )
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE) or fps <= 0:
-        raise InvalidInput(
+        raise InvalidSource(
             f"{path}: the y4m header claims {width}x{height} at {fps} fps; sides must be 1 to {MAX_SIDE} pixels "
-            "and the rate positive",
-            "INVALID_SOURCE",
+            "and the rate positive"
         )
     if width % 2 or height % 2:
-        raise InvalidInput(f"{path}: {width}x{height} is odd; yuv420p needs even sizes", "INVALID_SOURCE")
+        raise InvalidSource(f"{path}: {width}x{height} is odd; yuv420p needs even sizes")
     frame_bytes = width * height * 3 // 2
     if path.stat().st_size < len(line) + len(b"FRAME\n") + frame_bytes:
-        raise InvalidInput(
+        raise InvalidSource(
             f"{path}: the y4m header claims {width}x{height} ({frame_bytes} bytes a frame), but the file holds "
-            f"{path.stat().st_size} bytes, not one whole frame; the header or the file is damaged",
-            "INVALID_SOURCE",
+            f"{path.stat().st_size} bytes, not one whole frame; the header or the file is damaged"
         )
     return Y4MHeader(width, height, fps, colorspace, len(line))
 
@@ -155,13 +152,13 @@ def read_y4m(path: Path, start: int = 0, count: int | None = None) -> Video:
         fh.seek(header.header_bytes)
         while (count is None or len(chunks) < count) and (tag := fh.readline(1024)):
             if not tag.startswith(b"FRAME"):
-                raise InvalidInput(f"{path}: corrupt y4m frame marker {tag[:16]!r}", "INVALID_SOURCE")
+                raise InvalidSource(f"{path}: corrupt y4m frame marker {tag[:16]!r}")
             if index < start:
                 fh.seek(frame_size, 1)
             else:
                 data = fh.read(frame_size)
                 if len(data) != frame_size:
-                    raise InvalidInput(f"{path}: truncated y4m frame {index}", "INVALID_SOURCE")
+                    raise InvalidSource(f"{path}: truncated y4m frame {index}")
                 chunks.append(data)
             index += 1
     return Video.from_raw(b"".join(chunks), header.width, header.height, header.fps)

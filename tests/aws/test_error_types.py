@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -88,11 +90,33 @@ def test_each_type_has_one_final_status() -> None:
     assert {t.final_status for t in ErrorType} == {Status.TIMED_OUT, Status.ABORTED, Status.FAILED}
 
 
-def test_every_worker_error_has_its_exit_code_and_type_in_the_classifier() -> None:
-    """The worker's errors and the classifier's tables must agree, or a failure is misfiled as INTERNAL."""
-    from codeclab.experiments.error_types import WORKER_ERROR_TYPES, WORKER_EXIT_CODES
+def test_every_worker_error_is_a_row_of_the_one_table_and_batch_exits_classify_by_it() -> None:
+    """The worker's exceptions take their codes from WORKER_FAILURES; a Batch job's exit code maps back through it."""
+    from codeclab.experiments.error_types import WORKER_FAILURES, classify
     from codeclab.worker import errors
 
-    for error in (errors.InvalidInput, errors.Stalled, errors.CodecFailure, errors.SandboxViolation,
-                  errors.SandboxUnavailable, errors.StorageFailure, errors.WorkerError):  # fmt: skip
-        assert WORKER_EXIT_CODES[error.exit_code] == WORKER_ERROR_TYPES[error.error_type]
+    def subclasses(cls: type[errors.WorkerError]) -> list[type[errors.WorkerError]]:
+        return [cls, *(s for sub in cls.__subclasses__() for s in subclasses(sub))]
+
+    kinds = subclasses(errors.WorkerError)
+    assert {k.error_type for k in kinds} == set(WORKER_FAILURES)  # no row without an exception, and none without a row
+    for kind in kinds:
+        row = WORKER_FAILURES[kind.error_type]
+        assert kind.exit_code == kind("x").exit_code == row.exit_code
+        cause = json.dumps({"JobId": "j", "StatusReason": "Essential container in task exited",
+                            "Container": {"ExitCode": row.exit_code}})  # fmt: skip
+        assert classify("States.TaskFailed", cause).error_type is row.recorded_as
+
+
+def test_the_worker_docs_list_the_table_of_exit_codes() -> None:
+    """docs/worker.md's exit-code table says what WORKER_FAILURES says, code by code."""
+    from codeclab.experiments.error_types import WORKER_FAILURES
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "worker.md").read_text()
+    documented: dict[str, int] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0].isdigit():
+            documented |= {name: int(cells[0]) for name in re.findall(r"`([A-Z_]+)`", cells[2])}
+    wanted = {t.value: f.exit_code for t, f in WORKER_FAILURES.items()}
+    assert documented == wanted

@@ -56,9 +56,9 @@ def test_lambda_bundle_imports_its_own_jsonschema_and_validates_a_spec(lambda_as
 import json, sys
 sys.path.insert(0, {str(lambda_asset)!r})
 import jsonschema, rpds
-from codeclab.experiments import spec
+from codeclab.experiments import schema, spec
 spec.validate_spec(json.load(open({str(REPO / "examples" / "x264.json")!r})))
-print(json.dumps([jsonschema.__file__, rpds.__file__, spec.__file__, str(spec.schema_path())]))
+print(json.dumps([jsonschema.__file__, rpds.__file__, spec.__file__, str(schema.schema_path())]))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd="/", check=False)
     assert done.returncode == 0, done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -242,3 +243,45 @@ def test_aggregate_sweep_reads_the_parent_key_and_its_failure_is_the_sweeps_one_
     assert aggregate["ResultPath"] == "$.result"
     assert aggregate["Next"] == "Notify"
     assert states(definition)["Notify"]["Choices"][0]["Next"] == "NotifySuccess"
+
+
+# -- the typed state payload ------------------------------------------------------------------------------------
+PATH_KEYS = {"InputPath", "OutputPath", "ResultPath", "ItemsPath", "MaxConcurrencyPath", "TimeoutSecondsPath",
+             "Variable"}  # fmt: skip
+
+
+def state_paths(value: Any, key: str = "") -> list[str]:
+    """Every JSONPath into the state payload that a state (or its Parameters) names; ResultSelector reads the
+    task's own result, and "$$." the context object, so neither is the payload."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() if k != "ResultSelector" for p in state_paths(v, k)]
+    if isinstance(value, list):
+        return [p for v in value for p in state_paths(v, key)]
+    if not isinstance(value, str) or not (key in PATH_KEYS or key.endswith(".$")):
+        return []
+    return re.findall(r"(?<!\$)\$\.[A-Za-z_][A-Za-z0-9_.]*", value)
+
+
+def test_every_payload_path_of_the_synthesized_workflow_is_a_field_of_the_typed_state(definition) -> None:
+    """The JSONPaths are built from the state's field names; this reads them back from the ASL to prove it."""
+    from codeclab.experiments.state import ExecutionState, PointState, state_path
+
+    points = states(definition)["RunPoints"]["ItemProcessor"]["States"]
+    outer = {name: s for name, s in states(definition).items()}
+    checked = 0
+    for payload_type, group in ((ExecutionState, outer), (PointState, points)):
+        for name, state in group.items():
+            body = {k: v for k, v in state.items() if k not in {"ItemProcessor", "ItemSelector"}}
+            for path in state_paths(body):
+                state_path(*path[2:].split("."), state=payload_type)  # raises StateFieldError if not a field
+                checked += 1
+    assert checked >= 25
+
+
+def test_a_renamed_state_field_fails_at_synth_not_at_run_time() -> None:
+    from codeclab.experiments.state import PointState, RecordResultEvent, StateFieldError, event_payload, state_path
+
+    with pytest.raises(StateFieldError, match="no field 'run_timeout'"):
+        state_path("record", "run_timeout", state=PointState)
+    with pytest.raises(StateFieldError, match="RecordResultEvent has fields"):
+        event_payload(RecordResultEvent, experiment_id="$.record.experiment_id", timestamp="$.record.timestamp")

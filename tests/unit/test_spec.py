@@ -14,7 +14,7 @@ from codeclab.experiments import (
     resolve_codec_params,
     validate_spec,
 )
-from codeclab.experiments.spec import load_schema
+from codeclab.experiments.schema import load_schema
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,7 +41,7 @@ def test_schema_is_valid_2020_12() -> None:
 
 
 def test_defaults_are_filled_from_the_schema() -> None:
-    spec = validate_spec(minimal())
+    spec = validate_spec(minimal()).document
     assert spec["source"]["start"] == 0
     assert spec["limits"] == {"timeout_seconds": 900, "stall_seconds": 120}
     assert spec["metrics"] == {"vmaf": "auto"}
@@ -49,7 +49,7 @@ def test_defaults_are_filled_from_the_schema() -> None:
 
 
 def test_an_explicit_qp_gets_no_default_crf_beside_it() -> None:
-    spec = validate_spec(minimal(codec={"name": "x264", "params": {"qp": 30}}))
+    spec = validate_spec(minimal(codec={"name": "x264", "params": {"qp": 30}})).document
     assert spec["codec"]["params"] == {"qp": 30, "preset": "medium", "threads": 1}
 
 
@@ -117,7 +117,7 @@ def test_fps_accepts_a_number_or_a_fraction_string() -> None:
 
 
 def test_sweep_grid_and_codec_list_validate_their_entries() -> None:
-    spec = validate_spec(minimal(sweep={"codecs": [{"name": "jpeg"}, {"name": "webp", "params": {"quality": 40}}]}))
+    spec = validate_spec(minimal(sweep={"codecs": [{"name": "jpeg"}, {"name": "webp", "params": {"quality": 40}}]})).document
     assert spec["sweep"]["codecs"][0]["params"] == {"quality": 75}
     (problem,) = problems(minimal(sweep={"codecs": [{"name": "jpeg", "params": {"quality": 101}}]}))
     assert problem == "$.sweep.codecs[0].params.quality: 101 is greater than the maximum of 100"

@@ -2,34 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from codeclab.experiments import SpecError, codec_names, resolve_codec_params
+from codeclab.experiments.schema import CodecParams, CodecSpec, SpecError, codec_names, resolve_codec_params
 from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.codecs.custom import CustomCodec
 from codeclab.worker.codecs.ffmpeg_video import X264, X265, SvtAv1, Vp9
 from codeclab.worker.codecs.image import Avif, Jpeg, WebP
 from codeclab.worker.codecs.learned import LearnedCodec
-from codeclab.worker.errors import InvalidInput
+from codeclab.worker.errors import InvalidSpec
 
 _CODECS: tuple[type[Codec], ...] = (X264, X265, SvtAv1, Vp9, Jpeg, WebP, Avif, LearnedCodec, CustomCodec)
 REGISTRY: dict[str, type[Codec]] = {c.name: c for c in _CODECS}
 
-__all__ = ["REGISTRY", "Codec", "StreamHeader", "make_codec"]
+__all__ = ["REGISTRY", "Codec", "StreamHeader", "build_codec", "make_codec"]
 
 
-def make_codec(name: str, params: dict[str, Any], entry: dict[str, Any] | None = None) -> Codec:
-    """A codec with params checked against the schema; errors list the valid choices.
+def build_codec(entry: CodecSpec) -> Codec:
+    """The codec of a checked spec's codec entry (its params already resolved when the spec was checked)."""
+    if entry["name"] == CustomCodec.name:
+        return CustomCodec(entry["params"], entry)
+    return REGISTRY[entry["name"]](entry["params"])
 
-    `entry` is the spec's whole codec entry, which a custom codec needs for its code.
-    """
+
+def make_codec(name: str, params: CodecParams, code: str | None = None) -> Codec:
+    """A codec from params that no spec check has seen yet (tests, benchmarks): checked here; errors list choices."""
     if name not in REGISTRY:
         valid = ", ".join(codec_names())
-        raise InvalidInput(f"$.codec.name: unknown codec {name!r}; valid: {valid}", "INVALID_SPEC")
+        raise InvalidSpec(f"$.codec.name: unknown codec {name!r}; valid: {valid}")
     try:
         resolved = resolve_codec_params(name, params)
     except SpecError as exc:
-        raise InvalidInput(str(exc), "INVALID_SPEC") from None
-    if name == CustomCodec.name:
-        return CustomCodec(resolved, entry or {})
-    return REGISTRY[name](resolved)
+        raise InvalidSpec(str(exc)) from None
+    entry: CodecSpec = {"name": name, "params": resolved, "trusted": False}
+    if code is not None:
+        entry["code"] = code
+    return build_codec(entry)

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from codeclab.experiments.schema import CodecParams, CodecSpec
 from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.colour import RGB_CONVERSION, rgb_to_yuv420
-from codeclab.worker.errors import InvalidInput, SandboxViolation
+from codeclab.worker.errors import InvalidSpec, SandboxViolation
 from codeclab.worker.sandbox.layers import Applied, SandboxLimits, SandboxPolicy
 from codeclab.worker.sandbox.protocol import RGB_FRAMES, YUV420_PLANES, PublicHeader
 from codeclab.worker.sandbox.runner import ChildJob, run_child
@@ -43,8 +44,8 @@ class CustomCodec(Codec):
 
     def __init__(
         self,
-        params: dict[str, Any],
-        entry: dict[str, Any],
+        params: CodecParams,
+        entry: CodecSpec,
         limits: SandboxLimits | None = None,
         policy: SandboxPolicy | None = None,
     ) -> None:
@@ -114,17 +115,17 @@ class CustomCodec(Codec):
         }
 
 
-def load_code(entry: dict[str, Any]) -> str:
+def load_code(entry: CodecSpec) -> str:
     if "code" in entry:
         return str(entry["code"])
     if "code_uri" not in entry:
-        raise InvalidInput("$.codec: a custom codec needs code or code_uri", "INVALID_SPEC")
+        raise InvalidSpec("$.codec: a custom codec needs code or code_uri")
     uri = str(entry["code_uri"])
     if uri.startswith("s3://"):
         return read_s3_text(uri, "codec source")
     path = Path(uri).expanduser()
     if not path.is_file():
-        raise InvalidInput(f"$.codec.code_uri: no such file {uri!r}", "INVALID_SPEC")
+        raise InvalidSpec(f"$.codec.code_uri: no such file {uri!r}")
     return path.read_text(encoding="utf-8")
 
 

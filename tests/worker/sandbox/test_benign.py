@@ -44,7 +44,7 @@ BENIGN = {
 )
 def test_benign_codecs_pass_under_every_layer(name: str, tmp_path: Path) -> None:
     reference = write_reference(tmp_path / "ref.y4m")
-    custom = make_codec("custom", {"level": 3}, {"code": BENIGN[name]})
+    custom = make_codec("custom", {"level": 3}, code=BENIGN[name])
     custom.protect_source([reference, tmp_path])
     custom.encode(reference, tmp_path / "b.bin", lambda _: None)
     decoded = custom.decode(tmp_path / "b.bin", StreamHeader(W, H, N, Fraction(25)), lambda _: None)
@@ -60,7 +60,7 @@ def test_a_user_exception_is_a_codec_error_with_the_users_traceback(tmp_path: Pa
     reference = write_reference(tmp_path / "ref.y4m")
     code = codec("scale = params['missing']\nreturn b''")
     with pytest.raises(CodecFailure) as info:
-        make_codec("custom", {}, {"code": code}).encode(reference, tmp_path / "b.bin", lambda _: None)
+        make_codec("custom", {}, code=code).encode(reference, tmp_path / "b.bin", lambda _: None)
     message = str(info.value)
     assert 'File "<codec>", line 3, in encode' in message and "scale = params['missing']" in message
     assert "KeyError: 'missing'" in message and "child.py" not in message
@@ -69,14 +69,14 @@ def test_a_user_exception_is_a_codec_error_with_the_users_traceback(tmp_path: Pa
 def test_import_errors_name_the_line_and_how_to_allow() -> None:
     source = "import numpy\nimport requests\ndef encode(f, p):\n    return b''\ndef decode(b, h):\n    return None\n"
     with pytest.raises(SandboxViolation, match=r"line 2: import of 'requests' is not allowed.*codec\.allow_imports"):
-        make_codec("custom", {}, {"code": source})
+        make_codec("custom", {}, code=source)
 
 
 def test_a_decoder_returning_the_wrong_shape_is_a_codec_error(tmp_path: Path) -> None:
     code = codec("return b'x'", "import numpy as np\nreturn {'y': np.zeros((1, 4, 4), np.uint8)}")
     (tmp_path / "b.bin").write_bytes(b"x")
     with pytest.raises(CodecFailure, match=r"returned plane y as uint8 \(1, 4, 4\); expected uint8 \(2, 16, 16\)"):
-        make_codec("custom", {}, {"code": code}).decode(
+        make_codec("custom", {}, code=code).decode(
             tmp_path / "b.bin", StreamHeader(W, H, N, Fraction(25)), lambda _: None
         )
 
