@@ -267,10 +267,9 @@ def test_every_payload_path_of_the_synthesized_workflow_is_a_field_of_the_typed_
     from codeclab.experiments.state import ExecutionState, PointState, state_path
 
     points = states(definition)["RunPoints"]["ItemProcessor"]["States"]
-    outer = {name: s for name, s in states(definition).items()}
     checked = 0
-    for payload_type, group in ((ExecutionState, outer), (PointState, points)):
-        for name, state in group.items():
+    for payload_type, group in ((ExecutionState, states(definition)), (PointState, points)):
+        for state in group.values():
             body = {k: v for k, v in state.items() if k not in {"ItemProcessor", "ItemSelector"}}
             for path in state_paths(body):
                 state_path(*path[2:].split("."), state=payload_type)  # raises StateFieldError if not a field

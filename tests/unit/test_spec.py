@@ -117,8 +117,10 @@ def test_fps_accepts_a_number_or_a_fraction_string() -> None:
 
 
 def test_sweep_grid_and_codec_list_validate_their_entries() -> None:
-    spec = validate_spec(minimal(sweep={"codecs": [{"name": "jpeg"}, {"name": "webp", "params": {"quality": 40}}]})).document
-    assert spec["sweep"]["codecs"][0]["params"] == {"quality": 75}
+    spec = validate_spec(minimal(sweep={"codecs": [{"name": "jpeg"}, {"name": "webp", "params": {"quality": 40}}]}))
+    assert spec.document["sweep"]["codecs"][0]["params"] == {"quality": 75}
+    assert [p.label for p in spec.points] == ["jpeg", "webp"]  # expanded once, by the same check
+    assert spec.points[1].spec["codec"]["params"] == {"quality": 40}
     (problem,) = problems(minimal(sweep={"codecs": [{"name": "jpeg", "params": {"quality": 101}}]}))
     assert problem == "$.sweep.codecs[0].params.quality: 101 is greater than the maximum of 100"
     # every point must be a valid experiment: a crf grid cannot apply to jpeg
