@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from codeclab.experiments.result import Result
 from codeclab.report.bd import Curve
 from codeclab.report.runs import Experiment, ReportError
 
@@ -52,15 +53,25 @@ class Point:
         return self.experiment.experiment_id
 
     @property
-    def metrics(self) -> Mapping[str, Any]:
-        return (self.experiment.result or {})["metrics"]
+    def result(self) -> Result:
+        """Only experiments that succeeded become points, and each of those has its result (runs.py checks)."""
+        if self.experiment.result is None:
+            raise ReportError(f"{self.experiment_id} has no result.json to plot")
+        return self.experiment.result
+
+    @property
+    def metrics(self) -> Mapping[str, float | None]:
+        return cast(Mapping[str, float | None], self.result["metrics"])  # looked up by the metric's name
 
     @property
     def bpp(self) -> float:
-        return float(self.metrics["bpp"])
+        return self.result["metrics"]["bpp"]
 
     def quality(self, metric: str) -> float:
-        return float(self.metrics[metric])
+        value = self.metrics.get(metric)
+        if value is None:  # make_point refuses such points, so only a metric asked for later lands here
+            raise ReportError(f"{self.experiment_id} has no {metric} in its result.json")
+        return float(value)
 
 
 @dataclass(frozen=True)
@@ -78,8 +89,8 @@ class RDCurve:
 
 
 def codec_of(experiment: Experiment) -> Mapping[str, Any]:
-    spec = (experiment.result or {}).get("spec") or experiment.spec or {}
-    return spec.get("codec") or {}
+    spec = experiment.result["spec"] if experiment.result else experiment.spec
+    return spec["codec"] if spec else {}
 
 
 def curve_label(codec: Mapping[str, Any]) -> str:

@@ -94,7 +94,7 @@ class Report:
     @property
     def title(self) -> str:
         """The anchor's source, as the plots' titles show it."""
-        source = (self.anchor.points[0].experiment.result or {})["conditions"]["source"]
+        source = self.anchor.points[0].result["conditions"]["source"]
         size = "x".join(map(str, source.get("size") or [])) or "?"
         return (
             f"{source.get('clip')}, {source.get('frames')} frames from {source.get('start')}, {size}, "
@@ -125,7 +125,7 @@ def build_report(ids: Sequence[str], runs_dir: Path, metric: str, anchor: str | 
         raise ReportError(f"none of {', '.join(ids)} has a SUCCEEDED experiment to report")
     curves = group_curves(points)
     anchor_curve = choose_anchor(curves, anchor, ids[0])
-    results = {p.experiment_id: p.experiment.result or {} for p in points}
+    results = {p.experiment_id: p.result for p in points}
     differences = condition_differences(results, metric, {p.experiment_id: p.curve for p in points})
     if differences and not allow_mismatch:
         raise ConditionsDiffer(differences)

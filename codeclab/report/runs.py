@@ -7,12 +7,13 @@ which ones it left out.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from codeclab.experiments.record import ExperimentRecord, PointSummary
+from codeclab.experiments.result import Result, ResultError, parse_result
+from codeclab.experiments.schema import SpecDocument
 from codeclab.experiments.statuses import Status
 from codeclab.local.runs import RECORD_FILE, RESULT_FILE, RunsFolder
 
@@ -26,8 +27,8 @@ class Experiment:
     experiment_id: str
     requested_as: str  # the id given to the report: the experiment itself or its sweep parent
     status: str
-    spec: dict[str, Any] | None  # None for a sweep point whose folder never reached runs/
-    result: dict[str, Any] | None  # the worker's result.json; present exactly when SUCCEEDED
+    spec: SpecDocument | None  # None for a sweep point whose folder never reached runs/
+    result: Result | None  # the worker's result.json; present exactly when SUCCEEDED
     sweep_label: str | None = None  # e.g. "x264 crf=23", for a sweep's point
 
     @property
@@ -51,7 +52,7 @@ def is_saved(experiment_id: str, runs_dir: Path) -> bool:
     return RunsFolder(runs_dir).record(experiment_id) is not None
 
 
-def _single(record: dict[str, Any], runs: RunsFolder) -> Experiment:
+def _single(record: ExperimentRecord, runs: RunsFolder) -> Experiment:
     experiment_id = record["experiment_id"]
     if record["status"] != Status.SUCCEEDED:
         raise ReportError(
@@ -62,11 +63,11 @@ def _single(record: dict[str, Any], runs: RunsFolder) -> Experiment:
     return Experiment(experiment_id, experiment_id, record["status"], record.get("spec"), result)
 
 
-def _sweep_points(parent: dict[str, Any], runs: RunsFolder) -> list[Experiment]:
+def _sweep_points(parent: ExperimentRecord, runs: RunsFolder) -> list[Experiment]:
     return [_sweep_point(parent["experiment_id"], point, runs) for point in parent["points"]]
 
 
-def _sweep_point(parent_id: str, point: dict[str, Any], runs: RunsFolder) -> Experiment:
+def _sweep_point(parent_id: str, point: PointSummary, runs: RunsFolder) -> Experiment:
     point_id, label = point["experiment_id"], point.get("label")
     # The point's own record is newer than the parent's copy of its status.
     record = runs.record(point_id)
@@ -82,7 +83,7 @@ def _sweep_point(parent_id: str, point: dict[str, Any], runs: RunsFolder) -> Exp
     return Experiment(point_id, parent_id, status, record.get("spec"), _read_result(point_id, runs), label)
 
 
-def _read_result(experiment_id: str, runs: RunsFolder) -> dict[str, Any]:
+def _read_result(experiment_id: str, runs: RunsFolder) -> Result:
     path = runs.folder(experiment_id) / RESULT_FILE
     if not path.is_file():
         raise ReportError(
@@ -90,12 +91,15 @@ def _read_result(experiment_id: str, runs: RunsFolder) -> dict[str, Any]:
             "(it holds the test conditions and the environment)"
         )
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{experiment_id}: {path} is not valid JSON ({exc}); collect the experiment again") from None
+        result = parse_result(path.read_bytes(), str(path))
+    except ResultError as exc:
+        raise ReportError(f"{experiment_id}: {exc}; collect the experiment again") from None
+    if result["status"] != "SUCCEEDED":
+        raise ReportError(f"{experiment_id}: {path} says {result['status']}, but its record says SUCCEEDED")
+    return result
 
 
-def _existing_record(experiment_id: str, runs: RunsFolder) -> dict[str, Any]:
+def _existing_record(experiment_id: str, runs: RunsFolder) -> ExperimentRecord:
     record = runs.record(experiment_id)
     if record is None:
         raise ReportError(

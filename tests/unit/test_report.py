@@ -56,6 +56,7 @@ BASE_RESULT: dict[str, Any] = {
     "metrics": {},
     "bitstream": {"file": "bitstream", "bytes": 0},
     "frames": 32,
+    "timings": {"encode_s": 0.1, "decode_s": 0.05, "total_s": 0.5},
     "resources": {"device": "cpu"},
     "environment": {
         "codeclab": "0.1.0",
@@ -416,3 +417,12 @@ def test_help_and_metric_choices_match_the_report_module() -> None:
 
 def test_no_ids_is_a_usage_error() -> None:
     assert CliRunner().invoke(cli, ["report"]).exit_code == 2
+
+
+def test_a_result_json_without_the_fields_its_status_promises_is_refused_by_name(runs: Path) -> None:
+    broken = result_json("x264", {"crf": 23}, 0.1, 35.0)
+    write_experiment(runs, "exp_broken", broken)
+    del broken["conditions"]
+    (runs / "exp_broken" / "result.json").write_text(json.dumps(broken))
+    with pytest.raises(ReportError, match="a SUCCEEDED result needs conditions; collect the experiment again"):
+        load_experiments(["exp_broken"], runs)

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from codeclab.experiments.result import CodecConditions
+from codeclab.experiments.schema import CodecParams
 from codeclab.worker.video import FrameCallback, Video
 
 
@@ -34,7 +36,7 @@ class Codec(ABC):
     bitstream_suffix: ClassVar[str]
     device: ClassVar[str] = "cpu"
 
-    def __init__(self, params: dict[str, Any]) -> None:
+    def __init__(self, params: CodecParams) -> None:
         self.params = params
 
     def protect_source(self, copies: Sequence[Path]) -> None:  # noqa: B027 (only sandboxed codecs need it)
@@ -52,5 +54,5 @@ class Codec(ABC):
         """Decode `bitstream` alone (plus the public header) into yuv420p frames."""
 
     @abstractmethod
-    def conditions(self) -> dict[str, Any]:
+    def conditions(self) -> CodecConditions:
         """Tool versions and exact settings, recorded next to every result."""

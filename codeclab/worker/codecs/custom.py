@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from codeclab.experiments.result import CodecConditions
 from codeclab.experiments.schema import CodecParams, CodecSpec
 from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.colour import RGB_CONVERSION, rgb_to_yuv420
@@ -93,7 +93,7 @@ class CustomCodec(Codec):
             hidden=self.hidden,
         )  # fmt: skip
 
-    def conditions(self) -> dict[str, Any]:
+    def conditions(self) -> CodecConditions:
         return {
             "codec": self.name,
             "implementation": f"user code, sha256 {hashlib.sha256(self.code.encode()).hexdigest()}",

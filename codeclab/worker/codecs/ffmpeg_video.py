@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from codeclab.experiments.result import CodecConditions
 from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.errors import CodecFailure
 from codeclab.worker.ffmpeg import FFmpegFailed, ffmpeg_version, run_ffmpeg
@@ -50,7 +51,7 @@ class FFmpegVideoCodec(Codec):
         finally:
             raw.unlink(missing_ok=True)
 
-    def conditions(self) -> dict[str, Any]:
+    def conditions(self) -> CodecConditions:
         command = self.encode_command(Path("reference.y4m"), Path(f"bitstream{self.bitstream_suffix}"))
         return {
             "codec": self.name,

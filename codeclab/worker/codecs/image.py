@@ -14,11 +14,12 @@ from abc import abstractmethod
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import cv2
 import numpy as np
 
+from codeclab.experiments.result import CodecConditions
 from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.codecs.framing import read_payloads, write_payload
 from codeclab.worker.colour import RGB_CONVERSION, rgb_to_yuv420, yuv420_to_rgb
@@ -88,7 +89,7 @@ class ImageCodec(Codec):
         except (struct.error, ValueError, ZeroDivisionError):
             raise CodecFailure(f"{self.name}: {bitstream.name} is truncated or damaged") from None
 
-    def conditions(self) -> dict[str, Any]:
+    def conditions(self) -> CodecConditions:
         return {
             "codec": self.name,
             "implementation": f"{_opencv_library(self.build_info_key)} via OpenCV {cv2.__version__} imencode/imdecode",

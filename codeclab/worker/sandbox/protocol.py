@@ -17,7 +17,10 @@ import os
 import struct
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the sandboxed child imports this module: it must not pull in jsonschema at run time
+    from codeclab.experiments.schema import CodecParams
 
 GO = b"G"
 FRAME_HEADER = struct.Struct(">cQ")
@@ -56,7 +59,7 @@ class PublicHeader:
 class ChildRequest:
     role: str  # "encode" or "decode"
     code: str
-    params: dict[str, Any]  # the encoder's params; empty for the decoder
+    params: CodecParams  # the encoder's params; empty for the decoder
     header: PublicHeader
     payload_bytes: int
     allowed_imports: list[str]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from codeclab.experiments.schema import CodecParams
 from codeclab.worker.errors import CodecFailure, SandboxUnavailable, SandboxViolation, WorkerError
 from codeclab.worker.processes import kill_process_group
 from codeclab.worker.sandbox import identity, readable
@@ -55,7 +56,7 @@ class ChildJob:
     header: PublicHeader
     payload: bytes
     max_output_bytes: int
-    params: dict[str, Any] = field(default_factory=dict)
+    params: CodecParams = field(default_factory=dict)
     allowed_imports: Sequence[str] = ()
     preload: Sequence[str] = ("numpy",)
     hidden: Sequence[Path] = ()  # copies of the source the child must not be able to read

@@ -13,10 +13,11 @@ from fractions import Fraction
 from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from codeclab.experiments.result import CodecConditions
 from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.codecs.framing import read_payloads, write_payload
 from codeclab.worker.errors import CodecFailure
@@ -109,7 +110,7 @@ class LearnedCodec(Codec):
                 f"decoder has quality {self.params['quality']} weights {self._model.fingerprint.hex()}"
             )
 
-    def conditions(self) -> dict[str, Any]:
+    def conditions(self) -> CodecConditions:
         from codeclab.worker.codecs.learned.entropy import PRECISION, SCALE_TABLE, TAIL_MASS
 
         meta = self._model.metadata
