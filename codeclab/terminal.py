@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from codeclab.experiments.record import ExperimentRecord
 
 MIN_WIDTH = 170  # pipes and CI logs report 80 columns, which folds every table
 
@@ -23,7 +26,7 @@ def progress_bar(console: Console) -> Progress:
     )
 
 
-def show_record_progress(bar: Progress, task: TaskID, record: dict[str, Any], label: str) -> None:
+def show_record_progress(bar: Progress, task: TaskID, record: ExperimentRecord, label: str) -> None:
     """Move a progress bar to the stage and frames a record reports (its status before the worker starts)."""
     progress = record.get("progress") or {}
     stage = progress.get("stage") or record["status"].lower()
@@ -31,8 +34,9 @@ def show_record_progress(bar: Progress, task: TaskID, record: dict[str, Any], la
     bar.update(task, description=f"{label}: {stage}", completed=done, total=total)
 
 
-def summary_table(records: list[dict[str, Any]], title: str | None = None) -> Table:
-    """One row per experiment record: status, codec settings, rate and quality, speed, error type."""
+def summary_table(records: Sequence[Mapping[str, Any]], title: str | None = None) -> Table:
+    """One row per experiment record (or a sweep's summary of a point): status, codec settings, rate and quality,
+    speed, error type. Read defensively, field by field: a row may be any of those shapes."""
     table = Table(title=title)
     columns = (
         "experiment",

@@ -11,7 +11,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 from codeclab.experiments.ids import experiment_id_for, is_experiment_id, new_experiment_id
 from codeclab.experiments.record import ExperimentRecord
@@ -19,7 +19,7 @@ from codeclab.experiments.schema import SpecError, parse_spec_json
 from codeclab.experiments.services import Services
 from codeclab.experiments.spec import validate_spec
 from codeclab.experiments.statuses import Status, TransitionError
-from codeclab.experiments.store import ExperimentKey
+from codeclab.experiments.store import ExperimentKey, PageKey
 
 MAX_PAGE = 100
 
@@ -157,18 +157,18 @@ def _limit_param(value: str | None) -> int:
     return int(value)
 
 
-def _encode_token(key: dict[str, Any]) -> str:
+def _encode_token(key: PageKey) -> str:
     return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
 
 
-def _decode_token(token: str, status: Status) -> dict[str, Any]:
+def _decode_token(token: str, status: Status) -> PageKey:
     try:
         key = json.loads(base64.urlsafe_b64decode(token.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise ApiError(400, "next_token is not one this API issued") from None
     if not _is_page_key(key, status):
         raise ApiError(400, "next_token is not one this API issued")
-    return key
+    return cast(PageKey, key)
 
 
 def _is_page_key(key: Any, status: Status) -> bool:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 import boto3
 from boto3.dynamodb.conditions import Key
@@ -24,6 +24,17 @@ from codeclab.experiments.record import ExperimentRecord
 from codeclab.experiments.statuses import Status, TransitionError, sources_of
 
 STATUS_INDEX = "by_status"
+
+
+class DynamoKey(TypedDict):
+    experiment_id: str
+    timestamp: int
+
+
+class PageKey(DynamoKey):
+    """Where a page of the status index ended: the table's key and the index's."""
+
+    status: str
 
 
 class ExperimentNotFound(LookupError):
@@ -51,7 +62,7 @@ class ExperimentKey:
         except KeyError as missing:
             raise ValueError(f"both experiment_id and timestamp are needed; {missing} is missing") from None
 
-    def dynamo_key(self) -> dict[str, Any]:
+    def dynamo_key(self) -> DynamoKey:
         return {"experiment_id": self.experiment_id, "timestamp": self.timestamp}
 
     def __str__(self) -> str:
@@ -172,8 +183,8 @@ class ExperimentStore:
                 raise
 
     def list_by_status(
-        self, status: Status, limit: int = 50, start: dict[str, Any] | None = None
-    ) -> tuple[list[ExperimentRecord], dict[str, Any] | None]:
+        self, status: Status, limit: int = 50, start: PageKey | None = None
+    ) -> tuple[list[ExperimentRecord], PageKey | None]:
         """One page of experiments in a status, newest first, through the status GSI."""
         query: dict[str, Any] = {
             "IndexName": STATUS_INDEX,

@@ -11,7 +11,6 @@ import copy
 import itertools
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from codeclab.experiments.ids import experiment_id_for
 from codeclab.experiments.schema import CodecParams, CodecSpec, SpecDocument, SpecError, SpecProblem, check_document
@@ -68,7 +67,7 @@ def expand_sweep(document: SpecDocument, origin: str = "spec") -> tuple[SweepPoi
 
 
 def _point(
-    document: SpecDocument, codec: CodecSpec, overrides: dict[str, Any], index: int, label: str, origin: str
+    document: SpecDocument, codec: CodecSpec, overrides: CodecParams, index: int, label: str, origin: str
 ) -> SweepPoint:
     entry = copy.deepcopy(codec)
     params = {**entry.get("params", {}), **overrides}

@@ -11,30 +11,30 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from codeclab.experiments.schema import SourceSpec
 from codeclab.worker.codecs.learned.model import pack_yuv420
 from codeclab.worker.sources import load_reference
 from codeclab.worker.video import Video
 
-TRAIN_SOURCES: tuple[dict[str, Any], ...] = (
-    {"clip": "builtin:bikes"},
-    {"clip": "builtin:bikes", "size": [448, 256]},
+TRAIN_SOURCES: tuple[SourceSpec, ...] = (
+    {"clip": "builtin:bikes", "start": 0},
+    {"clip": "builtin:bikes", "start": 0, "size": [448, 256]},
     {"clip": "builtin:bbb", "start": 32, "frames": 100},
     {"clip": "builtin:bbb", "start": 32, "frames": 100, "size": [448, 256]},
     {"clip": "builtin:bbb", "start": 32, "frames": 100, "size": [768, 432]},
 )
-EVAL_SOURCES: tuple[dict[str, Any], ...] = (
+EVAL_SOURCES: tuple[SourceSpec, ...] = (
     {"clip": "builtin:bbb", "start": 0, "frames": 32, "size": [448, 256]},
-    {"clip": "builtin:carphone"},
+    {"clip": "builtin:carphone", "start": 0},
 )
 PATCH = 256  # luma samples per side of a training crop
 
 
-def frame_ranges(sources: tuple[dict[str, Any], ...]) -> dict[str, set[int]]:
+def frame_ranges(sources: tuple[SourceSpec, ...]) -> dict[str, set[int]]:
     """Which frames of each built-in clip a list of sources uses (None frames = to the end)."""
     totals = {"builtin:bikes": 250, "builtin:bbb": 132, "builtin:carphone": 120}
     used: dict[str, set[int]] = {}

@@ -201,7 +201,7 @@ def test_training_is_seeded_so_a_rerun_writes_the_same_weights(tmp_path: Path) -
         assert torch.equal(outputs[0][name], outputs[1][name]), name
     trained = load_model(1, tmp_path / "a")
     assert trained.metadata["steps"] == 2 and trained.metadata["lambda"] == 0.0035
-    assert trained.metadata["train_sources"][0] == {"clip": "builtin:bikes"}
+    assert trained.metadata["train_sources"][0] == {"clip": "builtin:bikes", "start": 0}
 
 
 def test_training_and_evaluation_frames_are_disjoint() -> None:
