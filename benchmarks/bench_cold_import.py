@@ -29,9 +29,10 @@ from typing import Any
 from bench_summary import RUN_ID_ENV, run_stamp
 from rich.table import Table
 
-from codeclab.local.template import REGION, REPO, Resolver, synthesized_template
+from codeclab.local.template import REGION, Resolver, synthesized_template
 from codeclab.terminal import wide_console
 
+REPO = Path(__file__).resolve().parents[1]
 LAMBDAS = REPO / "lambdas"
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "bench_cold_import.json"
 # Timed inside the child, around the import alone; it imports nothing else first, so the handler's
@@ -250,7 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    envs = modules_to_measure(function_environments(synthesized_template(REPO / "cdk.out")))
+    envs = modules_to_measure(function_environments(synthesized_template(REPO / "cdk.out", REPO)))
     path = [LAMBDAS]
     results = [measure_module(module, path, env, args.repeats, args.top) for module, env in envs.items()]
     cond = conditions(args.repeats, envs)

@@ -1,8 +1,8 @@
 """`make demo`: a small RD sweep on carphone through the local workflow, then its BD-rate report.
 
-The sweep (examples/demo-sweep.json) runs x264 at four CRFs and the built-in learned codec at
-its four qualities. It goes through the synthesized state machine on the local emulator:
-CreateRecord, a Map with one Batch job (the worker as a local process) per point, and
+The sweep (codeclab/demo-sweep.json, package data) runs x264 at four CRFs and the built-in
+learned codec at its four qualities. It goes through the synthesized state machine on the local
+emulator: CreateRecord, a Map with one Batch job (the worker as a local process) per point, and
 AggregateSweep. `codeclab report` then draws the RD curves and computes BD-rates against x264.
 """
 
@@ -11,27 +11,33 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from codeclab.local import runner
 from codeclab.local.service import LocalService
+from codeclab.local.template import CdkAppNotFound
 from codeclab.report.report import make_report
 from codeclab.report.runs import ReportError
 from codeclab.terminal import progress_bar, show_record_progress, summary_table, wide_console
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_SPEC = REPO / "examples" / "demo-sweep.json"
+DEMO_SPEC = resources.files("codeclab") / "demo-sweep.json"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m codeclab.demo", description=__doc__)
-    parser.add_argument("--runs-dir", type=Path, default=REPO / "runs", help="where run folders go")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run folders go")
     args = parser.parse_args(argv)
     console = wide_console()
-    with console.status("starting the local AWS emulator (synthesizing the stack if it changed)"):
-        service = LocalService(args.runs_dir, kind="run").__enter__()
+    try:
+        with console.status("starting the local AWS emulator (synthesizing the stack if it changed)"):
+            service = LocalService(args.runs_dir, kind="run").__enter__()
+    except CdkAppNotFound as exc:
+        console.print(f"[red]error:[/] {escape(exc.message)}")
+        return exc.exit_code
     try:
         outcome = _run_sweep(service, console)
     except KeyboardInterrupt:  # as `codeclab run` does: cancel, keep every point final in runs/, exit 130
@@ -52,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_sweep(service: LocalService, console: Console) -> runner.Outcome:
     assert service.cloud is not None
-    submitted = runner.submit(service.cloud, json.loads(DEMO_SPEC.read_text()))
+    submitted = runner.submit(service.cloud, json.loads(DEMO_SPEC.read_text(encoding="utf-8")))
     with progress_bar(console) as bar:
         task = bar.add_task("sweep", total=None)
         record = runner.wait(service.cloud, submitted, lambda r: show_record_progress(bar, task, r, "sweep"))

@@ -28,10 +28,12 @@ def progress_bar(console: Console) -> Progress:
 
 def show_record_progress(bar: Progress, task: TaskID, record: ExperimentRecord, label: str) -> None:
     """Move a progress bar to the stage and frames a record reports (its status before the worker starts)."""
-    progress = record.get("progress") or {}
-    stage = progress.get("stage") or record["status"].lower()
-    done, total = progress.get("frames_done", 0), progress.get("frames_total") or None
-    bar.update(task, description=f"{label}: {stage}", completed=done, total=total)
+    progress = record.get("progress")
+    if progress is None:
+        bar.update(task, description=f"{label}: {record['status'].lower()}", completed=0, total=None)
+        return
+    total = progress["frames_total"] or None  # 0 while the worker does not know the count yet
+    bar.update(task, description=f"{label}: {progress['stage']}", completed=progress["frames_done"], total=total)
 
 
 def summary_table(records: Sequence[Mapping[str, Any]], title: str | None = None) -> Table:

@@ -1,5 +1,8 @@
 """The REST API: SigV4 (AWS_IAM) on every method, one proxy Lambda behind it, the spec model on POST /experiments.
 
+Its routes, parameters and request models come from the API contract (codeclab/experiments/api_contract.py),
+as the OpenAPI document does.
+
 Step Functions' own REST integration (StepFunctionsRestApi) needs an EXPRESS machine; ours is STANDARD, and the
 API also lists and reads records, so a Lambda serves it.
 """
@@ -13,11 +16,13 @@ from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from stacks.api_model import api_model_schema
+from codeclab.experiments.api_contract import JSON, ROUTES, JsonSchema
+from stacks.api_model import request_models
 from stacks.logs import EncryptedLogs
 from stacks.nag import acknowledge
 
 STAGE = "v1"
+_REQUEST_LOCATION = {"query": "querystring", "header": "header"}  # API Gateway's names for where a parameter is
 
 
 class ExperimentsApi(Construct):
@@ -61,35 +66,34 @@ class ExperimentsApi(Construct):
         validator = self.rest_api.add_request_validator(
             "Validator", validate_request_body=True, validate_request_parameters=True
         )
-        spec_model = self.rest_api.add_model(
-            "ExperimentSpec",
-            content_type="application/json",
-            model_name="ExperimentSpec",
+        models = {name: self._model(name, schema) for name, schema in request_models().items()}
+        for route in ROUTES:
+            # The handler checks every parameter itself, so a bad one gets its message naming what to fix; API
+            # Gateway only passes them on. A path parameter is part of the resource path already.
+            parameters = {
+                f"method.request.{_REQUEST_LOCATION[p.location]}.{p.name}": False
+                for p in route.parameters
+                if p.location != "path"
+            }
+            self.rest_api.root.resource_for_path(route.path).add_method(
+                route.method,
+                request_parameters=parameters or None,
+                request_validator=validator if route.body else None,
+                request_models={JSON: models[route.body]} if route.body else None,
+            )
+
+    def _model(self, name: str, schema: JsonSchema) -> apigateway.Model:
+        model = self.rest_api.add_model(
+            name,
+            content_type=JSON,
+            model_name=name,
             schema=apigateway.JsonSchema(
                 schema=apigateway.JsonSchemaVersion.DRAFT4, type=apigateway.JsonSchemaType.OBJECT
             ),
         )
         # The L2 JsonSchema type cannot hold $ref/definitions as read from a file, so the model's schema is set raw.
-        cast(CfnResource, spec_model.node.default_child).add_property_override("Schema", api_model_schema())
-        experiments = self.rest_api.root.add_resource("experiments")
-        # The body is the spec itself; Idempotency-Key, when given, makes a retried POST start nothing new.
-        experiments.add_method(
-            "POST",
-            request_validator=validator,
-            request_models={"application/json": spec_model},
-            request_parameters={"method.request.header.Idempotency-Key": False},
-        )
-        experiments.add_method(
-            "GET",
-            request_parameters={
-                "method.request.querystring.status": False,
-                "method.request.querystring.limit": False,
-                "method.request.querystring.next_token": False,
-            },
-        )
-        experiment = experiments.add_resource("{id}")
-        experiment.add_method("GET")
-        experiment.add_resource("cancel").add_method("POST")
+        cast(CfnResource, model.node.default_child).add_property_override("Schema", schema)
+        return model
 
     def _acknowledge(self) -> None:
         acknowledge(

@@ -1,17 +1,16 @@
-"""Convert the experiment spec schema (JSON Schema 2020-12) into API Gateway's draft-04 model subset.
+"""The API contract's request schemas (JSON Schema 2020-12) as API Gateway models, in its draft-04 subset.
 
-The model is a first gate that turns away malformed bodies before any Lambda runs. It is a little looser than the
-source: draft-04 cannot say "if the codec is x264 then its params are...", so those conditionals are dropped, and
-CreateRecord still validates every spec against the full schema.
+The spec's model is a first gate that turns away malformed bodies before any Lambda runs. It is a little looser
+than the source: draft-04 cannot say "if the codec is x264 then its params are...", so those conditionals are
+dropped, and CreateRecord still validates every spec against the full schema.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "experiment.schema.json"
+from codeclab.experiments.api_contract import JsonSchema, request_schemas
+
 DRAFT_04 = "http://json-schema.org/draft-04/schema#"
 # 2020-12 keywords with no draft-04 meaning, conditionals API Gateway cannot evaluate, and defaults,
 # which a validator ignores (CreateRecord fills them in).
@@ -71,10 +70,9 @@ SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definition
 SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
 
 
-def api_model_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
-    """The spec schema as an API Gateway model."""
-    with path.open(encoding="utf-8") as fh:
-        return to_draft4(json.load(fh))
+def request_models() -> dict[str, JsonSchema]:
+    """Each request body's schema as an API Gateway model, by its component name (the model's name too)."""
+    return {name: to_draft4(schema) for name, schema in request_schemas().items()}
 
 
 def to_draft4(schema: dict[str, Any]) -> dict[str, Any]:

@@ -27,7 +27,7 @@ SOURCE_GLOBS = (
     f"{HANDLERS_DIR}/*.py",
     "codeclab/__init__.py",
     "codeclab/experiments/**/*.py",
-    "schemas/experiment.schema.json",
+    "codeclab/experiments/experiment.schema.json",  # package data: spec.py reads it with importlib.resources
 )
 ROOT_DISTRIBUTIONS = ("jsonschema",)
 PLATFORM_TAG_PARTS = ("cp311", "manylinux", "x86_64")
@@ -41,7 +41,7 @@ def source_files() -> Iterator[tuple[Path, Path]]:
     """(repository file, path inside the asset) for what the handlers need.
 
     Handlers go to the asset root (Lambda imports `create_record.handler`, and they import `observability`
-    as a top-level module); the package and the schema keep their place relative to each other.
+    as a top-level module); the package keeps its layout, the schema inside it.
     """
     for pattern in SOURCE_GLOBS:
         for path in sorted(REPO.glob(pattern)):

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
+from importlib import resources
 from typing import Any, Literal, NotRequired, TypedDict
 
 from jsonschema import Draft202012Validator
@@ -64,9 +63,9 @@ class SpecDocument(TypedDict):
     sweep: NotRequired[dict[str, Any]]
 
 
-SCHEMA_ENV = "CODECLAB_SCHEMA_PATH"
 MAX_MESSAGE_CHARS = 300  # a message quotes the offending value: a megabyte of it helps nobody
-_REPO_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "experiment.schema.json"
+# Package data beside this module, so the wheel, the image and the Lambda bundle each carry their own copy.
+SCHEMA_FILE = resources.files("codeclab.experiments") / "experiment.schema.json"
 
 
 @dataclass(frozen=True)
@@ -95,14 +94,9 @@ class SpecError(ValueError):
         return f"invalid {self.origin} ({len(self.problems)} problems): {listed}"
 
 
-def schema_path() -> Path:
-    return Path(os.environ.get(SCHEMA_ENV, _REPO_SCHEMA))
-
-
 @cache
 def load_schema() -> SchemaNode:
-    with schema_path().open(encoding="utf-8") as fh:
-        schema: SchemaNode = json.load(fh)
+    schema: SchemaNode = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
     return schema
 

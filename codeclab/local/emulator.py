@@ -39,7 +39,7 @@ from codeclab.local import patches
 from codeclab.local.aws_faults import AwsFaultInjector
 from codeclab.local.jobs import JobDefinition, LocalJobRunner, RetryStrategy, TimeLimitAction
 from codeclab.local.runs import SCRATCH_PREFIX
-from codeclab.local.template import ACCOUNT, REGION, REPO, Resolver, synthesized_template
+from codeclab.local.template import ACCOUNT, REGION, Resolver, cdk_app_dir, default_cdk_out, synthesized_template
 
 log = logging.getLogger("codeclab.local")
 
@@ -61,9 +61,9 @@ def free_port() -> int:
 class LocalCloud:
     """Start with `with LocalCloud(cdk_out) as cloud:`; everything is gone when the block ends."""
 
-    def __init__(self, cdk_out: Path = REPO / "cdk.out", quiet: bool = True) -> None:
+    def __init__(self, cdk_out: Path | None = None, quiet: bool = True) -> None:
         started = time.perf_counter()
-        self.template = synthesized_template(cdk_out)
+        self.template = synthesized_template(cdk_out or default_cdk_out())
         self.timings = {"template_s": time.perf_counter() - started}  # synthesis, when the sources changed
         self.resolver = Resolver(self.template)
         self.port = free_port()
@@ -285,7 +285,7 @@ class LocalCloud:
         """The handler's module, imported once, and the lock one invocation of it holds."""
         with self._import_lock:
             if name not in self._handlers:
-                lambdas = str(REPO / "lambdas")
+                lambdas = str(cdk_app_dir() / "lambdas")
                 sys.path.insert(0, lambdas)
                 # a fresh import, so module-scope clients bind to this emulator, not an earlier one
                 sys.modules.pop(name, None)

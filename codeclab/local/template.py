@@ -14,36 +14,78 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-REPO = Path(__file__).resolve().parents[2]
+import click
+
 STACK = "Codeclab"
 ACCOUNT, REGION, PARTITION = "123456789012", "us-east-1", "aws"
 # What the synthesized template depends on; a change to any of these re-synthesizes.
-SOURCES = ("app.py", "cdk.json", "stacks", "lambdas", "codeclab/experiments", "schemas")
+SOURCES = ("app.py", "cdk.json", "stacks", "lambdas", "codeclab/experiments")
 HASH_FILE = ".codeclab-source-hash"
+CDK_APP_ENV = "CODECLAB_CDK_APP"
 
 
-def source_hash(repo: Path = REPO) -> str:
+class CdkAppNotFound(click.ClickException):
+    """No codeclab CDK app to synthesize. A ClickException, so the CLI prints it as one line and exits 2."""
+
+    exit_code = 2
+
+
+def cdk_app_dir() -> Path:
+    """The codeclab checkout whose CDK app local mode synthesizes and whose handlers it runs.
+
+    $CODECLAB_CDK_APP when set, else the nearest directory holding cdk.json from the current one upwards, as
+    `cdk` and `git` look. Never this file's location: an installed package carries no app.
+    """
+    override = os.environ.get(CDK_APP_ENV)
+    if override:
+        return _checkout(Path(override).resolve(), f"{CDK_APP_ENV}={override}")
+    here = Path.cwd()
+    for directory in (here, *here.parents):
+        if (directory / "cdk.json").is_file():
+            return _checkout(directory, str(directory / "cdk.json"))
+    raise CdkAppNotFound(
+        f"no cdk.json in {here} or above: local mode runs from a codeclab checkout; cd into it or set "
+        f"{CDK_APP_ENV} to its path"
+    )
+
+
+def _checkout(directory: Path, found_by: str) -> Path:
+    missing = [source for source in SOURCES if not (directory / source).exists()]
+    if missing:
+        raise CdkAppNotFound(
+            f"{found_by}: {directory} is not a codeclab checkout (it has no {', '.join(missing)}); cd into one or "
+            f"set {CDK_APP_ENV} to its path"
+        )
+    return directory
+
+
+def default_cdk_out() -> Path:
+    return cdk_app_dir() / "cdk.out"
+
+
+def source_hash(app: Path) -> str:
     digest = hashlib.sha256()
     for source in SOURCES:
-        root = repo / source
+        root = app / source
         files = (
             [root]
             if root.is_file()
             else sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
         )
         for path in files:
-            digest.update(str(path.relative_to(repo)).encode())
+            digest.update(str(path.relative_to(app)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
-def synthesized_template(outdir: Path, repo: Path = REPO) -> dict[str, Any]:
-    """The stack's template, re-synthesized only when its sources changed.
+def synthesized_template(outdir: Path, repo: Path | None = None) -> dict[str, Any]:
+    """The stack's template, re-synthesized only when its sources changed; `repo` defaults to `cdk_app_dir()`.
 
     Several processes may ask at once (two terminals, test workers): one synthesizes, the others wait on the
     lock and read its result, rather than reading a template half written.
     """
-    wanted = source_hash(repo)
+    app = repo or cdk_app_dir()
+    wanted = source_hash(app)
     stamp = outdir / HASH_FILE
     template = outdir / f"{STACK}.template.json"
     outdir.mkdir(parents=True, exist_ok=True)
@@ -51,7 +93,7 @@ def synthesized_template(outdir: Path, repo: Path = REPO) -> dict[str, Any]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (template.exists() and stamp.exists() and stamp.read_text() == wanted):
             env = {**os.environ, "CDK_OUTDIR": str(outdir), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
-            proc = subprocess.run([sys.executable, "app.py"], cwd=repo, env=env, capture_output=True, text=True)
+            proc = subprocess.run([sys.executable, "app.py"], cwd=app, env=env, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"cdk synth failed:\n{proc.stderr[-3000:]}")
             stamp.write_text(wanted)

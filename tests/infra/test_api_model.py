@@ -8,10 +8,11 @@ import json
 import pytest
 from jsonschema import Draft4Validator
 
-from stacks.api_model import DRAFT_04, api_model_schema, to_draft4
+from codeclab.experiments.api_contract import SPEC_COMPONENT
+from stacks.api_model import DRAFT_04, request_models, to_draft4
 from stacks.compute import REPO
 
-EXAMPLES = sorted((REPO / "examples").glob("*.json"))
+EXAMPLES = [*sorted((REPO / "examples").glob("*.json")), REPO / "codeclab" / "demo-sweep.json"]
 MINIMAL = {
     "name": "carphone-x264-crf28",
     "source": {"clip": "builtin:carphone", "frames": 32},
@@ -22,7 +23,7 @@ MINIMAL = {
 
 @pytest.fixture(scope="module")
 def validator() -> Draft4Validator:
-    schema = api_model_schema()
+    schema = request_models()[SPEC_COMPONENT]
     Draft4Validator.check_schema(schema)
     return Draft4Validator(schema)
 
@@ -41,7 +42,7 @@ def errors(validator: Draft4Validator, spec: dict) -> list[str]:
 
 
 def test_output_is_draft4_without_2020_12_keywords():
-    schema = api_model_schema()
+    schema = request_models()[SPEC_COMPONENT]
     assert schema["$schema"] == DRAFT_04
     assert not keywords(schema) & {"$defs", "$id", "prefixItems", "if", "then", "const", "x-rate-control"}
     assert "#/$defs/" not in json.dumps(schema)

@@ -36,7 +36,7 @@ def test_lambda_bundle_holds_handlers_package_schema_and_jsonschema(lambda_asset
         assert (lambda_asset / f"{name}.py").is_file(), name
     assert (lambda_asset / "codeclab" / "__init__.py").is_file()
     assert (lambda_asset / "codeclab" / "experiments" / "spec.py").is_file()
-    assert (lambda_asset / "schemas" / "experiment.schema.json").is_file()
+    assert (lambda_asset / "codeclab" / "experiments" / "experiment.schema.json").is_file()
     for package in ("jsonschema", "jsonschema_specifications", "referencing", "rpds", "attr", "attrs"):
         assert (lambda_asset / package / "__init__.py").is_file(), package
 
@@ -51,14 +51,14 @@ def test_lambda_bundle_leaves_out_the_worker_tests_and_caches(lambda_asset):
 
 def test_lambda_bundle_imports_its_own_jsonschema_and_validates_a_spec(lambda_asset):
     # The bundle first on sys.path, as /var/task is in Lambda: rpds' compiled module must load from it, and
-    # spec.py must find the schema beside the package, as it does in a checkout.
+    # spec.py must read the schema from the bundle's own package.
     script = f"""
 import json, sys
 sys.path.insert(0, {str(lambda_asset)!r})
 import jsonschema, rpds
 from codeclab.experiments import schema, spec
 spec.validate_spec(json.load(open({str(REPO / "examples" / "x264.json")!r})))
-print(json.dumps([jsonschema.__file__, rpds.__file__, spec.__file__, str(schema.schema_path())]))
+print(json.dumps([jsonschema.__file__, rpds.__file__, spec.__file__, str(schema.SCHEMA_FILE)]))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd="/", check=False)
     assert done.returncode == 0, done.stderr
@@ -94,9 +94,8 @@ def test_a_compiled_wheel_for_another_platform_is_refused():
 def test_image_context_is_what_the_dockerfile_copies(image_context):
     excludes = docker_context_excludes(REPO, DOCKERFILE)
     assert excludes[0] == "*"
-    assert {"!gpu_container/Dockerfile", "!requirements.txt", "!constraints.txt", "!codeclab", "!schemas"} <= set(
-        excludes
-    )
+    wheel_inputs = {"!pyproject.toml", "!README.md", "!codeclab"}
+    assert {"!gpu_container/Dockerfile", "!requirements.txt", "!constraints.txt", *wheel_inputs} <= set(excludes)
     assert (image_context / DOCKERFILE).is_file()
     assert (image_context / "codeclab" / "worker" / "entrypoint.py").is_file()
     for absent in (".venv", ".git", "tests", "runs", "stacks", "lambdas", "cdk.out"):

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from stacks.api_model import api_model_schema
+from codeclab.experiments.api_contract import SPEC_COMPONENT
+from stacks.api_model import request_models
 from tests.infra.synthesis import Synthesized, synthesize
 
 HANDLERS = {
@@ -236,7 +237,7 @@ def test_api_uses_iam_auth_everywhere_and_validates_new_specs(synth):
     assert "RequestValidatorId" in post
     assert set(post["RequestModels"]) == {"application/json"}
     _, model = synth.only("AWS::ApiGateway::Model")
-    assert model["Properties"]["Schema"] == api_model_schema()
+    assert model["Properties"]["Schema"] == request_models()[SPEC_COMPONENT]
     paths = {r["Properties"]["PathPart"] for r in resources.values()}
     assert paths == {"experiments", "{id}", "cancel"}
 

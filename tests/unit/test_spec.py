@@ -149,6 +149,7 @@ def test_json_syntax_error_names_line_and_column(tmp_path: Path) -> None:
 def test_every_example_spec_is_valid() -> None:
     examples = sorted((REPO / "examples").glob("*.json"))
     assert examples
+    examples.append(REPO / "codeclab" / "demo-sweep.json")  # `make demo`'s, shipped in the package
     for path in examples:
         load_spec_file(path)
 
