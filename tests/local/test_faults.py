@@ -9,6 +9,7 @@ from codeclab.local.faults import (
     LAMBDA_FAULT_ENV,
     RUNNABLE_SECONDS_ENV,
     SYNTAX,
+    VARIABLES,
     WORKER_FAULT_ENV,
     AwsFault,
     BatchFault,
@@ -87,6 +88,8 @@ def test_a_lost_host_hits_only_the_first_attempts() -> None:
 
 
 def test_the_plan_in_force_is_the_environments_unless_one_is_injected(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     state = FaultState()
     monkeypatch.setenv(LAMBDA_FAULT_ENV, "record_result")
     assert state.plan() == FaultPlan(lambda_fault=LambdaFault("record_result"))
