@@ -1,4 +1,5 @@
 """Faults injected at the boto3 layer: an AWS call answers with an error, as a throttled or failing service does.
+Which calls, and how many, is the fault plan's to say (faults.py); this is the hook that answers them.
 
 The hook sits on boto3's default session, so it reaches every client made in this process after the
 emulator starts: the workflow's Lambda handlers (they run in-process) and Step Functions' own service
@@ -14,78 +15,38 @@ A fault fails a call in one of two ways:
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import boto3
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.httpsession import URLLib3Session
 
+from codeclab.local.faults import AwsFault
+
 EVENT = "before-send"
-
-
-@dataclass(frozen=True)
-class AwsFault:
-    service: str  # as botocore names it in events: "dynamodb", "sns"
-    operation: str  # "UpdateItem", "Publish"
-    error_code: str  # what the service would answer: "ProvisionedThroughputExceededException", "InternalError"
-    times: int = 1
-    after_landing: bool = False
-    http_status: int = 400
-
-    def describe(self) -> str:
-        when = "after the write lands" if self.after_landing else "before sending"
-        return f"{self.service}.{self.operation} -> {self.error_code} x{self.times} ({when})"
-
-
-class AwsFaultInjector:
-    """Arm faults with `arm`; each fires on the next matching calls until its count is spent."""
-
-    def __init__(self) -> None:
-        self._armed: dict[AwsFault, int] = {}  # each fault armed, with the calls it has yet to fail
-        self._lock = threading.Lock()
-        self.fired: list[str] = []  # "service.Operation error" per injected failure, in order
-
-    def install(self) -> None:
-        boto3._get_default_session().events.register(EVENT, self._before_send, unique_id=_UNIQUE_ID)
-
-    def uninstall(self) -> None:
-        boto3._get_default_session().events.unregister(EVENT, unique_id=_UNIQUE_ID)
-        self.disarm()
-
-    def arm(self, *faults: AwsFault) -> None:
-        with self._lock:
-            for fault in faults:
-                self._armed[fault] = self._armed.get(fault, 0) + fault.times
-
-    def disarm(self) -> None:
-        """Drop the faults not yet spent (a later run must not inherit them)."""
-        with self._lock:
-            self._armed.clear()
-
-    def _take(self, service: str, operation: str) -> AwsFault | None:
-        with self._lock:
-            fault = next((f for f in self._armed if (f.service, f.operation) == (service, operation)), None)
-            if fault is not None:
-                self._armed[fault] -= 1
-                if self._armed[fault] <= 0:
-                    del self._armed[fault]
-                self.fired.append(f"{service}.{operation} {fault.error_code}")
-        return fault
-
-    def _before_send(self, request: AWSPreparedRequest, event_name: str, **_: Any) -> AWSResponse | None:
-        _event, service, operation = event_name.split(".", 2)
-        fault = self._take(service, operation)
-        if fault is None:
-            return None  # botocore sends the request as usual
-        if fault.after_landing:
-            URLLib3Session().send(request)  # the write takes effect; its response is what gets lost
-        return _error_response(request, fault)
-
-
 _UNIQUE_ID = "codeclab-local-aws-faults"
+# (service, operation) -> the fault this call answers with, if the plan has one left for it (FaultState.take_aws)
+TakeFault = Callable[[str, str], AwsFault | None]
+
+
+def install(take: TakeFault) -> None:
+    boto3._get_default_session().events.register(EVENT, partial(_before_send, take), unique_id=_UNIQUE_ID)
+
+
+def uninstall() -> None:
+    boto3._get_default_session().events.unregister(EVENT, unique_id=_UNIQUE_ID)
+
+
+def _before_send(take: TakeFault, request: AWSPreparedRequest, event_name: str, **_: Any) -> AWSResponse | None:
+    _event, service, operation = event_name.split(".", 2)
+    fault = take(service, operation)
+    if fault is None:
+        return None  # botocore sends the request as usual
+    if fault.after_landing:
+        URLLib3Session().send(request)  # the write takes effect; its response is what gets lost
+    return _error_response(request, fault)
 
 
 def _error_response(request: AWSPreparedRequest, fault: AwsFault) -> AWSResponse:

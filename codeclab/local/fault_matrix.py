@@ -11,12 +11,9 @@ and exits 1 if any row is not correct.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +21,11 @@ from typing import Any
 from rich.table import Table
 
 from codeclab.local import runner
-from codeclab.local.aws_faults import AwsFault
-from codeclab.local.emulator import LAMBDA_FAULT_ENV, LocalCloud
-from codeclab.local.jobs import BATCH_FAULT_ENV, RUNNABLE_SECONDS_ENV
+from codeclab.local.emulator import LocalCloud
+from codeclab.local.faults import AwsFault, BatchFault, FaultPlan, LambdaFault
 from codeclab.local.runs import RunsFolder
 from codeclab.terminal import wide_console
-from codeclab.worker.faults import FAULT_ENV
+from codeclab.worker.faults import Fault as WorkerFault
 
 # boto3's default (standard) retry mode makes 4 tries per DynamoDB call: one fewer throttle is absorbed by the
 # SDK, one more fails the handler, and Step Functions' retry of the Lambda state takes over.
@@ -41,11 +37,10 @@ class Fault:
     name: str
     expected_status: str
     expected_type: str | None
-    env: dict[str, str] = field(default_factory=dict)
+    plan: FaultPlan = field(default_factory=FaultPlan)
     limits: dict[str, int] = field(default_factory=dict)
     frames: int = 4
     abort_after_running: bool = False
-    aws: tuple[AwsFault, ...] = ()  # errors injected into this process's AWS calls
     attempts: int | None = None  # Batch attempts the job must take (None: not checked)
     sweep: bool = False  # run a two-point sweep instead of one experiment
 
@@ -71,39 +66,39 @@ def _landed_then_refused(operation: str) -> AwsFault:
     return AwsFault("dynamodb", operation, "ConditionalCheckFailedException", after_landing=True)
 
 
-CODEC_FAILS = {FAULT_ENV: "fail:encode@1"}
+def _lambda_raises(module: str, times: int | None = None, worker: WorkerFault | None = None) -> FaultPlan:
+    return FaultPlan(worker=worker, lambda_fault=LambdaFault(module, times))
+
+
+CODEC_FAILS = WorkerFault("fail", "encode", frame=1)
+SLOW = WorkerFault("slow", "encode", seconds=0.5)  # half a second a frame: still encoding when the fault hits
+HANG = WorkerFault("hang", "encode", frame=1)
 FAULTS = (
     Fault("none (control)", "SUCCEEDED", None, attempts=1),
-    Fault("worker crash (exception)", "FAILED", "INTERNAL", {FAULT_ENV: "crash:encode@1"}),
-    Fault("SIGKILL mid-encode (as OOM)", "FAILED", "INTERNAL", {FAULT_ENV: "kill:encode@2"}),
-    Fault("hang (stall watchdog)", "FAILED", "STALLED", {FAULT_ENV: "hang:encode@1"}, {"stall_seconds": 2}),
-    Fault(
-        "slow but steady, under the stall limit",
-        "SUCCEEDED",
-        None,
-        {FAULT_ENV: "slow:encode:0.5"},
-        {"stall_seconds": 5},
-    ),
+    Fault("worker crash (exception)", "FAILED", "INTERNAL", FaultPlan(worker=WorkerFault("crash", "encode", 1))),
+    Fault("SIGKILL mid-encode (as OOM)", "FAILED", "INTERNAL", FaultPlan(worker=WorkerFault("kill", "encode", 2))),
+    Fault("hang (stall watchdog)", "FAILED", "STALLED", FaultPlan(worker=HANG), {"stall_seconds": 2}),
+    Fault("slow but steady, under the stall limit", "SUCCEEDED", None, FaultPlan(worker=SLOW), {"stall_seconds": 5}),
     Fault(
         "job past its time limit",
         "TIMED_OUT",
         "TIMEOUT",
-        {FAULT_ENV: "hang:encode@1"},
+        FaultPlan(worker=HANG),
         {"timeout_seconds": 10, "stall_seconds": 60},
     ),
-    Fault("CreateRecord raises", "FAILED", "INTERNAL", {LAMBDA_FAULT_ENV: "create_record"}),
-    Fault("RecordResult raises", "FAILED", "INTERNAL", {LAMBDA_FAULT_ENV: "record_result"}),
+    Fault("CreateRecord raises", "FAILED", "INTERNAL", _lambda_raises("create_record")),
+    Fault("RecordResult raises", "FAILED", "INTERNAL", _lambda_raises("record_result")),
     Fault(
         "MarkFailed raises (after a codec error)",
         "FAILED",
         "CODEC_ERROR",
-        {LAMBDA_FAULT_ENV: "mark_failed", **CODEC_FAILS},
+        _lambda_raises("mark_failed", worker=CODEC_FAILS),
     ),
     Fault(
         "AggregateSweep raises (2-point sweep)",
         "FAILED",
         "INTERNAL",
-        {LAMBDA_FAULT_ENV: "aggregate_sweep"},
+        _lambda_raises("aggregate_sweep"),
         frames=2,
         sweep=True,
     ),
@@ -111,7 +106,7 @@ FAULTS = (
         "Reconcile raises once (after a stop)",
         "ABORTED",
         "ABORTED",
-        {LAMBDA_FAULT_ENV: "reconcile:1", FAULT_ENV: "slow:encode:0.5"},
+        _lambda_raises("reconcile", times=1, worker=SLOW),
         frames=32,
         abort_after_running=True,
     ),
@@ -119,7 +114,7 @@ FAULTS = (
         "execution aborted (StopExecution)",
         "ABORTED",
         "ABORTED",
-        {FAULT_ENV: "slow:encode:0.5"},
+        FaultPlan(worker=SLOW),
         frames=32,
         abort_after_running=True,
     ),
@@ -127,46 +122,45 @@ FAULTS = (
         f"DynamoDB throttles each write {SDK_TRIES - 1}x (SDK retries)",
         "SUCCEEDED",
         None,
-        aws=(_throttled("PutItem", SDK_TRIES - 1), _throttled("UpdateItem", SDK_TRIES - 1)),
+        FaultPlan(aws=(_throttled("PutItem", SDK_TRIES - 1), _throttled("UpdateItem", SDK_TRIES - 1))),
     ),
     Fault(
         f"DynamoDB throttles a write {SDK_TRIES + 1}x (state retries)",
         "SUCCEEDED",
         None,
-        aws=(_throttled("UpdateItem", SDK_TRIES + 1),),
+        FaultPlan(aws=(_throttled("UpdateItem", SDK_TRIES + 1),)),
     ),
     Fault(
         "DynamoDB conditional check fails on landed writes",
         "SUCCEEDED",
         None,
-        aws=(_landed_then_refused("PutItem"), _landed_then_refused("UpdateItem")),
+        FaultPlan(aws=(_landed_then_refused("PutItem"), _landed_then_refused("UpdateItem"))),
     ),
     Fault(
         "SNS publish fails once (alert retried)",
         "FAILED",
         "CODEC_ERROR",
-        CODEC_FAILS,
-        aws=(AwsFault("sns", "Publish", "InternalError", http_status=500),),
+        FaultPlan(worker=CODEC_FAILS, aws=(AwsFault("sns", "Publish", "InternalError", http_status=500),)),
     ),
     Fault(
         "Batch job cancelled in RUNNABLE (no capacity)",
         "FAILED",
         "CAPACITY",
-        {BATCH_FAULT_ENV: "no-capacity", RUNNABLE_SECONDS_ENV: "2"},
+        FaultPlan(batch=BatchFault(no_capacity=True), runnable_seconds=2),
         attempts=0,
     ),
     Fault(
         "host (Spot) lost once, retried, succeeds",
         "SUCCEEDED",
         None,
-        {BATCH_FAULT_ENV: "host-lost:1:1.5", FAULT_ENV: "slow:encode:0.5"},
+        FaultPlan(worker=SLOW, batch=BatchFault(hosts_lost=1, lost_after_seconds=1.5)),
         attempts=2,
     ),
     Fault(
         "host lost on every attempt",
         "FAILED",
         "INTERNAL",
-        {BATCH_FAULT_ENV: "host-lost:3:1.5", FAULT_ENV: "slow:encode:0.5"},
+        FaultPlan(worker=SLOW, batch=BatchFault(hosts_lost=3, lost_after_seconds=1.5)),
         attempts=3,
     ),
 )
@@ -188,38 +182,23 @@ class Row:
     def correct(self) -> bool:
         alerts_ok = self.alerts == (0 if self.fault.expected_status == "SUCCEEDED" else 1)
         outcome_ok = (self.status, self.error_type) == (self.fault.expected_status, self.fault.expected_type)
-        fired = self.injected == sum(f.times for f in self.fault.aws) and self.fault.attempts in (None, self.attempts)
+        fired = self.injected == sum(f.times for f in self.fault.plan.aws) and self.fault.attempts in (
+            None,
+            self.attempts,
+        )
         return outcome_ok and alerts_ok and fired and self.in_store and self.in_runs
 
 
-@contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def run_fault(cloud: LocalCloud, fault: Fault, runs_dir: Path) -> Row:
-    started, injected_before = time.monotonic(), len(cloud.aws_faults.fired)
-    cloud.aws_faults.arm(*fault.aws)
-    try:
-        with environment(fault.env):
-            submitted = runner.submit(cloud, fault.spec())
-            if fault.abort_after_running:
-                threading.Thread(target=_abort_when_running, args=(cloud, submitted), daemon=True).start()
-            try:
-                record = runner.wait(cloud, submitted)
-            except RuntimeError:  # the execution ended but left no final record: a lost experiment
-                record = cloud.services().store.find(submitted["experiment_id"]) or {}
-    finally:
-        cloud.reset_faults()
+    started, injected_before = time.monotonic(), len(cloud.faults.aws_fired)
+    with cloud.faults.injecting(fault.plan):
+        submitted = runner.submit(cloud, fault.spec())
+        if fault.abort_after_running:
+            threading.Thread(target=_abort_when_running, args=(cloud, submitted), daemon=True).start()
+        try:
+            record = runner.wait(cloud, submitted)
+        except RuntimeError:  # the execution ended but left no final record: a lost experiment
+            record = cloud.services().store.find(submitted["experiment_id"]) or {}
     return _row(cloud, fault, submitted, record, runs_dir, time.monotonic() - started, injected_before)
 
 
@@ -234,7 +213,7 @@ def _row(cloud: LocalCloud, fault: Fault, submitted: dict[str, Any], record: dic
         status=record.get("status", "(none)"),
         error_type=(record.get("error") or {}).get("type"),
         attempts=cloud.jobs.attempts.get(experiment_id, 0),
-        injected=len(cloud.aws_faults.fired) - injected_before,
+        injected=len(cloud.faults.aws_fired) - injected_before,
         alerts=len(cloud.alerts_for(experiment_id)),
         in_store=in_store,
         in_runs=RunsFolder(runs_dir).record(experiment_id) is not None,
@@ -265,7 +244,7 @@ def table(rows: list[Row]) -> Table:
             row.error_type or "-",
             expected,
             str(row.attempts),
-            str(row.injected) if row.fault.aws else "-",
+            str(row.injected) if row.fault.plan.aws else "-",
             str(row.alerts),
             _yes(row.in_store),
             _yes(row.in_runs),

@@ -6,10 +6,9 @@ retry strategy says (a lost host is retried, a worker's own exit is not), cancel
 RUNNABLE past the queue's time limit for its blocking reason, and stops the job when its execution
 is stopped (Step Functions terminates the job it was waiting for).
 
-CODECLAB_BATCH_FAULT makes Batch itself misbehave, for the fault matrix:
-  no-capacity          no instance ever comes: the job stays RUNNABLE until the queue cancels it
-  host-lost:N[:S]      the host under each of the first N attempts goes away S seconds in (default 2)
-CODECLAB_LOCAL_RUNNABLE_SECONDS shortens the queue's RUNNABLE limits (30 minutes on the stack).
+The fault plan in force when a job starts (faults.py) can make Batch itself misbehave: no capacity (the job
+stays RUNNABLE until the queue cancels it, after the plan's RUNNABLE limit if it sets one), or the host under
+each of the first N attempts going away. It also says which worker fault the job's environment carries.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -27,8 +25,9 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
+from codeclab.local.faults import VARIABLES, FaultPlan
 from codeclab.worker.processes import PARENT_PID_ENV, kill_process_group, stop_process_group
 
 log = logging.getLogger("codeclab.local")
@@ -44,10 +43,84 @@ STOPPED_REASON = "Job terminated: the execution was stopped"
 HOST_LOST_REASON = "Host EC2 (instance i-0local00000000000) terminated."
 NO_CAPACITY_REASON = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested"
 CANCELLED_REASON = "Canceled by JobStateTimeLimit action due to reason: {reason}"
-BATCH_FAULT_ENV = "CODECLAB_BATCH_FAULT"
-RUNNABLE_SECONDS_ENV = "CODECLAB_LOCAL_RUNNABLE_SECONDS"
 JOB_SLOTS_ENV = "CODECLAB_LOCAL_JOBS"
-_FAULT_PATTERN = re.compile(r"^(?:(no-capacity)|host-lost:(\d+)(?::([\d.]+))?)$")
+
+
+# What the template's job definition and job queue say (CloudFormation's property names).
+class EvaluateOnExitTemplate(TypedDict, total=False):
+    Action: str
+    OnStatusReason: str
+    OnReason: str
+    OnExitCode: str
+
+
+class RetryStrategyTemplate(TypedDict, total=False):
+    Attempts: int
+    EvaluateOnExit: list[EvaluateOnExitTemplate]
+
+
+class TimeLimitActionTemplate(TypedDict):
+    Reason: str
+    MaxTimeSeconds: int
+    Action: str
+    State: NotRequired[str]
+
+
+# What the state machine's batch:submitJob.sync task passes (its Parameters, resolved).
+class NameValue(TypedDict, total=False):
+    Name: str
+    Value: str
+    name: str  # the lower-case form Step Functions adds
+    value: str
+
+
+class ContainerOverrides(TypedDict, total=False):
+    Command: list[str]
+    Environment: list[NameValue]
+
+
+class JobTimeout(TypedDict, total=False):
+    AttemptDurationSeconds: int
+
+
+class SubmitJobParameters(TypedDict, total=False):
+    JobName: str
+    JobQueue: str
+    JobDefinition: str
+    ContainerOverrides: ContainerOverrides
+    Timeout: JobTimeout
+
+
+# DescribeJobs' view of a finished job, the parts the workflow reads.
+class AttemptContainer(TypedDict):
+    ExitCode: int | None
+    Reason: str
+
+
+class AttemptDescription(TypedDict):
+    Container: AttemptContainer
+    StartedAt: int
+    StoppedAt: int
+    StatusReason: str
+
+
+class ContainerDescription(TypedDict):
+    Command: list[str]
+    ExitCode: NotRequired[int | None]
+    Reason: NotRequired[str]
+
+
+class JobDescription(TypedDict):
+    JobId: NotRequired[str]
+    JobName: str
+    JobQueue: str
+    Status: str
+    StatusReason: str
+    CreatedAt: int
+    StartedAt: int
+    StoppedAt: int
+    Container: ContainerDescription
+    Attempts: list[AttemptDescription]
 
 
 @dataclass(frozen=True)
@@ -74,7 +147,7 @@ class RetryStrategy:
     rules: tuple[ExitRule, ...] = ()
 
     @classmethod
-    def from_template(cls, strategy: dict[str, Any] | None) -> RetryStrategy:
+    def from_template(cls, strategy: RetryStrategyTemplate | None) -> RetryStrategy:
         strategy = strategy or {}
         rules = tuple(
             ExitRule(
@@ -105,7 +178,7 @@ class TimeLimitAction:
     action: str = "CANCEL"
 
     @classmethod
-    def from_template(cls, entry: dict[str, Any]) -> TimeLimitAction:
+    def from_template(cls, entry: TimeLimitActionTemplate) -> TimeLimitAction:
         return cls(entry["Reason"], float(entry["MaxTimeSeconds"]), entry.get("State", "RUNNABLE"), entry["Action"])
 
 
@@ -128,7 +201,7 @@ class Attempt:
     reason: str = ""  # the container's own reason; Batch leaves it empty for a plain exit
     final: bool = False  # a timeout or a stop: Batch never retries those
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> AttemptDescription:
         return {
             "Container": {"ExitCode": self.exit_code, "Reason": self.reason},
             "StartedAt": int(self.started * 1000),
@@ -137,33 +210,12 @@ class Attempt:
         }
 
 
-@dataclass(frozen=True)
-class BatchFault:
-    no_capacity: bool = False
-    hosts_lost: int = 0
-    lost_after_seconds: float = 2.0
-
-    def loses_host(self, attempt_number: int) -> float | None:
-        """Seconds into this attempt at which its host goes away, if it does."""
-        return self.lost_after_seconds if attempt_number <= self.hosts_lost else None
-
-
-def batch_fault_from_env(env: dict[str, str]) -> BatchFault:
-    value = env.get(BATCH_FAULT_ENV, "").strip()
-    if not value:
-        return BatchFault()
-    match = _FAULT_PATTERN.match(value)
-    if not match:
-        raise ValueError(f"{BATCH_FAULT_ENV}={value!r}: expected no-capacity or host-lost:N[:SECONDS]")
-    no_capacity, hosts, seconds = match.groups()
-    return BatchFault(no_capacity=bool(no_capacity), hosts_lost=int(hosts or 0), lost_after_seconds=float(seconds or 2))
-
-
 @dataclass
 class LocalJobRunner:
     job_definition: JobDefinition
     emulator_environment: dict[str, str]  # credentials and endpoint of the emulator
     log_folder: Path  # each job's stdout and stderr; the worker's own worker.log is in its artifacts
+    fault_plan: Callable[[], FaultPlan]  # the plan in force as a job starts
     durations: dict[str, float] = field(default_factory=dict)  # job wall time by experiment id, for benchmarks
     attempts: dict[str, int] = field(default_factory=dict)  # attempts each job took, by experiment id
     running: set[subprocess.Popen[bytes]] = field(default_factory=set)  # the workers alive now
@@ -171,24 +223,24 @@ class LocalJobRunner:
     # of experiments then queues instead of starting fifty Python processes on two cores.
     slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(job_slots()))
 
-    def __call__(self, params: dict[str, Any], execution_ended: Callable[[], bool]) -> dict[str, Any]:
+    def __call__(self, params: SubmitJobParameters, execution_ended: Callable[[], bool]) -> JobDescription:
+        plan = self.fault_plan()
         overrides = params.get("ContainerOverrides") or {}
         command = list(overrides.get("Command") or self.job_definition.command)
-        env = {**_host_environment(), **self.emulator_environment, **self.job_definition.environment}
-        env.update(_pairs(overrides.get("Environment")))
+        env = {**_host_environment(), **plan.worker_environment(), **self.emulator_environment,
+               **self.job_definition.environment, **_pairs(overrides.get("Environment"))}  # fmt: skip
         attempt_seconds = float((params.get("Timeout") or {}).get("AttemptDurationSeconds") or 0) or None
         name = params.get("JobName", "local-job")
         experiment_id = env.get("CODECLAB_EXPERIMENT_ID", name)
-        fault = batch_fault_from_env(env)
         log.info("job %s: python -m codeclab.worker %s", name, " ".join(command))
         started = time.time()
-        cancelled = self._wait_for_capacity(fault, env, execution_ended) or self._wait_for_slot(execution_ended)
+        cancelled = self._wait_for_capacity(plan, execution_ended) or self._wait_for_slot(execution_ended)
         attempts: list[Attempt] = []
         if cancelled is None:
             try:
                 for number in range(1, self.job_definition.retry.attempts + 1):
                     attempts.append(
-                        self._attempt(command, env, attempt_seconds, execution_ended, fault.loses_host(number))
+                        self._attempt(command, env, attempt_seconds, execution_ended, plan.batch.loses_host(number))
                     )
                     last = attempts[-1]
                     if last.exit_code == 0 or last.final or not self.job_definition.retry.retries(last):
@@ -216,11 +268,9 @@ class LocalJobRunner:
     def log_of(self, experiment_id: str) -> Path:
         return self.log_folder / f"{experiment_id}.log"
 
-    def _wait_for_capacity(
-        self, fault: BatchFault, env: dict[str, str], execution_ended: Callable[[], bool]
-    ) -> str | None:
+    def _wait_for_capacity(self, plan: FaultPlan, execution_ended: Callable[[], bool]) -> str | None:
         """With no capacity the job stays RUNNABLE: the queue cancels it at its limit (the reason returned)."""
-        if not fault.no_capacity:
+        if not plan.batch.no_capacity:
             return None
         action = next(
             (a for a in self.job_definition.time_limit_actions
@@ -228,7 +278,7 @@ class LocalJobRunner:
             None,
         )  # fmt: skip
         # Without an action for this reason, the job waits until its execution ends, as on Batch.
-        limit = float(env.get(RUNNABLE_SECONDS_ENV) or action.max_seconds) if action else None
+        limit = (plan.runnable_seconds or action.max_seconds) if action else None
         deadline = time.monotonic() + limit if limit is not None else None
         while deadline is None or time.monotonic() < deadline:
             if execution_ended():
@@ -293,14 +343,14 @@ class LocalJobRunner:
 
 def _description(
     name: str, queue: str, command: list[str], started: float, attempts: list[Attempt], cancelled: str | None
-) -> dict[str, Any]:
+) -> JobDescription:
     """DescribeJobs' view of the finished job, as the .sync integration returns it."""
     last = attempts[-1] if attempts else None
     succeeded = last is not None and last.exit_code == 0
     reason = cancelled or (last.status_reason if last else "")
-    container: dict[str, Any] = {"Command": command}
+    container: ContainerDescription = {"Command": command}
     if last is not None:
-        container.update(ExitCode=last.exit_code, Reason=last.reason)
+        container["ExitCode"], container["Reason"] = last.exit_code, last.reason
     return {
         "JobName": name,
         "JobQueue": queue,
@@ -320,10 +370,11 @@ def job_slots() -> int:
 
 
 def _host_environment() -> dict[str, str]:
-    """This process's environment as the job starts (PATH, CUDA, faults), less any real AWS settings."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    """This process's environment as the job starts (PATH, CUDA), less any real AWS settings and the fault
+    switches: the fault plan decides what the worker gets."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in VARIABLES}
 
 
-def _pairs(entries: list[dict[str, str]] | None) -> dict[str, str]:
+def _pairs(entries: list[NameValue] | None) -> dict[str, str]:
     """Batch's [{Name, Value}] (or the lower-case form Step Functions adds) as a dict."""
     return {e.get("Name", e.get("name", "")): str(e.get("Value", e.get("value", ""))) for e in entries or []}

@@ -28,8 +28,8 @@ import itertools
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from boto3.dynamodb.types import TypeDeserializer
 from moto.awslambda.models import LambdaFunction
@@ -49,10 +49,12 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 
+from codeclab.local.jobs import JobDescription, SubmitJobParameters
+
 # (function name, handler "module.function", environment, event) -> (JSON payload, errored)
 LambdaRunner = Callable[[str, str, dict[str, str], Any], tuple[str, bool]]
 # (SubmitJob parameters as the ASL gives them, whether the execution has ended) -> the finished job's description
-JobRunner = Callable[[dict[str, Any], Callable[[], bool]], dict[str, Any]]
+JobRunner = Callable[[SubmitJobParameters, Callable[[], bool]], JobDescription]
 # (table name, a reader of the written item's current state as plain DynamoDB JSON) after a write landed
 ItemWritten = Callable[[str, Callable[[], dict[str, Any] | None]], None]
 
@@ -70,11 +72,11 @@ PATCHED = (
 class _Hooks:
     lambda_runner: LambdaRunner | None = None
     job_runner: JobRunner | None = None
-    finished_jobs: dict[str, dict[str, Any]] | None = None
+    finished_jobs: dict[str, JobDescription] = field(default_factory=dict)
     item_written: ItemWritten | None = None
 
 
-_hooks = _Hooks(finished_jobs={})
+_hooks = _Hooks()
 _originals: dict[tuple[Any, str], Any] = {}  # (class or module, attribute) -> original
 _job_ids = itertools.count(1)
 
@@ -108,10 +110,11 @@ def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, 
 
 def _eval_batch_task(self: StateTaskServiceBatch, env: Environment, resource_runtime_part: Any,
                      normalised_parameters: dict, state_credentials: Any) -> None:  # fmt: skip
-    assert _hooks.job_runner is not None and _hooks.finished_jobs is not None
+    assert _hooks.job_runner is not None
+    parameters = cast(SubmitJobParameters, normalised_parameters)  # the task's Parameters, resolved by moto
     # The interpreter's own program state: a stop (or an execution timeout) shows there at once, while
     # DescribeExecution keeps saying RUNNING until this task returns.
-    description = _hooks.job_runner(normalised_parameters, lambda: not env.is_running())
+    description = _hooks.job_runner(parameters, lambda: not env.is_running())
     job_id = description.setdefault("JobId", f"local-job-{next(_job_ids)}")
     _hooks.finished_jobs[job_id] = description
     env.stack.append({"JobId": job_id, "JobName": description.get("JobName", "")})
@@ -120,11 +123,10 @@ def _eval_batch_task(self: StateTaskServiceBatch, env: Environment, resource_run
 def _build_batch_sync_resolver(self: StateTaskServiceBatch, env: Environment, resource_runtime_part: Any,
                                normalised_parameters: dict, state_credentials: Any) -> Callable[[], Any]:  # fmt: skip
     """Like moto's own resolver, for a job that has already finished: its description, or a TaskFailed."""
-    assert _hooks.finished_jobs is not None
     job_id = env.stack.pop()["JobId"]
     description = _hooks.finished_jobs.pop(job_id)
 
-    def resolve() -> dict[str, Any]:
+    def resolve() -> JobDescription:
         if description["Status"] == "SUCCEEDED":
             return description
         details = TaskFailedEventDetails(

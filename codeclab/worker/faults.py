@@ -7,7 +7,8 @@ Format: KIND:STAGE[@FRAME][:SECONDS], for example
   crash:decode@1     raise an unexpected exception (an internal error, exit 5)
   fail:decode@1      fail as a broken codec does (CODEC_ERROR, exit 4)
   kill:encode@2      SIGKILL the worker itself, as the out-of-memory killer would
-Unset in normal runs; an unparsable value is refused rather than ignored.
+Unset in normal runs; an unparsable value is refused rather than ignored. In local mode the emulator's
+fault plan (codeclab/local/faults.py) decides what this variable holds in each job.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 from codeclab.worker.errors import CodecFailure
 
 FAULT_ENV = "CODECLAB_FAULT"
-_PATTERN = re.compile(r"^(hang|freeze|slow|crash|fail|kill):(\w+)(?:@(\d+))?(?::([\d.]+))?$")
+SYNTAX = "KIND:STAGE[@FRAME][:SECONDS] (KIND: hang, freeze, slow, crash, fail or kill; e.g. slow:encode:0.5)"
+_PATTERN = re.compile(r"^(hang|freeze|slow|crash|fail|kill):(\w+)(?:@(\d+))?(?::(\d+\.?\d*|\.\d+))?$")
 
 
 class InjectedCrash(RuntimeError):
@@ -34,6 +36,12 @@ class Fault:
     stage: str
     frame: int = 0
     seconds: float = 0.0
+
+    def __str__(self) -> str:
+        """The CODECLAB_FAULT text that parses back to this fault."""
+        frame = f"@{self.frame}" if self.frame else ""
+        seconds = ":" + f"{self.seconds:f}".rstrip("0").rstrip(".") if self.seconds else ""
+        return f"{self.kind}:{self.stage}{frame}{seconds}"
 
     def maybe_fire(self, stage: str, frames_done: int) -> None:
         if stage != self.stage or frames_done < self.frame:
@@ -55,10 +63,13 @@ class Fault:
 
 def fault_from_env() -> Fault | None:
     value = os.environ.get(FAULT_ENV, "").strip()
-    if not value:
-        return None
-    match = _PATTERN.match(value)
+    return parse_fault(value) if value else None
+
+
+def parse_fault(value: str) -> Fault:
+    """A fault from its CODECLAB_FAULT text; a ValueError names the variable and the syntax."""
+    match = _PATTERN.match(value.strip())
     if not match:
-        raise ValueError(f"{FAULT_ENV}={value!r} is not KIND:STAGE[@FRAME][:SECONDS]")
+        raise ValueError(f"{FAULT_ENV}={value!r} is not {SYNTAX}")
     kind, stage, frame, seconds = match.groups()
     return Fault(kind, stage, int(frame or 0), float(seconds or 0))

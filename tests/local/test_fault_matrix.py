@@ -23,6 +23,6 @@ def test_the_fault_ends_final_and_correct(cloud: LocalCloud, fault: Fault, tmp_p
     assert (row.status, row.error_type) == (fault.expected_status, fault.expected_type)
     assert row.alerts == (0 if fault.expected_status == "SUCCEEDED" else 1), "exactly one alert per failure"
     assert row.in_store and row.in_runs, "the record is lost"
-    assert row.injected == sum(f.times for f in fault.aws), "the AWS fault did not fire as armed"
+    assert row.injected == sum(f.times for f in fault.plan.aws), "the AWS fault did not fire as planned"
     assert fault.attempts in (None, row.attempts), f"the job took {row.attempts} attempts"
     assert row.correct

@@ -1,17 +1,8 @@
-"""The local Batch's rules: exit evaluation of the retry strategy, and the fault switch."""
+"""The local Batch's rules: exit evaluation of the retry strategy."""
 
 from __future__ import annotations
 
-import pytest
-
-from codeclab.local.jobs import (
-    EXITED_REASON,
-    HOST_LOST_REASON,
-    Attempt,
-    BatchFault,
-    RetryStrategy,
-    batch_fault_from_env,
-)
+from codeclab.local.jobs import EXITED_REASON, HOST_LOST_REASON, Attempt, RetryStrategy
 
 # What the synthesized job definition carries (tests/infra checks the template side).
 STACK_STRATEGY = {
@@ -51,26 +42,3 @@ def test_every_condition_of_a_rule_must_match() -> None:
 
 def test_without_a_strategy_there_is_one_attempt() -> None:
     assert RetryStrategy.from_template(None).attempts == 1
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("", BatchFault()),
-        ("no-capacity", BatchFault(no_capacity=True)),
-        ("host-lost:1", BatchFault(hosts_lost=1)),
-        ("host-lost:3:0.5", BatchFault(hosts_lost=3, lost_after_seconds=0.5)),
-    ],
-)
-def test_batch_fault_switch(value: str, expected: BatchFault) -> None:
-    assert batch_fault_from_env({"CODECLAB_BATCH_FAULT": value}) == expected
-
-
-def test_a_lost_host_hits_only_the_first_attempts() -> None:
-    fault = BatchFault(hosts_lost=2, lost_after_seconds=1.5)
-    assert [fault.loses_host(n) for n in (1, 2, 3)] == [1.5, 1.5, None]
-
-
-def test_an_unparsable_batch_fault_is_refused() -> None:
-    with pytest.raises(ValueError, match="expected no-capacity or host-lost:N"):
-        batch_fault_from_env({"CODECLAB_BATCH_FAULT": "host-lost"})

@@ -14,7 +14,8 @@ import pytest
 
 from codeclab.experiments import api
 from codeclab.local import runner
-from codeclab.local.emulator import LAMBDA_FAULT_ENV, LocalCloud
+from codeclab.local.emulator import LocalCloud
+from codeclab.local.faults import LAMBDA_FAULT_ENV
 from tests.conftest import wait_until_running
 
 
