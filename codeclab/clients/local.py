@@ -37,11 +37,11 @@ if TYPE_CHECKING:
 class LocalClient:
     def __init__(self, runs_dir: Path, host: LocalService | None = None) -> None:
         """`host`: the service this process runs (`codeclab run`), which takes submissions in-process."""
-        self.runs = RunsFolder(runs_dir)
+        self._runs = RunsFolder(runs_dir)
         self._host = host
         self._answered_by = f"{runs_dir}/ (local)"
         # a host recovered the folder as it started; anyone else does it now, so every record read is final or live
-        self._recovered = () if host else tuple(self.runs.recover())
+        self._recovered = () if host else tuple(self._runs.recover())
 
     @property
     def recovered(self) -> tuple[str, ...]:
@@ -57,7 +57,7 @@ class LocalClient:
 
     def cancel(self, experiment_id: str) -> Cancellation:
         record = self._record(experiment_id)
-        owner = self.runs.endpoint_of(experiment_id)
+        owner = self._runs.endpoint_of(experiment_id)
         if owner is None:  # recovery has made it final: nothing runs it any more
             raise Refused(Reason.ENDED, f"{experiment_id} already ended as {record['status']}", self._answered_by)
         api = _HttpApi(owner)
@@ -70,34 +70,34 @@ class LocalClient:
         return self._wait_here(self._host, submission, on_progress)
 
     def list(self, status: Status | None = None) -> Listing:
-        records = tuple(r for r in self.runs.records() if status in (None, r["status"]))
+        records = tuple(r for r in self._runs.records() if status in (None, r["status"]))
         return Listing(records, self._answered_by)
 
     def _record(self, experiment_id: str) -> Record:
-        record = self.runs.record(experiment_id)
+        record = self._runs.record(experiment_id)
         if record is None:
             raise Refused(
-                Reason.NOT_FOUND, f"no experiment {experiment_id[:80]} in {self.runs.root}", self._answered_by
+                Reason.NOT_FOUND, f"no experiment {experiment_id[:80]} in {self._runs.root}", self._answered_by
             )
         return record
 
     def _summary(self, record: Record, answered_by: str) -> RecordSummary:
-        points = tuple(self.runs.record(p["experiment_id"]) or p for p in record.get("points", []))
+        points = tuple(self._runs.record(p["experiment_id"]) or p for p in record.get("points", []))
         return RecordSummary(record, points, answered_by)
 
     def _newest_serve(self) -> Endpoint:
-        serve = next(iter(self.runs.endpoints(kind="serve")), None)
+        serve = next(iter(self._runs.endpoints(kind="serve")), None)
         if serve is None:
-            message = f"no `codeclab serve` is running on {self.runs.root}; start one, or drop --no-wait"
+            message = f"no `codeclab serve` is running on {self._runs.root}; start one, or drop --no-wait"
             raise Refused(Reason.UNAVAILABLE, message, self._answered_by)
         return serve
 
     def _current(self, experiment_id: str) -> Record | None:
         """The record in runs/, made final if its process died; None while a live process may still write it."""
-        self.runs.recover()
-        if not self.runs.endpoints():  # nothing can write it any more: it is there, or it never will be
+        self._runs.recover()
+        if not self._runs.endpoints():  # nothing can write it any more: it is there, or it never will be
             return self._record(experiment_id)
-        return self.runs.record(experiment_id)
+        return self._runs.record(experiment_id)
 
     def _wait_here(
         self, host: LocalService, submission: Submission, on_progress: ProgressCallback | None
@@ -108,10 +108,10 @@ class LocalClient:
         assert host.cloud is not None
         record = runner.wait(host.cloud, submission.as_json(), on_progress)
         try:
-            runner.collect(host.cloud, record, self.runs.root)
+            runner.collect(host.cloud, record, self._runs.root)
         except OSError as exc:
             host.unsynced.add(record["experiment_id"])  # the host retries it, then parks it as it stops
-            message = f"{record['status']}, but {self.runs.root} refused its artifacts: {exc.strerror}"
+            message = f"{record['status']}, but {self._runs.root} refused its artifacts: {exc.strerror}"
             raise Refused(Reason.NOT_KEPT, message, submission.answered_by) from None
         return self._summary(record, submission.answered_by)
 
@@ -123,14 +123,15 @@ class _LocalApi(ABC):
 
     def post(self, path: str, body: str | None = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
         """The 202 answer's body; any other answer is Refused, with the API's own message."""
-        status, answer = self._send("POST", path, body, headers or {})
+        status, answer = self._send(path, body, headers or {})
         if status != 202:
             message = answer.get("message") if isinstance(answer, dict) else None
             raise Refused(Reason.of_status(status), str(message or answer), self.answered_by)
         return dict(answer)
 
     @abstractmethod
-    def _send(self, method: str, path: str, body: str | None, headers: dict[str, str]) -> tuple[int, Any]: ...
+    def _send(self, path: str, body: str | None, headers: dict[str, str]) -> tuple[int, Any]:
+        """POST the body; the status code and the parsed JSON answer."""
 
 
 class _HandlerApi(_LocalApi):
@@ -140,25 +141,25 @@ class _HandlerApi(_LocalApi):
         self._host = host
         self.answered_by = f"the API handler in this process ({host.url})"
 
-    def _send(self, method: str, path: str, body: str | None, headers: dict[str, str]) -> tuple[int, Any]:
+    def _send(self, path: str, body: str | None, headers: dict[str, str]) -> tuple[int, Any]:
         from codeclab.local.http_api import proxy_event  # waitress's import is heavy: only a hosting client pays
 
         response = self._host.handle_api(
-            proxy_event(method, path, body, {"Content-Type": "application/json", **headers})
+            proxy_event("POST", path, body, {"Content-Type": "application/json", **headers})
         )
         return response["statusCode"], json.loads(response.get("body") or "{}")
 
 
 class _HttpApi(_LocalApi):
-    """Another local process's API, over HTTP on loopback."""
+    """A local `run` or `serve` process's API, over HTTP on loopback."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self._url = endpoint.url
         self.answered_by = f"codeclab {endpoint.kind} at {endpoint.url}"
 
-    def _send(self, method: str, path: str, body: str | None, headers: dict[str, str]) -> tuple[int, Any]:
+    def _send(self, path: str, body: str | None, headers: dict[str, str]) -> tuple[int, Any]:
         try:
-            return call_api(self._url + path, method, body.encode() if body is not None else None, headers)
+            return call_api(self._url + path, "POST", body.encode() if body is not None else None, headers)
         except urllib.error.URLError as exc:
             message = f"the local codeclab process at {self._url} does not answer ({exc.reason})"
             raise Refused(Reason.UNAVAILABLE, message, self.answered_by) from None
