@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
-import urllib.error
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
+from codeclab.clients import open_client
+from codeclab.clients.base import ExperimentsClient, Reason, RecordSummary, Refused
+from codeclab.clients.local import LocalClient
 from codeclab.experiments import Spec, SpecError, codec_names, codec_param_schema, load_spec_file
+from codeclab.experiments.record import RecordError
 from codeclab.experiments.schema import SpecDocument
 from codeclab.experiments.statuses import Status
-from codeclab.local.client import call_api
+from codeclab.local.runs import RunsFolder
 from codeclab.terminal import progress_bar, show_record_progress, summary_table, wide_console
+
+if TYPE_CHECKING:
+    from codeclab.local.service import LocalService
 
 console = wide_console()
 err = wide_console(stderr=True)
@@ -53,13 +59,30 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Documented exit codes of a refusal: 2 when nothing could start (bad input, no backend to ask), else 1.
+REFUSED_EXIT = {Reason.INVALID: 2, Reason.UNAVAILABLE: 2, Reason.NOT_FOUND: 1, Reason.ENDED: 1, Reason.NOT_KEPT: 1}
+
+
+class _Commands(click.Group):
+    """Every command ends a backend's refusal the same way: the message, who refused, the exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Refused as refused:
+            err.print(f"[red]error:[/] {escape(refused.message)}")
+            _say_answered_by(refused.answered_by)
+            sys.exit(REFUSED_EXIT[refused.reason])
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Neural video codec experiments: one workflow, on AWS or on this machine."""
 
 
+DEFAULT_RUNS_DIR = Path("runs")
 runs_dir_option = click.option(
-    "--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
+    "--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_RUNS_DIR, show_default=True,
     help="the local system of record: one folder per experiment",
 )  # fmt: skip
 stack_option = click.option("--stack", help="a deployed codeclab stack (CloudFormation name): act on AWS, not locally")
@@ -86,47 +109,11 @@ def run(spec: Path, runs_dir: Path, no_wait: bool) -> None:
     parsed = _load_spec(spec)
     _check_local_clips(parsed.document, spec)
     if no_wait:
-        serve = next(iter(_runs(runs_dir).endpoints(kind="serve")), None)
-        if serve is None:
-            err.print(f"[red]error:[/] no `codeclab serve` is running on {runs_dir}; start one, or drop --no-wait")
-            sys.exit(2)
-        status, body = _call(serve.url + "/experiments", "POST", spec.read_bytes())
-        _print_json(body)
-        sys.exit(0 if status == 202 else 2)
-    from codeclab.experiments import api
-    from codeclab.local import runner  # the emulator's imports are heavy: only commands that need it pay
-
+        _submit(_client(None, runs_dir), parsed)
+        return
     with _local_service(runs_dir, kind="run") as service:
-        try:
-            submitted = runner.submit(service.cloud, json.loads(spec.read_text()))
-        except api.ApiError as exc:
-            err.print(f"[red]error:[/] {exc.message}")
-            sys.exit(2)
-        console.print(f"{submitted['experiment_id']}  {submitted['execution_arn']}")
-        try:
-            with progress_bar(console) as bar:
-                task = bar.add_task("queued", total=None)
-                record = runner.wait(
-                    service.cloud, submitted, lambda r: show_record_progress(bar, task, r, r["status"].lower())
-                )
-        except KeyboardInterrupt:
-            _stop(service)
-        try:
-            outcome = runner.collect(service.cloud, record, runs_dir)
-        except OSError as exc:
-            service.unsynced.add(record["experiment_id"])
-            err.print(f"[red]{record['status']}[/], but {runs_dir} refused its artifacts: {exc.strerror}")
-            sys.exit(1)
-    if outcome.points:
-        console.print(summary_table(outcome.points, title=f"sweep {outcome.experiment_id}: {outcome.status}"))
-        console.print(f"report: codeclab report {outcome.experiment_id}")
-    else:
-        console.print(summary_table([outcome.record]))
-    console.print(f"record and artifacts: {outcome.folder}")
-    if not outcome.succeeded:
-        error = outcome.record.get("error", {})
-        err.print(f"[red]{outcome.status}[/] {error.get('type')}: {error.get('message')}")
-    sys.exit(0 if outcome.succeeded else 1)
+        outcome = _run_here(LocalClient(runs_dir, host=service), parsed, service)
+    _show_outcome(outcome, service.runs.folder(outcome.experiment_id))
 
 
 @cli.command()
@@ -135,19 +122,18 @@ def run(spec: Path, runs_dir: Path, no_wait: bool) -> None:
 @stack_option
 def status(experiment_id: str, runs_dir: Path, stack: str | None) -> None:
     """Show one experiment's record."""
-    record = _find_record(experiment_id, runs_dir, stack)
-    if record is None:
-        err.print(f"[red]error:[/] no experiment {experiment_id}")
-        sys.exit(1)
-    console.print(summary_table([record]))
-    points = [_find_record(p["experiment_id"], runs_dir, stack) or p for p in record.get("points", [])]
-    if points:
-        console.print(summary_table(points, title=f"the {len(points)} points of sweep {experiment_id}"))
-    if record.get("error"):
-        console.print(f"error: {record['error'].get('type')}: {record['error'].get('message')}")
-    if record.get("progress") and not Status(record["status"]).is_final:
-        p = record["progress"]
+    record = _client(stack, runs_dir).get(experiment_id)
+    console.print(summary_table([record.item]))
+    if record.points:
+        console.print(
+            summary_table(list(record.points), title=f"the {len(record.points)} points of sweep {experiment_id}")
+        )
+    if record.error:
+        console.print(f"error: {_describe(record.error)}")
+    if record.progress and not record.status.is_final:
+        p = record.progress
         console.print(f"progress: {p['stage']} {p['frames_done']}/{p['frames_total']} frames")
+    _say_answered_by(record.answered_by)
 
 
 @cli.command(name="list")
@@ -156,13 +142,9 @@ def status(experiment_id: str, runs_dir: Path, stack: str | None) -> None:
 @stack_option
 def list_(status_: str | None, runs_dir: Path, stack: str | None) -> None:
     """List experiments, newest first."""
-    if stack:
-        if not status_:
-            raise click.UsageError("on AWS the listing goes through the status index: give --status")
-        records, _ = _stack_services(stack).store.list_by_status(Status(status_))
-    else:
-        records = [r for r in _runs(runs_dir).records() if status_ in (None, r["status"])]
-    console.print(summary_table(records))
+    listing = _client(stack, runs_dir).list(Status(status_) if status_ else None)
+    console.print(summary_table(list(listing.records)))
+    _say_answered_by(listing.answered_by)
 
 
 @cli.command()
@@ -171,27 +153,9 @@ def list_(status_: str | None, runs_dir: Path, stack: str | None) -> None:
 @stack_option
 def cancel(experiment_id: str, runs_dir: Path, stack: str | None) -> None:
     """Stop a running experiment; Reconcile marks it ABORTED."""
-    if stack:
-        from codeclab.experiments import api
-
-        try:
-            _print_json(api.cancel(experiment_id, _stack_services(stack)))
-        except api.ApiError as exc:
-            err.print(f"[red]error:[/] {exc.message}")
-            sys.exit(1)
-        return
-    runs = _runs(runs_dir)
-    record = runs.record(experiment_id)
-    if record is None:
-        err.print(f"[red]error:[/] no experiment {experiment_id[:80]} in {runs_dir}")
-        sys.exit(1)
-    owner = runs.endpoint_of(experiment_id)
-    if owner is None:  # recovery has made it final: nothing runs it any more
-        err.print(f"[red]error:[/] {experiment_id} already ended as {record['status']}")
-        sys.exit(1)
-    status_code, body = _call(f"{owner.url}/experiments/{experiment_id}/cancel", "POST")
-    _print_json(body)
-    sys.exit(0 if status_code == 202 else 1)
+    cancellation = _client(stack, runs_dir).cancel(experiment_id)
+    _print_json(cancellation.as_json())
+    _say_answered_by(cancellation.answered_by)
 
 
 @cli.command()
@@ -266,14 +230,7 @@ def serve(port: int, runs_dir: Path) -> None:
 @click.option("--idempotency-key", help="the same key never starts a second experiment")
 def submit(spec: Path, stack: str, idempotency_key: str | None) -> None:
     """Start SPEC on AWS, through the deployed stack's state machine."""
-    from codeclab.experiments import api
-
-    _load_spec(spec)
-    try:
-        _print_json(api.submit(spec.read_text(), idempotency_key, _stack_services(stack)))
-    except api.ApiError as exc:
-        err.print(f"[red]error:[/] {exc.message}")
-        sys.exit(2)
+    _submit(_client(stack), _load_spec(spec), idempotency_key)
 
 
 @cli.command()
@@ -335,12 +292,11 @@ def report(
     refused: an unknown id, an unclear anchor, or test conditions that differ (source, metric
     definitions, rate, ffmpeg, numpy; codec build within a curve) without --allow-mismatch.
     """
-    from rich.markup import escape
-
     from codeclab.report.report import make_report
     from codeclab.report.runs import ReportError
 
-    _runs(runs_dir)  # a sweep cut short by a lost process is made final before it is reported
+    # a sweep cut short by a lost process is made final before it is reported
+    _say_recovered(RunsFolder(runs_dir).recover(), runs_dir)
     try:
         make_report(ids, runs_dir, metric, anchor, out or runs_dir / "reports" / ids[0], allow_mismatch, console)
     except ReportError as exc:
@@ -349,8 +305,56 @@ def report(
 
 
 # -- helpers --------------------------------------------------------------------------------
+def _client(stack: str | None, runs_dir: Path = DEFAULT_RUNS_DIR) -> ExperimentsClient:
+    """The one backend this command asks: the deployed stack for --stack, else local mode on --runs-dir."""
+    client = open_client(runs_dir, stack)
+    _say_recovered(client.recovered, runs_dir)
+    return client
+
+
+def _submit(client: ExperimentsClient, spec: Spec, idempotency_key: str | None = None) -> None:
+    submission = client.submit(spec, idempotency_key)
+    _print_json(submission.as_json())
+    _say_answered_by(submission.answered_by)
+
+
+def _run_here(client: LocalClient, spec: Spec, service: LocalService) -> RecordSummary:
+    """Submit to this process's workflow and follow it with a progress bar until it is final and in runs/."""
+    submission = client.submit(spec)
+    console.print(f"{submission.experiment_id}  {submission.execution_arn}")
+    _say_answered_by(submission.answered_by)
+    try:
+        with progress_bar(console) as bar:
+            task = bar.add_task("queued", total=None)
+            return client.wait(submission, lambda r: show_record_progress(bar, task, r, r["status"].lower()))
+    except KeyboardInterrupt:
+        _stop(service)
+
+
+def _show_outcome(outcome: RecordSummary, folder: Path) -> NoReturn:
+    """The finished run's table, where it is kept, and its exit code: 0 when it SUCCEEDED, else 1."""
+    succeeded = outcome.status is Status.SUCCEEDED
+    if outcome.points:
+        console.print(summary_table(list(outcome.points), title=f"sweep {outcome.experiment_id}: {outcome.status}"))
+        console.print(f"report: codeclab report {outcome.experiment_id}")
+    else:
+        console.print(summary_table([outcome.item]))
+    console.print(f"record and artifacts: {folder}")
+    if not succeeded:
+        err.print(f"[red]{outcome.status}[/] {_describe(outcome.error)}")
+    sys.exit(0 if succeeded else 1)
+
+
+def _describe(error: RecordError | None) -> str:
+    return f"{error['type']}: {error['message']}" if error else "(no error recorded)"
+
+
+def _say_answered_by(backend: str) -> None:
+    err.print(f"[dim]answered by: {escape(backend)}[/]")
+
+
 @contextmanager
-def _local_service(runs_dir: Path, kind: str, port: int = 0) -> Iterator[Any]:
+def _local_service(runs_dir: Path, kind: str, port: int = 0) -> Iterator[LocalService]:
     from codeclab.local.service import LocalService
 
     service = LocalService(runs_dir, port=port, kind=kind)
@@ -368,7 +372,7 @@ def _local_service(runs_dir: Path, kind: str, port: int = 0) -> Iterator[Any]:
             )
 
 
-def _stop(service: Any) -> None:
+def _stop(service: LocalService) -> NoReturn:
     """After Ctrl-C or SIGTERM: cancel what runs and keep it in runs/; a second interrupt stops at once. Exits."""
     code = _interrupt_exit_code()
     err.print(
@@ -386,16 +390,7 @@ def _stop(service: Any) -> None:
     sys.exit(code)
 
 
-def _runs(runs_dir: Path) -> Any:
-    """The runs folder, with what a dead `codeclab run` or `serve` left unfinished finalised first."""
-    from codeclab.local.runs import RunsFolder
-
-    runs = RunsFolder(runs_dir)
-    _say_recovered(runs.recover(), runs_dir)
-    return runs
-
-
-def _say_recovered(ids: list[str], runs_dir: Path) -> None:
+def _say_recovered(ids: Sequence[str], runs_dir: Path) -> None:
     if ids:
         err.print(
             f"[yellow]note:[/] {len(ids)} experiment(s) in {runs_dir} had lost the local process that ran them; "
@@ -419,33 +414,8 @@ def _range(schema: dict[str, Any]) -> str:
     return ""
 
 
-def _find_record(experiment_id: str, runs_dir: Path, stack: str | None) -> dict[str, Any] | None:
-    if stack:
-        return _stack_services(stack).store.find(experiment_id)
-    record: dict[str, Any] | None = _runs(runs_dir).record(experiment_id)  # mirrored as it runs
-    return record
-
-
-def _stack_services(stack: str) -> Any:
-    from codeclab.remote import StackNotFound, stack_services
-
-    try:
-        return stack_services(stack)
-    except StackNotFound as exc:
-        err.print(f"[red]error:[/] {exc}")
-        sys.exit(2)
-
-
-def _call(url: str, method: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
-    try:
-        return call_api(url, method, body)
-    except urllib.error.URLError as exc:
-        err.print(f"[red]error:[/] the local codeclab process at {url} does not answer ({exc.reason})")
-        sys.exit(2)
-
-
-def _print_json(body: dict[str, Any]) -> None:
-    console.print_json(json.dumps(body, default=str))
+def _print_json(body: Mapping[str, object]) -> None:
+    console.print_json(data=body)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from codeclab.experiments.services import Services
 from codeclab.experiments.store import ExperimentStore
 from codeclab.local import aws_faults, patches
 from codeclab.local.deploy import Stack
-from codeclab.local.events import AlertCapture, ExecutionDetail, ReconcileRule
+from codeclab.local.events import AlertCapture, CapturedAlert, ExecutionDetail, ReconcileRule
 from codeclab.local.faults import FaultState
 from codeclab.local.hooks import Handlers, RecordListener, RecordWrites
 from codeclab.local.jobs import LocalJobRunner
@@ -177,6 +177,6 @@ class LocalCloud:
         """Deliver "Step Functions Execution Status Change" for an execution, as EventBridge's rule does."""
         self._reconcile.deliver(execution)
 
-    def alerts_for(self, experiment_id: str) -> list[dict[str, Any]]:
+    def alerts_for(self, experiment_id: str) -> list[CapturedAlert]:
         """The alerts captured so far that name this experiment (subject, parsed message)."""
         return self._alerts.alerts_for(experiment_id)

@@ -71,12 +71,19 @@ class ReconcileRule:
         self.dead_letters.append(event)
 
 
+class CapturedAlert(TypedDict):
+    """One alert as the topic published it; kept in runs/<id>/alerts.json."""
+
+    subject: str | None
+    message: Any  # the JSON body MarkFailed or Reconcile wrote, parsed; AlertRaw's raw state as text
+
+
 class AlertCapture:
     """Every alert published to the stack's topic, captured by an SQS queue subscribed to it."""
 
     def __init__(self) -> None:
         self._queue_url = ""
-        self._alerts: list[dict[str, Any]] = []  # subject and parsed message (runner.Outcome's shape)
+        self._alerts: list[CapturedAlert] = []
 
     def subscribe(self, topic_arn: str) -> None:
         sns, sqs = boto3.client("sns"), boto3.client("sqs")
@@ -85,7 +92,7 @@ class AlertCapture:
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=attributes["QueueArn"],
                       Attributes={"RawMessageDelivery": "false"})  # fmt: skip
 
-    def alerts_for(self, experiment_id: str) -> list[dict[str, Any]]:
+    def alerts_for(self, experiment_id: str) -> list[CapturedAlert]:
         """The alerts captured so far that name this experiment (subject, parsed message)."""
         self._drain()
         return [alert for alert in self._alerts if _names(alert, experiment_id)]
@@ -101,7 +108,7 @@ class AlertCapture:
                 sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-def _names(alert: dict[str, Any], experiment_id: str) -> bool:
+def _names(alert: CapturedAlert, experiment_id: str) -> bool:
     """Whether an alert is about this experiment: its own id field, not a mention (a sweep's alert lists its points)."""
     message = alert.get("message")
     if isinstance(message, dict) and "experiment_id" in message:

@@ -20,6 +20,8 @@ from typing import Any
 
 from rich.table import Table
 
+from codeclab.experiments.api import Submitted
+from codeclab.experiments.record import ExperimentRecord
 from codeclab.local import runner
 from codeclab.local.emulator import LocalCloud
 from codeclab.local.faults import AwsFault, BatchFault, FaultPlan, LambdaFault
@@ -195,35 +197,36 @@ def run_fault(cloud: LocalCloud, fault: Fault, runs_dir: Path) -> Row:
         submitted = runner.submit(cloud, fault.spec())
         if fault.abort_after_running:
             threading.Thread(target=_abort_when_running, args=(cloud, submitted), daemon=True).start()
+        record: ExperimentRecord | None
         try:
             record = runner.wait(cloud, submitted)
         except RuntimeError:  # the execution ended but left no final record: a lost experiment
-            record = cloud.services().store.find(submitted["experiment_id"]) or {}
+            record = cloud.services().store.find(submitted["experiment_id"])
     return _row(cloud, fault, submitted, record, runs_dir, time.monotonic() - started, injected_before)
 
 
-def _row(cloud: LocalCloud, fault: Fault, submitted: dict[str, Any], record: dict[str, Any], runs_dir: Path,
+def _row(cloud: LocalCloud, fault: Fault, submitted: Submitted, record: ExperimentRecord | None, runs_dir: Path,
          seconds: float, injected_before: int) -> Row:  # fmt: skip
     experiment_id = submitted["experiment_id"]
-    in_store = bool(record) and cloud.services().store.find(experiment_id) is not None
-    if in_store:
+    if record is not None:
         runner.collect(cloud, record, runs_dir)
+    error = record.get("error") if record else None
     return Row(
         fault=fault,
-        status=record.get("status", "(none)"),
-        error_type=(record.get("error") or {}).get("type"),
+        status=record["status"] if record else "(none)",
+        error_type=error["type"] if error else None,
         attempts=cloud.jobs.attempts.get(experiment_id, 0),
         injected=len(cloud.faults.aws_fired) - injected_before,
         alerts=len(cloud.alerts_for(experiment_id)),
-        in_store=in_store,
+        in_store=record is not None,
         in_runs=RunsFolder(runs_dir).record(experiment_id) is not None,
         seconds=seconds,
     )
 
 
-def _abort_when_running(cloud: LocalCloud, submitted: dict[str, Any]) -> None:
+def _abort_when_running(cloud: LocalCloud, submitted: Submitted) -> None:
     store, deadline = cloud.services().store, time.monotonic() + 60
-    while (store.find(submitted["experiment_id"]) or {}).get("status") != "RUNNING":
+    while (record := store.find(submitted["experiment_id"])) is None or record["status"] != "RUNNING":
         if time.monotonic() > deadline:
             return
         time.sleep(0.2)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from codeclab.experiments.store import Item
+from codeclab.experiments.record import ExperimentRecord
 from codeclab.local import patches
 from codeclab.local.faults import LAMBDA_FAULT_ENV, FaultState
 from codeclab.local.template import ACCOUNT, REGION, cdk_app_dir
@@ -23,7 +23,7 @@ from codeclab.local.template import ACCOUNT, REGION, cdk_app_dir
 log = logging.getLogger("codeclab.local")
 
 # Called with a reader of the item's current state after every write to the experiments table.
-RecordListener = Callable[[Callable[[], Item | None]], None]
+RecordListener = Callable[[Callable[[], ExperimentRecord | None]], None]
 
 
 class InjectedLambdaFault(RuntimeError):
@@ -100,7 +100,7 @@ class RecordWrites:
         self.table_name = table_name
         self.listeners: list[RecordListener] = []
 
-    def __call__(self, table_name: str, read: Callable[[], Item | None]) -> None:
+    def __call__(self, table_name: str, read: Callable[[], ExperimentRecord | None]) -> None:
         if table_name != self.table_name:
             return
         for listener in self.listeners:

@@ -141,19 +141,31 @@ def _check_method(method: str, path: str) -> None:
 
 
 def _event(method: str, path: str, query_string: str, environ: dict[str, Any], body: str | None) -> dict[str, Any]:
-    """The REST API (v1) proxy event; the path stays as sent, so an encoded '/' cannot change the route."""
-    query = parse_qs(query_string, keep_blank_values=True)
+    """The proxy event for one WSGI request; the path stays as sent, so an encoded '/' cannot change the route."""
     headers = {_header_name(key): str(value) for key, value in environ.items() if key.startswith("HTTP_")}
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if environ.get(key):
             headers[_header_name(key)] = str(environ[key])
+    query = parse_qs(query_string, keep_blank_values=True)
+    return proxy_event(method, path, body, headers, query, environ.get("REMOTE_ADDR", ""))
+
+
+def proxy_event(
+    method: str,
+    path: str,
+    body: str | None,
+    headers: dict[str, str],
+    query: dict[str, list[str]] | None = None,
+    source_ip: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """The REST API (v1) proxy event API Gateway sends the API handler for this request."""
     return {
         "httpMethod": method,
         "path": path,
         "resource": path,  # API Gateway's route template; the handler does its own routing
         "headers": headers,
         "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": {name: values[-1] for name, values in query.items()} or None,
+        "queryStringParameters": {name: values[-1] for name, values in (query or {}).items()} or None,
         "multiValueQueryStringParameters": query or None,
         "pathParameters": None,
         "body": body,
@@ -161,7 +173,7 @@ def _event(method: str, path: str, query_string: str, environ: dict[str, Any], b
         "requestContext": {
             "requestId": str(uuid.uuid4()),
             "stage": "local",
-            "identity": {"sourceIp": environ.get("REMOTE_ADDR", "")},
+            "identity": {"sourceIp": source_ip},
             "httpMethod": method,
             "path": path,
         },

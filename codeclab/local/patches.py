@@ -49,6 +49,7 @@ from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 
+from codeclab.experiments.record import ExperimentRecord
 from codeclab.local.jobs import JobDescription, SubmitJobParameters
 
 # (function name, handler "module.function", environment, event) -> (JSON payload, errored)
@@ -56,7 +57,7 @@ LambdaRunner = Callable[[str, str, dict[str, str], Any], tuple[str, bool]]
 # (SubmitJob parameters as the ASL gives them, whether the execution has ended) -> the finished job's description
 JobRunner = Callable[[SubmitJobParameters, Callable[[], bool]], JobDescription]
 # (table name, a reader of the written item's current state as plain DynamoDB JSON) after a write landed
-ItemWritten = Callable[[str, Callable[[], dict[str, Any] | None]], None]
+ItemWritten = Callable[[str, Callable[[], ExperimentRecord | None]], None]
 
 PATCHED = (
     (LambdaFunction, "_invoke_lambda"),
@@ -180,12 +181,15 @@ def _notifying(write: Callable[..., Any]) -> Callable[..., Any]:
     return written
 
 
-def _plain(item: Any) -> dict[str, Any] | None:
-    """A moto item as boto3's resource layer returns one (numbers as Decimal)."""
+def _plain(item: Any) -> ExperimentRecord | None:
+    """A moto item as boto3's resource layer returns one (numbers as Decimal); the stack's one table holds records."""
     if item is None:
         return None
     deserializer = TypeDeserializer()
-    return {name: deserializer.deserialize(value) for name, value in item.to_json()["Attributes"].items()}
+    return cast(
+        ExperimentRecord,
+        {name: deserializer.deserialize(value) for name, value in item.to_json()["Attributes"].items()},
+    )
 
 
 def lambda_error_payload(exc: BaseException) -> str:

@@ -8,39 +8,40 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import boto3
 
 from codeclab.experiments import api
+from codeclab.experiments.record import ExperimentRecord, PointSummary, RecordProgress
 from codeclab.experiments.statuses import Status
 from codeclab.local.emulator import LocalCloud
+from codeclab.local.events import CapturedAlert
 from codeclab.local.runs import JOB_LOG, RunsFolder
 
 POLL_SECONDS = 0.25
-ProgressCallback = Callable[[dict[str, Any]], None]
+ProgressCallback = Callable[[ExperimentRecord], None]
 
 
 @dataclass(frozen=True)
 class Outcome:
     experiment_id: str
     status: str
-    record: dict[str, Any]
+    record: ExperimentRecord | PointSummary  # a point that never got its own record keeps the sweep's summary
     folder: Path
-    alerts: list[dict[str, Any]]
-    points: list[dict[str, Any]] = field(default_factory=list)  # a sweep's point records, in order
+    alerts: list[CapturedAlert]
+    points: list[ExperimentRecord | PointSummary] = field(default_factory=list)  # a sweep's points, in order
 
     @property
     def succeeded(self) -> bool:
         return self.status == Status.SUCCEEDED
 
 
-def submit(cloud: LocalCloud, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
-    """Start one experiment exactly as the API does (validation, naming, StartExecution)."""
+def submit(cloud: LocalCloud, spec: object, idempotency_key: str | None = None) -> api.Submitted:
+    """Start one experiment exactly as the API does (validation, naming, StartExecution): `spec` is checked there."""
     return api.submit(json.dumps(spec), idempotency_key, cloud.services())
 
 
-def wait(cloud: LocalCloud, submitted: dict[str, Any], on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+def wait(cloud: LocalCloud, submitted: api.Submitted, on_progress: ProgressCallback | None = None) -> ExperimentRecord:
     """Follow the execution until it ends and its record is final; returns the record."""
     sfn, store = cloud.sfn, cloud.services().store
     while True:
@@ -58,26 +59,30 @@ def wait(cloud: LocalCloud, submitted: dict[str, Any], on_progress: ProgressCall
     return record
 
 
-def _with_point_progress(cloud: LocalCloud, record: dict[str, Any]) -> dict[str, Any]:
+def _with_point_progress(cloud: LocalCloud, record: ExperimentRecord) -> ExperimentRecord:
     """A running sweep's progress is how many of its points have ended."""
     if "points" not in record:
         return record
     store = cloud.services().store
     ended = sum(Status((store.find(p["experiment_id"]) or p)["status"]).is_final for p in record["points"])
-    return {**record, "progress": {"stage": "points", "frames_done": ended, "frames_total": len(record["points"])}}
+    progress: RecordProgress = {"stage": "points", "frames_done": ended, "frames_total": len(record["points"]),
+                                "updated_at": record["updated_at"]}  # fmt: skip
+    return {**record, "progress": progress}
 
 
-def collect(cloud: LocalCloud, record: dict[str, Any], runs_dir: Path) -> Outcome:
+def collect(cloud: LocalCloud, record: ExperimentRecord, runs_dir: Path) -> Outcome:
     """Keep the experiment in runs/<experiment_id>/; a sweep's points each get their own folder too."""
     store = cloud.services().store
-    points = [store.find(p["experiment_id"]) or p for p in record.get("points", [])]
+    points: list[ExperimentRecord | PointSummary] = [
+        store.find(p["experiment_id"]) or p for p in record.get("points", [])
+    ]
     for point in points:
         keep(cloud, point, runs_dir)
     outcome = keep(cloud, record, runs_dir)
     return Outcome(outcome.experiment_id, outcome.status, outcome.record, outcome.folder, outcome.alerts, points)
 
 
-def keep(cloud: LocalCloud, record: dict[str, Any], runs_dir: Path) -> Outcome:
+def keep(cloud: LocalCloud, record: ExperimentRecord | PointSummary, runs_dir: Path) -> Outcome:
     """The artifacts, the job's log and the alerts into runs/<experiment_id>/, then the record: a final
     record.json means the artifacts beside it are complete."""
     runs, experiment_id = RunsFolder(runs_dir), record["experiment_id"]
@@ -95,9 +100,7 @@ def keep(cloud: LocalCloud, record: dict[str, Any], runs_dir: Path) -> Outcome:
     return Outcome(experiment_id, record["status"], record, folder, alerts)
 
 
-def run(
-    cloud: LocalCloud, spec: dict[str, Any], runs_dir: Path, on_progress: ProgressCallback | None = None
-) -> Outcome:
+def run(cloud: LocalCloud, spec: object, runs_dir: Path, on_progress: ProgressCallback | None = None) -> Outcome:
     submitted = submit(cloud, spec)
     record = wait(cloud, submitted, on_progress)
     return collect(cloud, record, runs_dir)

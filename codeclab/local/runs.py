@@ -23,16 +23,17 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from codeclab import atomic
 from codeclab.experiments.error_types import ErrorType
+from codeclab.experiments.record import ExperimentRecord, HistoryEntry, PointSummary, RecordError
 from codeclab.experiments.statuses import Status
 
-Record = dict[str, Any]  # the experiments table's item, as ExperimentStore returns it
 RECORD_FILE, OWNER_FILE, ALERTS_FILE, JOB_LOG, RESULT_FILE = (
     "record.json", "owner.json", "alerts.json", "job.log", "result.json",
 )  # fmt: skip
@@ -78,15 +79,15 @@ class RunsFolder:
             raise ValueError(f"not an experiment id: {experiment_id[:80]!r}")
         return self.root / experiment_id
 
-    def record(self, experiment_id: str) -> Record | None:
-        return _read_json(self.folder(experiment_id) / RECORD_FILE) if _plain(experiment_id) else None
+    def record(self, experiment_id: str) -> ExperimentRecord | None:
+        return _read_record(self.folder(experiment_id) / RECORD_FILE) if _plain(experiment_id) else None
 
-    def records(self) -> list[Record]:
+    def records(self) -> list[ExperimentRecord]:
         """Every experiment's record, newest first."""
-        found = [_read_json(path) for path in self.root.glob(f"exp_*/{RECORD_FILE}")]
+        found = [_read_record(path) for path in self.root.glob(f"exp_*/{RECORD_FILE}")]
         return sorted((r for r in found if r), key=lambda r: r.get("timestamp", 0), reverse=True)
 
-    def save_record(self, record: Record, owner: ProcessId | None = None) -> None:
+    def save_record(self, record: ExperimentRecord | PointSummary, owner: ProcessId | None = None) -> None:
         """Mirror the record; while it is not final, say which process runs it (written first)."""
         folder = self.folder(record["experiment_id"])
         folder.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,7 @@ class RunsFolder:
         if final:
             (folder / OWNER_FILE).unlink(missing_ok=True)
 
-    def save_alerts(self, experiment_id: str, alerts: list[dict[str, Any]]) -> None:
+    def save_alerts(self, experiment_id: str, alerts: Sequence[Mapping[str, object]]) -> None:
         atomic.write_json(self.folder(experiment_id) / ALERTS_FILE, alerts)
 
     def owner(self, experiment_id: str) -> ProcessId | None:
@@ -126,7 +127,7 @@ class RunsFolder:
         return next((e for e in self.endpoints() if e.process == owner), None)
 
     # -- when runs/ cannot take a record ---------------------------------------------------
-    def park(self, record: Record) -> Path:
+    def park(self, record: ExperimentRecord) -> Path:
         """Keep a record runs/ could not take where the next command finds it. Raises OSError if nowhere can."""
         path = parked_folder() / f"{record['experiment_id']}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,16 +187,16 @@ class RunsFolder:
         return self.root / _PROCESSES / f"{pid}.json"
 
 
-def lost(record: Record, owner: ProcessId | None) -> Record:
+def lost(record: ExperimentRecord, owner: ProcessId | None) -> ExperimentRecord:
     """The record finalised ABORTED because the local process that ran it ended first."""
     now = int(time.time() * 1000)
     who = f"the local codeclab process (pid {owner.pid})" if owner else "the local codeclab process"
-    error = {
+    error: RecordError = {
         "type": ErrorType.ORCHESTRATOR_LOST.value,
         "message": f"{who} that ran it ended before it did (killed, or the machine restarted); run it again",
         "cause": f"found {record['status']} in runs/ with no live process to finish it",
     }
-    history = [*record.get("history", []), {"status": Status.ABORTED.value, "at": now}]
+    history: list[HistoryEntry] = [*record.get("history", []), {"status": Status.ABORTED.value, "at": now}]
     return {**record, "status": Status.ABORTED.value, "error": error, "history": history, "updated_at": now}
 
 
@@ -214,6 +215,14 @@ def _start_ticks(pid: int) -> int | None:
     except OSError:
         return None
     return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the parenthesised command
+
+
+def _read_record(path: Path) -> ExperimentRecord | None:
+    """A record.json; one that is not a record (cut short by hand, edited) is as good as none."""
+    data = _read_json(path)
+    if data is None or not isinstance(data.get("experiment_id"), str) or not isinstance(data.get("status"), str):
+        return None
+    return cast(ExperimentRecord, data)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -71,7 +71,7 @@ class LocalService:
         self.cloud = LocalCloud().__enter__()
         self._import_finished()
         self.cloud.record_listeners.append(self._mirror)
-        self.api = ApiServer(self._api, port=self.port).start()
+        self.api = ApiServer(self.handle_api, port=self.port).start()
         self.endpoint = self.runs.register(self.url, self.kind, self.cloud.job_folder)
         self._collector.start()
 
@@ -103,7 +103,8 @@ class LocalService:
         """Block until interrupted; the API and the collector run on their own threads."""
         self._stop.wait()
 
-    def _api(self, event: dict[str, Any]) -> dict[str, Any]:
+    def handle_api(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The stack's API handler, as this process answers it over HTTP and in-process (no new POSTs once stopping)."""
         if self._draining and event.get("httpMethod") == "POST":
             return DRAINING
         assert self.cloud is not None

@@ -73,6 +73,18 @@ def handlers(aws: None, state_machine_arn: str) -> dict[str, ModuleType]:
         sys.path.remove(str(REPO / "lambdas"))
 
 
+@pytest.fixture
+def stack(state_machine_arn: str) -> str:
+    """A stack named Codeclab in moto's CloudFormation, with the outputs codeclab looks a deployed stack up by."""
+    outputs = {"TableName": TABLE, "ArtifactBucketName": BUCKET, "StateMachineArn": state_machine_arn}
+    template = {
+        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    boto3.client("cloudformation").create_stack(StackName="Codeclab", TemplateBody=json.dumps(template))
+    return "Codeclab"
+
+
 class FakeContext:
     """The Lambda context object's shape (Powertools reads these fields)."""
 

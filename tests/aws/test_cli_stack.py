@@ -5,23 +5,13 @@ from __future__ import annotations
 import json
 
 import boto3
-import pytest
 from click.testing import CliRunner
 
 from codeclab.cli import cli
 from codeclab.experiments.ids import new_experiment_id
-from tests.aws.conftest import BUCKET, TABLE, spec
+from tests.aws.conftest import spec
 
-
-@pytest.fixture
-def stack(aws, state_machine_arn) -> str:
-    outputs = {"TableName": TABLE, "ArtifactBucketName": BUCKET, "StateMachineArn": state_machine_arn}
-    template = {
-        "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
-        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-    }
-    boto3.client("cloudformation").create_stack(StackName="Codeclab", TemplateBody=json.dumps(template))
-    return "Codeclab"
+ANSWERED_BY_STACK = "answered by: stack Codeclab (us-east-1)"
 
 
 def test_submit_starts_the_deployed_state_machine(stack, state_machine_arn, tmp_path) -> None:
@@ -30,7 +20,7 @@ def test_submit_starts_the_deployed_state_machine(stack, state_machine_arn, tmp_
     result = CliRunner().invoke(cli, ["submit", str(path), "--stack", stack, "--idempotency-key", "k-1"])
     assert result.exit_code == 0, result.output
     (execution,) = boto3.client("stepfunctions").list_executions(stateMachineArn=state_machine_arn)["executions"]
-    assert execution["name"] in result.output
+    assert execution["name"] in result.output and ANSWERED_BY_STACK in result.stderr
 
 
 def test_status_list_and_cancel_read_the_deployed_table(stack, services) -> None:
@@ -41,13 +31,20 @@ def test_status_list_and_cancel_read_the_deployed_table(stack, services) -> None
         codec="jpeg",
     )
     runner = CliRunner()
-    assert key.experiment_id in runner.invoke(cli, ["status", key.experiment_id, "--stack", stack]).output
-    assert key.experiment_id in runner.invoke(cli, ["list", "--status", "QUEUED", "--stack", stack]).output
+    status = runner.invoke(cli, ["status", key.experiment_id, "--stack", stack])
+    assert key.experiment_id in status.stdout and ANSWERED_BY_STACK in status.stderr
+    listed = runner.invoke(cli, ["list", "--status", "QUEUED", "--stack", stack])
+    assert key.experiment_id in listed.stdout and ANSWERED_BY_STACK in listed.stderr
     assert runner.invoke(cli, ["list", "--stack", stack]).exit_code == 2  # the GSI needs a status
     cancelled = runner.invoke(cli, ["cancel", key.experiment_id, "--stack", stack])
-    assert cancelled.exit_code == 0 and "ABORTED" in cancelled.output
+    assert cancelled.exit_code == 0 and "ABORTED" in cancelled.stdout and ANSWERED_BY_STACK in cancelled.stderr
+    again = runner.invoke(cli, ["cancel", key.experiment_id, "--stack", stack])
+    assert again.exit_code == 1 and "already ended as ABORTED" in again.stderr
 
 
-def test_an_unknown_stack_is_a_clear_error(aws) -> None:
-    result = CliRunner().invoke(cli, ["status", new_experiment_id(), "--stack", "Nope"])
-    assert result.exit_code == 2 and "no stack 'Nope'" in " ".join(result.output.split())
+def test_an_unknown_id_or_stack_is_a_clear_error(stack) -> None:
+    unknown = new_experiment_id()
+    result = CliRunner().invoke(cli, ["status", unknown, "--stack", stack])
+    assert result.exit_code == 1 and f"no experiment '{unknown}'" in result.stderr
+    result = CliRunner().invoke(cli, ["status", unknown, "--stack", "Nope"])
+    assert result.exit_code == 2 and "no stack 'Nope'" in " ".join(result.stderr.split())

@@ -55,6 +55,7 @@ def test_run_succeeds_into_runs_and_status_and_list_read_it(tmp_path: Path) -> N
     runs = tmp_path / "runs"
     out = codeclab("run", str(small_spec(tmp_path)), "--runs-dir", str(runs))
     assert out.returncode == 0, out.stderr
+    assert "answered by: the API handler in this process (http://127.0.0.1:" in out.stderr
     (folder,) = runs.glob("exp_*")
     record = json.loads((folder / "record.json").read_text())
     assert record["status"] == "SUCCEEDED" and f"exp_{folder.name[4:]}" in out.stdout
@@ -62,9 +63,12 @@ def test_run_succeeds_into_runs_and_status_and_list_read_it(tmp_path: Path) -> N
     assert not RunsFolder(runs).endpoints() and not list((runs / folder.name).glob("owner.json"))
     status = codeclab("status", folder.name, "--runs-dir", str(runs))
     assert status.returncode == 0 and "SUCCEEDED" in status.stdout
+    assert f"answered by: {runs}/ (local)" in status.stderr
     listed = codeclab("list", "--status", "SUCCEEDED", "--runs-dir", str(runs))
-    assert folder.name in listed.stdout
+    assert folder.name in listed.stdout and f"answered by: {runs}/ (local)" in listed.stderr
     assert folder.name not in codeclab("list", "--status", "FAILED", "--runs-dir", str(runs)).stdout
+    cancel = codeclab("cancel", folder.name, "--runs-dir", str(runs))
+    assert cancel.returncode == 1 and f"{folder.name} already ended as SUCCEEDED" in cancel.stderr
 
 
 def test_a_failed_run_exits_1_with_the_error_type(tmp_path: Path) -> None:
@@ -85,9 +89,11 @@ def test_an_invalid_spec_exits_2_before_anything_starts(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10 and not (tmp_path / "runs").exists()
 
 
-def test_cancel_of_an_unknown_experiment_says_so(tmp_path: Path) -> None:
-    out = codeclab("cancel", "exp_01M8H5K1FQP3YRBSD64WDC7V0A", "--runs-dir", str(tmp_path))
-    assert out.returncode == 1 and "no experiment exp_01M8H5K1FQP3YRBSD64WDC7V0A in" in out.stderr
+def test_status_or_cancel_of_an_unknown_experiment_says_so(tmp_path: Path) -> None:
+    for command in ("status", "cancel"):
+        out = codeclab(command, "exp_01M8H5K1FQP3YRBSD64WDC7V0A", "--runs-dir", str(tmp_path))
+        assert out.returncode == 1 and f"no experiment exp_01M8H5K1FQP3YRBSD64WDC7V0A in {tmp_path}" in out.stderr
+        assert f"answered by: {tmp_path}/ (local)" in out.stderr
 
 
 @pytest.fixture
@@ -130,6 +136,7 @@ def test_serve_runs_posted_experiments_and_cancel_reaches_them(
     wait_until_running(store, slow["experiment_id"])
     out = codeclab("cancel", slow["experiment_id"], "--runs-dir", str(runs))
     assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)["cancel_requested"] and f"answered by: codeclab serve at {served.url}" in out.stderr
     record = wait_for_record(runs, slow["experiment_id"], "ABORTED")
     assert record["error"]["type"] == "ABORTED"
     # the alert goes out after the record is final; the collector adds it once the execution has ended
@@ -143,6 +150,7 @@ def test_serve_runs_posted_experiments_and_cancel_reaches_them(
 def test_run_no_wait_submits_to_the_running_serve(served: LocalService, tmp_path: Path) -> None:
     out = codeclab("run", str(small_spec(tmp_path)), "--no-wait", "--runs-dir", str(served.runs.root))
     assert out.returncode == 0, out.stderr
+    assert f"answered by: codeclab serve at {served.url}" in out.stderr
     experiment_id = json.loads(out.stdout)["experiment_id"]
     assert wait_for_record(served.runs.root, experiment_id, "SUCCEEDED")["status"] == "SUCCEEDED"
 
@@ -150,3 +158,4 @@ def test_run_no_wait_submits_to_the_running_serve(served: LocalService, tmp_path
 def test_run_no_wait_without_a_serve_says_what_to_do(tmp_path: Path) -> None:
     out = codeclab("run", str(small_spec(tmp_path)), "--no-wait", "--runs-dir", str(tmp_path / "runs"))
     assert out.returncode == 2 and "no `codeclab serve` is running on" in out.stderr
+    assert f"answered by: {tmp_path / 'runs'}/ (local)" in out.stderr
