@@ -355,11 +355,17 @@ def _say_answered_by(backend: str) -> None:
 
 @contextmanager
 def _local_service(runs_dir: Path, kind: str, port: int = 0) -> Iterator[LocalService]:
+    from codeclab.local.faults import FaultPlanError
     from codeclab.local.service import LocalService
+    from codeclab.local.template import CdkAppNotFound
 
     service = LocalService(runs_dir, port=port, kind=kind)
-    with console.status("starting the local AWS emulator (synthesizing the stack if it changed)"):
-        service.__enter__()
+    try:
+        with console.status("starting the local AWS emulator (synthesizing the stack if it changed)"):
+            service.__enter__()
+    except (CdkAppNotFound, FaultPlanError) as exc:  # local mode cannot start here, as asked
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(2)
     try:
         _say_recovered(service.recovered, runs_dir)
         yield service

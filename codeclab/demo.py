@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from codeclab.local import runner
+from codeclab.local.faults import FaultPlanError
 from codeclab.local.service import LocalService
 from codeclab.local.template import CdkAppNotFound
 from codeclab.report.report import make_report
@@ -35,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with console.status("starting the local AWS emulator (synthesizing the stack if it changed)"):
             service = LocalService(args.runs_dir, kind="run").__enter__()
-    except CdkAppNotFound as exc:
-        console.print(f"[red]error:[/] {escape(exc.message)}")
-        return exc.exit_code
+    except (CdkAppNotFound, FaultPlanError) as exc:  # local mode cannot start here, as asked
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+        return 2
     try:
         outcome = _run_sweep(service, console)
     except KeyboardInterrupt:  # as `codeclab run` does: cancel, keep every point final in runs/, exit 130

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import click
-
 STACK = "Codeclab"
 ACCOUNT, REGION, PARTITION = "123456789012", "us-east-1", "aws"
 # What the synthesized template depends on; a change to any of these re-synthesizes.
@@ -24,10 +22,8 @@ HASH_FILE = ".codeclab-source-hash"
 CDK_APP_ENV = "CODECLAB_CDK_APP"
 
 
-class CdkAppNotFound(click.ClickException):
-    """No codeclab CDK app to synthesize. A ClickException, so the CLI prints it as one line and exits 2."""
-
-    exit_code = 2
+class CdkAppNotFound(RuntimeError):
+    """No codeclab CDK app to synthesize: local mode cannot start (the CLI and the demo exit 2)."""
 
 
 def cdk_app_dir() -> Path:

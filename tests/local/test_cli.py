@@ -89,6 +89,14 @@ def test_an_invalid_spec_exits_2_before_anything_starts(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10 and not (tmp_path / "runs").exists()
 
 
+def test_a_fault_switch_it_cannot_take_stops_local_mode_in_one_line_with_exit_2(tmp_path: Path) -> None:
+    out = codeclab("run", str(small_spec(tmp_path)), "--runs-dir", str(tmp_path / "runs"),
+                   env={"CODECLAB_BATCH_FAULT": "host-lost"})  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert "error: CODECLAB_BATCH_FAULT='host-lost' is not" in out.stderr and "Traceback" not in out.stderr
+    assert not list((tmp_path / "runs").glob("exp_*"))  # nothing started
+
+
 def test_status_or_cancel_of_an_unknown_experiment_says_so(tmp_path: Path) -> None:
     for command in ("status", "cancel"):
         out = codeclab(command, "exp_01M8H5K1FQP3YRBSD64WDC7V0A", "--runs-dir", str(tmp_path))

@@ -30,11 +30,10 @@ def test_outside_a_checkout_the_error_says_what_to_do(monkeypatch: pytest.Monkey
     monkeypatch.chdir(tmp_path)
     with pytest.raises(CdkAppNotFound) as info:
         cdk_app_dir()
-    assert info.value.message == (
+    assert str(info.value) == (
         f"no cdk.json in {tmp_path} or above: local mode runs from a codeclab checkout; cd into it or set "
         f"{CDK_APP_ENV} to its path"
     )
-    assert info.value.exit_code == 2
 
 
 def test_the_variable_names_the_checkout_from_anywhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
