@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 from codeclab.experiments.api import MAX_PAGE
 from codeclab.experiments.ids import EXPERIMENT_ID_PATTERN
@@ -24,6 +24,40 @@ SPEC_COMPONENT = "ExperimentSpec"
 # Schemas name each other where the OpenAPI document keeps them: it is the one place they all live together.
 COMPONENTS = "#/components/schemas/"
 STATUSES = [status.value for status in Status]
+
+
+class RequestContext(TypedDict):
+    requestId: str
+    stage: str
+    identity: dict[str, str]
+    httpMethod: str
+    path: str
+
+
+class ProxyEvent(TypedDict):
+    """The REST API (v1) proxy event API Gateway sends the API handler; local mode builds the same."""
+
+    httpMethod: str
+    path: str
+    resource: str
+    headers: dict[str, str]
+    multiValueHeaders: dict[str, list[str]]
+    queryStringParameters: dict[str, str] | None
+    multiValueQueryStringParameters: dict[str, list[str]] | None
+    pathParameters: dict[str, str] | None
+    body: str | None
+    isBase64Encoded: bool
+    requestContext: RequestContext
+
+
+class ProxyResponse(TypedDict):
+    """What the API handler answers API Gateway with."""
+
+    statusCode: int
+    body: str
+    headers: NotRequired[dict[str, str]]
+    multiValueHeaders: NotRequired[dict[str, list[str]]]
+    isBase64Encoded: NotRequired[bool]
 
 
 @dataclass(frozen=True)

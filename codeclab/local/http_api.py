@@ -23,9 +23,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from waitress.server import create_server
 
+from codeclab.experiments.api_contract import ProxyEvent, ProxyResponse
 from codeclab.local.openapi import openapi_document
 
-Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+Invoke = Callable[[ProxyEvent], ProxyResponse]
 
 MAX_BODY_BYTES = 1024 * 1024
 # waitress reads a body up to this size, so a client still sending one gets our JSON 413, not a reset;
@@ -140,7 +141,7 @@ def _check_method(method: str, path: str) -> None:
             raise _Refused(405, f"{method} is not allowed on {path}; use {allowed}", [("Allow", allowed)])
 
 
-def _event(method: str, path: str, query_string: str, environ: dict[str, Any], body: str | None) -> dict[str, Any]:
+def _event(method: str, path: str, query_string: str, environ: dict[str, Any], body: str | None) -> ProxyEvent:
     """The proxy event for one WSGI request; the path stays as sent, so an encoded '/' cannot change the route."""
     headers = {_header_name(key): str(value) for key, value in environ.items() if key.startswith("HTTP_")}
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
@@ -157,7 +158,7 @@ def proxy_event(
     headers: dict[str, str],
     query: dict[str, list[str]] | None = None,
     source_ip: str = "127.0.0.1",
-) -> dict[str, Any]:
+) -> ProxyEvent:
     """The REST API (v1) proxy event API Gateway sends the API handler for this request."""
     return {
         "httpMethod": method,

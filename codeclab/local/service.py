@@ -16,9 +16,10 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from codeclab.experiments import api
+from codeclab.experiments.api_contract import ProxyEvent, ProxyResponse
 from codeclab.experiments.statuses import Status
 from codeclab.experiments.store import ExperimentKey, from_dynamo, to_dynamo
 from codeclab.experiments.workflow_steps import experiment_id_of_execution
@@ -31,7 +32,7 @@ log = logging.getLogger("codeclab.local")
 
 COLLECT_EVERY_SECONDS = 1.0
 STOP_WAIT_SECONDS = 60.0
-DRAINING = {"statusCode": 503, "headers": {"Retry-After": "5", "Content-Type": "application/json"},
+DRAINING: ProxyResponse = {"statusCode": 503, "headers": {"Retry-After": "5", "Content-Type": "application/json"},
             "body": '{"message": "codeclab is stopping: it takes no new experiments"}'}  # fmt: skip
 
 
@@ -103,12 +104,12 @@ class LocalService:
         """Block until interrupted; the API and the collector run on their own threads."""
         self._stop.wait()
 
-    def handle_api(self, event: dict[str, Any]) -> dict[str, Any]:
+    def handle_api(self, event: ProxyEvent) -> ProxyResponse:
         """The stack's API handler, as this process answers it over HTTP and in-process (no new POSTs once stopping)."""
         if self._draining and event.get("httpMethod") == "POST":
             return DRAINING
         assert self.cloud is not None
-        return self.cloud.invoke_handler("api", event)
+        return cast(ProxyResponse, self.cloud.invoke_handler("api", dict(event)))
 
     # -- runs/ as experiments go ---------------------------------------------------------
     def _mirror(self, read: Any) -> None:

@@ -12,6 +12,7 @@ import pytest
 from codeclab.clients.base import Reason, Refused
 from codeclab.clients.stack import StackClient, connect
 from codeclab.experiments.ids import new_experiment_id
+from codeclab.experiments.spec import Spec, validate_spec
 from codeclab.experiments.statuses import Status
 from codeclab.experiments.store import ExperimentKey
 from tests.aws.conftest import spec
@@ -42,13 +43,13 @@ def test_a_stack_that_is_not_there_or_not_codeclabs_is_unavailable(aws) -> None:
 
 
 def test_submit_starts_one_execution_named_after_the_experiment(client: StackClient, state_machine_arn: str) -> None:
-    submission = client.submit(spec(), idempotency_key="k-1")
+    submission = client.submit(validate_spec(spec()), idempotency_key="k-1")
     assert submission.answered_by == ANSWERED_BY
     assert submission.status_url == f"/experiments/{submission.experiment_id}"
-    assert client.submit(spec(), idempotency_key="k-1") == submission  # a retry starts nothing new
+    assert client.submit(validate_spec(spec()), idempotency_key="k-1") == submission  # a retry starts nothing new
     (execution,) = boto3.client("stepfunctions").list_executions(stateMachineArn=state_machine_arn)["executions"]
     assert execution["name"] == submission.experiment_id and execution["executionArn"] == submission.execution_arn
-    bad = refusal(client.submit, {**spec(), "codec": {"name": "jpeg", "params": {"quality": 500}}})
+    bad = refusal(client.submit, Spec({**spec(), "codec": {"name": "jpeg", "params": {"quality": 500}}}))  # unchecked
     assert bad.reason is Reason.INVALID and "$.codec.params.quality" in bad.message
 
 
@@ -76,7 +77,7 @@ def test_get_list_and_cancel_read_and_write_the_deployed_table(client: StackClie
 
 
 def test_wait_follows_the_record_until_it_is_final(client: StackClient, services) -> None:
-    submission = client.submit(spec())
+    submission = client.submit(validate_spec(spec()))
     key, _ = services.store.create(submission.experiment_id, spec())  # CreateRecord's part
 
     def finish() -> None:
@@ -94,7 +95,7 @@ def test_wait_follows_the_record_until_it_is_final(client: StackClient, services
 
 
 def test_wait_refuses_an_execution_that_ended_without_a_record(client: StackClient) -> None:
-    submission = client.submit(spec())
+    submission = client.submit(validate_spec(spec()))
     boto3.client("stepfunctions").stop_execution(executionArn=submission.execution_arn)
     gone = refusal(client.wait, submission)
     assert gone.reason is Reason.NOT_FOUND and "ended ABORTED with no record" in gone.message

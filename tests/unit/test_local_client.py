@@ -11,6 +11,7 @@ import pytest
 from codeclab.clients.base import Reason, Refused, Submission
 from codeclab.clients.local import LocalClient
 from codeclab.experiments.ids import new_experiment_id
+from codeclab.experiments.spec import Spec
 from codeclab.experiments.statuses import Status
 from codeclab.local.runs import ProcessId, RunsFolder
 
@@ -84,7 +85,7 @@ def test_cancel_of_an_ended_experiment_is_refused(runs: RunsFolder) -> None:
 
 
 def test_submit_without_a_serve_is_refused_before_anything_starts(runs: RunsFolder) -> None:
-    refused = refusal(LocalClient(runs.root).submit, {"name": "x"})
+    refused = refusal(LocalClient(runs.root).submit, Spec({"name": "x"}))
     assert refused.reason is Reason.UNAVAILABLE and f"no `codeclab serve` is running on {runs.root}" in refused.message
     assert refused.answered_by == f"{runs.root}/ (local)"
 
@@ -94,7 +95,7 @@ def test_a_process_that_does_not_answer_is_unavailable(runs: RunsFolder, tmp_pat
     running = record("RUNNING", 1000)
     runs.save_record(running, ProcessId.current())
     client = LocalClient(runs.root)
-    for call, argument in ((client.submit, {"name": "x"}), (client.cancel, running["experiment_id"])):
+    for call, argument in ((client.submit, Spec({"name": "x"})), (client.cancel, running["experiment_id"])):
         refused = refusal(call, argument)
         assert refused.reason is Reason.UNAVAILABLE and f"the local codeclab process at {url} does not answer" in (
             refused.message
