@@ -24,7 +24,7 @@ test: $(STAMP)
 # (the sandbox's red-team and escape corpora, training, the stall watchdog's waits) and without local/ and infra/.
 # Three workers on two cores: many of these tests wait on child processes. The fuzzing plugins stay unloaded.
 test-fast: $(STAMP)
-	$(PY) -m pytest -n 3 -m "not slow" -p no:hypothesispytest -p no:schemathesis tests/unit tests/worker tests/aws
+	$(PY) -m pytest -n 2 --dist worksteal -m "not slow" -p no:hypothesispytest -p no:schemathesis tests/unit tests/worker tests/aws
 
 # Every benchmark (several minutes), then one table of this run's figures (benchmarks/results/summary.md).
 # One run id for all of them: bench_summary.py refuses result files that an older run left behind.

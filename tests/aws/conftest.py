@@ -6,7 +6,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -62,15 +62,36 @@ def services(aws: None) -> Services:
     )
 
 
+class Handlers(Mapping[str, ModuleType]):
+    """The real handler modules, each imported afresh inside the mock (so its module-scope clients are mocked)
+    the first time a test asks for it: a test pays only for the handlers it calls."""
+
+    NAMES = ("create_record", "record_result", "mark_failed", "aggregate_sweep", "reconcile", "api")
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, ModuleType] = {}
+
+    def __getitem__(self, name: str) -> ModuleType:
+        if name not in self.NAMES:
+            raise KeyError(name)
+        if name not in self._loaded:
+            sys.path.insert(0, str(REPO / "lambdas"))
+            try:
+                self._loaded[name] = importlib.reload(importlib.import_module(name))
+            finally:
+                sys.path.remove(str(REPO / "lambdas"))
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.NAMES)
+
+    def __len__(self) -> int:
+        return len(self.NAMES)
+
+
 @pytest.fixture
-def handlers(aws: None, state_machine_arn: str) -> dict[str, ModuleType]:
-    """The real handler modules, imported inside the mock so their module-scope clients are mocked."""
-    sys.path.insert(0, str(REPO / "lambdas"))
-    try:
-        names = ("create_record", "record_result", "mark_failed", "aggregate_sweep", "reconcile", "api")
-        return {name: importlib.reload(importlib.import_module(name)) for name in names}
-    finally:
-        sys.path.remove(str(REPO / "lambdas"))
+def handlers(aws: None, state_machine_arn: str) -> Handlers:
+    return Handlers()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -14,7 +15,7 @@ from tests.aws.conftest import FakeContext, spec
 
 
 def call(
-    handlers: dict[str, ModuleType],
+    handlers: Mapping[str, ModuleType],
     method: str,
     path: str,
     body: Any = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from types import ModuleType
 
 import boto3
@@ -18,7 +19,7 @@ EXECUTION_PREFIX = "arn:aws:states:us-east-1:123456789012:execution:codeclab"
 
 
 def create(
-    handlers: dict[str, ModuleType], context: FakeContext, spec_data: dict | None = None, name: str | None = None
+    handlers: Mapping[str, ModuleType], context: FakeContext, spec_data: dict | None = None, name: str | None = None
 ) -> dict:
     name = name or new_experiment_id()
     event = {

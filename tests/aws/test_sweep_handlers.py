@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import ModuleType
 
 import boto3
@@ -17,7 +18,7 @@ from tests.aws.conftest import TABLE, FakeContext, spec
 EXECUTION_PREFIX = "arn:aws:states:us-east-1:123456789012:execution:codeclab"
 
 
-def sweep(handlers: dict[str, ModuleType], context: FakeContext, name: str | None = None) -> dict:
+def sweep(handlers: Mapping[str, ModuleType], context: FakeContext, name: str | None = None) -> dict:
     name = name or new_experiment_id()
     spec_data = {**spec(), "sweep": {"quality": [20, 50, 80], "max_concurrency": 2}}
     event = {"input": {"spec": spec_data}, "execution_arn": f"{EXECUTION_PREFIX}:{name}", "execution_name": name}

@@ -110,6 +110,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
+@pytest.mark.slow  # builds the wheel (seconds): the full suite checks it
 def test_the_wheel_carries_the_package_data(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {
@@ -123,6 +124,7 @@ def test_the_wheel_carries_the_package_data(wheel: Path) -> None:
     assert {name.split("/")[0] for name in names if ".dist-info/" not in name} == {"codeclab"}
 
 
+@pytest.mark.slow
 def test_the_installed_wheel_validates_a_spec_from_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
