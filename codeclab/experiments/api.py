@@ -20,6 +20,7 @@ from codeclab.experiments.services import Services
 from codeclab.experiments.spec import validate_spec
 from codeclab.experiments.statuses import Status, TransitionError
 from codeclab.experiments.store import ExperimentKey, PageKey
+from codeclab.experiments.test_sets import ClipCatalog, FileCatalog
 
 MAX_PAGE = 100
 
@@ -66,7 +67,7 @@ class ApiError(Exception):
 
 def submit(body: str | None, idempotency_key: str | None, services: Services) -> Submitted:
     """Validate and start one experiment; the execution is named after the experiment id."""
-    spec = _parse_spec(body)
+    spec = _parse_spec(body, FileCatalog(services.s3))
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
         raise ApiError(400, "Idempotency-Key must be 1 to 128 characters")
     experiment_id = experiment_id_for(idempotency_key) if idempotency_key else new_experiment_id()
@@ -124,13 +125,16 @@ def _abort_record(item: ExperimentRecord, services: Services) -> CancelRequested
     return {"experiment_id": item["experiment_id"], "status": item["status"], "cancel_requested": True}
 
 
-def _parse_spec(body: str | None) -> object:
-    """The body's spec as the caller wrote it, once it has passed every check: the execution starts with that."""
+def _parse_spec(body: str | None, catalog: ClipCatalog) -> object:
+    """The body's spec as the caller wrote it, once it has passed every check: the execution starts with that.
+
+    A test set's folder or manifest is read here too, so a bad one is a 400 and not a failed execution.
+    """
     if not body:
         raise ApiError(400, "the request body must be an experiment spec (JSON)")
     try:
         submitted = parse_spec_json(body, origin="spec")
-        validate_spec(submitted, origin="spec")
+        validate_spec(submitted, origin="spec", catalog=catalog)
         return submitted
     except SpecError as exc:
         details: list[ErrorDetail] = [{"path": p.path, "message": p.message} for p in exc.problems]

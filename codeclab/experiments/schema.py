@@ -23,13 +23,35 @@ CodecParams = dict[str, Any]
 SchemaNode = dict[str, Any]
 
 
-class SourceSpec(TypedDict):
-    clip: str
-    start: int
-    frames: NotRequired[int]
-    crop: NotRequired[list[int]]
-    size: NotRequired[list[int]]
-    fps: NotRequired[float | str]
+# One clip of a test set, as a list or a manifest gives it ("class" is a keyword, hence the call form).
+TestClip = TypedDict(
+    "TestClip",
+    {
+        "clip": str,
+        "sequence": NotRequired[str],
+        "class": NotRequired[str],
+        "start": NotRequired[int],
+        "frames": NotRequired[int],
+        "crop": NotRequired[list[int]],
+        "size": NotRequired[list[int]],
+        "fps": NotRequired[float | str],
+    },
+)
+# A spec's source: one clip (what every experiment that runs has), or a test set that sweep.py expands.
+SourceSpec = TypedDict(
+    "SourceSpec",
+    {
+        "clip": NotRequired[str],
+        "test_set": NotRequired["str | list[str | TestClip]"],
+        "start": int,
+        "frames": NotRequired[int],
+        "crop": NotRequired[list[int]],
+        "size": NotRequired[list[int]],
+        "fps": NotRequired[float | str],
+        "sequence": NotRequired[str],
+        "class": NotRequired[str],
+    },
+)
 
 
 class CodecSpec(TypedDict):
@@ -162,6 +184,24 @@ def check_document(value: object, origin: str = "spec") -> SpecDocument:
     for codec in [filled["codec"], *filled.get("sweep", {}).get("codecs", [])]:
         codec["params"] = resolve_codec_params(codec["name"], codec.get("params", {}))
     return filled
+
+
+def definition_problems(value: object, definition: str, where: str) -> list[SpecProblem]:
+    """The problems of a value checked against one of the schema's $defs, said at `where` with the field named."""
+    problems = []
+    for error in sorted(_definition_validator(definition).iter_errors(value), key=lambda e: e.json_path):
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+        message = _message(error, f"$.{field}")
+        problems.append(SpecProblem(where, shortened(f"{field}: {message}" if field else message)))
+    return problems
+
+
+@cache
+def _definition_validator(definition: str) -> Draft202012Validator:
+    schema = load_schema()
+    return Draft202012Validator(
+        {"$schema": schema["$schema"], "$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+    )
 
 
 def _problem(error: ValidationError, prefix: str = "$") -> SpecProblem:

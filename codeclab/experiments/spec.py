@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codeclab.experiments.schema import SpecDocument, SpecError, SpecProblem, check_document, parse_spec_json
-from codeclab.experiments.sweep import SweepPoint, expand_sweep, max_concurrency
+from codeclab.experiments.sweep import SweepPoint, expand_sweep, is_sweep, max_concurrency
+from codeclab.experiments.test_sets import ClipCatalog, FileCatalog, resolve_clips
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Spec:
 
     @property
     def is_sweep(self) -> bool:
-        return "sweep" in self.document
+        return is_sweep(self.document)
 
     @property
     def name(self) -> str:
@@ -35,15 +36,21 @@ class Spec:
         return json.dumps(self.document)
 
 
-def validate_spec(value: object, origin: str = "spec") -> Spec:
-    """Check a parsed spec, fill in its defaults and expand a sweep: every point must be a valid experiment too."""
+def validate_spec(value: object, origin: str = "spec", catalog: ClipCatalog | None = None) -> Spec:
+    """Check a parsed spec, fill in its defaults and expand a sweep or test set: every point must be valid too.
+
+    `catalog` reads a test set's folder or manifest (default: the filesystem, and S3 through boto3).
+    """
     document = check_document(value, origin)
-    return Spec(document, expand_sweep(document, origin) if "sweep" in document else ())
+    if not is_sweep(document):
+        return Spec(document)
+    clips = resolve_clips(document["source"], origin, catalog or FileCatalog())
+    return Spec(document, expand_sweep(document, clips, origin))
 
 
-def read_spec(data: str | bytes, origin: str = "spec") -> Spec:
+def read_spec(data: str | bytes, origin: str = "spec", catalog: ClipCatalog | None = None) -> Spec:
     """A spec from its JSON text: not UTF-8, not JSON, nested absurdly deep or invalid is a SpecError."""
-    return validate_spec(parse_spec_json(data, origin), origin)
+    return validate_spec(parse_spec_json(data, origin), origin, catalog)
 
 
 def load_spec_file(path: str | Path) -> Spec:

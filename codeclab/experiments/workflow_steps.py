@@ -42,6 +42,7 @@ from codeclab.experiments.state import (
 from codeclab.experiments.statuses import Status, TransitionError
 from codeclab.experiments.store import ExperimentKey, ExperimentNotFound
 from codeclab.experiments.sweep import point_id
+from codeclab.experiments.test_sets import FileCatalog
 
 log = logging.getLogger("codeclab.experiments")
 
@@ -62,7 +63,7 @@ def create_record(event: CreateRecordEvent, services: Services) -> PointRecord |
     """
     execution_input = event.get("input") or {}
     raw_spec = execution_input.get("spec", execution_input)
-    spec = validate_spec(raw_spec, origin="execution input spec")
+    spec = validate_spec(raw_spec, origin="execution input spec", catalog=FileCatalog(services.s3))
     experiment_id = experiment_id_of_execution(event.get("execution_name", ""), event.get("execution_arn", ""))
     execution_arn = event.get("execution_arn", "")
     if spec.is_sweep:

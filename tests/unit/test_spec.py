@@ -99,7 +99,7 @@ def test_every_problem_is_reported_in_document_order() -> None:
     found = problems({"source": {"clip": "builtin:carphone", "colour": 1}, "codec": {"name": "vp9"}})
     assert found == [
         "$: 'name' is a required property",
-        "$.source: unknown field 'colour'; valid: clip, crop, fps, frames, size, start",
+        "$.source: unknown field 'colour'; valid: class, clip, crop, fps, frames, sequence, size, start, test_set",
     ]
 
 
