@@ -68,6 +68,7 @@ class GpuBatch(Construct):
             description="codeclab worker: its experiment's artifacts and item, nothing else",
         )
         storage.grant_objects(self.job_role, "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
+        storage.grant_inputs(self.job_role)  # the clips
         storage.grant_table(self.job_role, "dynamodb:GetItem", "dynamodb:UpdateItem")
         self.job_definition = self._job_definition(settings, storage, logs)
 

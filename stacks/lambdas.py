@@ -113,6 +113,8 @@ class Handlers(Construct):
         # UpdateItem: a sweep's parent item goes RUNNING once its points are queued.
         storage.grant_table(self.create_record, "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem")
         storage.grant_objects(self.create_record, "s3:PutObject")  # stages spec.json for the job
+        for resolver in (self.create_record, self.api):  # both read a test set's folder or manifest
+            storage.grant_inputs(resolver)
         for reader in (self.record_result, self.mark_failed):  # both read the worker's result.json
             storage.grant_objects(reader, "s3:GetObject")
         storage.grant_table(self.record_result, "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query")

@@ -12,6 +12,8 @@ from stacks.nag import acknowledge, resource_finding
 
 # Every Batch job writes under experiments/<experiment_id>/; roles are scoped to this prefix.
 EXPERIMENTS_PREFIX = "experiments/"
+# Clips, test-set folders and manifests uploaded for experiments: read by the API, CreateRecord and jobs.
+INPUTS_PREFIX = "inputs/"
 STATUS_INDEX = "by_status"
 
 
@@ -52,9 +54,35 @@ class Storage(Construct):
             finding=resource_finding(self, self.experiments_objects),
         )
 
+        acknowledge(
+            Stack.of(self),
+            "IAM5",
+            "Inputs (clips, test-set folders, manifests) are uploaded by researchers under any key below inputs/; "
+            "readers get GetObject on that prefix of this one bucket and nothing else.",
+            finding=resource_finding(self, self.inputs_objects),
+        )
+
     @property
     def experiments_objects(self) -> str:
         return self.bucket.arn_for_objects(f"{EXPERIMENTS_PREFIX}*")
+
+    @property
+    def inputs_objects(self) -> str:
+        return self.bucket.arn_for_objects(f"{INPUTS_PREFIX}*")
+
+    def grant_inputs(self, grantee: iam.IGrantable) -> None:
+        """Read clips and test sets under inputs/, and list that prefix (a test set may be a folder)."""
+        principal = grantee.grant_principal
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.inputs_objects])
+        )
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{INPUTS_PREFIX}*"]}},
+            )
+        )
 
     def grant_objects(self, grantee: iam.IGrantable, *actions: str) -> None:
         """Object actions under experiments/ only."""

@@ -277,3 +277,15 @@ def test_service_principals_are_tied_to_this_account(synth, statements):
 
 def test_eventbridge_grants_on_the_alert_topic_are_tied_to_this_account(synth, statements):
     assert not unscoped_service_grants(statements) & known_unscoped(synth)
+
+
+def test_inputs_are_read_only_and_listed_only_under_their_prefix(statements):
+    """Test sets and clips under inputs/: the API, CreateRecord and jobs read them; nobody writes there."""
+    on_inputs = [s for s in statements if s.allows and "inputs/*" in show(s.body.get("Resource"))]
+    assert on_inputs and all(s.actions == ["s3:GetObject"] for s in on_inputs)
+    readers = {s.policy for s in on_inputs}
+    assert len(readers) == 3 and all(("Api" in r or "CreateRecord" in r or "Job" in r) for r in readers), readers
+    listings = [s for s in statements if "s3:ListBucket" in s.actions and s.policy in readers]
+    conditioned = [s for s in listings if s.body.get("Condition")]
+    assert {s.policy for s in conditioned} == readers
+    assert all(s.body["Condition"] == {"StringLike": {"s3:prefix": ["inputs/*"]}} for s in conditioned)
