@@ -18,7 +18,6 @@ from codeclab.clients.base import ExperimentsClient, Reason, RecordSummary, Refu
 from codeclab.clients.local import LocalClient
 from codeclab.experiments import Spec, SpecError, codec_names, codec_param_schema, load_spec_file
 from codeclab.experiments.record import RecordError
-from codeclab.experiments.schema import SpecDocument
 from codeclab.experiments.statuses import Status
 from codeclab.local.runs import RunsFolder
 from codeclab.terminal import progress_bar, show_record_progress, summary_table, wide_console
@@ -107,7 +106,7 @@ def run(spec: Path, runs_dir: Path, no_wait: bool) -> None:
     after cancelling what ran and keeping it, ABORTED, in runs/. A second Ctrl-C stops at once.
     """
     parsed = _load_spec(spec)
-    _check_local_clips(parsed.document, spec)
+    _check_local_clips(parsed, spec)
     if no_wait:
         _submit(_client(None, runs_dir), parsed)
         return
@@ -404,11 +403,15 @@ def _say_recovered(ids: Sequence[str], runs_dir: Path) -> None:
         )
 
 
-def _check_local_clips(spec: SpecDocument, path: Path) -> None:
-    """A local clip that is not there is refused now, not after the workflow started."""
-    clip = str(spec["source"]["clip"])
-    if not clip.startswith(("builtin:", "s3://")) and not Path(clip).expanduser().is_file():
-        err.print(f"[red]error:[/] {path}: $.source.clip: no such file {clip[:200]!r} (relative to {Path.cwd()})")
+def _check_local_clips(parsed: Spec, path: Path) -> None:
+    """A local clip that is not there is refused now, not after the workflow started (every clip of a test set)."""
+    sources = [p.spec["source"] for p in parsed.points] or [parsed.document["source"]]
+    clips = dict.fromkeys(s["clip"] for s in sources)
+    missing = [c for c in clips if not c.startswith(("builtin:", "s3://")) and not Path(c).expanduser().is_file()]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        listed = ", ".join(repr(c[:200]) for c in missing[:5]) + more
+        err.print(f"[red]error:[/] {path}: $.source: no such file {listed} (relative to {Path.cwd()})")
         sys.exit(2)
 
 

@@ -89,6 +89,20 @@ def test_an_invalid_spec_exits_2_before_anything_starts(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10 and not (tmp_path / "runs").exists()
 
 
+def test_a_test_set_with_missing_clips_or_a_bad_manifest_exits_2_naming_them(tmp_path: Path) -> None:
+    missing = small_spec(tmp_path, source={"test_set": ["builtin:carphone", "gone/a.y4m", "gone/b.y4m"]})
+    out = codeclab("run", str(missing), "--runs-dir", str(tmp_path / "runs"))
+    assert out.returncode == 2 and "$.source: no such file 'gone/a.y4m', 'gone/b.y4m'" in " ".join(out.stderr.split())
+    manifest = tmp_path / "set.csv"
+    manifest.write_text("uri,frames\nbuiltin:carphone,many\n")
+    bad = small_spec(tmp_path, source={"test_set": str(manifest)})
+    out = codeclab("run", str(bad), "--runs-dir", str(tmp_path / "runs"))
+    assert out.returncode == 2 and f"{manifest} line 2: frames: 'many' is not of type 'integer'" in " ".join(
+        out.stderr.split()
+    )
+    assert "Traceback" not in out.stderr and not (tmp_path / "runs").exists()
+
+
 def test_a_fault_switch_it_cannot_take_stops_local_mode_in_one_line_with_exit_2(tmp_path: Path) -> None:
     out = codeclab("run", str(small_spec(tmp_path)), "--runs-dir", str(tmp_path / "runs"),
                    env={"CODECLAB_BATCH_FAULT": "host-lost"})  # fmt: skip
