@@ -13,7 +13,12 @@ from codeclab.worker.errors import InvalidSpec
 _CODECS: tuple[type[Codec], ...] = (X264, X265, SvtAv1, Vp9, Jpeg, WebP, Avif, LearnedCodec, CustomCodec)
 REGISTRY: dict[str, type[Codec]] = {c.name: c for c in _CODECS}
 
-__all__ = ["REGISTRY", "Codec", "StreamHeader", "build_codec", "make_codec"]
+__all__ = ["REGISTRY", "Codec", "StreamHeader", "build_codec", "codecs_taking", "make_codec"]
+
+
+def codecs_taking(pix_fmt: str) -> list[str]:
+    """The codecs that code a reference of `pix_fmt` as it is."""
+    return [name for name, codec in REGISTRY.items() if pix_fmt in codec.pix_fmts]
 
 
 def build_codec(entry: CodecSpec) -> Codec:

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from codeclab.experiments.result import CodecConditions
 from codeclab.experiments.schema import CodecParams
+from codeclab.worker.errors import InvalidSpec
 from codeclab.worker.video import FrameCallback, Video
 
 
@@ -22,10 +23,11 @@ class StreamHeader:
     height: int
     frames: int
     fps: Fraction
+    pix_fmt: str = "yuv420p"  # the reference's: the decoder returns frames at its bit depth
 
     @classmethod
     def of(cls, video: Video) -> StreamHeader:
-        return cls(video.width, video.height, video.frames, video.fps)
+        return cls(video.width, video.height, video.frames, video.fps, video.pix_fmt)
 
 
 class Codec(ABC):
@@ -35,9 +37,25 @@ class Codec(ABC):
     summary: ClassVar[str]
     bitstream_suffix: ClassVar[str]
     device: ClassVar[str] = "cpu"
+    # The reference pixel formats it codes as they are; any other is refused before encoding, never converted.
+    pix_fmts: ClassVar[tuple[str, ...]] = ("yuv420p",)
 
     def __init__(self, params: CodecParams) -> None:
         self.params = params
+        self.pix_fmt = "yuv420p"  # the reference's, once accept() has seen it
+
+    def accept(self, pix_fmt: str) -> None:
+        """Take a reference of `pix_fmt`, or refuse it before anything is encoded, saying what to do instead."""
+        if pix_fmt not in self.pix_fmts:
+            from codeclab.worker.codecs import codecs_taking  # the registry imports this module
+
+            takers = ", ".join(codecs_taking(pix_fmt))
+            raise InvalidSpec(
+                f"$.codec.name: {self.name} takes {' or '.join(self.pix_fmts)} only, and this source is {pix_fmt}; "
+                f"it is never converted silently. Use a codec that takes {pix_fmt} here ({takers}), or add "
+                '"convert_to": "yuv420p" to source to measure every codec at 8 bits (recorded in the conditions)'
+            )
+        self.pix_fmt = pix_fmt
 
     def protect_source(self, copies: Sequence[Path]) -> None:  # noqa: B027 (only sandboxed codecs need it)
         """Where copies of the source lie (the clip, the worker's folders): a sandboxed decoder must not read them."""
