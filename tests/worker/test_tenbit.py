@@ -13,8 +13,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import boto3
 import numpy as np
 import pytest
+from moto import mock_aws
 
 from codeclab.worker.codecs import make_codec
 from codeclab.worker.codecs.base import StreamHeader
@@ -278,3 +280,21 @@ def test_worker_converts_only_when_asked_and_records_it(clips: dict[str, Path], 
     assert (source["source_pix_fmt"], source["pix_fmt"], source["bit_depth"]) == ("yuv420p10le", "yuv420p", 8)
     assert "(v + 2) >> 2" in source["bit_depth_conversion"]
     assert json.loads((out / "result.json").read_text())["spec"]["source"]["convert_to"] == "yuv420p"
+
+
+@mock_aws
+def test_s3_raw_yuv_takes_its_geometry_from_the_key_name(clips: dict[str, Path], tmp_path: Path) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="clips")
+    s3.upload_file(str(clips["raw10"]), "clips", f"jvet/{clips['raw10'].name}")
+    reference = load_reference({"clip": f"s3://clips/jvet/{clips['raw10'].name}", "frames": 2}, tmp_path)
+    assert reference.video.pix_fmt == "yuv420p10le" and reference.info["sequence"] == clips["raw10"].stem
+    assert np.array_equal(reference.video.y, read_y4m(clips["y4m"]).y[:2])
+
+
+def test_10bit_mp4_decodes_at_10bit(clips: dict[str, Path], tmp_path: Path) -> None:
+    mp4 = tmp_path / "lossless10.mp4"
+    ffmpeg("-v", "error", "-i", str(clips["y4m"]), "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv420p10le", str(mp4))
+    reference = load_reference({"clip": str(mp4), "start": 0}, tmp_path)
+    assert reference.info["source_pix_fmt"] == "yuv420p10le"
+    assert np.array_equal(_flat(reference.video), _flat(read_y4m(clips["y4m"])))
