@@ -42,23 +42,32 @@ class Resources(TypedDict):
     peak_rss_mb_children: float
 
 
-class SourceConditions(TypedDict):
-    """Where the reference frames came from and how they were made."""
-
-    clip: str
-    file: str
-    sha256: str
-    source_size: list[int]
-    source_pix_fmt: str
-    source_fps: str
-    start: int
-    frames: int
-    crop: list[int] | None
-    size: list[int]
-    scaling: str
-    fps: str
-    pix_fmt: str
-    colour_handling: str
+# Where the reference frames came from and how they were made. The functional form, because one field is named
+# `class`. Results written before 10-bit support lack sequence and bit_depth (read them as the clip's stem and 8).
+SourceConditions = TypedDict(
+    "SourceConditions",
+    {
+        "clip": str,
+        "file": str,
+        "sha256": str,
+        "sequence": NotRequired[str],
+        "class": NotRequired[str],
+        "source_size": list[int],
+        "source_pix_fmt": str,
+        "source_fps": str,
+        "raw_geometry": NotRequired[str],  # a raw .yuv clip's: where its width, height, pix_fmt and fps came from
+        "start": int,
+        "frames": int,
+        "crop": list[int] | None,
+        "size": list[int],
+        "scaling": str,
+        "fps": str,
+        "pix_fmt": str,  # of what was measured
+        "bit_depth": NotRequired[int],  # of what was measured
+        "bit_depth_conversion": NotRequired[str],
+        "colour_handling": str,
+    },
+)
 
 
 class Conditions(TypedDict):

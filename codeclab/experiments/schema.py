@@ -35,9 +35,14 @@ TestClip = TypedDict(
         "crop": NotRequired[list[int]],
         "size": NotRequired[list[int]],
         "fps": NotRequired[float | str],
+        "width": NotRequired[int],
+        "height": NotRequired[int],
+        "pix_fmt": NotRequired[Literal["yuv420p", "yuv420p10le"]],
+        "convert_to": NotRequired[Literal["yuv420p"]],
     },
 )
 # A spec's source: one clip (what every experiment that runs has), or a test set that sweep.py expands.
+# The functional form, because one field is named `class`. width, height and pix_fmt describe raw .yuv clips.
 SourceSpec = TypedDict(
     "SourceSpec",
     {
@@ -48,6 +53,10 @@ SourceSpec = TypedDict(
         "crop": NotRequired[list[int]],
         "size": NotRequired[list[int]],
         "fps": NotRequired[float | str],
+        "width": NotRequired[int],
+        "height": NotRequired[int],
+        "pix_fmt": NotRequired[Literal["yuv420p", "yuv420p10le"]],
+        "convert_to": NotRequired[Literal["yuv420p"]],
         "sequence": NotRequired[str],
         "class": NotRequired[str],
     },
@@ -236,11 +245,14 @@ def _message(error: ValidationError, path: str) -> str:
         return f"give at most one of {', '.join(error.validator_value['required'])}"
     if kind == "not" and _required_names(error.validator_value.get("anyOf", [])):
         present = [n for n in _required_names(error.validator_value["anyOf"]) if n in error.instance]
-        return f"{', '.join(present)} not allowed here (only with codec custom)"
+        return f"{', '.join(present)} not allowed here ({schema.get('description', 'see the schema')})"
     if kind == "oneOf" and _required_names(error.validator_value):
         return f"give exactly one of {', '.join(_required_names(error.validator_value))}"
     if kind == "multipleOf" and error.validator_value == 2:
         return f"{error.instance} is odd; yuv420p needs even sizes and offsets"
+    if kind == "dependentRequired":
+        present = [key for key in error.validator_value if key in error.instance]
+        return f"{', '.join(present)} needs {', '.join(error.validator_value[present[0]])} beside it"
     if kind == "required":
         return error.message
     if kind in {"pattern", "oneOf", "anyOf"} and "description" in schema:

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 CLIP_SUFFIXES = frozenset({".y4m", ".yuv", ".mp4"})
 MANIFEST_SUFFIXES = frozenset({".json", ".csv"})
-# Fields a set passes on to each clip that does not give its own.
-SHARED_FIELDS = ("start", "frames", "crop", "size", "fps")
+# Fields a set passes on to each clip that does not give its own: all but the clip and its name.
+SHARED_FIELDS = ("start", "frames", "crop", "size", "fps", "width", "height", "pix_fmt", "convert_to")
 # A filesystem or S3 refusal: said to the user with the location, never a traceback.
 CATALOG_ERRORS = (OSError, LookupError, BotoCoreError, ClientError)
 SEQUENCE_LIMIT = 128  # the schema's limit on $.source.sequence
@@ -161,10 +161,11 @@ def _json_rows(text: str, uri: str, origin: str) -> list[tuple[str, object]]:
 
 
 def _csv_rows(text: str, uri: str, origin: str) -> list[tuple[str, object]]:
-    """A CSV manifest with a header: uri (or clip), and any of sequence, class, start, frames, size (WxH), fps."""
+    """A CSV manifest with a header: uri (or clip), and any of sequence, class, start, frames, size (WxH), fps,
+    and a raw .yuv clip's width, height and pix_fmt."""
     reader = csv.DictReader(io.StringIO(text))
     columns = [c.strip() for c in reader.fieldnames or []]
-    known = {"uri", "clip", "sequence", "class", "start", "frames", "size", "fps"}
+    known = {"uri", "clip", "sequence", "class", "start", "frames", "size", "fps", "width", "height", "pix_fmt"}
     unknown = sorted(set(columns) - known)
     if not ({"uri", "clip"} & set(columns)) or unknown:
         wrong = f"unknown columns {', '.join(unknown)}; " if unknown else ""
@@ -183,10 +184,10 @@ def _csv_rows(text: str, uri: str, origin: str) -> list[tuple[str, object]]:
 def _csv_row(cells: dict[str, str]) -> dict[str, object]:
     """One CSV row as a clip object: numbers as numbers, size as [w, h]; unreadable cells stay text for the check."""
     row: dict[str, object] = {"clip": cells.get("uri") or cells.get("clip", "")}
-    for key in ("sequence", "class"):
+    for key in ("sequence", "class", "pix_fmt"):
         if cells.get(key):
             row[key] = cells[key]
-    for key in ("start", "frames"):
+    for key in ("start", "frames", "width", "height"):
         if cells.get(key):
             row[key] = int(cells[key]) if cells[key].isdigit() else cells[key]
     if cells.get("size"):

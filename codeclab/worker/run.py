@@ -19,12 +19,12 @@ import numpy as np
 import codeclab
 from codeclab.experiments.result import RESULT_SCHEMA_VERSION, Conditions, Environment, Metrics, Resources, Result
 from codeclab.experiments.schema import SpecDocument
-from codeclab.worker.codecs import Codec, StreamHeader, build_codec
+from codeclab.worker.codecs import Codec, StreamHeader, accept_reference, build_codec
 from codeclab.worker.errors import CodecFailure
 from codeclab.worker.ffmpeg import library_versions
-from codeclab.worker.metrics import METRIC_CONDITIONS, measure_quality, vmaf_per_frame, vmaf_version
+from codeclab.worker.metrics import measure_quality, metric_conditions, vmaf_per_frame, vmaf_version
 from codeclab.worker.progress import Progress
-from codeclab.worker.rate import RATE_CONDITIONS, rate_metrics
+from codeclab.worker.rate import rate_conditions, rate_metrics
 from codeclab.worker.sources import Reference, load_reference
 from codeclab.worker.video import Video, write_y4m
 
@@ -76,6 +76,7 @@ def run_experiment(spec: SpecDocument, staging: Path, progress: Progress, option
                 spec["source"], Path(tmp), progress.stage("load", spec["source"].get("frames", 0))
             )
         video = reference.video
+        accept_reference(codec, video.pix_fmt)
         codec.protect_source([reference.path, Path(tmp), staging])
         ref_y4m = staging / "reference.y4m"
         write_y4m(video, ref_y4m)
@@ -106,11 +107,12 @@ def run_experiment(spec: SpecDocument, staging: Path, progress: Progress, option
 
 
 def _check_decoded(decoded: Video, reference: Video, codec: str) -> None:
-    got = (decoded.frames, decoded.height, decoded.width)
-    want = (reference.frames, reference.height, reference.width)
+    got = (decoded.frames, decoded.height, decoded.width, decoded.pix_fmt)
+    want = (reference.frames, reference.height, reference.width, reference.pix_fmt)
     if got != want:
         raise CodecFailure(
-            f"{codec} decoder returned {got[0]} frames of {got[2]}x{got[1]}, expected {want[0]} of {want[2]}x{want[1]}"
+            f"{codec} decoder returned {got[0]} frames of {got[2]}x{got[1]} {got[3]}, "
+            f"expected {want[0]} of {want[2]}x{want[1]} {want[3]}"
         )
 
 
@@ -161,16 +163,16 @@ def build_result(spec: SpecDocument, m: Measured) -> Result:
 
 
 def _conditions(m: Measured) -> Conditions:
-    metric_conditions = dict(METRIC_CONDITIONS)
+    metrics = metric_conditions(m.reference.video.bit_depth)
     if m.vmaf_enabled:
-        metric_conditions["vmaf_version"] = vmaf_version()
+        metrics["vmaf_version"] = vmaf_version()
     else:
-        metric_conditions["vmaf"] = "not measured"
+        metrics["vmaf"] = "not measured"
     return {
         "source": m.reference.info,
         "codec": m.codec.conditions(),
-        "metrics": metric_conditions,
-        "rate": RATE_CONDITIONS,
+        "metrics": metrics,
+        "rate": rate_conditions(m.reference.video.bit_depth),
     }
 
 

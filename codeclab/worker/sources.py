@@ -1,8 +1,9 @@
-"""Turn a spec's `source` into the reference: 8-bit yuv420p frames, plus where they came from.
+"""Turn a spec's `source` into the reference: 8- or 10-bit 4:2:0 frames, plus where they came from.
 
-Every source goes the same way: decode (mp4 through ffmpeg, y4m read directly), take
-frames [start, start+frames), crop exactly in numpy, then optionally scale to cover
-`size` with ffmpeg's lanczos and crop from the centre.
+Every source goes the same way: decode (mp4 through ffmpeg, y4m and raw .yuv read directly),
+take frames [start, start+frames), crop exactly in numpy, then optionally scale to cover
+`size` with ffmpeg's lanczos and crop from the centre, all at the source's own bit depth.
+Only a spec's `convert_to` takes a 10-bit reference to 8 bits, last, and says so.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 from codeclab.experiments.result import SourceConditions
 from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.experiments.schema import SourceSpec
+from codeclab.experiments.test_sets import sequence_name
 from codeclab.worker.errors import InvalidInput, InvalidSource, InvalidSpec
 from codeclab.worker.ffmpeg import FFmpegFailed, run_ffmpeg
+from codeclab.worker.rawyuv import RawGeometry, raw_geometry, read_raw_yuv
 from codeclab.worker.video import FrameCallback, Video, read_y4m, read_y4m_header
 
 BUILTIN_CLIPS = {
@@ -27,9 +31,15 @@ BUILTIN_CLIPS = {
     "bbb": "bigbuckbunny.mp4",
     "bikes": "bikes.mp4",
 }
-# yuvj420p is the same 8-bit 4:2:0 layout with full-range levels; the planes are used as they are.
-_ACCEPTED_PIX_FMTS = {"yuv420p", "yuvj420p"}
-SCALER = "ffmpeg swscale lanczos+accurate_rnd+full_chroma_int, per yuv420p plane"
+# A decoded pixel format -> the layout its planes are read in. yuvj420p is the same 8-bit 4:2:0 layout with
+# full-range levels; the planes are used as they are.
+_READ_AS = {"yuv420p": "yuv420p", "yuvj420p": "yuv420p", "yuv420p10le": "yuv420p10le"}
+# HM's rule for lowering bit depth (TVideoIOYuv): add half the step, shift, clip.
+TO_8BIT = "yuv420p10le to yuv420p after crop and size, as source.convert_to asks: (v + 2) >> 2, capped at 255"
+
+
+def scaler(pix_fmt: str) -> str:
+    return f"ffmpeg swscale lanczos+accurate_rnd+full_chroma_int, per {pix_fmt} plane"
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,9 @@ class _Probe:
     width: int
     height: int
     fps: Fraction
-    pix_fmt: str
+    pix_fmt: str  # the file's own
+    read_as: str  # the layout its planes are read in: yuv420p or yuv420p10le
+    raw: RawGeometry | None = None  # a raw .yuv clip's geometry
 
 
 def builtin_clip_path(name: str) -> Path:
@@ -58,22 +70,27 @@ def builtin_clip_path(name: str) -> Path:
 
 
 def load_reference(source: SourceSpec, workdir: Path, on_frame: FrameCallback | None = None) -> Reference:
-    """Load the spec's source (already schema-validated) as the yuv420p reference."""
+    """Load the spec's source (already schema-validated) as the 4:2:0 reference, at its own bit depth."""
     path = _local_path(source["clip"], workdir)
-    probe = _probe(path)
+    probe = _probe(path, source)
     start, count = source.get("start", 0), source.get("frames")
     video = _decode(path, start, count, probe, workdir, on_frame)
     _check_frame_count(video.frames, start, count)
+    _check_sample_range(video, path.name)
     video = _crop(video, source.get("crop"))
     if "size" in source:
         width, height = source["size"]
         video = _scale_to_cover(video, width, height, workdir)
     if "fps" in source:
         video = Video(video.y, video.u, video.v, Fraction(str(source["fps"])))
+    converted = "convert_to" in source and video.bit_depth != 8
+    if converted:
+        video = _to_8bit(video)
     info: SourceConditions = {
         "clip": source["clip"],
         "file": path.name,
         "sha256": _sha256(path),
+        "sequence": source.get("sequence", sequence_name(source["clip"])),
         "source_size": [probe.width, probe.height],
         "source_pix_fmt": probe.pix_fmt,
         "source_fps": str(probe.fps),
@@ -81,12 +98,22 @@ def load_reference(source: SourceSpec, workdir: Path, on_frame: FrameCallback | 
         "frames": video.frames,
         "crop": source.get("crop"),
         "size": [video.width, video.height],
-        "scaling": SCALER if "size" in source else "none",
+        "scaling": scaler(probe.read_as) if "size" in source else "none",
         "fps": str(video.fps),
-        "pix_fmt": "yuv420p",
-        "colour_handling": "source yuv420p planes used as decoded; no colour conversion",
+        "pix_fmt": video.pix_fmt,
+        "bit_depth": video.bit_depth,
+        "bit_depth_conversion": TO_8BIT if converted else "none",
+        "colour_handling": f"source {probe.read_as} planes used as decoded; no colour conversion",
     }
+    if "class" in source:
+        info["class"] = source["class"]
+    if probe.raw is not None:
+        info["raw_geometry"] = probe.raw.origin
     return Reference(video, info, path)
+
+
+def _is_raw(clip: str) -> bool:
+    return clip.lower().endswith(".yuv")
 
 
 def _local_path(clip: str, workdir: Path) -> Path:
@@ -132,32 +159,32 @@ def read_s3_text(uri: str, what: str) -> str:
         raise InvalidSpec(f"{what} {uri} is not UTF-8 text (offset {exc.start}); save it as UTF-8") from None
 
 
-def _probe(path: Path) -> _Probe:
+def _probe(path: Path, source: SourceSpec) -> _Probe:
+    if _is_raw(source["clip"]):
+        # an s3 clip is downloaded under another name: the geometry is in the clip's own
+        geometry = raw_geometry(source, Path(source["clip"]).name)
+        return _Probe(geometry.width, geometry.height, geometry.fps, geometry.pix_fmt, geometry.pix_fmt, geometry)
     if path.suffix.lower() == ".y4m":
         header = read_y4m_header(path)
-        return _Probe(header.width, header.height, header.fps, "yuv420p")
+        return _Probe(header.width, header.height, header.fps, header.pix_fmt, header.pix_fmt)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise InvalidSource(f"{path.name}: has no video stream")
             stream = container.streams.video[0]
-            probe = _Probe(
-                stream.width,
-                stream.height,
-                Fraction(stream.average_rate or 25),
-                stream.codec_context.pix_fmt or "unknown",
-            )
+            width, height = stream.width, stream.height
+            fps, pix_fmt = Fraction(stream.average_rate or 25), stream.codec_context.pix_fmt or "unknown"
     except av.error.FFmpegError as exc:
         raise InvalidSource(
             f"{path.name}: corrupt or unreadable video ({exc.strerror}); re-export it or pick another clip"
         ) from None
-    if probe.pix_fmt not in _ACCEPTED_PIX_FMTS:
+    if pix_fmt not in _READ_AS:
         raise InvalidSource(
-            f"{path.name}: pixel format {probe.pix_fmt} is refused: codeclab measures 8-bit yuv420p "
-            f"only. Convert it first: ffmpeg -i {path.name} -pix_fmt yuv420p -c:v ffv1 converted.mkv "
-            "or to .y4m"
+            f"{path.name}: pixel format {pix_fmt} is refused: codeclab measures 4:2:0 at 8 or 10 bits "
+            f"(yuv420p, yuv420p10le) only. Convert it first: ffmpeg -i {path.name} -pix_fmt yuv420p10le "
+            "-c:v ffv1 converted.mkv (or -pix_fmt yuv420p), or to .y4m"
         )
-    return probe
+    return _Probe(width, height, fps, pix_fmt, _READ_AS[pix_fmt])
 
 
 def _decode(
@@ -168,8 +195,8 @@ def _decode(
     workdir: Path,
     on_frame: FrameCallback | None,
 ) -> Video:
-    if path.suffix.lower() == ".y4m":
-        video = read_y4m(path, start, count)
+    if probe.raw is not None or path.suffix.lower() == ".y4m":
+        video = read_y4m(path, start, count) if probe.raw is None else read_raw_yuv(path, probe.raw, start, count)
         if on_frame:
             on_frame(video.frames)
         return video
@@ -182,7 +209,7 @@ def _decode(
         "-f",
         "rawvideo",
         "-pix_fmt",
-        "yuv420p",
+        probe.read_as,
         str(raw),
     ]
     try:
@@ -191,7 +218,7 @@ def _decode(
         raise InvalidSource(f"{path.name}: cannot decode: {exc.stderr.strip().splitlines()[-1:] or exc}") from None
     data = raw.read_bytes()
     raw.unlink()
-    return Video.from_raw(data, probe.width, probe.height, probe.fps)
+    return Video.from_raw(data, probe.width, probe.height, probe.fps, probe.read_as)
 
 
 def _check_frame_count(got: int, start: int, wanted: int | None) -> None:
@@ -202,6 +229,23 @@ def _check_frame_count(got: int, start: int, wanted: int | None) -> None:
             f"$.source.frames: asked for {wanted} frames from frame {start}, but the clip has only {got}; "
             "lower frames or start"
         )
+
+
+def _check_sample_range(video: Video, name: str) -> None:
+    """Refuse 10-bit planes holding values no 10-bit sample can: the file is 16-bit, big-endian or not 10-bit."""
+    if video.bit_depth == 8:
+        return
+    top = max(int(np.max(plane)) for plane in (video.y, video.u, video.v))
+    if top > video.peak:
+        raise InvalidSource(
+            f"$.source: {name} is read as {video.pix_fmt}, but holds sample values up to {top}, above 10-bit's "
+            f"{video.peak}; it is not 10-bit little-endian video: check pix_fmt, or convert it with ffmpeg"
+        )
+
+
+def _to_8bit(video: Video) -> Video:
+    y, u, v = (np.minimum((plane + 2) >> 2, 255).astype(np.uint8) for plane in (video.y, video.u, video.v))
+    return Video(y, u, v, video.fps)
 
 
 def _crop(video: Video, crop: list[int] | None) -> Video:
@@ -257,7 +301,7 @@ def _ffmpeg_scale(video: Video, width: int, height: int, workdir: Path) -> Video
         "-f",
         "rawvideo",
         "-pix_fmt",
-        "yuv420p",
+        video.pix_fmt,
         "-s",
         f"{video.width}x{video.height}",
     ]
@@ -269,14 +313,14 @@ def _ffmpeg_scale(video: Video, width: int, height: int, workdir: Path) -> Video
         "-f",
         "rawvideo",
         "-pix_fmt",
-        "yuv420p",
+        video.pix_fmt,
         str(dst),
     ]
     run_ffmpeg(args)
     data = dst.read_bytes()
     src.unlink()
     dst.unlink()
-    return Video.from_raw(data, width, height, video.fps)
+    return Video.from_raw(data, width, height, video.fps, video.pix_fmt)
 
 
 def _sha256(path: Path) -> str:

@@ -95,11 +95,27 @@ def test_bad_clip_says_what_is_accepted() -> None:
     assert problem.startswith('$.source.clip: "movie.avi" is not valid; expected builtin:carphone')
 
 
+def test_raw_yuv_fields_are_for_yuv_clips_and_come_in_pairs() -> None:
+    raw = {"clip": "clips/BQMall.yuv", "width": 832, "height": 480, "pix_fmt": "yuv420p10le", "fps": 60}
+    validate_spec(minimal(source=raw))
+    validate_spec(minimal(source={"clip": "s3://bucket/BQMall_832x480_60.yuv", "sequence": "BQMall", "class": "C"}))
+    assert problems(minimal(source={**raw, "clip": "clip.y4m"})) == [
+        "$.source: width, height, pix_fmt not allowed here (width, height and pix_fmt describe raw .yuv clips only; "
+        "a .y4m or .mp4 clip carries them in its header)"
+    ]
+    assert problems(minimal(source={"clip": "a.yuv", "width": 832})) == ["$.source: width needs height beside it"]
+    (problem,) = problems(minimal(source={"clip": "a.yuv", "pix_fmt": "yuv420p12le"}))
+    assert problem.startswith('$.source.pix_fmt: "yuv420p12le" is not a valid choice; valid: "yuv420p", "yuv420p10le"')
+    (problem,) = problems(minimal(source={"clip": "builtin:carphone", "convert_to": "yuv420p10le"}))
+    assert problem.startswith("$.source.convert_to:")
+
+
 def test_every_problem_is_reported_in_document_order() -> None:
     found = problems({"source": {"clip": "builtin:carphone", "colour": 1}, "codec": {"name": "vp9"}})
     assert found == [
         "$: 'name' is a required property",
-        "$.source: unknown field 'colour'; valid: class, clip, crop, fps, frames, sequence, size, start, test_set",
+        "$.source: unknown field 'colour'; valid: class, clip, convert_to, crop, fps, frames, height, pix_fmt, "
+        "sequence, size, start, test_set, width",
     ]
 
 

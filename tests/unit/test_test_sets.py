@@ -91,6 +91,10 @@ def test_a_csv_manifest_reads_numbers_and_sizes_and_names_a_bad_line(tmp_path: P
                      "size": [64, 32], "fps": "30000/1001"}  # fmt: skip
     assert second["fps"] == 25.0 and "frames" not in second
 
+    manifest.write_text("uri,width,height,pix_fmt\nraw.yuv,832,480,yuv420p10le\n")
+    (raw,) = (p.spec["source"] for p in validate_spec(spec({"test_set": str(manifest)})).points)
+    assert (raw["width"], raw["height"], raw["pix_fmt"]) == (832, 480, "yuv420p10le")
+
     manifest.write_text("uri,class,frames\na.y4m,B,3\nb.avi,C,three\n")
     found = problems(spec({"test_set": str(manifest)}))
     assert len(found) == 2 and all(p.startswith(f"{manifest} line 3: ") for p in found)
@@ -144,13 +148,13 @@ def test_an_s3_prefix_and_an_s3_manifest_resolve_through_the_catalog(monkeypatch
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="clips")
-    for key in ("ctc/a.y4m", "ctc/b.mp4", "ctc/deeper/c.y4m", "ctc/readme.md", "other/d.y4m"):
+    for key in ("ctc/a.y4m", "ctc/B_832x480_60_10bit.yuv", "ctc/deeper/c.y4m", "ctc/readme.md", "other/d.y4m"):
         s3.put_object(Bucket="clips", Key=key, Body=b"")
     s3.put_object(Bucket="clips", Key="ctc/set.csv", Body=b"uri,class\na.y4m,B\n")
     catalog = FileCatalog(s3)
 
     listed = validate_spec(spec({"test_set": "s3://clips/ctc/"}), catalog=catalog)
-    assert [p.spec["source"]["clip"] for p in listed.points] == ["s3://clips/ctc/a.y4m", "s3://clips/ctc/b.mp4"]
+    assert [p.spec["source"]["clip"] for p in listed.points] == ["s3://clips/ctc/a.y4m", "s3://clips/ctc/B_832x480_60_10bit.yuv"]
     (point,) = validate_spec(spec({"test_set": "s3://clips/ctc/set.csv"}), catalog=catalog).points
     assert point.spec["source"]["clip"] == "s3://clips/ctc/a.y4m" and point.spec["source"]["class"] == "B"
     (missing,) = problems_with(spec({"test_set": "s3://clips/none.json"}), catalog)

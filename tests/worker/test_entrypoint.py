@@ -172,6 +172,12 @@ def make_y4m(folder: Path, pix_fmt: str) -> Path:
     return extract_y4m("carphone", folder / f"{pix_fmt}.y4m", 2, pix_fmt)
 
 
+def make_raw(folder: Path) -> Path:
+    path = folder / "clip.yuv"
+    path.write_bytes(bytes(176 * 144 * 3 // 2))
+    return path
+
+
 BAD_INPUTS = {
     "zero frames": (lambda d: spec(frames=0), "INVALID_SPEC", "$.source.frames: 0 is less than the minimum of 1"),
     "start past the end": (
@@ -192,10 +198,15 @@ BAD_INPUTS = {
         "corrupt.mp4: corrupt or unreadable video",
     ),
     "4:2:2 y4m": (lambda d: spec(clip=str(make_y4m(d, "yuv422p"))), "INVALID_SOURCE", "colour format C422 is refused"),
-    "10-bit y4m": (
-        lambda d: spec(clip=str(make_y4m(d, "yuv420p10le"))),
+    "10-bit y4m to an 8-bit codec": (
+        lambda d: spec({"name": "jpeg"}, clip=str(make_y4m(d, "yuv420p10le")), frames=2),
+        "INVALID_SPEC",
+        "$.codec.name: jpeg takes yuv420p only, and this source is yuv420p10le",
+    ),
+    "raw yuv without geometry": (
+        lambda d: spec(clip=str(make_raw(d))),
         "INVALID_SOURCE",
-        "colour format C420p10 is refused",
+        "clip.yuv is raw video with no header, and neither the spec nor the file name gives its width, height",
     ),
     "unknown codec": (lambda d: spec({"name": "h266"}), "INVALID_SPEC", '$.codec.name: "h266" is not a valid choice'),
     "crf out of range": (

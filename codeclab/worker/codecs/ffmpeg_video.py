@@ -1,5 +1,9 @@
 """Classical video anchors (x264, x265, SVT-AV1, VP9) through the pinned ffmpeg binary.
 
+Each codes 8-bit and 10-bit references as they are (this build's libx264 has High 10, libx265
+Main 10, libsvtav1 10-bit Main, libvpx-vp9 profile 2); the pixel format is given to the
+encoder and the decoder explicitly, so ffmpeg never converts one silently.
+
 Bitstreams are elementary streams (Annex B, OBU) or IVF, so the rate is the codec's
 own bytes with no container overhead beyond IVF's 32 + 12 bytes per frame for VP9.
 """
@@ -23,13 +27,14 @@ class FFmpegVideoCodec(Codec):
     encoder: ClassVar[str]
     muxer: ClassVar[str]
     notes: ClassVar[str] = ""
+    pix_fmts = ("yuv420p", "yuv420p10le")
 
     @abstractmethod
     def encoder_args(self) -> list[str]:
         """The encoder's own options: rate control, preset, keyint, threads."""
 
     def encode_command(self, reference: Path, bitstream: Path) -> list[str]:
-        args = ["-v", "error", "-threads", "1", "-i", str(reference), "-map", "0:v:0", "-an"]
+        args = ["-v", "error", "-threads", "1", "-i", str(reference), "-map", "0:v:0", "-an", "-pix_fmt", self.pix_fmt]
         return [*args, "-c:v", self.encoder, *self.encoder_args(), "-f", self.muxer, str(bitstream)]
 
     def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
@@ -42,10 +47,10 @@ class FFmpegVideoCodec(Codec):
         raw = bitstream.with_suffix(".decoded.yuv")
         args = ["-v", "error", "-threads", str(self.params["threads"]), "-f", self.muxer]
         args += ["-i", str(bitstream), "-fps_mode", "passthrough", "-f", "rawvideo"]
-        args += ["-pix_fmt", "yuv420p", str(raw)]
+        args += ["-pix_fmt", header.pix_fmt, str(raw)]
         try:
             run_ffmpeg(args, on_frame=on_frame)
-            return Video.from_raw(raw.read_bytes(), header.width, header.height, header.fps)
+            return Video.from_raw(raw.read_bytes(), header.width, header.height, header.fps, header.pix_fmt)
         except (FFmpegFailed, ValueError) as exc:
             raise CodecFailure(f"{self.name} decoder failed: {exc}") from None
         finally:

@@ -1,4 +1,7 @@
-"""SSIM (Wang et al. 2004) and MS-SSIM (Wang et al. 2003) on 8-bit luma planes.
+"""SSIM (Wang et al. 2004) and MS-SSIM (Wang et al. 2003) on 8- or 10-bit luma planes.
+
+A 10-bit plane is scaled by 255/1023 first: SSIM with L=1023 is SSIM with L=255 on the
+scaled samples, since C1 and C2 scale with L^2 as the moments do.
 
 Every statistic is taken over the valid region only: the pixels where the whole 11x11
 window fits, which is what scikit-image's crop and pytorch_msssim's unpadded
@@ -17,22 +20,23 @@ _C1 = (0.01 * 255) ** 2
 _C2 = (0.03 * 255) ** 2
 _KERNEL = cv2.getGaussianKernel(_WINDOW, _SIGMA, cv2.CV_32F)
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+_DTYPE_OF_PEAK = {255: (np.dtype(np.uint8),) * 2, 1023: (np.dtype(np.uint16),) * 2}
 
 
-def plane_ssim(ref: np.ndarray, dec: np.ndarray) -> float:
-    """Gaussian SSIM of two uint8 planes, mean over the valid region."""
-    luminance, cs = _ssim_maps(*_as_floats(ref, dec))
+def plane_ssim(ref: np.ndarray, dec: np.ndarray, peak: int = 255) -> float:
+    """Gaussian SSIM of two planes with samples up to `peak` (L), mean over the valid region."""
+    luminance, cs = _ssim_maps(*_as_floats(ref, dec, peak))
     return _mean(luminance * cs)
 
 
-def plane_ms_ssim(ref: np.ndarray, dec: np.ndarray) -> float:
-    """MS-SSIM of two uint8 planes over ms_ssim_scales() scales."""
-    return ssim_and_ms_ssim(ref, dec)[1]
+def plane_ms_ssim(ref: np.ndarray, dec: np.ndarray, peak: int = 255) -> float:
+    """MS-SSIM of two planes with samples up to `peak` over ms_ssim_scales() scales."""
+    return ssim_and_ms_ssim(ref, dec, peak)[1]
 
 
-def ssim_and_ms_ssim(ref: np.ndarray, dec: np.ndarray) -> tuple[float, float]:
+def ssim_and_ms_ssim(ref: np.ndarray, dec: np.ndarray, peak: int = 255) -> tuple[float, float]:
     """Both metrics at once: MS-SSIM's first scale reuses SSIM's filtered moments."""
-    x, y = _as_floats(ref, dec)
+    x, y = _as_floats(ref, dec, peak)
     scales = ms_ssim_scales(*x.shape)
     luminance, cs = _ssim_maps(x, y)
     full_ssim = _mean(luminance * cs)
@@ -75,15 +79,19 @@ def _scale_weights(scales: int) -> np.ndarray:
     return used * (sum(MS_SSIM_WEIGHTS) / used.sum())
 
 
-def _as_floats(ref: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _as_floats(ref: np.ndarray, dec: np.ndarray, peak: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both planes as float32 on the 0..255 scale the constants are for."""
     if ref.shape != dec.shape:
         raise ValueError(f"plane shapes differ: {ref.shape} vs {dec.shape}")
-    if ref.dtype != np.uint8 or dec.dtype != np.uint8:
-        raise ValueError(f"planes must be uint8 (the constants assume L=255), got {ref.dtype}")
+    if (ref.dtype, dec.dtype) != _DTYPE_OF_PEAK.get(peak, ()):
+        raise ValueError(f"planes with peak {peak} must both be {_DTYPE_OF_PEAK.get(peak)}, got {ref.dtype}")
     if min(ref.shape) < _WINDOW:
         raise ValueError(f"plane {ref.shape} is smaller than the {_WINDOW}-pixel SSIM window")
     # float32 is about 2x faster than float64 here and moves SSIM by under 1e-5.
-    return ref.astype(np.float32), dec.astype(np.float32)
+    if peak == 255:
+        return ref.astype(np.float32), dec.astype(np.float32)
+    scale = np.float32(255 / peak)
+    return ref.astype(np.float32) * scale, dec.astype(np.float32) * scale
 
 
 def _ssim_maps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
