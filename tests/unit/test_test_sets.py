@@ -155,8 +155,8 @@ def test_an_s3_prefix_and_an_s3_manifest_resolve_through_the_catalog(monkeypatch
 
     listed = validate_spec(spec({"test_set": "s3://clips/ctc/"}), catalog=catalog)
     assert [p.spec["source"]["clip"] for p in listed.points] == [
-        "s3://clips/ctc/a.y4m",
         "s3://clips/ctc/B_832x480_60_10bit.yuv",
+        "s3://clips/ctc/a.y4m",
     ]
     (point,) = validate_spec(spec({"test_set": "s3://clips/ctc/set.csv"}), catalog=catalog).points
     assert point.spec["source"]["clip"] == "s3://clips/ctc/a.y4m" and point.spec["source"]["class"] == "B"
