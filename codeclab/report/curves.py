@@ -134,7 +134,7 @@ def group_curves(points: Sequence[Point]) -> list[RDCurve]:
     return [
         RDCurve(label, members[0].codec, sequence, tuple(sorted(members, key=lambda p: p.bpp)))
         for (sequence, label), members in sorted(
-            by_key.items(), key=lambda item: (item[0][0], labels.index(item[0][1]))
+            by_key.items(), key=lambda item: (item[0][0].sort_key, labels.index(item[0][1]))
         )
     ]
 

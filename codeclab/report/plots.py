@@ -22,7 +22,7 @@ matplotlib.use("Agg")  # files only: no display here, and none needed
 import matplotlib.pyplot as plt
 from matplotlib.colors import to_hex
 from matplotlib.lines import Line2D
-from matplotlib.ticker import LogLocator, MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from codeclab.report.conditions import STAMP, Difference
 from codeclab.report.curves import Metric, Point, RDCurve
@@ -33,6 +33,9 @@ RATE_AXIS = "bits per pixel (bpp)"
 SVG_WIDTH, SVG_HEIGHT = 420, 300
 LEFT, RIGHT, TOP, BOTTOM = 60, 14, 12, 44  # room for the tick labels and axis titles
 PNG_COLUMNS, PNG_PANEL = 3, (4.4, 3.3)  # panels per row and each panel's size in inches
+PNG_LEGEND, PNG_TITLE = 0.6, 0.75  # inches below the panels for the legend, above them for the title
+PNG_TITLE_WIDTH = 60  # characters per line of a panel's title
+LOG_TICKS = (1.0, 2.0, 5.0)  # a log rate axis is ticked at these times the powers of ten
 STAMP_WIDTH, STAMP_LINES = 48, 4  # characters and lines of the PNG's stamp
 
 
@@ -73,9 +76,13 @@ def write_png(plot: Plot, path: Path) -> None:
     count = len(plot.panel_titles)
     columns = min(PNG_COLUMNS, count)
     rows = math.ceil(count / columns)
-    figure, grid = plt.subplots(
-        rows, columns, figsize=(PNG_PANEL[0] * columns, PNG_PANEL[1] * rows + 0.9), squeeze=False
-    )
+    width, height = PNG_PANEL[0] * columns, PNG_PANEL[1] * rows + PNG_LEGEND + PNG_TITLE
+    figure, grid = plt.subplots(rows, columns, figsize=(width, height), squeeze=False)
+    # fixed margins in inches: tight_layout would take as long as drawing the figure
+    figure.subplots_adjust(
+        left=0.7 / width, right=1 - 0.2 / width, top=1 - PNG_TITLE / height, bottom=(PNG_LEGEND + 0.45) / height,
+        wspace=0.35, hspace=0.55,
+    )  # fmt: skip
     for axes, (sequence, title) in zip(grid.flat, plot.panel_titles.items(), strict=False):
         _png_panel(plot, axes, plot.panel(sequence), title)
     for axes in list(grid.flat)[count:]:
@@ -93,7 +100,6 @@ def write_png(plot: Plot, path: Path) -> None:
             color="red", fontsize=15, fontweight="bold", ha="center", va="center", rotation=12, zorder=10,
             bbox={"facecolor": "white", "edgecolor": "red", "linewidth": 3, "alpha": 0.85},
         )  # fmt: skip
-    figure.tight_layout(rect=(0, 0.9 / (PNG_PANEL[1] * rows + 0.9), 1, 1))
     figure.savefig(path, dpi=120)
     plt.close(figure)
 
@@ -109,9 +115,12 @@ def _png_panel(plot: Plot, axes: plt.Axes, curves: Sequence[RDCurve], title: str
         )
     if plot.log_rate:
         axes.set_xscale("log")
+        axes.xaxis.set_major_locator(LogLocator(subs=LOG_TICKS))
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xlabel(RATE_AXIS, fontsize=8)
     axes.set_ylabel(plot.metric.heading, fontsize=8)
-    axes.set_title(title, fontsize=8)
+    axes.set_title(textwrap.fill(title, PNG_TITLE_WIDTH), fontsize=8)
     axes.tick_params(labelsize=7)
     axes.grid(alpha=0.3)
 
@@ -229,7 +238,7 @@ def _ticks(value_range: tuple[float, float]) -> list[float]:
 def _log_ticks(log_range: tuple[float, float]) -> list[float]:
     """Ticks in bpp at 1, 2 and 5 times the powers of ten inside a range of log10(bpp)."""
     low, high = 10 ** log_range[0], 10 ** log_range[1]
-    return [float(t) for t in LogLocator(subs=(1.0, 2.0, 5.0)).tick_values(low, high) if low <= t <= high]
+    return [float(t) for t in LogLocator(subs=LOG_TICKS).tick_values(low, high) if low <= t <= high]
 
 
 def _tip(point: Point, metric: Metric) -> str:

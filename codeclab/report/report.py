@@ -112,8 +112,9 @@ class Report:
     @property
     def title(self) -> str:
         sequences = self.sequences
-        if len(sequences) == 1:
-            return panel_title(self, sequences[0])
+        if len(sequences) == 1:  # the clip too, which the sources table gives for several
+            clip = self.points_of(sequences[0])[0].result["conditions"]["source"]["clip"]
+            return f"{panel_title(self, sequences[0])} ({clip})"
         classes = sorted({s.class_name for s in sequences if s.class_name})
         return f"{len(sequences)} sequences" + (f" in classes {', '.join(classes)}" if classes else "")
 
@@ -126,7 +127,7 @@ def panel_title(report: Report, sequence: SequenceId) -> str:
     source = report.points_of(sequence)[0].result["conditions"]["source"]
     size = "x".join(map(str, source.get("size") or [])) or "?"
     return (
-        f"{sequence.heading}: {source.get('clip')}, {source.get('frames')} frames from {source.get('start')}, "
+        f"{sequence.heading}: {source.get('frames')} frames from {source.get('start')}, "
         f"{size}, {source.get('fps')} fps, {source.get('pix_fmt')}"
     )
 

@@ -17,10 +17,15 @@ AVERAGE = "average"
 CLASS_PREFIX = "class:"  # a class average's row, e.g. class:B
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class SequenceId:
     name: str
     class_name: str | None  # e.g. "B", "mini-qcif"; None when the result names none
+
+    @property
+    def sort_key(self) -> tuple[str, str]:
+        """Tables and panels list sequences by name as people read it, whatever the case."""
+        return self.name.casefold(), self.class_name or ""
 
     @property
     def heading(self) -> str:

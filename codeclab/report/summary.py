@@ -20,7 +20,7 @@ from codeclab.report.sequences import AVERAGE, CLASS_PREFIX, SequenceId
 class Figure:
     value: float | None
     note: str = ""  # for a sequence, why the value is n/a; for an average, which sequences it left out
-    over: int = 1  # how many sequences the value was taken over
+    over: int = 1  # how many sequences the value was taken over: 0 when it is n/a
     of: int = 1  # how many it could have been
 
 
@@ -55,7 +55,7 @@ def measured_metrics(points: Sequence[Point]) -> list[Metric]:
 def bd_rows(curves: Sequence[RDCurve], anchor: str, metrics: Sequence[Metric]) -> list[BDRow]:
     """For each curve but the anchor and each metric: a row per sequence, then (over several) per class and the
     average."""
-    sequences = sorted({c.sequence for c in curves})
+    sequences = sorted({c.sequence for c in curves}, key=lambda s: s.sort_key)
     classes = sorted({s.class_name for s in sequences if s.class_name is not None})
     on = {(c.sequence, c.label): c for c in curves}
     rows = []
@@ -76,7 +76,7 @@ def _sequence_row(
     sequence: SequenceId, label: str, anchor: RDCurve | None, test: RDCurve | None, metric: Metric
 ) -> BDRow:
     if anchor is None or test is None:
-        missing = Figure(None, f"{'the anchor' if test else 'this curve'} has no points on {sequence.name}")
+        missing = Figure(None, f"{'the anchor' if test else 'this curve'} has no points on {sequence.name}", 0)
         rate, quality = missing, missing
     else:
         rate, quality = (_figure(delta, anchor, test, metric.key) for delta in (bd_rate, bd_quality))
@@ -87,7 +87,7 @@ def _figure(delta: Callable[[Curve, Curve], float], anchor: RDCurve, test: RDCur
     try:
         return Figure(delta(anchor.bd_curve(metric), test.bd_curve(metric)))
     except BDError as exc:
-        return Figure(None, str(exc))
+        return Figure(None, str(exc), 0)
 
 
 def _average(name: str, class_name: str | None, rows: Sequence[BDRow]) -> BDRow:
