@@ -2,8 +2,9 @@
 
 Builds a report from a small synthetic runs/ folder (two curves of four points), opens its
 rd.html in headless Chromium and reads the DOM after the page's script ran: #status must
-say `rendered 2 curves`. Needs Debian's chromium (`apt-get install chromium`), which is too
-heavy for CI, so this is a separate target; without it the script says so and exits 2.
+say `rendered 2 curves in 1 panels; 5 sortable tables`. Needs Debian's chromium (`apt-get install
+chromium`), which is too heavy for CI, so this is a separate target; without it the script says
+so and exits 2.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from codeclab.report.report import build_report, write_report
 
 CHROMIUM = "chromium"
-EXPECTED = "rendered 2 curves"
+EXPECTED = "rendered 2 curves in 1 panels; 5 sortable tables"
 CURVES = {  # codec -> (params without the rate knob, rate knob, [(bpp, PSNR-YUV), ...])
     "x264": ({"preset": "medium"}, "crf", [(0.05, 32.0), (0.10, 35.0), (0.20, 38.0), (0.40, 41.0)]),
     "jpeg": ({}, "quality", [(0.30, 31.0), (0.60, 34.0), (1.20, 37.0), (2.40, 40.0)]),
@@ -37,7 +38,12 @@ def result(codec: str, params: dict, bpp: float, psnr: float) -> dict:
     }  # fmt: skip
     return {
         "status": "SUCCEEDED",
+        "name": f"{codec}-{bpp}",
         "spec": {"codec": {"name": codec, "params": params}},
+        "bitstream": {"file": "bitstream", "bytes": round(bpp * 176 * 144 * 32 / 8)},
+        "frames": 32,
+        "timings": {"total_s": 0.5},
+        "resources": {"device": "cpu"},
         "conditions": {
             "source": SOURCE,
             "codec": {"codec": codec, "implementation": f"synthetic {codec}", "params": params},

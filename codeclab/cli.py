@@ -268,9 +268,10 @@ def train(quality: int, steps: int, device: str, threads: int, out: Path | None)
     help="the reference curve: an experiment or sweep id, a codec name, or a curve label [default: the first ID's]",
 )
 @click.option(
-    "--metric", type=click.Choice(["psnr_yuv", "ms_ssim", "vmaf"]), default="psnr_yuv", show_default=True,
-    help="the quality axis and the BD-quality metric",
+    "--metric", type=click.Choice(["psnr_y", "psnr_yuv", "ms_ssim", "ssim", "vmaf"]), default="psnr_yuv",
+    show_default=True, help="the plots' quality axis and the terminal's BD-quality (files hold every metric's)",
 )  # fmt: skip
+@click.option("--log-rate", is_flag=True, help="plot bpp on a logarithmic axis")
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path),
     help="where to write the files [default: RUNS_DIR/reports/FIRST_ID]",
@@ -278,26 +279,37 @@ def train(quality: int, steps: int, device: str, threads: int, out: Path | None)
 @runs_dir_option
 @click.option("--allow-mismatch", is_flag=True, help="report even if the test conditions differ; stamps every output")
 def report(
-    ids: tuple[str, ...], anchor: str | None, metric: str, out: Path | None, runs_dir: Path, allow_mismatch: bool
+    ids: tuple[str, ...],
+    anchor: str | None,
+    metric: str,
+    log_rate: bool,
+    out: Path | None,
+    runs_dir: Path,
+    allow_mismatch: bool,
 ) -> None:
-    """Compare finished experiments: RD curves and Bjøntegaard deltas against an anchor curve.
+    """Compare finished experiments, on one clip or a test set: RD curves and Bjøntegaard deltas.
 
     Each ID is an experiment or a sweep (its SUCCEEDED points; the others are listed as skipped).
-    Points are grouped into curves by codec and settings other than the rate knob (crf, qp,
-    quality). BD-rate is in percent at equal quality, negative = fewer bits than the anchor;
-    BD-quality is in the metric's unit at equal rate, positive = better.
+    Points are grouped per sequence, and into curves by codec and settings other than the rate
+    knob (crf, qp, quality). Each curve is compared with the anchor curve on every sequence, in
+    every metric the points measured, then averaged over the sequences (and per class) whose
+    figure is not n/a. BD-rate is in percent at equal quality, negative = fewer bits than the
+    anchor; BD-quality is in the metric's unit at equal rate, positive = better. A point
+    measured twice with the same numbers is kept once.
 
     Writes report.csv, bd.csv, report.json, rd.png and rd.html. Exit 0 when written; 2 when
-    refused: an unknown id, an unclear anchor, or test conditions that differ (source, metric
-    definitions, rate, ffmpeg, numpy; codec build within a curve) without --allow-mismatch.
+    refused: an unknown id, an unclear anchor, a point measured twice with different numbers,
+    or test conditions that differ (metric definitions, rate, ffmpeg, numpy; the source within
+    a sequence; the codec build within a curve) without --allow-mismatch.
     """
     from codeclab.report.report import make_report
     from codeclab.report.runs import ReportError
 
     # a sweep cut short by a lost process is made final before it is reported
     _say_recovered(RunsFolder(runs_dir).recover(), runs_dir)
+    target = out or runs_dir / "reports" / ids[0]
     try:
-        make_report(ids, runs_dir, metric, anchor, out or runs_dir / "reports" / ids[0], allow_mismatch, console)
+        make_report(ids, runs_dir, metric, anchor, target, allow_mismatch, console, log_rate)
     except ReportError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(2)

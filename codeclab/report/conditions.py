@@ -1,10 +1,12 @@
 """Pinned test conditions: what must be equal for two rate-distortion numbers to be comparable.
 
-Across every point of a report: the source (clip, file hash, frame range, crop, size,
-scaling, frame rate, pixel format, colour handling), the definitions of the metrics, the
-definition of the rate, and the ffmpeg, codeclab, numpy and OpenCV that measured them. Within one curve
-only: the codec's implementation and its own colour conversion, because a codec that
-converts to RGB internally is part of that codec, not of the test.
+Each condition has a scope. Across every point of a report: the definitions of the metrics
+(VMAF's among the points that measured it), the definition of the rate, and the ffmpeg,
+codeclab, numpy and OpenCV that measured them. Within one sequence: the source (clip, file
+hash, frame range, crop, size, scaling, frame rate, pixel format and bit depth, colour
+handling, class), because each sequence of a test set is its own clip. Within one curve,
+across sequences: the codec's implementation and its own colour conversion, because a codec
+that converts to RGB internally is part of that codec, not of the test.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from codeclab.experiments.result import Result
+
 SOURCE_FIELDS = (
-    "clip", "sha256", "start", "frames", "crop", "size", "scaling", "fps", "pix_fmt", "colour_handling",
+    "clip", "sha256", "start", "frames", "crop", "size", "scaling", "fps", "pix_fmt", "bit_depth", "colour_handling",
+    "class",
 )  # fmt: skip
 METRIC_FIELDS = ("psnr", "psnr_yuv", "ssim", "ms_ssim")
-VMAF_FIELDS = ("vmaf", "vmaf_version")  # pinned only when VMAF is the metric compared
+VMAF_FIELDS = ("vmaf", "vmaf_version")  # pinned among the points that measured VMAF
 CODEC_FIELDS = ("implementation", "colour_conversion")
 STAMP = "CONDITIONS DIFFER"
 
@@ -29,23 +34,21 @@ class Difference:
 
     field: str
     values: tuple[tuple[str, tuple[str, ...]], ...]
-    curve: str | None = None  # set for a codec condition, which must agree only within this curve
+    scope: str | None = None  # e.g. "curve 'jpeg'" or "sequence 'carphone'"; None: across the whole report
 
     def __str__(self) -> str:
-        where = f"{self.field} within curve '{self.curve}'" if self.curve else self.field
+        where = f"{self.field} within {self.scope}" if self.scope else self.field
         return f"{where}: " + " vs ".join(f"{value} ({', '.join(ids)})" for value, ids in self.values)
 
 
-def pinned_conditions(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
-    """The conditions every point of a report must share, by dotted field name, from one result.json."""
-    conditions = result.get("conditions") or {}
-    source, metrics = conditions.get("source") or {}, conditions.get("metrics") or {}
-    environment = result.get("environment") or {}
-    packages = environment.get("packages") or {}
-    metric_fields = METRIC_FIELDS + (VMAF_FIELDS if metric == "vmaf" else ())
+def report_conditions(result: Result) -> dict[str, Any]:
+    """The conditions every point of a report must share, by dotted field name."""
+    conditions = result["conditions"]
+    environment: Mapping[str, Any] = result.get("environment") or {}  # absent from results written before it
+    metrics: Mapping[str, str] = conditions.get("metrics") or {}
+    packages: Mapping[str, str | None] = environment.get("packages") or {}
     return {
-        **{f"source.{name}": source.get(name) for name in SOURCE_FIELDS},
-        **{f"metrics.{name}": metrics.get(name) for name in metric_fields},
+        **{f"metrics.{name}": metrics.get(name) for name in METRIC_FIELDS},
         "rate": conditions.get("rate"),
         "environment.ffmpeg": (environment.get("ffmpeg") or {}).get("ffmpeg"),
         # the metric implementations: codeclab's own code, on numpy and OpenCV's filters
@@ -55,24 +58,54 @@ def pinned_conditions(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
     }
 
 
-def codec_conditions(result: Mapping[str, Any]) -> dict[str, Any]:
+def vmaf_conditions(result: Result) -> dict[str, Any]:
+    metrics: Mapping[str, str] = result["conditions"].get("metrics") or {}
+    return {f"metrics.{name}": metrics.get(name) for name in VMAF_FIELDS}
+
+
+def sequence_conditions(result: Result) -> dict[str, Any]:
+    """The conditions the points of one sequence must share: which frames of which clip, and how they were made."""
+    source: Mapping[str, object] = result["conditions"].get("source") or {}
+    return {f"source.{name}": source.get(name) for name in SOURCE_FIELDS}
+
+
+def codec_conditions(result: Result) -> dict[str, Any]:
     """The conditions the points of one curve must share: how its codec was built and what it converts."""
-    codec = (result.get("conditions") or {}).get("codec") or {}
+    codec: Mapping[str, Any] = result["conditions"].get("codec") or {}
     return {f"codec.{name}": codec.get(name) for name in CODEC_FIELDS}
 
 
+def all_conditions(result: Result) -> dict[str, Any]:
+    """Every condition of one point, whatever its scope: what two measurements of the same point must share."""
+    return {
+        **report_conditions(result),
+        **vmaf_conditions(result),
+        **sequence_conditions(result),
+        **codec_conditions(result),
+    }
+
+
+def measured_vmaf(result: Result) -> bool:
+    return result["metrics"].get("vmaf") is not None
+
+
 def condition_differences(
-    results: Mapping[str, Mapping[str, Any]], metric: str, curve_of: Mapping[str, str]
+    results: Mapping[str, Result], sequence_of: Mapping[str, str], curve_of: Mapping[str, str]
 ) -> list[Difference]:
-    """Every pinned field that differs across `results` (by experiment id), then every codec field within a curve."""
-    differences = differing_fields({eid: pinned_conditions(r, metric) for eid, r in results.items()})
-    for curve in dict.fromkeys(curve_of.values()):
-        members = {eid: codec_conditions(r) for eid, r in results.items() if curve_of[eid] == curve}
-        differences += differing_fields(members, curve)
+    """Every field that differs within its scope, over `results` by experiment id."""
+    differences = differing_fields({eid: report_conditions(r) for eid, r in results.items()})
+    differences += differing_fields({eid: vmaf_conditions(r) for eid, r in results.items() if measured_vmaf(r)})
+    for scope, group_of, conditions_of in (
+        ("sequence", sequence_of, sequence_conditions),
+        ("curve", curve_of, codec_conditions),
+    ):
+        for group in dict.fromkeys(group_of.values()):
+            members = {eid: conditions_of(r) for eid, r in results.items() if group_of[eid] == group}
+            differences += differing_fields(members, f"{scope} '{group}'")
     return differences
 
 
-def differing_fields(conditions: Mapping[str, Mapping[str, Any]], curve: str | None = None) -> list[Difference]:
+def differing_fields(conditions: Mapping[str, Mapping[str, Any]], scope: str | None = None) -> list[Difference]:
     """The fields whose values are not all equal, each value listed with its ids in first-seen order."""
     fields = dict.fromkeys(field for values in conditions.values() for field in values)
     differences = []
@@ -82,7 +115,7 @@ def differing_fields(conditions: Mapping[str, Mapping[str, Any]], curve: str | N
             holders.setdefault(json.dumps(values.get(field), sort_keys=True), []).append(experiment_id)
         if len(holders) > 1:
             found = tuple((shown(json.loads(v)), tuple(ids)) for v, ids in holders.items())
-            differences.append(Difference(field, found, curve))
+            differences.append(Difference(field, found, scope))
     return differences
 
 

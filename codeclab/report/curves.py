@@ -1,7 +1,8 @@
-"""Rate-distortion curves: successful experiments grouped by codec settings, one point per rate.
+"""Rate-distortion curves: successful experiments grouped by sequence and codec settings, one point per rate.
 
 A curve is a codec with all its settings but the rate knob, labelled like
-`x264 keyint=1 preset=medium`; its points are sorted by bits per pixel.
+`x264 keyint=1 preset=medium`, on one sequence; its points are sorted by bits per pixel.
+Curves are never merged across sequences: the same label on two sequences is two curves.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from codeclab.experiments.result import Result
-from codeclab.report.bd import Curve
+from codeclab.report.bd import BDError, Curve
 from codeclab.report.runs import Experiment, ReportError
+from codeclab.report.sequences import SequenceId, sequence_of
 
 RATE_KNOBS = ("crf", "qp", "quality")
 # Threads change how fast a point is coded, not its curve; `codeclab list` leaves them out too.
@@ -34,8 +36,10 @@ class Metric:
 METRICS = {
     metric.key: metric
     for metric in (
+        Metric("psnr_y", "PSNR-Y", "dB", 2),
         Metric("psnr_yuv", "PSNR-YUV", "dB", 2),
         Metric("ms_ssim", "MS-SSIM", "", 4),
+        Metric("ssim", "SSIM", "", 4),
         Metric("vmaf", "VMAF", "", 2),
     )
 }
@@ -44,6 +48,7 @@ METRICS = {
 @dataclass(frozen=True)
 class Point:
     experiment: Experiment
+    sequence: SequenceId
     curve: str
     codec: str
     rate_params: str  # the rate knob's setting, e.g. "crf=23"
@@ -69,23 +74,25 @@ class Point:
 
     def quality(self, metric: str) -> float:
         value = self.metrics.get(metric)
-        if value is None:  # make_point refuses such points, so only a metric asked for later lands here
-            raise ReportError(f"{self.experiment_id} has no {metric} in its result.json")
+        if value is None:
+            raise BDError(f"{self.experiment_id} has no {metric} in its result.json")
         return float(value)
+
+    def named_by(self, experiment_id: str) -> bool:
+        """Whether the id is this point's, or its sweep's."""
+        return experiment_id in (self.experiment_id, self.experiment.requested_as)
 
 
 @dataclass(frozen=True)
 class RDCurve:
     label: str
     codec: str
+    sequence: SequenceId
     points: tuple[Point, ...]  # by rate
 
     def bd_curve(self, metric: str) -> Curve:
+        """The curve in `metric`; a point that did not measure it makes the figure n/a (BDError)."""
         return Curve(self.label, [p.bpp for p in self.points], [p.quality(metric) for p in self.points])
-
-    def includes(self, experiment_id: str) -> bool:
-        """Whether the id names one of its points, or a sweep that gave it a point."""
-        return any(experiment_id in (p.experiment_id, p.experiment.requested_as) for p in self.points)
 
 
 def codec_of(experiment: Experiment) -> Mapping[str, Any]:
@@ -107,50 +114,57 @@ def rate_params(codec: Mapping[str, Any]) -> str:
 def make_point(experiment: Experiment, metric: str) -> Point:
     """A successful experiment as a curve point; refuses one that lacks the rate or the metric."""
     codec = codec_of(experiment)
-    point = Point(experiment, curve_label(codec), codec.get("name", "?"), rate_params(codec))
+    if experiment.result is None:
+        raise ReportError(f"{experiment.experiment_id} has no result.json to plot")
+    sequence = sequence_of(experiment.result)
+    point = Point(experiment, sequence, curve_label(codec), codec.get("name", "?"), rate_params(codec))
     for needed in ("bpp", metric):
         if point.metrics.get(needed) is None:
-            hint = " (it ran with metrics.vmaf off); choose --metric psnr_yuv or ms_ssim" if needed == "vmaf" else ""
+            hint = " (it ran with metrics.vmaf off); choose another --metric" if needed == "vmaf" else ""
             raise ReportError(f"{experiment.experiment_id} has no {needed} in its result.json{hint}")
     return point
 
 
 def group_curves(points: Sequence[Point]) -> list[RDCurve]:
-    """One curve per label, in the order the labels first appear."""
-    by_label: dict[str, list[Point]] = {}
+    """One curve per sequence and label, by sequence, then in the order the labels first appear."""
+    labels = list(dict.fromkeys(p.curve for p in points))
+    by_key: dict[tuple[SequenceId, str], list[Point]] = {}
     for point in points:
-        by_label.setdefault(point.curve, []).append(point)
+        by_key.setdefault((point.sequence, point.curve), []).append(point)
     return [
-        RDCurve(label, members[0].codec, tuple(sorted(members, key=lambda p: p.bpp)))
-        for label, members in by_label.items()
+        RDCurve(label, members[0].codec, sequence, tuple(sorted(members, key=lambda p: p.bpp)))
+        for (sequence, label), members in sorted(
+            by_key.items(), key=lambda item: (item[0][0].sort_key, labels.index(item[0][1]))
+        )
     ]
 
 
-def choose_anchor(curves: Sequence[RDCurve], anchor: str | None, first_id: str) -> RDCurve:
-    """The curve --anchor names (a label, an experiment or sweep id, or a codec); by default the first id's."""
+def choose_anchor(points: Sequence[Point], anchor: str | None, first_id: str) -> str:
+    """The curve label --anchor names (a label, an experiment or sweep id, or a codec); by default the first id's."""
+    labels = list(dict.fromkeys(p.curve for p in points))
     if anchor is None:
-        return _first_curve_of(curves, first_id)
+        return _first_label_of(points, first_id)
     matches = (
-        [c for c in curves if c.label == anchor]
-        or [c for c in curves if c.includes(anchor)]
-        or [c for c in curves if c.codec == anchor]
+        [label for label in labels if label == anchor]
+        or list(dict.fromkeys(p.curve for p in points if p.named_by(anchor)))
+        or list(dict.fromkeys(p.curve for p in points if p.codec == anchor))
     )
     if len(matches) == 1:
         return matches[0]
-    labels = ", ".join(f"'{c.label}'" for c in matches or curves)
+    listed = ", ".join(f"'{label}'" for label in matches or labels)
     if not matches:
         raise ReportError(
-            f"--anchor {anchor} names none of the curves ({labels}); give an experiment or sweep id, a codec name, "
+            f"--anchor {anchor} names none of the curves ({listed}); give an experiment or sweep id, a codec name, "
             "or a curve's label"
         )
     raise ReportError(
-        f"--anchor {anchor} matches {len(matches)} curves: {labels}; give one of their experiment ids "
-        f"or the full label, e.g. --anchor '{matches[0].label}'"
+        f"--anchor {anchor} matches {len(matches)} curves: {listed}; give one of their experiment ids "
+        f"or the full label, e.g. --anchor '{matches[0]}'"
     )
 
 
-def _first_curve_of(curves: Sequence[RDCurve], first_id: str) -> RDCurve:
-    for curve in curves:
-        if curve.includes(first_id):
-            return curve
+def _first_label_of(points: Sequence[Point], first_id: str) -> str:
+    for point in points:
+        if point.named_by(first_id):
+            return point.curve
     raise ReportError(f"{first_id} has no SUCCEEDED point to anchor on; choose another curve with --anchor")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import html
 import json
 import re
 from pathlib import Path
@@ -156,6 +157,7 @@ def runs(tmp_path: Path) -> Path:
     return runs
 
 
+ONE_SEQUENCE = {"exp_a": "carphone", "exp_b": "carphone"}
 ALL = ["exp_sweep", *(f"exp_intra{i}" for i in range(4)), *(f"exp_jpeg{i}" for i in range(4))]
 
 
@@ -217,7 +219,7 @@ def test_points_group_into_curves_labelled_by_codec_settings_without_the_rate_kn
     intra = report.curves[1]
     assert [p.bpp for p in intra.points] == [0.1, 0.2, 0.4, 0.8]
     assert [p.rate_params for p in intra.points] == ["crf=20", "crf=21", "crf=22", "crf=23"]
-    assert report.anchor is report.curves[0]  # the first id's curve
+    assert report.anchor == "x264 preset=medium"  # the first id's curve
 
 
 @pytest.mark.parametrize(
@@ -230,7 +232,7 @@ def test_points_group_into_curves_labelled_by_codec_settings_without_the_rate_kn
     ],
 )
 def test_the_anchor_is_an_id_a_codec_or_a_label(runs: Path, anchor: str, label: str) -> None:
-    assert build_report(ALL, runs, "psnr_yuv", anchor, allow_mismatch=False).anchor.label == label
+    assert build_report(ALL, runs, "psnr_yuv", anchor, allow_mismatch=False).anchor == label
 
 
 def test_an_anchor_codec_with_several_curves_is_an_error_listing_them(runs: Path) -> None:
@@ -247,21 +249,30 @@ def test_an_anchor_that_names_nothing_is_an_error(runs: Path) -> None:
 
 def test_an_anchor_id_outside_the_ids_is_loaded_too(runs: Path) -> None:
     report = build_report(["exp_jpeg0", "exp_jpeg1", "exp_jpeg2", "exp_jpeg3"], runs, "psnr_yuv", "exp_sweep", False)
-    assert report.anchor.label == "x264 preset=medium"
+    assert report.anchor == "x264 preset=medium"
     assert [c.label for c in report.curves] == ["jpeg", "x264 preset=medium"]
 
 
 # -- BD table --------------------------------------------------------------------------------
-@pytest.mark.parametrize("metric", ["psnr_yuv", "ms_ssim", "vmaf"])
-def test_the_bd_table_is_bd_rate_and_bd_quality_of_the_same_points(runs: Path, metric: str) -> None:
-    report = build_report(ALL, runs, metric, None, allow_mismatch=False)
-    anchor = Curve("x264", [b for b, _ in X264], [result_json("x264", {}, b, q)["metrics"][metric] for b, q in X264])
-    for row, points in zip(report.bd[1:], (X264_INTRA, JPEG), strict=True):
-        test = Curve("t", [b for b, _ in points], [result_json("x264", {}, b, q)["metrics"][metric] for b, q in points])
-        assert row.bd_rate == pytest.approx(bd_rate(anchor, test), abs=1e-12)
-        assert row.bd_quality == pytest.approx(bd_quality(anchor, test), abs=1e-12)
-        assert row.note == ""
-    assert report.bd[0].note == "anchor"
+def test_the_bd_table_is_bd_rate_and_bd_quality_of_the_same_points_in_every_metric(runs: Path) -> None:
+    report = build_report(ALL, runs, "psnr_yuv", None, allow_mismatch=False)
+    assert [m.key for m in report.metrics] == ["psnr_y", "psnr_yuv", "ms_ssim", "ssim", "vmaf"]
+    assert {row.sequence for row in report.bd} == {"carphone"}  # one sequence: no averages
+
+    def curve(points: list, metric: str) -> Curve:
+        return Curve("c", [b for b, _ in points], [result_json("x264", {}, b, q)["metrics"][metric] for b, q in points])
+
+    for metric in ("psnr_yuv", "ms_ssim", "vmaf"):
+        for label, points in (("x264 keyint=1 preset=medium", X264_INTRA), ("jpeg", JPEG)):
+            (row,) = [r for r in report.bd if r.curve == label and r.metric.key == metric]
+            assert row.bd_rate.value == pytest.approx(bd_rate(curve(X264, metric), curve(points, metric)), abs=1e-12)
+    (row,) = [r for r in report.bd if r.curve == "x264 keyint=1 preset=medium" and r.metric.key == "psnr_yuv"]
+    assert row.bd_quality.value == pytest.approx(bd_quality(curve(X264, "psnr_yuv"), curve(X264_INTRA, "psnr_yuv")))
+    assert row.note == ""
+    (ssim,) = [r for r in report.bd if r.curve == "jpeg" and r.metric.key == "ssim"]
+    assert ssim.note == "n/a: c: two rate points coincide; each point must differ in rate and quality".replace(
+        "c:", "x264 preset=medium:"
+    )  # every synthetic point has SSIM 0.9
 
 
 def test_bd_csv_and_json_carry_the_same_figures(runs: Path) -> None:
@@ -270,13 +281,13 @@ def test_bd_csv_and_json_carry_the_same_figures(runs: Path) -> None:
     folder = runs / "reports" / "exp_sweep"
     rows = list(csv.DictReader((folder / "bd.csv").open()))
     document = json.loads((folder / "report.json").read_text())
-    assert [r["curve"] for r in rows] == ["x264 preset=medium", "x264 keyint=1 preset=medium", "jpeg"]
-    assert rows[0]["bd_rate_percent"] == "anchor" and rows[0]["note"] == "anchor"
-    for row, entry in zip(rows[1:], document["bd"][1:], strict=True):
-        assert float(row["bd_rate_percent"]) == entry["bd_rate_percent"]
-        assert float(row["bd_psnr_yuv_db"]) == entry["bd_quality"]
-    intra_rate = document["bd"][1]["bd_rate_percent"]
-    assert f"{intra_rate:+.2f}" in out.output  # the terminal table shows the same figure
+    assert {r["curve"] for r in rows} == {"x264 keyint=1 preset=medium", "jpeg"}  # the anchor has no rows
+    assert {r["anchor"] for r in rows} == {"x264 preset=medium"}
+    for row, entry in zip(rows, document["bd"], strict=True):
+        assert row["bd_rate_percent"] == ("n/a" if entry["bd_rate_percent"] is None else str(entry["bd_rate_percent"]))
+        assert row["bd_quality"] == ("n/a" if entry["bd_quality"] is None else str(entry["bd_quality"]))
+    intra = next(e for e in document["bd"] if e["curve"].startswith("x264") and e["metric"] == "psnr_yuv")
+    assert f"{intra['bd_rate_percent']:+.2f}" in out.output  # the terminal table shows the same figure
 
 
 def test_fewer_than_four_points_is_n_a_with_the_reason_never_nan(runs: Path) -> None:
@@ -285,11 +296,11 @@ def test_fewer_than_four_points_is_n_a_with_the_reason_never_nan(runs: Path) -> 
     assert out.exit_code == 0, out.output
     folder = runs / "reports" / "exp_sweep"
     document = json.loads((folder / "report.json").read_text(), parse_constant=pytest.fail)  # NaN would fail
-    short = document["bd"][-1]
+    short = next(e for e in document["bd"] if e["curve"] == "x264 preset=slow" and e["metric"] == "psnr_yuv")
     assert short["bd_rate_percent"] is None and short["bd_quality"] is None
     assert short["note"] == "n/a: x264 preset=slow: 3 rate points; a BD figure needs at least 4"
     row = list(csv.DictReader((folder / "bd.csv").open()))[-1]
-    assert (row["bd_rate_percent"], row["bd_psnr_yuv_db"]) == ("n/a", "n/a")
+    assert (row["bd_rate_percent"], row["bd_quality"]) == ("n/a", "n/a")
     assert "nan" not in (folder / "bd.csv").read_text().lower()
     assert "3 rate points; a BD figure needs at least 4" in out.output
 
@@ -301,7 +312,7 @@ def test_differing_conditions_are_refused_with_exit_2_naming_field_and_ids(tmp_p
     write_experiment(runs, "exp_b", result_json("x264", {"crf": 28}, 0.05, 32.0, **{"conditions.source.frames": 16}))
     out = report_cli(runs, "exp_a", "exp_b")
     assert out.exit_code == 2
-    assert "source.frames: 32 (exp_a) vs 16 (exp_b)" in out.output
+    assert "source.frames within sequence 'carphone': 32 (exp_a) vs 16 (exp_b)" in out.output
     assert "--allow-mismatch" in out.output
     assert not (runs / "reports").exists()
 
@@ -309,8 +320,11 @@ def test_differing_conditions_are_refused_with_exit_2_naming_field_and_ids(tmp_p
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"conditions.source.sha256": "0" * 64}, "source.sha256"),
-        ({"conditions.source.size": [352, 288]}, "source.size: [176, 144] (exp_a) vs [352, 288] (exp_b)"),
+        ({"conditions.source.sha256": "0" * 64}, "source.sha256 within sequence 'carphone'"),
+        (
+            {"conditions.source.size": [352, 288]},
+            "source.size within sequence 'carphone': [176, 144] (exp_a) vs [352, 288] (exp_b)",
+        ),
         ({"conditions.metrics.psnr_yuv": "(4*Y+U+V)/6"}, "metrics.psnr_yuv"),
         ({"conditions.rate": "bits in the container"}, "rate"),
         ({"environment.ffmpeg.ffmpeg": "n7.1"}, "environment.ffmpeg"),
@@ -321,16 +335,19 @@ def test_differing_conditions_are_refused_with_exit_2_naming_field_and_ids(tmp_p
 )
 def test_each_pinned_field_is_compared(change: dict[str, Any], field: str) -> None:
     results = {"exp_a": result_json("x264", {}, 0.1, 35.0), "exp_b": result_json("x264", {}, 0.2, 38.0, **change)}
-    differences = condition_differences(results, "psnr_yuv", {"exp_a": "x264", "exp_b": "x264"})
+    differences = condition_differences(results, ONE_SEQUENCE, {"exp_a": "x264", "exp_b": "x264"})
     assert len(differences) == 1 and str(differences[0]).startswith(field)
 
 
-def test_vmaf_definitions_are_pinned_only_when_vmaf_is_the_metric() -> None:
+def test_vmaf_definitions_are_pinned_among_the_points_that_measured_vmaf() -> None:
     changed = result_json("x264", {}, 0.2, 38.0, **{"conditions.metrics.vmaf_version": "libvmaf 3.0.0"})
-    results = {"exp_a": result_json("x264", {}, 0.1, 35.0), "exp_b": changed}
-    curves = {"exp_a": "x264", "exp_b": "x264"}
-    assert condition_differences(results, "psnr_yuv", curves) == []
-    assert [d.field for d in condition_differences(results, "vmaf", curves)] == ["metrics.vmaf_version"]
+    off = result_json("x264", {}, 0.4, 41.0, **{"metrics.vmaf": None, "conditions.metrics.vmaf": "not measured"})
+    curves = {"exp_a": "x264", "exp_b": "x264", "exp_c": "x264"}
+    sequences = dict.fromkeys(curves, "carphone")
+    measured = {"exp_a": result_json("x264", {}, 0.1, 35.0), "exp_b": changed}
+    assert [d.field for d in condition_differences(measured, sequences, curves)] == ["metrics.vmaf_version"]
+    with_off = {"exp_a": measured["exp_a"], "exp_c": off}
+    assert condition_differences(with_off, sequences, curves) == []
 
 
 def test_codec_implementation_must_agree_within_a_curve_not_across_curves() -> None:
@@ -341,9 +358,10 @@ def test_codec_implementation_must_agree_within_a_curve_not_across_curves() -> N
         "exp_j2": result_json("jpeg", {}, 1.2, 37.0, **other_build),
     }
     two_codecs = {"exp_x": results["exp_x"], "exp_j1": results["exp_j1"]}
-    across = condition_differences(two_codecs, "psnr_yuv", {"exp_x": "x264", "exp_j1": "jpeg"})
+    sequences = dict.fromkeys(results, "carphone")
+    across = condition_differences(two_codecs, sequences, {"exp_x": "x264", "exp_j1": "jpeg"})
     assert across == []  # x264 and jpeg differ in implementation and colour conversion: that is the comparison
-    (within,) = condition_differences(results, "psnr_yuv", {"exp_x": "x264", "exp_j1": "jpeg", "exp_j2": "jpeg"})
+    (within,) = condition_differences(results, sequences, {"exp_x": "x264", "exp_j1": "jpeg", "exp_j2": "jpeg"})
     assert str(within) == (
         "codec.implementation within curve 'jpeg': libjpeg-turbo 3.1.2 via OpenCV 5.0.0 (exp_j1) "
         "vs libjpeg 9f via Pillow (exp_j2)"
@@ -362,14 +380,17 @@ def test_allow_mismatch_reports_and_stamps_terminal_json_and_html(tmp_path: Path
     ids = [f"exp_a{i}" for i in range(4)] + [f"exp_b{i}" for i in range(4)]
     out = report_cli(runs, *ids, "--allow-mismatch", "--out", str(tmp_path / "out"))
     assert out.exit_code == 0, out.output
-    expected = "source.frames: 32 (exp_a0, exp_a1, exp_a2, exp_a3) vs 16 (exp_b0, exp_b1, exp_b2, exp_b3)"
+    expected = (
+        "source.frames within sequence 'carphone': 32 (exp_a0, exp_a1, exp_a2, exp_a3) "
+        "vs 16 (exp_b0, exp_b1, exp_b2, exp_b3)"
+    )
     assert f"CONDITIONS DIFFER: {expected}" in out.output
     document = json.loads((tmp_path / "out" / "report.json").read_text())
     assert document["mismatch"]["stamp"] == f"CONDITIONS DIFFER: {expected}"
     assert document["mismatch"]["differences"][0]["values"][1] == {"value": "16", "experiments": ids[4:]}
     assert "source.frames" not in document["conditions"]  # only what every point shares
     page = (tmp_path / "out" / "rd.html").read_text()
-    assert 'class="stamp"' in page and "CONDITIONS DIFFER:" in page and expected in page
+    assert 'class="stamp"' in page and "CONDITIONS DIFFER:" in page and html.escape(expected) in page
 
 
 def test_without_a_mismatch_nothing_is_stamped(runs: Path) -> None:
@@ -385,7 +406,7 @@ def test_vmaf_without_scores_names_the_experiment_and_another_metric(tmp_path: P
     write_experiment(runs, "exp_a", result_json("x264", {"crf": 23}, 0.1, 35.0, **{"metrics.vmaf": None}))
     out = report_cli(runs, "exp_a", "--metric", "vmaf")
     assert out.exit_code == 2
-    assert "exp_a has no vmaf in its result.json (it ran with metrics.vmaf off); choose --metric psnr_yuv" in out.output
+    assert "exp_a has no vmaf in its result.json (it ran with metrics.vmaf off); choose another --metric" in out.output
 
 
 # -- outputs and the command ------------------------------------------------------------------
