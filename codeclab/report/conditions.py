@@ -1,10 +1,11 @@
 """Pinned test conditions: what must be equal for two rate-distortion numbers to be comparable.
 
-Each condition has a scope. Across every point of a report: the definitions of the metrics
-(VMAF's among the points that measured it), the definition of the rate, and the ffmpeg,
-codeclab, numpy and OpenCV that measured them. Within one sequence: the source (clip, file
-hash, frame range, crop, size, scaling, frame rate, pixel format and bit depth, colour
-handling, class), because each sequence of a test set is its own clip. Within one curve,
+Each condition has a scope. Across every point of a report measured at one bit depth: the
+definitions of the metrics (VMAF's among the points that measured it), the definition of the
+rate (both name the bit depth), and the ffmpeg, codeclab, numpy and OpenCV that measured them.
+Within one sequence: the source (clip, file hash, frame range, crop, size, scaling, frame rate,
+pixel format and bit depth, colour handling, class), because each sequence of a test set is its
+own clip. Within one curve,
 across sequences: the codec's implementation and its own colour conversion, because a codec
 that converts to RGB internally is part of that codec, not of the test.
 """
@@ -85,6 +86,11 @@ def all_conditions(result: Result) -> dict[str, Any]:
     }
 
 
+def bit_depth(result: Result) -> int:
+    """The bit depth a point was measured at; results written before 10-bit support were all 8-bit."""
+    return result["conditions"]["source"].get("bit_depth", 8)
+
+
 def measured_vmaf(result: Result) -> bool:
     return result["metrics"].get("vmaf") is not None
 
@@ -93,8 +99,15 @@ def condition_differences(
     results: Mapping[str, Result], sequence_of: Mapping[str, str], curve_of: Mapping[str, str]
 ) -> list[Difference]:
     """Every field that differs within its scope, over `results` by experiment id."""
-    differences = differing_fields({eid: report_conditions(r) for eid, r in results.items()})
-    differences += differing_fields({eid: vmaf_conditions(r) for eid, r in results.items() if measured_vmaf(r)})
+    differences: list[Difference] = []
+    depths = {eid: bit_depth(r) for eid, r in results.items()}
+    for depth in dict.fromkeys(depths.values()):
+        # The metrics' and the rate's definitions name the bit depth: 8- and 10-bit sequences share a report.
+        within = f"{depth}-bit sequences" if len(set(depths.values())) > 1 else None
+        same_depth = {eid: r for eid, r in results.items() if depths[eid] == depth}
+        differences += differing_fields({eid: report_conditions(r) for eid, r in same_depth.items()}, within)
+        measured = {eid: vmaf_conditions(r) for eid, r in same_depth.items() if measured_vmaf(r)}
+        differences += differing_fields(measured, within)
     for scope, group_of, conditions_of in (
         ("sequence", sequence_of, sequence_conditions),
         ("curve", curve_of, codec_conditions),

@@ -7,11 +7,10 @@ and they have no class.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from codeclab.experiments.result import Result
+from codeclab.experiments.test_sets import sequence_name
 
 AVERAGE = "average"
 CLASS_PREFIX = "class:"  # a class average's row, e.g. class:B
@@ -33,14 +32,5 @@ class SequenceId:
 
 
 def sequence_of(result: Result) -> SequenceId:
-    source: Mapping[str, object] = result["conditions"]["source"]
-    name, class_name = source.get("sequence"), source.get("class")
-    return SequenceId(
-        name if isinstance(name, str) and name else clip_stem(str(source.get("clip") or "?")),
-        class_name if isinstance(class_name, str) and class_name else None,
-    )
-
-
-def clip_stem(clip: str) -> str:
-    """The clip's file name without its extension, whatever scheme names it."""
-    return PurePosixPath(clip.removeprefix("builtin:")).stem or clip
+    source = result["conditions"]["source"]
+    return SequenceId(source.get("sequence") or sequence_name(source["clip"]), source.get("class") or None)

@@ -74,7 +74,7 @@ def result(sequence: str, codec: str, crf: int, bpp: float, psnr_y: float, clip:
     }  # fmt: skip
     conditions: Conditions = {
         # the shared contract's fields, recorded by the worker
-        "source": {**source, "sequence": sequence, "class": class_name, "bit_depth": 8},  # type: ignore[typeddict-item]
+        "source": {**source, "sequence": sequence, "class": class_name, "bit_depth": 8},
         "codec": {"codec": codec, "implementation": f"lib{codec} in ffmpeg n9.0.2", "params": spec["codec"]["params"]},
         "metrics": {name: f"the {name} definition" for name in ("psnr", "psnr_yuv", "ssim", "ms_ssim", "vmaf")},
         "rate": "bitstream bytes on disk; bpp = 8*bytes/(width*height*frames)",
@@ -349,6 +349,17 @@ def test_another_clip_is_another_sequence_but_another_ffmpeg_is_still_a_mismatch
     said = " ".join(out.output.split())  # the terminal wraps long lines
     assert "environment.ffmpeg: n9.0.2-17-g2a571b6068-20260930 (exp_x264set_BQMall_22," in said
     assert "vs n7.1 (exp_newer_22, exp_newer_27, exp_newer_32, exp_newer_37)" in said
+
+
+def test_a_10bit_sequence_beside_8bit_ones_pins_its_definitions_among_10bit_points(runs: Path) -> None:
+    ten_bit = {"conditions.source.bit_depth": 10, "conditions.metrics": {"psnr": "10*log10(1023^2/MSE)"}}
+    rerun(runs, "exp_tenbit", "Vidyo", list(RATES), **ten_bit)
+    out = report(runs, *SWEEPS.values(), "exp_tenbit")
+    assert out.exit_code == 0 and "CONDITIONS DIFFER" not in out.output, out.output
+    rerun(runs, "exp_tenbit_other", "Kimono", list(RATES), **{**ten_bit, "conditions.rate": "another rate"})
+    out = report(runs, *SWEEPS.values(), "exp_tenbit", "exp_tenbit_other")
+    said = " ".join(out.output.split())
+    assert out.exit_code == 2 and "rate within 10-bit sequences:" in said and "(exp_tenbit_other_22," in said
 
 
 def test_one_sequence_name_on_two_clips_is_a_mismatch_within_the_sequence(runs: Path) -> None:
