@@ -40,9 +40,12 @@ def summary_table(records: Sequence[Mapping[str, Any]], title: str | None = None
     """One row per experiment record (or a sweep's summary of a point): status, codec settings, rate and quality,
     speed, error type. Read defensively, field by field: a row may be any of those shapes."""
     table = Table(title=title)
+    sequences = [((r.get("spec") or {}).get("source") or {}).get("sequence") for r in records]
+    by_sequence = any(sequences)  # a test set's points: say which sequence each one coded
     columns = (
         "experiment",
         "status",
+        *(["sequence"] if by_sequence else []),
         "codec",
         "params",
         "bytes",
@@ -58,9 +61,9 @@ def summary_table(records: Sequence[Mapping[str, Any]], title: str | None = None
         table.add_column(
             column,
             no_wrap=True,
-            justify="left" if column in {"experiment", "status", "codec", "params", "error"} else "right",
+            justify="left" if column in {"experiment", "status", "sequence", "codec", "params", "error"} else "right",
         )
-    for record in records:
+    for record, sequence in zip(records, sequences, strict=True):
         result = record.get("result") or {}
         m = result.get("metrics") or {}
         codec = (record.get("spec") or {}).get("codec", {})
@@ -73,7 +76,10 @@ def summary_table(records: Sequence[Mapping[str, Any]], title: str | None = None
         ]
         size = str((result.get("bitstream") or {}).get("bytes", "-"))
         error = (record.get("error") or {}).get("type", "")
-        table.add_row(record["experiment_id"], record["status"], codec.get("name", ""), params, size, *numbers, error)
+        named = [sequence or ""] if by_sequence else []
+        table.add_row(
+            record["experiment_id"], record["status"], *named, codec.get("name", ""), params, size, *numbers, error
+        )
     return table
 
 
