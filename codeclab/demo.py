@@ -1,9 +1,10 @@
-"""`make demo`: a small RD sweep on carphone through the local workflow, then its BD-rate report.
+"""`make demo`: a small test-set evaluation through the local workflow, then its BD-rate table.
 
 The sweep (codeclab/demo-sweep.json, package data) runs x264 at four CRFs and the built-in
-learned codec at its four qualities. It goes through the synthesized state machine on the local
-emulator: CreateRecord, a Map with one Batch job (the worker as a local process) per point, and
-AggregateSweep. `codeclab report` then draws the RD curves and computes BD-rates against x264.
+learned codec at its four qualities on each sequence of builtin:mini (3 sequences, 2 classes).
+It goes through the synthesized state machine on the local emulator: CreateRecord, one Batch
+job (the worker as a local process) per point, and AggregateSweep. `codeclab report` then draws
+the RD curves per sequence and computes BD-rates against x264: per sequence, per class, on average.
 """
 
 from __future__ import annotations
