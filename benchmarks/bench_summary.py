@@ -29,7 +29,9 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 RUN_ID_ENV = "CODECLAB_BENCH_RUN_ID"
 # The order of the summary's sections, and the file each one reads (<name>.json).
-BENCHES = ("bench_workflow", "bench_worker", "bench_rd", "bench_cold_import", "bench_load", "bench_sandbox")
+BENCHES = (
+    "bench_workflow", "bench_worker", "bench_rd", "bench_cold_import", "bench_load", "bench_sandbox", "bench_cost",
+)  # fmt: skip
 # Between the per-clip parts of one value; the terminal table breaks the line there instead.
 PART_SEPARATOR = " · "
 
@@ -332,6 +334,22 @@ def sandbox_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def cost_rows(data: dict[str, Any]) -> list[Row]:
+    cond = data["conditions"]
+    per_frame = PART_SEPARATOR.join(f"{codec}: {m['per_frame_s']:.3f} s" for codec, m in data["measured"].items())
+    prices = cond["prices_usd_per_hour"]
+    return [
+        Row("cost", "Worker time per frame, 1280x720", per_frame, cond["measured_on"]),
+        Row(
+            "cost",
+            "A test-set evaluation on AWS Batch (on paper)",
+            f"{data['instance_hours']:.0f} instance-hours, ${data['cost_on_demand_usd']:.0f} on-demand, "
+            f"${data['cost_spot_usd']:.0f} Spot, {data['wall_hours']:.1f} h",
+            f"{cond['scenario']}; {cond['scaling']}; {cond['instances']} instances; prices {prices}",
+        ),
+    ]
+
+
 def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     return [
         *workflow_rows(results["bench_workflow"]),
@@ -341,6 +359,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
         *cold_import_rows(results["bench_cold_import"]),
         *load_rows(results["bench_load"]),
         *sandbox_rows(results["bench_sandbox"]),
+        *cost_rows(results["bench_cost"]),
     ]
 
 

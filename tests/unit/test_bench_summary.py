@@ -98,6 +98,20 @@ def fake_results() -> dict[str, dict[str, Any]]:
             "startup": {"numpy": {"sandboxed_s": 0.2, "plain_process_s": 0.1, "ratio": 2.0}},
             "pid_channel": {"bits": 12, "tries": 10, "exact": 10},
         },
+        "bench_cost": {
+            "conditions": {
+                "measured_on": "builtin:bbb 1280x720",
+                "scenario": "15 sequences",
+                "scaling": "x 2.25",
+                "instances": 20,
+                "prices_usd_per_hour": {"g6.xlarge on-demand": 0.8},
+            },
+            "measured": {"x264": {"per_frame_s": 0.25}},
+            "instance_hours": 40.0,
+            "cost_on_demand_usd": 32.0,
+            "cost_spot_usd": 13.0,
+            "wall_hours": 2.0,
+        },
     }
 
 
@@ -174,7 +188,8 @@ def test_main_writes_a_markdown_table(tmp_path: Path):
     assert RUN in lines[0] and "Test CPU, 2 cores" in lines[0]
     assert lines[2] == "| figure | value | conditions / how measured |"
     table = [line for line in lines if line.startswith("| ")]
-    assert len(table) == 1 + 2 + 3 + 1 + 1 + 1 + 1 + 2  # header, workflow, metrics, x264, learned, cold, load, sandbox
+    assert len(table) == 1 + 2 + 3 + 1 + 1 + 1 + 1 + 2 + 2  # header, workflow, metrics, x264, learned, cold, load,
+    # sandbox, cost
     assert "ffmpeg n9 \\| test" in out.read_text()  # a | inside a cell must not split it
 
 
