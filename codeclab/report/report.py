@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from rich.console import Console
 from rich.table import Table
@@ -64,10 +64,26 @@ NUMBER_COLUMNS = (  # result.json's metric, its heading in the tables, decimals 
 )  # fmt: skip
 NUMBERS = tuple(key for key, _, _ in NUMBER_COLUMNS)
 POINT_FIELDS = ("sequence", "class", "curve", "params", *NUMBERS, "status", "experiment_id", "requested_as")
-BD_FIELDS = (
-    "sequence", "class", "curve", "anchor", "metric", "points", "bd_rate_percent", "bd_quality", "quality_unit",
-    "bd_rate_sequences", "bd_quality_sequences", "note",
-)  # fmt: skip
+# One row of bd.csv and of report.json's "bd": a figure is a number, or None (n/a) with the reason in the note.
+# The call form, because one column is named `class`; its order is bd.csv's.
+BdRecord = TypedDict(
+    "BdRecord",
+    {
+        "sequence": str,  # a sequence's name, "average" or "class:<name>"
+        "class": str | None,
+        "curve": str,
+        "anchor": str,
+        "metric": str,
+        "points": int | None,
+        "bd_rate_percent": float | None,
+        "bd_quality": float | None,
+        "quality_unit": str,
+        "bd_rate_sequences": int,
+        "bd_quality_sequences": int,
+        "note": str,
+    },
+)
+BD_FIELDS = tuple(BdRecord.__annotations__)
 NOT_AVAILABLE = "n/a"
 
 
@@ -318,7 +334,7 @@ def write_report(report: Report, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("report.csv", "bd.csv", "report.json", "rd.png", "rd.html")}
     _write_csv(paths["report.csv"], list(POINT_FIELDS), [[r[f] for f in POINT_FIELDS] for r in point_records(report)])
-    _write_csv(paths["bd.csv"], list(BD_FIELDS), [[r[f] for f in BD_FIELDS] for r in bd_records(report)])
+    _write_csv(paths["bd.csv"], list(BD_FIELDS), [[r.get(f) for f in BD_FIELDS] for r in bd_records(report)])
     paths["report.json"].write_text(json.dumps(report_json(report), indent=2) + "\n")
     plot = Plot(
         curves=report.curves,
@@ -340,7 +356,7 @@ def write_report(report: Report, out: Path) -> dict[str, Path]:
     return paths
 
 
-def bd_records(report: Report) -> list[dict[str, Any]]:
+def bd_records(report: Report) -> list[BdRecord]:
     """bd.csv's and report.json's rows: a BD figure is a number, or n/a with the reason in the note."""
     return [
         {
