@@ -213,6 +213,29 @@ def _definition_validator(definition: str) -> Draft202012Validator:
     )
 
 
+def check_source(value: object, origin: str = "spec") -> SourceSpec:
+    """A checked copy of one source with its defaults: a sweep checks each of its clips once this way."""
+    source: SourceSpec = _check_part(value, "source", "$.source", origin)
+    return source
+
+
+def check_codec(value: object, origin: str = "spec") -> CodecSpec:
+    """A checked copy of one codec entry with its params resolved: a sweep checks each of its settings once."""
+    codec: CodecSpec = _check_part(value, "codec", "$.codec", origin)
+    codec["params"] = resolve_codec_params(codec["name"], codec.get("params", {}))
+    return codec
+
+
+def _check_part(value: object, definition: str, path: str, origin: str) -> Any:
+    """A checked, default-filled copy of one of the schema's $defs, its problems named at `path`."""
+    errors = sorted(_definition_validator(definition).iter_errors(value), key=lambda e: e.json_path)
+    if errors:
+        raise SpecError([_problem(e, prefix=path) for e in errors], origin)
+    filled = copy.deepcopy(value)
+    _fill(filled, load_schema()["$defs"][definition])
+    return filled
+
+
 def _problem(error: ValidationError, prefix: str = "$") -> SpecProblem:
     parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path]
     path = shortened(prefix + "".join(parts))

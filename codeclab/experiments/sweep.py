@@ -10,7 +10,9 @@ from __future__ import annotations
 import copy
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 from codeclab.experiments.ids import experiment_id_for
 from codeclab.experiments.schema import (
@@ -20,9 +22,11 @@ from codeclab.experiments.schema import (
     SpecDocument,
     SpecError,
     SpecProblem,
-    check_document,
+    check_codec,
+    check_source,
 )
 
+Part = TypeVar("Part", SourceSpec, CodecSpec)
 MAX_POINTS = 256
 NAME_LIMIT = 128  # the schema's limit on $.name
 # Locally the points share one machine; on AWS, Batch spreads them over the compute environment.
@@ -51,37 +55,88 @@ def is_sweep(document: SpecDocument) -> bool:
     return "sweep" in document or "test_set" in document["source"]
 
 
+@dataclass(frozen=True)
+class _Setting:
+    """One codec entry with one combination of the grid: what a point codes its clip with."""
+
+    where: str  # the sweep field that made it, for problems
+    entry: CodecSpec
+    label: str  # the codec and the settings that tell it apart, e.g. "x264 crf=23"
+
+
 def expand_sweep(document: SpecDocument, clips: tuple[SourceSpec, ...], origin: str = "spec") -> tuple[SweepPoint, ...]:
-    """Every point of a checked sweep document over its resolved clips, in order: clip, codec entry, grid."""
-    sweep = document.get("sweep", {})
-    grid = {key: values for key, values in sweep.items() if key not in _CONTROL_KEYS}
-    codecs: list[CodecSpec] = sweep.get("codecs") or [document["codec"]]
-    combinations = list(itertools.product(*grid.values())) or [()]
-    count = len(clips) * len(codecs) * len(combinations)
+    """Every point of a checked sweep document over its resolved clips, in order: clip, codec entry, grid.
+
+    A point is the document with one clip and one setting. Each clip and each setting is checked once,
+    so 10,000 points cost as many checks as clips plus settings, not one whole-document check each.
+    """
+    settings = _settings(document, origin)
+    count = len(clips) * len(settings)
     if count > MAX_POINTS:
         problem = SpecProblem("$.sweep", f"{count} points; a sweep may have at most {MAX_POINTS}, split it up")
         raise SpecError([problem], origin)
-    _refuse_source_fields_in_grid(grid, origin)
-    points: list[SweepPoint] = []
+    named = "test_set" in document["source"]
+    labels = [f"{c['sequence']} {s.label}" if named else s.label for c in clips for s in settings]
     problems: dict[tuple[str, str], list[str]] = {}  # one line per distinct problem, however many points share it
-    for source in clips:
-        prefix = [source["sequence"]] if "test_set" in document["source"] else []
-        for codec_index, codec in enumerate(codecs):
-            distinct = _distinguishing_params(codec, codecs)
-            for values in combinations:
-                overrides = dict(zip(grid, values, strict=True))
-                settings = (f"{k}={v}" for k, v in {**distinct, **overrides}.items())
-                label = " ".join([*prefix, codec["name"], *settings])
-                index = len(points) + sum(map(len, problems.values()))
-                try:
-                    points.append(_point(document, source, codec, overrides, index, label, origin))
-                except SpecError as exc:
-                    where = f"$.sweep.codecs[{codec_index}]" if "codecs" in sweep else "$.sweep"
-                    for problem in exc.problems:
-                        problems.setdefault((where, str(problem)), []).append(f"point {index} ({label})")
+
+    def checked(check: Callable[[object, str], Part], part: object, where: str, indices: range) -> Part | None:
+        try:
+            return check(part, origin)
+        except SpecError as exc:
+            for problem in exc.problems:
+                problems.setdefault((where, str(problem)), []).extend(f"point {i} ({labels[i]})" for i in indices)
+            return None
+
+    width = len(settings)
+    sources = [checked(check_source, c, "$.source.test_set", range(i * width, (i + 1) * width))
+               for i, c in enumerate(clips)]  # fmt: skip
+    entries = [checked(check_codec, s.entry, s.where, range(j, count, width)) for j, s in enumerate(settings)]
     if problems:
-        raise SpecError([_shared_problem(where, text, at) for (where, text), at in problems.items()], origin)
-    return tuple(points)
+        ordered = sorted(problems.items(), key=lambda item: int(item[1][0].split()[1]))
+        raise SpecError([_shared_problem(where, text, at) for (where, text), at in ordered], origin)
+    # What every point shares; not the set's own source, which a 10,000-clip set would copy into every point.
+    single = cast(SpecDocument, {k: v for k, v in document.items() if k not in {"sweep", "source", "codec"}})
+    return tuple(
+        _point(single, cast(SourceSpec, sources[i // width]), cast(CodecSpec, entries[i % width]), i, labels[i])
+        for i in range(count)
+    )
+
+
+def _settings(document: SpecDocument, origin: str) -> list[_Setting]:
+    """Every codec entry crossed with the grid's combinations, in order, with the label that tells each apart."""
+    sweep = document.get("sweep", {})
+    grid = {key: values for key, values in sweep.items() if key not in _CONTROL_KEYS}
+    _refuse_source_fields_in_grid(grid, origin)
+    codecs: list[CodecSpec] = sweep.get("codecs") or [document["codec"]]
+    settings = []
+    for codec_index, codec in enumerate(codecs):
+        distinct = _distinguishing_params(codec, codecs)
+        for values in itertools.product(*grid.values()):
+            overrides = dict(zip(grid, values, strict=True))
+            label = " ".join([codec["name"], *(f"{k}={v}" for k, v in {**distinct, **overrides}.items())])
+            where = f"$.sweep.codecs[{codec_index}]" if "codecs" in sweep else "$.sweep"
+            settings.append(_Setting(where, _with_overrides(codec, overrides), label))
+    return settings
+
+
+def _with_overrides(codec: CodecSpec, overrides: CodecParams) -> CodecSpec:
+    entry = copy.deepcopy(codec)
+    params = {**entry.get("params", {}), **overrides}
+    # A swept rate knob replaces the other one: crf in the grid must not clash with a default qp.
+    for knob in ("crf", "qp"):
+        if knob in overrides:
+            params.pop("qp" if knob == "crf" else "crf", None)
+    entry["params"] = params
+    return entry
+
+
+def _point(single: SpecDocument, source: SourceSpec, codec: CodecSpec, index: int, label: str) -> SweepPoint:
+    """One point, assembled from checked parts: its name is ours and always matches the schema's pattern."""
+    document = copy.deepcopy(single)
+    document["source"], document["codec"] = copy.deepcopy(source), copy.deepcopy(codec)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", label)
+    document["name"] = f"{single['name']}.p{index}-{slug}"[:NAME_LIMIT]
+    return SweepPoint(index, label, document)
 
 
 def _refuse_source_fields_in_grid(grid: dict[str, list[object]], origin: str) -> None:
@@ -98,29 +153,6 @@ def _shared_problem(where: str, text: str, points: list[str]) -> SpecProblem:
     if len(points) == 1:
         return SpecProblem(where, f"{points[0]}: {text}")
     return SpecProblem(where, f"{len(points)} points ({points[0]}, ...): {text}")
-
-
-def _point(
-    document: SpecDocument,
-    source: SourceSpec,
-    codec: CodecSpec,
-    overrides: CodecParams,
-    index: int,
-    label: str,
-    origin: str,
-) -> SweepPoint:
-    entry = copy.deepcopy(codec)
-    params = {**entry.get("params", {}), **overrides}
-    if overrides:
-        # A swept rate knob replaces the other one: crf in the grid must not clash with a default qp.
-        for knob in ("crf", "qp"):
-            if knob in overrides:
-                params.pop("qp" if knob == "crf" else "crf", None)
-    entry["params"] = params
-    single = {k: copy.deepcopy(v) for k, v in document.items() if k != "sweep"}
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", label)
-    single.update(source=copy.deepcopy(source), codec=entry, name=f"{document['name']}.p{index}-{slug}"[:NAME_LIMIT])
-    return SweepPoint(index, label, check_document(single, origin=f"{origin} point {index}"))
 
 
 def _distinguishing_params(codec: CodecSpec, codecs: list[CodecSpec]) -> CodecParams:

@@ -10,6 +10,7 @@ import pytest
 from moto import mock_aws
 
 from codeclab.experiments import SpecError, validate_spec
+from codeclab.experiments.schema import check_document
 from codeclab.experiments.sweep import MAX_POINTS
 from codeclab.experiments.test_sets import FileCatalog
 
@@ -168,3 +169,17 @@ def problems_with(value: dict, catalog: FileCatalog) -> list[str]:
     with pytest.raises(SpecError) as raised:
         validate_spec(value, catalog=catalog)
     return [str(p) for p in raised.value.problems]
+
+
+def test_a_point_assembled_from_checked_parts_is_what_a_whole_document_check_gives() -> None:
+    sweep = {"codecs": [{"name": "x264", "params": {"preset": "fast"}}, {"name": "x265"}], "crf": [20, 30]}
+    checked = validate_spec(spec({"test_set": "builtin:mini", "frames": 2}, sweep=sweep))
+    assert len(checked.points) == 12 and all(check_document(p.spec) == p.spec for p in checked.points)
+
+
+def test_a_clip_the_sets_own_fields_do_not_fit_is_named_with_its_points() -> None:
+    (found,) = problems(
+        spec({"test_set": ["a.y4m", "b_64x32.yuv"], "width": 64, "height": 32}, sweep={"crf": [20, 30]})
+    )
+    assert found.startswith("$.source.test_set: 2 points (point 0 (a x264 crf=20), ...): $.source: ")
+    assert "raw .yuv clips only" in found
