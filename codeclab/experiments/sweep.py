@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from codeclab.experiments.ids import experiment_id_for
 from codeclab.experiments.schema import CodecParams, CodecSpec, SpecDocument, SpecError, SpecProblem, check_document
 
-MAX_POINTS = 256
+MAX_POINTS = 10_000
 NAME_LIMIT = 128  # the schema's limit on $.name
 # Locally the points share one machine; on AWS, Batch spreads them over the compute environment.
 DEFAULT_MAX_CONCURRENCY = 4
