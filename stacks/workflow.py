@@ -204,7 +204,8 @@ class ExperimentWorkflow(Construct):
             self,
             "RunPoints",
             item_reader=_ManifestReader(
-                bucket_name_path=sfn.JsonPath.string_at(record("manifest", "Bucket")), key=sfn.JsonPath.string_at(record("manifest", "Key"))
+                bucket_name_path=sfn.JsonPath.string_at(record("manifest", "Bucket")),
+                key=sfn.JsonPath.string_at(record("manifest", "Key")),
             ),
             # Only the map run's summary and manifest: the points' outcomes are in their own records.
             result_writer_v2=_MapResultsWriter(bucket=bucket, prefix=MAP_RUNS_PREFIX),
@@ -430,8 +431,13 @@ class ExperimentWorkflow(Construct):
                 "CDK's DistributedMap lets the machine describe and stop the executions it starts; their names are "
                 "minted at run time (<machine>/<map run>:<uuid> for a map run's children), so the scope is this one "
                 "state machine's executions.",
-                finding=resource_finding(self, Stack.of(self).format_arn(
-                    service="states", resource="execution", resource_name=executions,
-                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                )),  # fmt: skip
+                finding=resource_finding(
+                    self,
+                    Stack.of(self).format_arn(
+                        service="states",
+                        resource="execution",
+                        resource_name=executions,
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    ),
+                ),
             )

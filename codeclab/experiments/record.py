@@ -28,12 +28,15 @@ class RecordError(TypedDict):
     cause: str
 
 
+NOT_STARTED = "NOT_STARTED"  # a point's row, not a Status: its sweep ended before the point got a record
+
+
 class PointSummary(TypedDict):
     """A point as its sweep's manifest names it, shown until the point has a record of its own."""
 
     experiment_id: str
     label: str
-    status: str  # QUEUED while the sweep runs; what the sweep's end made of it once it is final
+    status: str  # QUEUED while the sweep runs, NOT_STARTED once it ended
 
 
 class SweepCounts(TypedDict):

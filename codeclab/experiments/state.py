@@ -30,6 +30,9 @@ class PointRecord(TypedDict):
     notify_on_success: bool
 
 
+MANIFEST_FILE = "points.json"  # a sweep's points manifest: experiments/<sweep id>/points.json, and in runs/
+
+
 class ManifestLocation(TypedDict):
     """Where a sweep's points manifest lies: the Distributed Map's ItemReader reads it from S3."""
 

@@ -20,12 +20,13 @@ from codeclab.experiments.error_types import (
 from codeclab.experiments.ids import experiment_id_for, is_experiment_id
 from codeclab.experiments.limits import job_timeout, run_codec_timeout
 from codeclab.experiments.record import ExperimentRecord, SweepCounts
-from codeclab.experiments.result import Measurement, ResultError, measurement, summary_line
+from codeclab.experiments.result import ResultError, measurement, summary_line
 from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.experiments.schema import SpecDocument
 from codeclab.experiments.services import Services
 from codeclab.experiments.spec import Spec, validate_spec
 from codeclab.experiments.state import (
+    MANIFEST_FILE,
     AggregateSweepEvent,
     Alert,
     CaughtError,
@@ -47,8 +48,6 @@ from codeclab.experiments.store import ExperimentKey, ExperimentNotFound
 from codeclab.experiments.sweep import point_id
 
 log = logging.getLogger("codeclab.experiments")
-
-MANIFEST_FILE = "points.json"  # a sweep's points manifest, beside its spec under the sweep's prefix
 
 
 class InvalidEventError(ValueError):
@@ -109,8 +108,14 @@ def _create_sweep(services: Services, experiment_id: str, spec: Spec, execution_
     # record (create_point), so this step makes one S3 write and one item however many points there are.
     # Point ids derive from the parent's, so a retried CreateRecord writes the same manifest again.
     manifest: list[ManifestPoint] = [
-        {"parent_id": experiment_id, "execution_arn": execution_arn, "experiment_id": point_id(experiment_id, p.index),
-         "index": p.index, "label": p.label, "spec": p.spec}  # fmt: skip
+        {
+            "parent_id": experiment_id,
+            "execution_arn": execution_arn,
+            "experiment_id": point_id(experiment_id, p.index),
+            "index": p.index,
+            "label": p.label,
+            "spec": p.spec,
+        }
         for p in spec.points
     ]
     prefix = services.artifact_prefix(experiment_id)
@@ -214,7 +219,9 @@ def aggregate_sweep(event: AggregateSweepEvent, services: Services) -> StepOutco
             f"{p.get('point_label', '')} ({p['experiment_id']}) {p['status']} {p.get('error', {}).get('type', '')}"
             for p in failed
         ] + [f"{m['label']} ({m['experiment_id']}) never started" for m in never_started]
-        message = f"{total - counts['succeeded']} of {total} points did not succeed: {'; '.join(s.strip() for s in listed)}"
+        message = (
+            f"{total - counts['succeeded']} of {total} points did not succeed: {'; '.join(s.strip() for s in listed)}"
+        )
         error = {"type": ErrorType.POINTS_FAILED.value, "message": message[:4000], "cause": ""}
         _finalise_sweep(services, key, Status.FAILED, result=counts, error=error)
         raise SweepPointsFailed(message[:4000])
