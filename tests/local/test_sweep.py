@@ -133,7 +133,8 @@ def test_a_sweep_shows_its_progress_while_it_runs(cloud: LocalCloud, tmp_path: P
     spec = sweep_spec(codecs=[broken, *({"name": "jpeg", "params": {"quality": q}} for q in range(10, 90, 10))],
                       max_concurrency=1)  # fmt: skip
     seen: list[str] = []
-    outcome = runner.run(
+    stage = lambda r: seen.append(r.get("progress", {}).get("stage", ""))  # noqa: E731
+    outcome = runner.run(cloud, spec, tmp_path, on_progress=stage)
         cloud, spec, tmp_path, on_progress=lambda r: seen.append(r.get("progress", {}).get("stage", ""))
     )
     assert outcome.status == "FAILED"
