@@ -216,7 +216,7 @@ def sweep_rows(data: dict[str, Any]) -> list[Row]:
             f"Sweep overhead per point ({sweep['points']} points)",
             f"{sweep['overhead_per_point_s']:.3f} s",
             how,
-        )  # fmt: skip
+        )
         for sweep in data["sweeps"]
     ]
 
