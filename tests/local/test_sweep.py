@@ -146,8 +146,8 @@ def test_a_sweep_shows_its_progress_while_it_runs(cloud: LocalCloud, tmp_path: P
 @pytest.mark.slow  # minutes on 2 cores: 300 worker processes; `make bench` times the same sweep (bench_sweep.py)
 def test_a_300_point_sweep_runs_to_the_end_with_every_point_final(cloud: LocalCloud, tmp_path: Path) -> None:
     """More points than the old inline Map's limit of 256, through the Distributed Map."""
-    spec = sweep_spec(quality=list(range(1, 301)), max_concurrency=4)  # one-frame points, as sweep_spec gives none
-    spec["source"]["frames"] = 1
+    spec = sweep_spec(quality=list(range(1, 301)), max_concurrency=4)
+    spec["source"]["frames"] = 1  # one-frame points: the workflow, not the codec, is under test
     outcome = runner.run(cloud, spec, tmp_path)
     assert outcome.status == "SUCCEEDED", outcome.record.get("error")
     assert saved(outcome.folder)["result"] == {"points": 300, "succeeded": 300, "failed": 0, "not_started": 0}
