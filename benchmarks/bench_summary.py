@@ -208,7 +208,7 @@ def sweep_rows(data: dict[str, Any]) -> list[Row]:
     cond = data["conditions"]
     how = (
         f"(wall x concurrency {cond['concurrency']} - the points' summed Batch job wall) / points, one sweep of "
-        f"1-frame jpeg points through the local Distributed Map; target < {cond['target_s']} s"
+        f"1-frame x264 points through the local Distributed Map; target < {cond['target_s']} s"
     )
     return [
         Row(
