@@ -180,7 +180,8 @@ def test_main_writes_a_markdown_table(tmp_path: Path):
     assert RUN in lines[0] and "Test CPU, 2 cores" in lines[0]
     assert lines[2] == "| figure | value | conditions / how measured |"
     table = [line for line in lines if line.startswith("| ")]
-    assert len(table) == 1 + 2 + 3 + 1 + 1 + 1 + 1 + 2  # header, workflow, metrics, x264, learned, cold, load, sandbox
+    # header, workflow, sweep, metrics, x264, learned, cold, load, sandbox
+    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 1 + 1 + 2
     assert "ffmpeg n9 \\| test" in out.read_text()  # a | inside a cell must not split it
 
 
