@@ -32,6 +32,7 @@ bench: export CODECLAB_BENCH_RUN_ID := $(shell date -u +%Y%m%dT%H%M%SZ)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_worker.py
 	$(PY) benchmarks/bench_workflow.py
+	$(PY) benchmarks/bench_sweep.py
 	$(PY) benchmarks/bench_rd.py
 	$(PY) benchmarks/bench_cold_import.py
 	$(PY) benchmarks/bench_load.py

@@ -30,8 +30,15 @@ REPO = Path(__file__).resolve().parents[1]
 RUN_ID_ENV = "CODECLAB_BENCH_RUN_ID"
 # The order of the summary's sections, and the file each one reads (<name>.json).
 BENCHES = (
-    "bench_workflow", "bench_worker", "bench_rd", "bench_cold_import", "bench_load", "bench_sandbox", "bench_cost",
-)  # fmt: skip
+    "bench_workflow",
+    "bench_sweep",
+    "bench_worker",
+    "bench_rd",
+    "bench_cold_import",
+    "bench_load",
+    "bench_sandbox",
+    "bench_cost",
+)
 # Between the per-clip parts of one value; the terminal table breaks the line there instead.
 PART_SEPARATOR = " · "
 
@@ -198,6 +205,23 @@ def workflow_rows(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def sweep_rows(data: dict[str, Any]) -> list[Row]:
+    cond = data["conditions"]
+    how = (
+        f"(wall x concurrency {cond['concurrency']} - the points' summed Batch job wall) / points, one sweep of "
+        f"1-frame x264 points through the local Distributed Map; target < {cond['target_s']} s"
+    )
+    return [
+        Row(
+            "workflow",
+            f"Sweep overhead per point ({sweep['points']} points)",
+            f"{sweep['overhead_per_point_s']:.3f} s",
+            how,
+        )
+        for sweep in data["sweeps"]
+    ]
+
+
 def distortion_label(text: str) -> str:
     """bench_worker's "x264 {'crf': 35, 'threads': 1}, 80318 bytes, decoded" -> "x264 crf=35 threads=1"."""
     match = re.match(r"(\S+) (\{.*?\})", text)
@@ -353,6 +377,7 @@ def cost_rows(data: dict[str, Any]) -> list[Row]:
 def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     return [
         *workflow_rows(results["bench_workflow"]),
+        *sweep_rows(results["bench_sweep"]),
         *metric_rows(results["bench_worker"]),
         *anchor_rows(results["bench_worker"]),
         *learned_rows(results["bench_rd"]),

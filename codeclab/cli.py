@@ -80,6 +80,7 @@ def cli() -> None:
 
 
 DEFAULT_RUNS_DIR = Path("runs")
+POINTS_PAGE = 50  # a sweep's points per page of `status`: 10,000 of them would fill any terminal
 runs_dir_option = click.option(
     "--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_RUNS_DIR, show_default=True,
     help="the local system of record: one folder per experiment",
@@ -119,14 +120,21 @@ def run(spec: Path, runs_dir: Path, no_wait: bool) -> None:
 @click.argument("experiment_id")
 @runs_dir_option
 @stack_option
-def status(experiment_id: str, runs_dir: Path, stack: str | None) -> None:
-    """Show one experiment's record."""
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True,
+              help=f"a sweep's points, {POINTS_PAGE} a page")  # fmt: skip
+def status(experiment_id: str, runs_dir: Path, stack: str | None, page: int) -> None:
+    """Show one experiment's record; for a sweep, its progress, its failed points and a page of its points."""
     record = _client(stack, runs_dir).get(experiment_id)
     console.print(summary_table([record.item]))
     if record.points:
-        console.print(
-            summary_table(list(record.points), title=f"the {len(record.points)} points of sweep {experiment_id}")
-        )
+        first = (page - 1) * POINTS_PAGE
+        shown = record.points[first : first + POINTS_PAGE]
+        title = f"points {first + 1}-{first + len(shown)} of {len(record.points)} of sweep {experiment_id}"
+        console.print(summary_table(list(shown), title=title))
+    if record.sweep:
+        console.print(f"progress: {escape(record.sweep.line())}")
+        for failed in record.sweep.failed:
+            console.print(f"failed: {failed.experiment_id} {escape(failed.label)} {failed.error_type}")
     if record.error:
         console.print(f"error: {_describe(record.error)}")
     if record.progress and not record.status.is_final:

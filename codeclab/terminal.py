@@ -68,8 +68,8 @@ def summary_table(records: Sequence[Mapping[str, Any]], title: str | None = None
         m = result.get("metrics") or {}
         codec = (record.get("spec") or {}).get("codec", {})
         params = " ".join(f"{k}={v}" for k, v in codec.get("params", {}).items() if k != "threads")
-        if "points" in record:  # a sweep: its points carry the codecs and the numbers
-            codec, params = {"name": "sweep"}, f"{len(record['points'])} points"
+        if "point_count" in record:  # a sweep: its points carry the codecs and the numbers
+            codec, params = {"name": "sweep"}, f"{record['point_count']} points"
         numbers = [
             _fmt(m.get(k), d)
             for k, d in (("bpp", 4), ("psnr_yuv", 2), ("ssim", 4), ("vmaf", 2), ("encode_fps", 0), ("decode_fps", 0))

@@ -29,7 +29,14 @@ class CodeclabStack(Stack):
             self, "Handlers", settings=settings, storage=self.storage, alert_topic=self.alerts.topic, logs=logs
         )
         self.workflow = ExperimentWorkflow(
-            self, "Workflow", settings=settings, handlers=self.handlers, gpu=self.gpu, alerts=self.alerts, logs=logs
+            self,
+            "Workflow",
+            settings=settings,
+            handlers=self.handlers,
+            gpu=self.gpu,
+            alerts=self.alerts,
+            logs=logs,
+            storage=self.storage,
         )
         self._grant_executions()
         self.api = ExperimentsApi(self, "Api", handler=self.handlers.api, logs=logs)

@@ -1,4 +1,4 @@
-"""The six handlers: one code asset, one runtime, the Powertools layer, and a role each with only what it uses."""
+"""The seven handlers: one code asset, one runtime, the Powertools layer, and a role each with only what it uses."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from constructs import Construct
 from stacks.lambda_bundle import lambda_code
 from stacks.logs import EncryptedLogs
 from stacks.nag import acknowledge
-from stacks.settings import Settings
+from stacks.settings import JOB_VCPUS, Settings
 from stacks.storage import Storage
 
 POWERTOOLS_ACCOUNT = "017000801446"  # the account AWS publishes the Powertools layers from
@@ -50,8 +50,11 @@ class Handlers(Construct):
             "RUNNABLE_TIMEOUT_SECONDS": str(settings.runnable_timeout_seconds),
             "NOTIFY_ON_SUCCESS": str(settings.notify_on_success).lower(),
             "ALERT_TOPIC_ARN": alert_topic.topic_arn,
+            # How many jobs the compute environment runs at once: the bound on a sweep's max_concurrency.
+            "MAX_SWEEP_CONCURRENCY": str(settings.max_vcpus // JOB_VCPUS),
         }
         self.create_record = self._function("CreateRecord", "create_record")
+        self.create_point = self._function("CreatePoint", "create_point")
         self.record_result = self._function("RecordResult", "record_result")
         self.mark_failed = self._function("MarkFailed", "mark_failed")
         self.aggregate_sweep = self._function("AggregateSweep", "aggregate_sweep")
@@ -76,6 +79,7 @@ class Handlers(Construct):
     def all(self) -> dict[str, lambda_.Function]:
         return {
             "CreateRecord": self.create_record,
+            "CreatePoint": self.create_point,
             "RecordResult": self.record_result,
             "MarkFailed": self.mark_failed,
             "AggregateSweep": self.aggregate_sweep,
@@ -112,17 +116,30 @@ class Handlers(Construct):
     def _grant(self, storage: Storage) -> None:
         # UpdateItem: a sweep's parent item goes RUNNING once its points are queued.
         storage.grant_table(self.create_record, "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem")
-        storage.grant_objects(self.create_record, "s3:PutObject")  # stages spec.json for the job
+        storage.grant_objects(self.create_record, "s3:PutObject")  # writes a sweep's manifest, or spec.json
         for resolver in (self.create_record, self.api):  # both read a test set's folder or manifest
             storage.grant_inputs(resolver)
+        # A point's record and its job's spec.json; reads (Query) its sweep's status first.
+        storage.grant_table(self.create_point, "dynamodb:PutItem", "dynamodb:Query")
+        storage.grant_objects(self.create_point, "s3:PutObject")
         for reader in (self.record_result, self.mark_failed):  # both read the worker's result.json
             storage.grant_objects(reader, "s3:GetObject")
         storage.grant_table(self.record_result, "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query")
-        storage.grant_table(self.aggregate_sweep, "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query")
+        # Counts the points through the parent index, finalises a stranded one, reads the manifest for the names
+        # of points that never started.
+        storage.grant_table(
+            self.aggregate_sweep, "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query", parent_index=True
+        )
+        storage.grant_objects(self.aggregate_sweep, "s3:GetObject")
         # PutItem: when CreateRecord failed before writing, these two write the record so it can end final.
         for finaliser in (self.mark_failed, self.reconcile):
-            storage.grant_table(
-                finaliser, "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"
+            storage.grant_table(  # the parent index: a sweep that ends early finalises its unfinished points
+                finaliser,
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                parent_index=True,
             )
         # Cancel marks the item ABORTED itself, so the API also updates items.
         storage.grant_table(self.api, "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", status_index=True)

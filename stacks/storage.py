@@ -15,6 +15,7 @@ EXPERIMENTS_PREFIX = "experiments/"
 # Clips, test-set folders and manifests uploaded for experiments: read by the API, CreateRecord and jobs.
 INPUTS_PREFIX = "inputs/"
 STATUS_INDEX = "by_status"
+PARENT_INDEX = "by_parent"
 
 
 class Storage(Construct):
@@ -96,11 +97,15 @@ class Storage(Construct):
                 iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn])
             )
 
-    def grant_table(self, grantee: iam.IGrantable, *actions: str, status_index: bool = False) -> None:
-        """Item actions on the table, and on the by_status index when asked."""
+    def grant_table(
+        self, grantee: iam.IGrantable, *actions: str, status_index: bool = False, parent_index: bool = False
+    ) -> None:
+        """Item actions on the table, and on the by_status and by_parent indexes when asked."""
         resources = [self.table.table_arn]
         if status_index:
             resources.append(f"{self.table.table_arn}/index/{STATUS_INDEX}")
+        if parent_index:
+            resources.append(f"{self.table.table_arn}/index/{PARENT_INDEX}")
         grantee.grant_principal.add_to_principal_policy(iam.PolicyStatement(actions=list(actions), resources=resources))
 
     def _table(self, table_name: str | None) -> dynamodb.Table:
@@ -120,6 +125,13 @@ class Storage(Construct):
             index_name=STATUS_INDEX,
             partition_key=dynamodb.Attribute(name="status", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="timestamp", type=dynamodb.AttributeType.NUMBER),
+        )
+        # A sweep's points, in order: what aggregation, the finalisers and `status` query instead of a list on
+        # the parent (whose item would pass DynamoDB's 400 KB limit, and become a hot key if it counted).
+        table.add_global_secondary_index(
+            index_name=PARENT_INDEX,
+            partition_key=dynamodb.Attribute(name="parent_id", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="point_index", type=dynamodb.AttributeType.NUMBER),
         )
         return table
 

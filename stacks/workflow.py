@@ -1,7 +1,8 @@
 """The experiment workflow: CreateRecord -> RunCodec -> RecordResult -> Notify, and MarkFailed -> Alert on any error.
 
-A sweep goes CreateRecord -> RunPoints (a Map: RunPoint -> RecordPointResult per point, MarkPointFailed on a
-point's error) -> AggregateSweep -> Notify; AggregateSweep fails the sweep, with its one alert, when any point failed.
+A sweep goes CreateRecord (which writes the points manifest) -> RunPoints (a Distributed Map reading the manifest:
+one child execution per point, CreatePoint -> RunPoint -> RecordPointResult, MarkPointFailed on a point's error)
+-> AggregateSweep -> Notify; AggregateSweep fails the sweep, with its one alert, when any point failed.
 
 JSONPath throughout (no JSONata): the local emulator runs this same definition, and every state here is plain
 Amazon States Language that it understands.
@@ -12,9 +13,10 @@ from __future__ import annotations
 from functools import partial
 from typing import TypeVar
 
-from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import ArnFormat, Duration, Fn, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -23,6 +25,7 @@ from codeclab.experiments.error_types import ALERTED_FAILURE
 from codeclab.experiments.limits import run_codec_timeout
 from codeclab.experiments.state import (
     AggregateSweepEvent,
+    CreatePointEvent,
     CreateRecordEvent,
     JobOutcome,
     MarkFailedEvent,
@@ -38,6 +41,7 @@ from stacks.logs import EncryptedLogs
 from stacks.monitoring import Alerts
 from stacks.nag import acknowledge, resource_finding
 from stacks.settings import Settings
+from stacks.storage import EXPERIMENTS_PREFIX, Storage
 
 ALL_ERRORS = ["States.ALL"]
 # Transient faults of the Lambda service itself, and throttling that outlasted the SDK's own retries inside a
@@ -56,10 +60,28 @@ LAMBDA_TRANSIENT_ERRORS = [
 # lost. States.TaskFailed matches every task error except States.Timeout, whose publish may have gone out.
 PUBLISH_RETRY_ERRORS = ["States.TaskFailed"]
 STEP_TIMEOUT = sfn.Timeout.duration(Duration.seconds(60))
+# Where each map run writes its own summary (<prefix>/<map run id>/manifest.json and result files). The Writer's
+# parameters are read against the Map's output, not its input, so the prefix is fixed, inside experiments/.
+MAP_RUNS_PREFIX = f"{EXPERIMENTS_PREFIX}map-runs"
 # Machine-level limit: the longest RunCodec allowed plus room for the Lambda steps and the alerts.
 # It ends only executions that no state-level timeout stopped; Reconcile then finalises their records.
 MACHINE_SLACK_SECONDS = 1800
-_Catching = TypeVar("_Catching", tasks.LambdaInvoke, tasks.SnsPublish, sfn.CustomState, sfn.Map)
+_Catching = TypeVar("_Catching", tasks.LambdaInvoke, tasks.SnsPublish, sfn.CustomState, sfn.DistributedMap)
+
+
+class _ManifestReader(sfn.S3JsonItemReader):
+    """The ItemReader, without CDK's grant: with a bucket path it grants S3 reads on '*'. `_grant_map_run` grants
+    the experiments/ prefix of the one bucket instead."""
+
+    def provide_policy_statements(self) -> list[iam.PolicyStatement]:
+        return []
+
+
+class _MapResultsWriter(sfn.ResultWriterV2):
+    """The ResultWriter, without CDK's grant on '*' (see _ManifestReader)."""
+
+    def provide_policy_statements(self) -> list[iam.PolicyStatement]:
+        return []
 
 
 class ExperimentWorkflow(Construct):
@@ -73,6 +95,7 @@ class ExperimentWorkflow(Construct):
         gpu: GpuBatch,
         alerts: Alerts,
         logs: EncryptedLogs,
+        storage: Storage,
     ) -> None:
         super().__init__(scope, construct_id)
         self._topic = alerts.topic
@@ -90,7 +113,7 @@ class ExperimentWorkflow(Construct):
             .next(notify)
         )
         sweep = (
-            self._catch_into(self._run_points(settings, handlers, gpu), mark_failed)
+            self._catch_into(self._run_points(handlers, gpu, storage.bucket), mark_failed)
             .next(self._catch_into(self._aggregate(handlers.aggregate_sweep), mark_failed))
             .next(notify)
         )
@@ -121,6 +144,7 @@ class ExperimentWorkflow(Construct):
             ),
         )
         self._grant_batch(gpu)
+        self._grant_map_run(storage)
         alerts.grant_publish(self.state_machine)
         self._acknowledge_wildcards(handlers)
 
@@ -149,8 +173,9 @@ class ExperimentWorkflow(Construct):
             result_path=state_path("record"),
         )
 
-    def _run_points(self, settings: Settings, handlers: Handlers, gpu: GpuBatch) -> sfn.Map:
-        """One iteration per point: its own job and record. A failed point is recorded and the Map goes on."""
+    def _run_points(self, handlers: Handlers, gpu: GpuBatch, bucket: s3.IBucket) -> sfn.DistributedMap:
+        """One child execution per manifest item: its own record, job and result. A failed point is recorded and
+        the Map goes on; only a child that ends without its Catch (aborted, timed out) counts as a failed item."""
         point_failed = sfn.Succeed(self, "PointFailed", comment="recorded as failed; AggregateSweep reports it")
         mark_point_failed = self._invoke(
             "MarkPointFailed",
@@ -162,19 +187,33 @@ class ExperimentWorkflow(Construct):
             point_failed, errors=ALL_ERRORS, result_path=state_path("mark_failed_error", state=PointState)
         )
         mark_point_failed.next(point_failed)
+        create_point = self._invoke(
+            "CreatePoint",
+            handlers.create_point,
+            event_payload(CreatePointEvent, point=state_path("point", state=PointState)),
+            result_path=state_path("record", state=PointState),
+        )
         iteration = (
-            self._catch_into(self._run_codec(gpu, "RunPoint"), mark_point_failed)
+            self._catch_into(create_point, mark_point_failed)
+            .next(self._catch_into(self._run_codec(gpu, "RunPoint"), mark_point_failed))
             .next(self._catch_into(self._record_result(handlers.record_result, "RecordPointResult"), mark_point_failed))
             .next(sfn.Succeed(self, "PointDone"))
         )
-        points = sfn.Map(
+        record = partial(state_path, "record")
+        points = sfn.DistributedMap(
             self,
             "RunPoints",
-            items_path=state_path("record", "points"),
-            max_concurrency_path=state_path("record", "max_concurrency"),
-            # each iteration's state is a PointState: its record is the point
-            item_selector={f"{state_field('record', PointState)}.$": "$$.Map.Item.Value"},
-            result_path=sfn.JsonPath.DISCARD,  # the points' outcomes are in their records, not the payload
+            item_reader=_ManifestReader(
+                bucket_name_path=sfn.JsonPath.string_at(record("manifest", "Bucket")),
+                key=sfn.JsonPath.string_at(record("manifest", "Key")),
+            ),
+            # Only the map run's summary and manifest: the points' outcomes are in their own records.
+            result_writer_v2=_MapResultsWriter(bucket=bucket, prefix=MAP_RUNS_PREFIX),
+            max_concurrency_path=record("max_concurrency"),
+            map_execution_type=sfn.StateMachineType.STANDARD,  # a point's job may outlast an Express child's 5 min
+            # every child's state is a PointState that starts from its manifest entry
+            item_selector={f"{state_field('point', PointState)}.$": "$$.Map.Item.Value"},
+            result_path=sfn.JsonPath.DISCARD,
         )
         return points.item_processor(iteration)
 
@@ -334,6 +373,13 @@ class ExperimentWorkflow(Construct):
         ):
             self.state_machine.add_to_role_policy(statement)
 
+    def _grant_map_run(self, storage: Storage) -> None:
+        """The map run reads the manifest and writes its results under the sweep's experiments/ prefix. (CDK's
+        DistributedMap grants states:StartExecution on this machine, and describe/stop on its executions.)"""
+        storage.grant_objects(
+            self.state_machine, "s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"
+        )
+
     @property
     def _jobs_arn(self) -> str:
         return Stack.of(self).format_arn(service="batch", resource="job", resource_name="*")
@@ -354,7 +400,13 @@ class ExperimentWorkflow(Construct):
             "out or the execution is stopped) can only be scoped to this account's and region's jobs.",
             finding=resource_finding(self, self._jobs_arn),
         )
-        invoked = (handlers.create_record, handlers.record_result, handlers.mark_failed, handlers.aggregate_sweep)
+        invoked = (
+            handlers.create_record,
+            handlers.create_point,
+            handlers.record_result,
+            handlers.mark_failed,
+            handlers.aggregate_sweep,
+        )
         for function in invoked:
             acknowledge(
                 role,
@@ -370,3 +422,22 @@ class ExperimentWorkflow(Construct):
             "are scoped to all executions of this one state machine and nothing wider.",
             finding=resource_finding(self, self.executions_arn),
         )
+        # CDK's DistributedMap policy names the machine as the last part of its ARN, so the findings do too.
+        name = Fn.select(6, Fn.split(":", self.state_machine.state_machine_arn))
+        for executions in (f"{name}:*", f"{name}/*:*"):  # its own executions, and its map runs' children
+            acknowledge(
+                self.state_machine.node.find_child("DistributedMapPolicy"),
+                "IAM5",
+                "CDK's DistributedMap lets the machine describe and stop the executions it starts; their names are "
+                "minted at run time (<machine>/<map run>:<uuid> for a map run's children), so the scope is this one "
+                "state machine's executions.",
+                finding=resource_finding(
+                    self,
+                    Stack.of(self).format_arn(
+                        service="states",
+                        resource="execution",
+                        resource_name=executions,
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    ),
+                ),
+            )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from codeclab.experiments.record import ExperimentRecord, PointSummary, RecordError, RecordProgress
 from codeclab.experiments.spec import Spec
 from codeclab.experiments.statuses import Status
+from codeclab.experiments.sweep_progress import SweepProgress
 
 if TYPE_CHECKING:  # the API's module imports boto3, which a local command need not pay for
     from codeclab.experiments.api import CancelRequested, Submitted
@@ -94,8 +95,9 @@ class RecordSummary:
     """One experiment's record as the command shows it; a sweep's points come with it, each as it now stands."""
 
     item: ExperimentRecord
-    points: tuple[ExperimentRecord | PointSummary, ...]  # a point's own record; the sweep's summary until it has one
+    points: tuple[ExperimentRecord | PointSummary, ...]  # a point's own record; the manifest's entry until it has one
     answered_by: str
+    sweep: SweepProgress | None = None  # a sweep's counts, throughput, ETA and failed points
 
     @property
     def experiment_id(self) -> str:

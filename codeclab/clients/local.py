@@ -9,6 +9,7 @@ that owns the experiment (cancel) or to the newest `serve` on the folder (submit
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -24,9 +25,11 @@ from codeclab.clients.base import (
     follow,
     spec_body,
 )
-from codeclab.experiments.record import ExperimentRecord
+from codeclab.experiments.record import ExperimentRecord, PointSummary
 from codeclab.experiments.spec import Spec
+from codeclab.experiments.state import MANIFEST_FILE
 from codeclab.experiments.statuses import Status
+from codeclab.experiments.sweep_progress import point_rows, sweep_progress
 from codeclab.local.client import call_api
 from codeclab.local.runs import Endpoint, RunsFolder
 
@@ -83,8 +86,17 @@ class LocalClient:
         return record
 
     def _summary(self, record: ExperimentRecord, answered_by: str) -> RecordSummary:
-        points = tuple(self._runs.record(p["experiment_id"]) or p for p in record.get("points", []))
-        return RecordSummary(record, points, answered_by)
+        if "point_count" not in record:
+            return RecordSummary(record, (), answered_by)
+        # runs/ mirrors each point's record as it is written; the manifest arrives with the finished sweep
+        experiment_id = record["experiment_id"]
+        records = [r for r in self._runs.records() if r.get("parent_id") == experiment_id]
+        manifest_path = self._runs.folder(experiment_id) / MANIFEST_FILE
+        points: tuple[ExperimentRecord | PointSummary, ...] = tuple(
+            point_rows(record, json.loads(manifest_path.read_text()), records) if manifest_path.is_file() else records
+        )
+        progress = sweep_progress(record, records, int(time.time() * 1000))
+        return RecordSummary(record, points, answered_by, progress)
 
     def _newest_serve(self) -> Endpoint:
         serve = next(iter(self._runs.endpoints(kind="serve")), None)

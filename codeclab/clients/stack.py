@@ -28,6 +28,8 @@ from codeclab.experiments.services import Services
 from codeclab.experiments.spec import Spec
 from codeclab.experiments.statuses import Status
 from codeclab.experiments.store import ExperimentStore
+from codeclab.experiments.sweep_progress import point_rows, sweep_progress
+from codeclab.experiments.workflow_steps import read_manifest
 
 if TYPE_CHECKING:
     from codeclab.clients.base import ProgressCallback
@@ -91,13 +93,22 @@ class StackClient:
         return Listing(tuple(records), self._answered_by)
 
     def _summary(self, record: ExperimentRecord) -> RecordSummary:
+        if "manifest_uri" not in record:
+            return RecordSummary(record, (), self._answered_by)
         store = self.services.store
-        points = tuple(store.find(p["experiment_id"]) or p for p in record.get("points", []))
-        return RecordSummary(record, points, self._answered_by)
+        records = list(store.points_of(record["experiment_id"]))  # the parent index, a page at a time
+        points = point_rows(record, read_manifest(self.services, record["manifest_uri"]), records)
+        progress = sweep_progress(record, records, store.now_ms())
+        return RecordSummary(record, tuple(points), self._answered_by, progress)
 
     def _current(self, submission: Submission) -> ExperimentRecord | None:
-        """The record; None until CreateRecord has written it, Refused if the execution ended without one."""
+        """The record (a running sweep's with its points' progress); None until CreateRecord has written it,
+        Refused if the execution ended without one."""
         record = self.services.store.find(submission.experiment_id)
+        if record is not None and "point_count" in record and not Status(record["status"]).is_final:
+            store = self.services.store
+            progress = sweep_progress(record, store.points_of(record["experiment_id"]), store.now_ms())
+            return {**record, "progress": progress.as_record_progress(store.now_ms())}
         if record is None:
             execution = self.services.sfn.describe_execution(executionArn=submission.execution_arn)
             if execution["status"] != "RUNNING":

@@ -65,6 +65,11 @@ class ApiError(Exception):
         return body
 
 
+# Step Functions takes 256 KiB of input, and the spec is stored again, with its defaults, in a 400 KB
+# DynamoDB item: half of the first leaves room for both.
+MAX_SPEC_BYTES = 128 * 1024
+
+
 def submit(body: str | None, idempotency_key: str | None, services: Services) -> Submitted:
     """Validate and start one experiment; the execution is named after the experiment id."""
     spec = _parse_spec(body, FileCatalog(services.s3))
@@ -72,9 +77,16 @@ def submit(body: str | None, idempotency_key: str | None, services: Services) ->
         raise ApiError(400, "Idempotency-Key must be 1 to 128 characters")
     experiment_id = experiment_id_for(idempotency_key) if idempotency_key else new_experiment_id()
     execution_arn = _execution_arn(services.state_machine_arn, experiment_id)
+    execution_input = json.dumps({"spec": spec})
+    if len(execution_input.encode("utf-8")) > MAX_SPEC_BYTES:
+        raise ApiError(
+            400,
+            f"the spec is {len(execution_input.encode('utf-8'))} bytes; at most {MAX_SPEC_BYTES} go into an execution "
+            "and its record: name a large test set by a manifest (.json or .csv) or a folder in source.test_set",
+        )
     try:
         services.sfn.start_execution(
-            stateMachineArn=services.state_machine_arn, name=experiment_id, input=json.dumps({"spec": spec})
+            stateMachineArn=services.state_machine_arn, name=experiment_id, input=execution_input
         )
     except services.sfn.exceptions.ExecutionAlreadyExists:
         if not idempotency_key:

@@ -28,22 +28,24 @@ class RecordError(TypedDict):
     cause: str
 
 
+NOT_STARTED = "NOT_STARTED"  # a point's row, not a Status: its sweep ended before the point got a record
+
+
 class PointSummary(TypedDict):
-    """A sweep's view of one of its points: its key and label, and once the sweep ends, its outcome."""
+    """A point as its sweep's manifest names it, shown until the point has a record of its own."""
 
     experiment_id: str
-    timestamp: int
     label: str
-    status: str
-    error_type: NotRequired[str]
-    bpp: NotRequired[float]
-    psnr_yuv: NotRequired[float]
+    status: str  # QUEUED while the sweep runs, NOT_STARTED once it ended
 
 
 class SweepCounts(TypedDict):
+    """A sweep's outcome, aggregated once at its end from its points' records."""
+
     points: int
     succeeded: int
-    failed: int
+    failed: int  # ended in any other final status
+    not_started: int  # no record: the sweep ended before the point's child execution created one
 
 
 class ExperimentRecord(TypedDict):
@@ -63,8 +65,9 @@ class ExperimentRecord(TypedDict):
     conditions: NotRequired[Conditions]
     artifacts: NotRequired[dict[str, str]]
     error: NotRequired[RecordError]
-    # A sweep's parent lists its points; each point names its parent.
-    points: NotRequired[list[PointSummary]]
+    # A sweep's parent points to its manifest and counts its points; each point names its parent.
+    manifest_uri: NotRequired[str]
+    point_count: NotRequired[int]
     parent_id: NotRequired[str]
     point_label: NotRequired[str]
     point_index: NotRequired[int]

@@ -15,6 +15,7 @@ from codeclab.experiments.store import ExperimentStore
 
 DEFAULT_MAX_TIMEOUT_SECONDS = 21600
 DEFAULT_RUNNABLE_TIMEOUT_SECONDS = 1800
+DEFAULT_MAX_SWEEP_CONCURRENCY = 4
 
 
 @dataclass
@@ -27,6 +28,8 @@ class Services:
     min_job_seconds: int = MIN_JOB_SECONDS
     alert_topic_arn: str = ""
     notify_on_success: bool = False
+    # The compute environment's room in jobs (its max vCPUs over a job's): a sweep's concurrency never exceeds it.
+    max_sweep_concurrency: int = DEFAULT_MAX_SWEEP_CONCURRENCY
     s3: Any = field(default_factory=lambda: boto3.client("s3"))
     sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions"))
     sns: Any = field(default_factory=lambda: boto3.client("sns"))
@@ -44,6 +47,7 @@ class Services:
             min_job_seconds=int(env.get("MIN_JOB_SECONDS", MIN_JOB_SECONDS)),
             alert_topic_arn=env.get("ALERT_TOPIC_ARN", ""),
             notify_on_success=env.get("NOTIFY_ON_SUCCESS", "false").lower() == "true",
+            max_sweep_concurrency=int(env.get("MAX_SWEEP_CONCURRENCY", DEFAULT_MAX_SWEEP_CONCURRENCY)),
         )
 
     def artifact_prefix(self, experiment_id: str) -> str:

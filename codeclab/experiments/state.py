@@ -30,16 +30,38 @@ class PointRecord(TypedDict):
     notify_on_success: bool
 
 
+MANIFEST_FILE = "points.json"  # a sweep's points manifest: experiments/<sweep id>/points.json, and in runs/
+
+
+class ManifestLocation(TypedDict):
+    """Where a sweep's points manifest lies: the Distributed Map's ItemReader reads it from S3."""
+
+    Bucket: str
+    Key: str
+
+
+class ManifestPoint(TypedDict):
+    """One item of a sweep's points manifest: what the point's child execution starts from."""
+
+    parent_id: str
+    execution_arn: str  # the sweep's execution: cancelling the point stops its sweep, as for an inline point
+    experiment_id: str  # derived from the parent's (sweep.point_id), so it is known before the record exists
+    index: int
+    label: str
+    spec: Any  # the point's checked single-experiment SpecDocument
+
+
 class SweepRecord(TypedDict):
-    """CreateRecord's output for a sweep: its points, each a PointRecord the Map runs."""
+    """CreateRecord's output for a sweep: a pointer to its points manifest, not the points."""
 
     experiment_id: str
     timestamp: int
     created: bool
     sweep: Literal[True]
     codec: Literal["sweep"]
-    points: list[PointRecord]
-    max_concurrency: int
+    points: int
+    manifest: ManifestLocation
+    max_concurrency: int  # the spec's, bounded by the compute environment
     notify_on_success: bool
 
 
@@ -96,9 +118,11 @@ class ExecutionState(TypedDict):
 
 
 class PointState(TypedDict):
-    """The payload of one iteration of a sweep's Map, and of a single experiment's run: its record is a point."""
+    """The payload of one child execution of a sweep's Map (which starts from its manifest `point` and gets its
+    record from CreatePoint), and of a single experiment's run: its record is a point."""
 
-    record: PointRecord
+    point: NotRequired[ManifestPoint]
+    record: NotRequired[PointRecord]
     job: NotRequired[JobOutcome]
     result: NotRequired[StepOutcome]
     failure: NotRequired[FailureOutcome]
@@ -111,6 +135,10 @@ class CreateRecordEvent(TypedDict):
     input: Any  # the execution input: {"spec": ...} from the API, or a bare spec from the console
     execution_arn: str
     execution_name: str
+
+
+class CreatePointEvent(TypedDict):
+    point: ManifestPoint
 
 
 class RecordResultEvent(TypedDict):

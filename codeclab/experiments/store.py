@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypedDict
@@ -24,6 +24,7 @@ from codeclab.experiments.record import ExperimentRecord
 from codeclab.experiments.statuses import Status, TransitionError, sources_of
 
 STATUS_INDEX = "by_status"
+PARENT_INDEX = "by_parent"  # a sweep's points: partition parent_id, sort point_index
 
 
 class DynamoKey(TypedDict):
@@ -124,7 +125,10 @@ class ExperimentStore:
         if not is_experiment_id(experiment_id):
             return None
         response = self.table.query(
-            KeyConditionExpression=Key("experiment_id").eq(experiment_id), ScanIndexForward=False, Limit=1
+            KeyConditionExpression=Key("experiment_id").eq(experiment_id),
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,  # a write a moment ago (a point's record) must be found
         )
         items = response.get("Items", [])
         return from_dynamo(items[0]) if items else None
@@ -197,6 +201,23 @@ class ExperimentStore:
         response = self.table.query(**query)
         last = response.get("LastEvaluatedKey")
         return [from_dynamo(i) for i in response.get("Items", [])], from_dynamo(last) if last else None
+
+    def points_of(self, parent_id: str, first: int = 0, last: int | None = None) -> Iterator[ExperimentRecord]:
+        """A sweep's point records with first <= point_index <= last, in index order, through the parent GSI.
+
+        The index is eventually consistent: a point written a moment ago may be missing or show an older status,
+        so whoever finalises from it re-reads the table (ExperimentStore.get) before it decides.
+        """
+        condition = Key("parent_id").eq(parent_id) & (
+            Key("point_index").gte(first) if last is None else Key("point_index").between(first, last)
+        )
+        query: dict[str, Any] = {"IndexName": PARENT_INDEX, "KeyConditionExpression": condition}
+        while True:
+            response = self.table.query(**query)
+            yield from (from_dynamo(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def _update(
         self,

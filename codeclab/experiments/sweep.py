@@ -27,7 +27,7 @@ from codeclab.experiments.schema import (
 )
 
 Part = TypeVar("Part", SourceSpec, CodecSpec)
-MAX_POINTS = 256
+MAX_POINTS = 10_000
 NAME_LIMIT = 128  # the schema's limit on $.name
 # Locally the points share one machine; on AWS, Batch spreads them over the compute environment.
 DEFAULT_MAX_CONCURRENCY = 4

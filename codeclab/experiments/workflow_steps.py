@@ -1,4 +1,4 @@
-"""What the workflow's Lambda steps do: CreateRecord, RecordResult, MarkFailed, Reconcile.
+"""What the workflow's Lambda steps do: CreateRecord, CreatePoint, RecordResult, AggregateSweep, MarkFailed, Reconcile.
 
 The handlers in lambdas/ are thin wrappers (logging, tracing, metrics) around these.
 """
@@ -19,20 +19,24 @@ from codeclab.experiments.error_types import (
 )
 from codeclab.experiments.ids import experiment_id_for, is_experiment_id
 from codeclab.experiments.limits import job_timeout, run_codec_timeout
-from codeclab.experiments.record import ExperimentRecord, PointSummary, SweepCounts
-from codeclab.experiments.result import Measurement, ResultError, measurement, summary_line
+from codeclab.experiments.record import ExperimentRecord, SweepCounts
+from codeclab.experiments.result import ResultError, measurement, summary_line
 from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.experiments.schema import SpecDocument
 from codeclab.experiments.services import Services
 from codeclab.experiments.spec import Spec, validate_spec
 from codeclab.experiments.state import (
+    MANIFEST_FILE,
     AggregateSweepEvent,
     Alert,
     CaughtError,
+    CreatePointEvent,
     CreateRecordEvent,
     FailureOutcome,
+    ManifestPoint,
     MarkFailedEvent,
     PointRecord,
+    PointState,
     ReconcileEvent,
     ReconcileOutcome,
     RecordResultEvent,
@@ -101,30 +105,30 @@ def _create_point(
 
 
 def _create_sweep(services: Services, experiment_id: str, spec: Spec, execution_arn: str) -> SweepRecord:
-    # Points first, so the parent is written once with every point's full key; ids derive from the
-    # parent's, so a retried CreateRecord finds the same points instead of making new ones.
-    sweep_points = spec.points
-    points = [
-        _create_point(
-            services,
-            point_id(experiment_id, point.index),
-            point.spec,
-            execution_arn,
-            parent_id=experiment_id,
-            point_label=point.label,
-            point_index=point.index,
-        )
-        for point in sweep_points
+    # The points go into a manifest on S3, not into the table: each point's child execution creates its own
+    # record (create_point), so this step makes one S3 write and one item however many points there are.
+    # Point ids derive from the parent's, so a retried CreateRecord writes the same manifest again.
+    manifest: list[ManifestPoint] = [
+        {
+            "parent_id": experiment_id,
+            "execution_arn": execution_arn,
+            "experiment_id": point_id(experiment_id, p.index),
+            "index": p.index,
+            "label": p.label,
+            "spec": p.spec,
+        }
+        for p in spec.points
     ]
-    summaries: list[PointSummary] = [
-        {"experiment_id": p["experiment_id"], "timestamp": p["timestamp"], "label": point.label, "status": "QUEUED"}
-        for p, point in zip(points, sweep_points, strict=True)
-    ]
+    prefix = services.artifact_prefix(experiment_id)
+    manifest_uri = f"{prefix}/{MANIFEST_FILE}"
+    bucket, manifest_key = split_s3_uri(manifest_uri)
+    services.s3.put_object(Bucket=bucket, Key=manifest_key, Body=json.dumps(manifest).encode("utf-8"))
     key, created = services.store.create(
-        experiment_id, spec.document, execution_arn=execution_arn, codec="sweep", points=summaries
-    )
+        experiment_id, spec.document, execution_arn=execution_arn, codec="sweep",
+        manifest_uri=manifest_uri, point_count=len(manifest),
+    )  # fmt: skip
     try:
-        services.store.transition(key, Status.RUNNING)  # every point is queued: the sweep is under way
+        services.store.transition(key, Status.RUNNING)  # every point is in the manifest: the sweep is under way
     except TransitionError as exc:
         log.info("sweep %s already %s", key, exc.current)
     return {
@@ -133,10 +137,34 @@ def _create_sweep(services: Services, experiment_id: str, spec: Spec, execution_
         "created": created,
         "sweep": True,
         "codec": "sweep",
-        "points": points,
-        "max_concurrency": spec.max_concurrency,
+        "points": len(manifest),
+        "manifest": {"Bucket": bucket, "Key": manifest_key},
+        "max_concurrency": min(spec.max_concurrency, services.max_sweep_concurrency),
         "notify_on_success": services.notify_on_success,
     }
+
+
+class SweepAlreadyEnded(RuntimeError):
+    """A point's child execution started after its sweep ended (cancelled, timed out): it runs nothing."""
+
+
+def create_point(event: CreatePointEvent, services: Services) -> PointRecord:
+    """A sweep point's first step in its child execution: its QUEUED record and spec.json, idempotently."""
+    point = event["point"]
+    parent = services.store.find(point["parent_id"])
+    if parent is None:
+        raise InvalidEventError(f"point {point['index']} names sweep {point['parent_id']}, which has no record")
+    if Status(parent["status"]).is_final:  # a late child must not leave a record that nothing will finalise
+        raise SweepAlreadyEnded(f"sweep {point['parent_id']} already ended as {parent['status']}")
+    return _create_point(
+        services,
+        point["experiment_id"],
+        point["spec"],
+        point["execution_arn"],
+        parent_id=point["parent_id"],
+        point_label=point["label"],
+        point_index=point["index"],
+    )
 
 
 def record_result(event: RecordResultEvent, services: Services) -> StepOutcome:
@@ -175,49 +203,64 @@ class SweepPointsFailed(RuntimeError):
 
 
 def aggregate_sweep(event: AggregateSweepEvent, services: Services) -> StepOutcome:
-    """After the Map: gather every point's final status into the parent, and finalise the parent.
-
-    The successful points' results stay in their own records whatever happened to the others.
-    """
+    """After the Map: count the points' final statuses from their records (the parent index), and finalise the
+    parent with the counts. Each point's result stays in its own record whatever happened to the others."""
     key = ExperimentKey.of(event)
     parent = services.store.get(key)
-    if parent is None:
+    if parent is None or "point_count" not in parent:
         raise InvalidEventError(f"{key}: no sweep record to aggregate")
-    points = [_point_outcome(services, summary) for summary in parent.get("points", [])]
+    points = _final_points(services, parent)
+    never_started = _never_started(services, parent, {p["point_index"] for p in points})
     failed = [p for p in points if p["status"] != Status.SUCCEEDED]
-    counts: SweepCounts = {"points": len(points), "succeeded": len(points) - len(failed), "failed": len(failed)}
-    if failed:
-        listed = "; ".join(
-            f"{p['label']} ({p['experiment_id']}) {p['status']} {p.get('error_type', '')}".strip() for p in failed
+    total = parent["point_count"]
+    counts: SweepCounts = {"points": total, "succeeded": len(points) - len(failed), "failed": len(failed),
+                           "not_started": len(never_started)}  # fmt: skip
+    if failed or never_started:
+        listed = [
+            f"{p.get('point_label', '')} ({p['experiment_id']}) {p['status']} {p.get('error', {}).get('type', '')}"
+            for p in failed
+        ] + [f"{m['label']} ({m['experiment_id']}) never started" for m in never_started]
+        message = (
+            f"{total - counts['succeeded']} of {total} points did not succeed: {'; '.join(s.strip() for s in listed)}"
         )
-        message = f"{len(failed)} of {len(points)} points did not succeed: {listed}"
         error = {"type": ErrorType.POINTS_FAILED.value, "message": message[:4000], "cause": ""}
-        _finalise_sweep(services, key, Status.FAILED, points=points, result=counts, error=error)
+        _finalise_sweep(services, key, Status.FAILED, result=counts, error=error)
         raise SweepPointsFailed(message[:4000])
-    status = _finalise_sweep(services, key, Status.SUCCEEDED, points=points, result=counts)
-    summary = f"{key.experiment_id} {parent['spec']['name']}: {status}, {len(points)} of {len(points)} points succeeded"
+    status = _finalise_sweep(services, key, Status.SUCCEEDED, result=counts)
+    summary = f"{key.experiment_id} {parent['spec']['name']}: {status}, {total} of {total} points succeeded"
     return {"status": status, "summary": summary, "codec": "sweep"}
 
 
-def _point_outcome(services: Services, summary: PointSummary) -> PointSummary:
-    item = services.store.get(ExperimentKey.of(summary))
-    if item is None or not Status(item["status"]).is_final:
-        # Only when the point's own failure handling failed too: it must not stay QUEUED or RUNNING.
-        classified = Classified(ErrorType.INTERNAL, "the point ended without reaching a final status")
-        _finalise(services, item, classified, cause=None)
-        item = services.store.get(ExperimentKey.of(summary))
-    outcome: PointSummary = {
-        "experiment_id": summary["experiment_id"],
-        "timestamp": summary["timestamp"],
-        "label": summary["label"],
-        "status": item["status"] if item else Status.FAILED.value,
-    }
-    if item and "error" in item:
-        outcome["error_type"] = item["error"]["type"]
-    if item and "result" in item:
-        measured = cast(Measurement, item["result"])  # a point's result is a measurement; only sweeps keep counts
-        outcome["bpp"], outcome["psnr_yuv"] = measured["metrics"]["bpp"], measured["metrics"]["psnr_yuv"]
-    return outcome
+def _final_points(services: Services, parent: ExperimentRecord) -> list[ExperimentRecord]:
+    """Every point record of the sweep, each final: one whose own failure handling failed is finalised here."""
+    points = []
+    for indexed in services.store.points_of(parent["experiment_id"]):
+        item = indexed if Status(indexed["status"]).is_final else _current(services, indexed)
+        if not Status(item["status"]).is_final:
+            classified = Classified(ErrorType.INTERNAL, "the point ended without reaching a final status")
+            _finalise(services, item, classified, cause=None)
+            item = _current(services, item)
+        points.append(item)
+    return points
+
+
+def _current(services: Services, item: ExperimentRecord) -> ExperimentRecord:
+    """The table's own item: the parent index may lag a write made a moment ago."""
+    return services.store.get(ExperimentKey.of(item)) or item
+
+
+def _never_started(services: Services, parent: ExperimentRecord, indexed: set[int]) -> list[ManifestPoint]:
+    """The manifest's points with no record. The index may lag, so each candidate is looked up in the table."""
+    missing = set(range(parent["point_count"])) - indexed
+    if not missing:
+        return []
+    manifest = read_manifest(services, parent["manifest_uri"])
+    return [m for m in manifest if m["index"] in missing and services.store.find(m["experiment_id"]) is None]
+
+
+def read_manifest(services: Services, manifest_uri: str) -> list[ManifestPoint]:
+    bucket, key = split_s3_uri(manifest_uri)
+    return cast(list[ManifestPoint], json.loads(services.s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
 
 
 def _finalise_sweep(services: Services, key: ExperimentKey, target: Status, **attributes: Any) -> str:
@@ -230,12 +273,14 @@ def _finalise_sweep(services: Services, key: ExperimentKey, target: Status, **at
 
 
 def _finalise_points(services: Services, parent: ExperimentRecord | None, classified: Classified) -> None:
-    """A sweep that ends early (cancelled, timed out) takes its unfinished points with it."""
-    for summary in parent.get("points", []) if parent else []:
-        item = services.store.get(ExperimentKey.of(summary))
-        if item is not None and not Status(item["status"]).is_final:
-            reason = Classified(classified.error_type, f"the sweep ended first: {classified.message}")
-            _finalise(services, item, reason, cause=None)
+    """A sweep that ends early (cancelled, timed out) takes its unfinished points with it. Points that never
+    got a record have nothing to finalise: the sweep's view counts them as not started."""
+    if parent is None or "point_count" not in parent:
+        return
+    reason = Classified(classified.error_type, f"the sweep ended first: {classified.message}")
+    for indexed in services.store.points_of(parent["experiment_id"]):
+        if not Status(indexed["status"]).is_final:
+            _finalise(services, _current(services, indexed), reason, cause=None)
 
 
 def mark_failed(event: MarkFailedEvent, services: Services) -> FailureOutcome:
@@ -244,8 +289,9 @@ def mark_failed(event: MarkFailedEvent, services: Services) -> FailureOutcome:
     error: CaughtError = state.get("error") or {"Error": "", "Cause": ""}
     execution_arn = event.get("execution_arn", "")
     record = state.get("record")
-    item = _item_for(services, record, execution_arn)
-    if item is None and execution_arn:  # CreateRecord failed before writing anything
+    point = cast(PointState, state).get("point")  # a sweep point's child execution: its manifest entry
+    item = _item_for(services, record, execution_arn, point)
+    if item is None and execution_arn and point is None:  # CreateRecord failed before writing anything
         name = execution_arn.rsplit(":", 1)[-1]
         submitted = state.get("spec", {k: v for k, v in state.items() if k != "error"})
         item = _record_unrecorded(services, experiment_id_of_execution(name, execution_arn), submitted, execution_arn)
@@ -253,7 +299,8 @@ def mark_failed(event: MarkFailedEvent, services: Services) -> FailureOutcome:
     classified = _worker_verdict(services, result_uri) or classify(error.get("Error"), error.get("Cause"))
     status = _finalise(services, item, classified, cause=error.get("Cause"))
     _finalise_points(services, item, classified)
-    experiment_id = item["experiment_id"] if item else "(no record)"
+    # A point whose CreatePoint failed has no record; AggregateSweep counts it as never started.
+    experiment_id = item["experiment_id"] if item else point["experiment_id"] if point else "(no record)"
     return {
         "experiment_id": experiment_id,
         "codec": item.get("codec") if item else None,
@@ -324,10 +371,12 @@ def failure_alert(experiment_id: str, status: str, classified: Classified, execu
 
 
 def _item_for(
-    services: Services, record: PointRecord | SweepRecord | None, execution_arn: str
+    services: Services, record: PointRecord | SweepRecord | None, execution_arn: str, point: ManifestPoint | None
 ) -> ExperimentRecord | None:
     if record and "experiment_id" in record and "timestamp" in record:
         return services.store.get(ExperimentKey.of(record))
+    if point is not None:  # never the execution's name: a child execution's is not an experiment id
+        return services.store.find(point["experiment_id"])
     name = execution_arn.rsplit(":", 1)[-1]
     return services.store.find(experiment_id_of_execution(name, execution_arn))
 

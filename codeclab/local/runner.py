@@ -12,8 +12,10 @@ from pathlib import Path
 import boto3
 
 from codeclab.experiments import api
-from codeclab.experiments.record import ExperimentRecord, PointSummary, RecordProgress
+from codeclab.experiments.record import NOT_STARTED, ExperimentRecord, PointSummary
 from codeclab.experiments.statuses import Status
+from codeclab.experiments.sweep_progress import point_rows, sweep_progress
+from codeclab.experiments.workflow_steps import read_manifest
 from codeclab.local.emulator import LocalCloud
 from codeclab.local.events import CapturedAlert
 from codeclab.local.runs import JOB_LOG, RunsFolder
@@ -60,24 +62,25 @@ def wait(cloud: LocalCloud, submitted: api.Submitted, on_progress: ProgressCallb
 
 
 def _with_point_progress(cloud: LocalCloud, record: ExperimentRecord) -> ExperimentRecord:
-    """A running sweep's progress is how many of its points have ended."""
-    if "points" not in record:
+    """A running sweep's progress: its points' counts by status, throughput and ETA."""
+    if "point_count" not in record or Status(record["status"]).is_final:
         return record
     store = cloud.services().store
-    ended = sum(Status((store.find(p["experiment_id"]) or p)["status"]).is_final for p in record["points"])
-    progress: RecordProgress = {"stage": "points", "frames_done": ended, "frames_total": len(record["points"]),
-                                "updated_at": record["updated_at"]}  # fmt: skip
-    return {**record, "progress": progress}
+    progress = sweep_progress(record, store.points_of(record["experiment_id"]), store.now_ms())
+    return {**record, "progress": progress.as_record_progress(store.now_ms())}
 
 
 def collect(cloud: LocalCloud, record: ExperimentRecord, runs_dir: Path) -> Outcome:
-    """Keep the experiment in runs/<experiment_id>/; a sweep's points each get their own folder too."""
-    store = cloud.services().store
-    points: list[ExperimentRecord | PointSummary] = [
-        store.find(p["experiment_id"]) or p for p in record.get("points", [])
-    ]
+    """Keep the experiment in runs/<experiment_id>/; a sweep's points each get their own folder too (the sweep's
+    own folder keeps its manifest, points.json, which names them all)."""
+    points: list[ExperimentRecord | PointSummary] = []
+    if "manifest_uri" in record:
+        services = cloud.services()
+        manifest = read_manifest(services, record["manifest_uri"])
+        points = point_rows(record, manifest, services.store.points_of(record["experiment_id"]))
     for point in points:
-        keep(cloud, point, runs_dir)
+        if point["status"] != NOT_STARTED:
+            keep(cloud, point, runs_dir)
     outcome = keep(cloud, record, runs_dir)
     return Outcome(outcome.experiment_id, outcome.status, outcome.record, outcome.folder, outcome.alerts, points)
 

@@ -1,19 +1,21 @@
 """Finished experiments as the report reads them from runs/: one experiment, or a sweep's points.
 
-A sweep parent's record lists its points; each point is an experiment of its own in
-runs/<point id>/. Points that did not succeed are kept, marked, so the report can say
+A sweep's folder keeps its points manifest (points.json), which names its points; each point is an experiment of
+its own in runs/<point id>/, once it has started. Points that did not succeed are kept, marked, so the report can say
 which ones it left out.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from codeclab.experiments.record import ExperimentRecord, PointSummary
+from codeclab.experiments.record import NOT_STARTED, ExperimentRecord
 from codeclab.experiments.result import Result, ResultError, parse_result
 from codeclab.experiments.schema import SpecDocument
+from codeclab.experiments.state import MANIFEST_FILE, ManifestPoint
 from codeclab.experiments.statuses import Status
 from codeclab.local.runs import RECORD_FILE, RESULT_FILE, RunsFolder
 
@@ -42,7 +44,7 @@ def load_experiments(ids: Sequence[str], runs_dir: Path) -> list[Experiment]:
     loaded: dict[str, Experiment] = {}
     for requested_id in ids:
         record = _existing_record(requested_id, runs)
-        found = _sweep_points(record, runs) if "points" in record else [_single(record, runs)]
+        found = _sweep_points(record, runs) if "point_count" in record else [_single(record, runs)]
         for experiment in found:
             loaded.setdefault(experiment.experiment_id, experiment)
     return list(loaded.values())
@@ -64,23 +66,26 @@ def _single(record: ExperimentRecord, runs: RunsFolder) -> Experiment:
 
 
 def _sweep_points(parent: ExperimentRecord, runs: RunsFolder) -> list[Experiment]:
-    return [_sweep_point(parent["experiment_id"], point, runs) for point in parent["points"]]
+    """The points its manifest (kept beside the sweep's record) names, each as its own record says."""
+    path = runs.folder(parent["experiment_id"]) / MANIFEST_FILE
+    if not path.is_file():
+        raise ReportError(
+            f"sweep {parent['experiment_id']} has no {path}, which names its points; collect the sweep again "
+            f"into {runs.root}"
+        )
+    manifest: list[ManifestPoint] = json.loads(path.read_text(encoding="utf-8"))
+    return [_sweep_point(parent["experiment_id"], point, runs) for point in manifest]
 
 
-def _sweep_point(parent_id: str, point: PointSummary, runs: RunsFolder) -> Experiment:
-    point_id, label = point["experiment_id"], point.get("label")
-    # The point's own record is newer than the parent's copy of its status.
+def _sweep_point(parent_id: str, point: ManifestPoint, runs: RunsFolder) -> Experiment:
+    point_id, label = point["experiment_id"], point["label"]
     record = runs.record(point_id)
-    status = record["status"] if record else point.get("status", "UNKNOWN")
+    status = record["status"] if record else NOT_STARTED
     if status != Status.SUCCEEDED:
         spec = record.get("spec") if record else None
         return Experiment(point_id, parent_id, status, spec, None, label)
-    if record is None:
-        raise ReportError(
-            f"sweep {parent_id} lists point {point_id} as SUCCEEDED but {runs.folder(point_id) / RECORD_FILE} is "
-            f"missing; collect the sweep again into {runs.root}"
-        )
-    return Experiment(point_id, parent_id, status, record.get("spec"), _read_result(point_id, runs), label)
+    return Experiment(point_id, parent_id, status, record.get("spec") if record else None,
+                      _read_result(point_id, runs), label)  # fmt: skip
 
 
 def _read_result(experiment_id: str, runs: RunsFolder) -> Result:

@@ -23,6 +23,7 @@ LAMBDA_ENV = {
     "TABLE_NAME": TABLE,
     "ARTIFACT_BUCKET": BUCKET,
     "MAX_TIMEOUT_SECONDS": "3600",
+    "MAX_SWEEP_CONCURRENCY": "4",
     "POWERTOOLS_SERVICE_NAME": "codeclab",
     "POWERTOOLS_METRICS_NAMESPACE": "codeclab",
     "POWERTOOLS_TRACE_DISABLED": "1",
@@ -66,7 +67,7 @@ class Handlers(Mapping[str, ModuleType]):
     """The real handler modules, each imported afresh inside the mock (so its module-scope clients are mocked)
     the first time a test asks for it: a test pays only for the handlers it calls."""
 
-    NAMES = ("create_record", "record_result", "mark_failed", "aggregate_sweep", "reconcile", "api")
+    NAMES = ("create_record", "create_point", "record_result", "mark_failed", "aggregate_sweep", "reconcile", "api")
 
     def __init__(self) -> None:
         self._loaded: dict[str, ModuleType] = {}

@@ -68,6 +68,21 @@ def test_an_invalid_spec_is_400_with_the_path_and_starts_nothing(handlers, state
     assert executions(state_machine_arn) == []
 
 
+def test_a_test_set_is_read_by_the_api_and_a_bad_or_huge_one_is_400(handlers, state_machine_arn) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="inputs")
+    s3.put_object(Bucket="inputs", Key="ctc/set.csv", Body=b"uri,frames\na.y4m,lots\n")
+    manifest = {**spec(), "source": {"test_set": "s3://inputs/ctc/set.csv"}}
+    status, body = call(handlers, "POST", "/experiments", manifest)
+    assert status == 400 and body["errors"][0]["path"] == "s3://inputs/ctc/set.csv line 2"
+    listed = {**spec(), "source": {"test_set": [f"clips/sequence-{i:04}.y4m" for i in range(6000)]}}
+    status, body = call(handlers, "POST", "/experiments", listed)
+    assert status == 400 and "name a large test set by a manifest" in body["message"]
+    assert executions(state_machine_arn) == []
+    s3.put_object(Bucket="inputs", Key="ctc/set.csv", Body=b"uri,class\na.y4m,B\nb.y4m,C\n")
+    assert call(handlers, "POST", "/experiments", manifest)[0] == 202
+
+
 @pytest.mark.parametrize(
     "body",
     [

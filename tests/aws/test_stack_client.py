@@ -55,16 +55,21 @@ def test_submit_starts_one_execution_named_after_the_experiment(client: StackCli
 
 def test_get_list_and_cancel_read_and_write_the_deployed_table(client: StackClient, services) -> None:
     sweep_id, done_id, queued_id = new_experiment_id(), new_experiment_id(), new_experiment_id()
-    done, _ = services.store.create(done_id, spec(), parent_id=sweep_id)
+    done, _ = services.store.create(done_id, spec(), parent_id=sweep_id, point_index=0, point_label="jpeg q=1")
     services.store.transition(done, Status.SUCCEEDED)
-    stub = {"experiment_id": queued_id, "status": "QUEUED"}  # a point whose own record is not written yet
-    points = [{"experiment_id": done_id, "status": "QUEUED"}, stub]
+    manifest = [
+        {"experiment_id": done_id, "index": 0, "label": "jpeg q=1"},
+        {"experiment_id": queued_id, "index": 1, "label": "jpeg q=2"},
+    ]  # the second has no record yet
+    key = f"experiments/{sweep_id}/points.json"
+    boto3.client("s3").put_object(Bucket=services.bucket, Key=key, Body=json.dumps(manifest).encode())
     services.store.create(sweep_id, spec(), execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:gone",
-                          points=points)  # fmt: skip
+                          point_count=2, manifest_uri=f"s3://{services.bucket}/{key}")  # fmt: skip
 
     record = client.get(sweep_id)
     assert record.experiment_id == sweep_id and record.status is Status.QUEUED and record.answered_by == ANSWERED_BY
     assert [(p["experiment_id"], p["status"]) for p in record.points] == [(done_id, "SUCCEEDED"), (queued_id, "QUEUED")]
+    assert record.sweep is not None and record.sweep.counts == {"SUCCEEDED": 1, "QUEUED": 1}  # through by_parent
     assert refusal(client.get, new_experiment_id()).reason is Reason.NOT_FOUND
 
     assert [r["experiment_id"] for r in client.list(Status.QUEUED).records] == [sweep_id]

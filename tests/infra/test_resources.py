@@ -13,6 +13,7 @@ from tests.infra.synthesis import Synthesized, synthesize
 
 HANDLERS = {
     "CreateRecord": "create_record.handler",
+    "CreatePoint": "create_point.handler",
     "RecordResult": "record_result.handler",
     "MarkFailed": "mark_failed.handler",
     "AggregateSweep": "aggregate_sweep.handler",
@@ -22,6 +23,7 @@ HANDLERS = {
 # Least privilege on the table, per handler (the brief's table; the API also cancels, which updates the item).
 TABLE_ACTIONS = {
     "CreateRecord": {"dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"},  # UpdateItem: sweep -> RUNNING
+    "CreatePoint": {"dynamodb:PutItem", "dynamodb:Query"},  # Query: its sweep's status, and its own record
     "RecordResult": {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"},
     "MarkFailed": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"},
     "AggregateSweep": {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"},
@@ -56,6 +58,8 @@ def test_table_keys_index_and_protection(synth):
                     {"AttributeName": "experiment_id", "AttributeType": "S"},
                     {"AttributeName": "timestamp", "AttributeType": "N"},
                     {"AttributeName": "status", "AttributeType": "S"},
+                    {"AttributeName": "parent_id", "AttributeType": "S"},
+                    {"AttributeName": "point_index", "AttributeType": "N"},
                 ]
             ),
             "BillingMode": "PAY_PER_REQUEST",
@@ -70,7 +74,16 @@ def test_table_keys_index_and_protection(synth):
                             {"AttributeName": "timestamp", "KeyType": "RANGE"},
                         ],
                     }
-                )
+                ),
+                Match.object_like(
+                    {
+                        "IndexName": "by_parent",
+                        "KeySchema": [
+                            {"AttributeName": "parent_id", "KeyType": "HASH"},
+                            {"AttributeName": "point_index", "KeyType": "RANGE"},
+                        ],
+                    }
+                ),
             ],
         },
     )

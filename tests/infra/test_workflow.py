@@ -12,7 +12,7 @@ from stacks.workflow import LAMBDA_TRANSIENT_ERRORS, PUBLISH_RETRY_ERRORS
 
 LAMBDA_TASKS = ["CreateRecord", "RecordResult", "MarkFailed"]
 GUARDED_TASKS = ["CreateRecord", "RunCodec", "RecordResult", "NotifySuccess", "RunPoints", "AggregateSweep"]
-POINT_STATES = {"RunPoint", "RecordPointResult", "MarkPointFailed", "PointDone", "PointFailed"}
+POINT_STATES = {"CreatePoint", "RunPoint", "RecordPointResult", "MarkPointFailed", "PointDone", "PointFailed"}
 
 
 def states(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -138,7 +138,7 @@ def test_lambda_payloads_and_result_paths(definition):
 def test_every_task_catches_everything_and_has_a_timeout(definition):
     tasks = {name: s for name, s in states(definition).items() if s["Type"] == "Task"}
     tasks |= {name: s for name, s in point_states(definition).items() if s["Type"] == "Task"}
-    assert len(tasks) == 8 + 3
+    assert len(tasks) == 8 + 4
     for name, state in tasks.items():
         assert any(c["ErrorEquals"] == ["States.ALL"] for c in state.get("Catch", [])), name
         assert "TimeoutSeconds" in state or "TimeoutSecondsPath" in state, name
@@ -203,17 +203,26 @@ def point_states(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return states(definition)["RunPoints"]["ItemProcessor"]["States"]
 
 
-def test_a_sweep_fans_out_with_a_map_whose_concurrency_comes_from_the_record(definition):
+def test_a_sweep_fans_out_with_a_distributed_map_that_reads_the_points_manifest(definition):
     fan_out = states(definition)["RunPoints"]
-    assert fan_out["Type"] == "Map"
-    assert fan_out["ItemsPath"] == "$.record.points"
+    assert fan_out["Type"] == "Map" and "ItemsPath" not in fan_out
+    processor = fan_out["ItemProcessor"]
+    # one STANDARD child execution per point: a point's job may outlast an Express child's five minutes
+    assert processor["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    reader = fan_out["ItemReader"]
+    assert reader["Resource"].endswith(":states:::s3:getObject") and reader["ReaderConfig"] == {"InputType": "JSON"}
+    assert reader["Parameters"] == {"Bucket.$": "$.record.manifest.Bucket", "Key.$": "$.record.manifest.Key"}
+    writer = fan_out["ResultWriter"]
+    assert writer["Resource"].endswith(":states:::s3:putObject")
+    assert writer["Parameters"]["Prefix"] == "experiments/map-runs"
     assert fan_out["MaxConcurrencyPath"] == "$.record.max_concurrency"
-    assert fan_out["ItemSelector"] == {"record.$": "$$.Map.Item.Value"}
+    assert fan_out["ItemSelector"] == {"point.$": "$$.Map.Item.Value"}
     assert fan_out["ResultPath"] is None  # the outcomes live in the points' records
     assert fan_out["Next"] == "AggregateSweep"
-    processor = fan_out["ItemProcessor"]
-    assert processor["StartAt"] == "RunPoint"
-    assert set(processor["States"]) == POINT_STATES
+    assert processor["StartAt"] == "CreatePoint" and set(processor["States"]) == POINT_STATES
+    create_point = processor["States"]["CreatePoint"]
+    assert create_point["Parameters"] == {"point.$": "$.point"} and create_point["ResultPath"] == "$.record"
+    assert create_point["Next"] == "RunPoint"
 
 
 def test_each_point_runs_the_same_job_as_a_single_experiment(definition):
@@ -227,7 +236,7 @@ def test_each_point_runs_the_same_job_as_a_single_experiment(definition):
 
 def test_a_failed_point_is_recorded_without_its_own_alert_and_the_map_goes_on(definition):
     inner = point_states(definition)
-    for name in ("RunPoint", "RecordPointResult"):
+    for name in ("CreatePoint", "RunPoint", "RecordPointResult"):
         (catch,) = inner[name]["Catch"]
         assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "MarkPointFailed"}
     mark = inner["MarkPointFailed"]
@@ -284,3 +293,27 @@ def test_a_renamed_state_field_fails_at_synth_not_at_run_time() -> None:
         state_path("record", "run_timeout", state=PointState)
     with pytest.raises(StateFieldError, match="RecordResultEvent has fields"):
         event_payload(RecordResultEvent, experiment_id="$.record.experiment_id", timestamp="$.record.timestamp")
+
+
+# -- the Distributed Map's IAM ----------------------------------------------------------------------------------
+def machine_statements(synth) -> list[dict[str, Any]]:
+    role_id = synth.logical_id(synth.stack.workflow.state_machine.role)
+    return [
+        statement
+        for policy in synth.of_type("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_the_map_starts_its_children_on_this_machine_only_and_reaches_s3_only_under_experiments(synth):
+    statements = machine_statements(synth)
+    machine = {"Ref": synth.logical_id(synth.stack.workflow.state_machine)}
+    (start,) = [s for s in statements if s["Action"] == "states:StartExecution"]
+    assert start["Resource"] == machine
+    listed = lambda s: s["Action"] if isinstance(s["Action"], list) else [s["Action"]]  # noqa: E731
+    s3 = [s for s in statements if any(a.startswith("s3:") for a in listed(s))]
+    objects = [s for s in s3 if "s3:GetObject" in s["Action"]]
+    assert len(objects) == 1 and set(objects[0]["Action"]) >= {"s3:GetObject", "s3:PutObject"}
+    assert objects[0]["Resource"]["Fn::Join"][1][-1] == "/experiments/*"  # never the bucket, never '*'
+    assert all(s["Resource"] != "*" for s in s3)

@@ -173,7 +173,7 @@ def is_submission(case: Case) -> bool:
 def refused_for_an_unstatable_rule(case: Case, response: Response) -> bool:
     """A schema-valid request refused for a rule no schema keyword can state, with a 400 that names only it.
 
-    A sweep may have at most 256 points, each a valid experiment (so a grid key must be a parameter of
+    A sweep may have at most 10,000 points, each a valid experiment (so a grid key must be a parameter of
     every swept codec); a next_token must be one the API issued, for the same status.
     """
     if response.status_code != 400:

@@ -47,6 +47,10 @@ def fake_results() -> dict[str, dict[str, Any]]:
             "conditions": {"spec": spec, "runs": 5},
             "median": {"overhead_beyond_job_s": 0.4021, "overhead_beyond_worker_s": 1.078},
         },
+        "bench_sweep": {
+            "conditions": {"concurrency": 4, "target_s": 0.5},
+            "sweeps": [{"points": 24, "overhead_per_point_s": 0.2113}, {"points": 300, "overhead_per_point_s": 0.25}],
+        },
         "bench_worker": {
             "conditions": {"repetitions": 3, "ffmpeg": "n9.0.2", "ffmpeg_start_ms": 16.0},
             "metric_throughput_720p": {
@@ -167,6 +171,8 @@ def test_rows_carry_each_bench_figure(tmp_path: Path):
     write_run(tmp_path)
     rows = {row.figure: row for row in bench_summary.summary_rows(bench_summary.read_results(tmp_path, RUN))}
     assert rows["Workflow overhead per execution (beyond the Batch job)"].value == "0.402 s"
+    assert rows["Sweep overhead per point (24 points)"].value == "0.211 s"
+    assert rows["Sweep overhead per point (300 points)"].value == "0.250 s"
     metric = rows["Metric throughput: ours, PSNR Y,U,V + SSIM-Y"]
     assert metric.value == "20.0 frames/s (0.050x ffmpeg)"
     assert "distorted by x264 crf=35;" in metric.how
@@ -188,8 +194,8 @@ def test_main_writes_a_markdown_table(tmp_path: Path):
     assert RUN in lines[0] and "Test CPU, 2 cores" in lines[0]
     assert lines[2] == "| figure | value | conditions / how measured |"
     table = [line for line in lines if line.startswith("| ")]
-    assert len(table) == 1 + 2 + 3 + 1 + 1 + 1 + 1 + 2 + 2  # header, workflow, metrics, x264, learned, cold, load,
-    # sandbox, cost
+    # header, workflow, sweep, metrics, x264, learned, cold, load, sandbox, cost
+    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 1 + 1 + 2 + 2
     assert "ffmpeg n9 \\| test" in out.read_text()  # a | inside a cell must not split it
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -42,17 +43,22 @@ def silent_serve(runs: RunsFolder, tmp_path: Path) -> str:
 
 
 def test_get_and_list_read_runs_and_say_so(runs: RunsFolder) -> None:
-    done, old = record("SUCCEEDED", 2000), record("FAILED", 1000)
-    stub = {"experiment_id": new_experiment_id(), "status": "QUEUED"}  # a point runs/ has no folder for
-    sweep = record("RUNNING", 3000, points=[{"experiment_id": done["experiment_id"], "status": "QUEUED"}, stub])
+    sweep = record("RUNNING", 3000, point_count=2, history=[{"status": "RUNNING", "at": 3000}])
+    done = record("SUCCEEDED", 2000, parent_id=sweep["experiment_id"], point_index=0, point_label="jpeg quality=60")
+    old = record("FAILED", 1000)
+    stub = {"experiment_id": new_experiment_id(), "label": "jpeg quality=70", "status": "QUEUED"}  # no record yet
     for each in (done, old, sweep):
         runs.save_record(each, ProcessId.current())  # the running sweep's owner: this live process
+    manifest = [{"experiment_id": p["experiment_id"], "index": i, "label": label}
+                for i, (p, label) in enumerate(((done, "jpeg quality=60"), (stub, stub["label"])))]  # fmt: skip
+    (runs.folder(sweep["experiment_id"]) / "points.json").write_text(json.dumps(manifest))
     client = LocalClient(runs.root)
     answered_by = f"{runs.root}/ (local)"
 
     got = client.get(sweep["experiment_id"])
     assert got.item == sweep and got.status is Status.RUNNING and got.answered_by == answered_by
-    assert got.points == (done, stub)  # each point as runs/ holds it, else as the sweep lists it
+    assert got.points == (done, stub)  # each point as runs/ holds it, else as the sweep's manifest names it
+    assert got.sweep is not None and got.sweep.total == 2 and got.sweep.counts == {"SUCCEEDED": 1, "QUEUED": 1}
     listed = client.list()
     assert [r["experiment_id"] for r in listed.records] == [r["experiment_id"] for r in (sweep, done, old)]
     assert listed.answered_by == answered_by

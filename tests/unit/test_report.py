@@ -129,18 +129,22 @@ def write_sweep(runs: Path, parent_id: str, codec: str, params: dict, knob: str,
     for child in children:
         record = json.loads((runs / child / "record.json").read_text())
         (runs / child / "record.json").write_text(json.dumps({**record, "parent_id": parent_id}))
-    entries = [
-        {"experiment_id": child, "label": f"{codec} {knob}={20 + index}", "status": "SUCCEEDED"}
-        for index, child in enumerate(children)
-    ]
+    labels = [f"{codec} {knob}={20 + index}" for index in range(len(children))]
     for child, status, write_folder in extra:
-        # The parent's copy of a point's status lags behind the point's own record.
-        entries.append({"experiment_id": child, "label": f"{codec} {knob}=51", "status": "RUNNING"})
+        labels.append(f"{codec} {knob}=51")
         if write_folder:
             write_experiment(runs, child, None, status=status, parent_id=parent_id)
-    parent = {"experiment_id": parent_id, "timestamp": 1_790_000_000_000, "status": "SUCCEEDED", "points": entries}
+    ids = [*children, *(child for child, _, _ in extra)]
+    manifest = [
+        {"parent_id": parent_id, "execution_arn": "", "experiment_id": point, "index": i, "label": label, "spec": {}}
+        for i, (point, label) in enumerate(zip(ids, labels, strict=True))
+    ]
+    uri = f"s3://bucket/experiments/{parent_id}/points.json"
+    parent = {"experiment_id": parent_id, "timestamp": 1_790_000_000_000, "status": "SUCCEEDED",
+              "point_count": len(manifest), "manifest_uri": uri}  # fmt: skip
     (runs / parent_id).mkdir()
     (runs / parent_id / "record.json").write_text(json.dumps(parent))
+    (runs / parent_id / "points.json").write_text(json.dumps(manifest))
     return children
 
 
@@ -173,8 +177,8 @@ def test_a_sweep_id_expands_to_its_points_and_keeps_the_unsuccessful_ones_marked
         ("exp_sweep_p1", "SUCCEEDED", "exp_sweep"),
         ("exp_sweep_p2", "SUCCEEDED", "exp_sweep"),
         ("exp_sweep_p3", "SUCCEEDED", "exp_sweep"),
-        ("exp_failed", "FAILED", "exp_sweep"),  # the point's own record, newer than the parent's RUNNING
-        ("exp_running", "RUNNING", "exp_sweep"),  # no folder yet: the parent's status
+        ("exp_failed", "FAILED", "exp_sweep"),  # the point's own record
+        ("exp_running", "NOT_STARTED", "exp_sweep"),  # in the manifest, with no record of its own
     ]
     assert all(e.result is None for e in experiments if not e.succeeded)
 
@@ -183,11 +187,11 @@ def test_the_report_says_which_sweep_points_it_skipped(runs: Path) -> None:
     out = report_cli(runs, *ALL)
     assert out.exit_code == 0, out.output
     assert "skipped exp_failed (x264 crf=51) of sweep exp_sweep: FAILED, not SUCCEEDED" in out.output
-    assert "skipped exp_running (x264 crf=51) of sweep exp_sweep: RUNNING" in out.output
+    assert "skipped exp_running (x264 crf=51) of sweep exp_sweep: NOT_STARTED" in out.output
     rows = list(csv.DictReader((runs / "reports" / "exp_sweep" / "report.csv").open()))
     assert [(r["experiment_id"], r["status"], r["bpp"]) for r in rows[-2:]] == [
         ("exp_failed", "FAILED", ""),
-        ("exp_running", "RUNNING", ""),
+        ("exp_running", "NOT_STARTED", ""),
     ]
 
 
@@ -203,11 +207,17 @@ def test_a_failed_experiment_named_directly_is_refused(runs: Path) -> None:
         load_experiments(["exp_failed"], runs)
 
 
-def test_a_succeeded_sweep_point_without_its_folder_is_an_error(runs: Path) -> None:
-    parent = json.loads((runs / "exp_sweep" / "record.json").read_text())
-    parent["points"].append({"experiment_id": "exp_lost", "label": "x264 crf=9", "status": "SUCCEEDED"})
-    (runs / "exp_sweep" / "record.json").write_text(json.dumps(parent))
-    with pytest.raises(ReportError, match=r"sweep exp_sweep lists point exp_lost as SUCCEEDED but .* is missing"):
+def test_a_sweep_point_without_its_folder_never_started_and_is_left_out(runs: Path) -> None:
+    manifest = json.loads((runs / "exp_sweep" / "points.json").read_text())
+    manifest.append({**manifest[0], "experiment_id": "exp_lost", "index": len(manifest), "label": "x264 crf=9"})
+    (runs / "exp_sweep" / "points.json").write_text(json.dumps(manifest))
+    lost = next(e for e in load_experiments(["exp_sweep"], runs) if e.experiment_id == "exp_lost")
+    assert lost.status == "NOT_STARTED" and not lost.succeeded and lost.result is None
+
+
+def test_a_sweep_without_its_manifest_is_an_error(runs: Path) -> None:
+    (runs / "exp_sweep" / "points.json").unlink()
+    with pytest.raises(ReportError, match=r"sweep exp_sweep has no .*points.json, which names its points"):
         load_experiments(["exp_sweep"], runs)
 
 
