@@ -18,7 +18,7 @@ from rich.table import Table
 
 from codeclab.experiments.sweep import point_id
 from codeclab.local import runner
-from codeclab.local.emulator import LocalCloud
+from codeclab.local.service import LocalService
 from codeclab.terminal import wide_console
 
 TARGET_S = 0.5
@@ -41,9 +41,13 @@ def sweep_spec(points: int) -> dict[str, Any]:
     }
 
 
-def measure(cloud: LocalCloud, points: int, runs: Path) -> dict[str, float]:
+def measure(service: LocalService, points: int) -> dict[str, float]:
+    """One sweep as `codeclab run` runs it: each point kept in runs/ as it ends, the rest collected at the end."""
+    cloud = service.cloud
+    assert cloud is not None
     started = time.perf_counter()
-    outcome = runner.run(cloud, sweep_spec(points), runs)
+    record = runner.wait(cloud, runner.submit(cloud, sweep_spec(points)))
+    outcome = runner.collect(cloud, record, service.runs.root)
     wall = time.perf_counter() - started
     assert outcome.succeeded, outcome.record.get("error")
     jobs = sum(cloud.jobs.durations[point_id(outcome.experiment_id, i)] for i in range(points))
@@ -58,8 +62,8 @@ def main() -> None:
     parser.add_argument("--points", type=int, nargs="+", default=[24, 300], help="sweep sizes to time")
     args = parser.parse_args()
     console = wide_console()
-    with LocalCloud() as cloud, tempfile.TemporaryDirectory() as runs:
-        rows = [measure(cloud, n, Path(runs)) for n in args.points]
+    with tempfile.TemporaryDirectory() as runs, LocalService(Path(runs), kind="run") as service:
+        rows = [measure(service, n) for n in args.points]
     table = Table(title=f"local sweep overhead per point (1-frame x264 points, concurrency {CONCURRENCY})")
     for column in ("points", "wall s", "Σ job s", "overhead per point s", f"< {TARGET_S} s"):
         table.add_column(column, justify="right")

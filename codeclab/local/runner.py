@@ -21,6 +21,7 @@ from codeclab.local.events import CapturedAlert
 from codeclab.local.runs import JOB_LOG, RunsFolder
 
 POLL_SECONDS = 0.25
+CHUNK_BYTES = 1 << 20
 ProgressCallback = Callable[[ExperimentRecord], None]
 
 
@@ -78,11 +79,18 @@ def collect(cloud: LocalCloud, record: ExperimentRecord, runs_dir: Path) -> Outc
         services = cloud.services()
         manifest = read_manifest(services, record["manifest_uri"])
         points = point_rows(record, manifest, services.store.points_of(record["experiment_id"]))
+    runs = RunsFolder(runs_dir)
     for point in points:
-        if point["status"] != NOT_STARTED:
+        if point["status"] != NOT_STARTED and not _kept(runs, point):
             keep(cloud, point, runs_dir)
     outcome = keep(cloud, record, runs_dir)
     return Outcome(outcome.experiment_id, outcome.status, outcome.record, outcome.folder, outcome.alerts, points)
+
+
+def _kept(runs: RunsFolder, point: ExperimentRecord | PointSummary) -> bool:
+    """A point `codeclab run` already kept when it ended: its final record.json is written after its artifacts."""
+    saved = runs.record(point["experiment_id"])
+    return saved is not None and saved["status"] == point["status"] and Status(saved["status"]).is_final
 
 
 def keep(cloud: LocalCloud, record: ExperimentRecord | PointSummary, runs_dir: Path) -> Outcome:
@@ -94,7 +102,10 @@ def keep(cloud: LocalCloud, record: ExperimentRecord | PointSummary, runs_dir: P
     s3, prefix = boto3.client("s3"), f"experiments/{experiment_id}/"
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=cloud.bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            s3.download_file(cloud.bucket, item["Key"], str(folder / item["Key"].removeprefix(prefix)))
+            # One GET each, streamed: the transfer manager's threads cost more than these small files.
+            body = s3.get_object(Bucket=cloud.bucket, Key=item["Key"])["Body"]
+            with (folder / item["Key"].removeprefix(prefix)).open("wb") as file:
+                shutil.copyfileobj(body, file, CHUNK_BYTES)
     if cloud.job_log(experiment_id).is_file():
         shutil.copyfile(cloud.job_log(experiment_id), folder / JOB_LOG)
     alerts = cloud.alerts_for(experiment_id)
