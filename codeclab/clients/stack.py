@@ -107,7 +107,7 @@ class StackClient:
         record = self.services.store.find(submission.experiment_id)
         if record is not None and "point_count" in record and not Status(record["status"]).is_final:
             store = self.services.store
-            progress = sweep_progress(record, store.points_of(record["experiment_id"]), store.now_ms())
+            progress = sweep_progress(record, store.point_statuses(record["experiment_id"]), store.now_ms())
             return {**record, "progress": progress.as_record_progress(store.now_ms())}
         if record is None:
             execution = self.services.sfn.describe_execution(executionArn=submission.execution_arn)

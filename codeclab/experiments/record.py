@@ -71,3 +71,17 @@ class ExperimentRecord(TypedDict):
     parent_id: NotRequired[str]
     point_label: NotRequired[str]
     point_index: NotRequired[int]
+
+
+class PointStatus(TypedDict):
+    """What a sweep's progress reads of each point: its key, status, place and error, not its spec or result.
+
+    An ExperimentRecord is one too, so the progress of points read whole is the same computation.
+    """
+
+    experiment_id: str
+    timestamp: int
+    status: str
+    point_index: NotRequired[int]
+    point_label: NotRequired[str]
+    error: NotRequired[RecordError]

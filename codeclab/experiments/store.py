@@ -20,7 +20,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from codeclab.experiments.ids import is_experiment_id
-from codeclab.experiments.record import ExperimentRecord
+from codeclab.experiments.record import ExperimentRecord, PointStatus
 from codeclab.experiments.statuses import Status, TransitionError, sources_of
 
 STATUS_INDEX = "by_status"
@@ -211,13 +211,24 @@ class ExperimentStore:
         condition = Key("parent_id").eq(parent_id) & (
             Key("point_index").gte(first) if last is None else Key("point_index").between(first, last)
         )
-        query: dict[str, Any] = {"IndexName": PARENT_INDEX, "KeyConditionExpression": condition}
+        return self._pages({"IndexName": PARENT_INDEX, "KeyConditionExpression": condition})
+
+    def point_statuses(self, parent_id: str) -> Iterator[PointStatus]:
+        """points_of, projected to what progress needs: polled every second, a sweep's full items would be
+        megabytes a poll for 10,000 points."""
+        condition = Key("parent_id").eq(parent_id)
+        names = {f"#{name}": name for name in PointStatus.__annotations__}
+        return self._pages({"IndexName": PARENT_INDEX, "KeyConditionExpression": condition,
+                            "ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names})  # fmt: skip
+
+    def _pages(self, query: dict[str, Any]) -> Iterator[Any]:
+        """Every item a query finds, page after page."""
         while True:
             response = self.table.query(**query)
             yield from (from_dynamo(item) for item in response.get("Items", []))
             if "LastEvaluatedKey" not in response:
                 return
-            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            query = {**query, "ExclusiveStartKey": response["LastEvaluatedKey"]}
 
     def _update(
         self,

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from codeclab.experiments.record import NOT_STARTED, ExperimentRecord, PointSummary, RecordProgress
+from codeclab.experiments.record import NOT_STARTED, ExperimentRecord, PointStatus, PointSummary, RecordProgress
 from codeclab.experiments.state import ManifestPoint
 from codeclab.experiments.statuses import Status
 
@@ -59,7 +59,7 @@ class SweepProgress:
                 "updated_at": updated_at}  # fmt: skip
 
 
-def sweep_progress(parent: ExperimentRecord, points: Iterable[ExperimentRecord], now_ms: int) -> SweepProgress:
+def sweep_progress(parent: ExperimentRecord, points: Iterable[PointStatus], now_ms: int) -> SweepProgress:
     """The progress of a sweep whose parent is `parent`, from every point record it has so far."""
     counts: Counter[str] = Counter()
     failed: list[FailedPoint] = []

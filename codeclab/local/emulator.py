@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import warnings
 from contextlib import suppress
@@ -69,6 +70,7 @@ class LocalCloud:
         self.jobs = LocalJobRunner(self.stack.job_definition(), emulator, self.job_folder, self.faults.plan)
         self._reconcile = ReconcileRule(self.handlers, self.stack.async_retry_attempts("reconcile"))
         self._alerts = AlertCapture()
+        self._thread_services = threading.local()  # see services()
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -150,9 +152,15 @@ class LocalCloud:
         return self.stack.bucket
 
     def services(self) -> Services:
-        return Services(
-            store=ExperimentStore(self.table_name), bucket=self.bucket, state_machine_arn=self.state_machine_arn
-        )
+        """This thread's clients of the emulator: made once per thread (boto3 resources are not thread-safe), as
+        a client costs more to make than most calls cost to answer."""
+        services: Services | None = getattr(self._thread_services, "services", None)
+        if services is None:
+            services = Services(
+                store=ExperimentStore(self.table_name), bucket=self.bucket, state_machine_arn=self.state_machine_arn
+            )
+            self._thread_services.services = services
+        return services
 
     @cached_property
     def sfn(self) -> Any:

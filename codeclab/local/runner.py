@@ -9,8 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import boto3
-
 from codeclab.experiments import api
 from codeclab.experiments.record import NOT_STARTED, ExperimentRecord, PointSummary
 from codeclab.experiments.statuses import Status
@@ -67,7 +65,7 @@ def _with_point_progress(cloud: LocalCloud, record: ExperimentRecord) -> Experim
     if "point_count" not in record or Status(record["status"]).is_final:
         return record
     store = cloud.services().store
-    progress = sweep_progress(record, store.points_of(record["experiment_id"]), store.now_ms())
+    progress = sweep_progress(record, store.point_statuses(record["experiment_id"]), store.now_ms())
     return {**record, "progress": progress.as_record_progress(store.now_ms())}
 
 
@@ -99,7 +97,7 @@ def keep(cloud: LocalCloud, record: ExperimentRecord | PointSummary, runs_dir: P
     runs, experiment_id = RunsFolder(runs_dir), record["experiment_id"]
     folder = runs.folder(experiment_id)
     folder.mkdir(parents=True, exist_ok=True)
-    s3, prefix = boto3.client("s3"), f"experiments/{experiment_id}/"
+    s3, prefix = cloud.services().s3, f"experiments/{experiment_id}/"
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=cloud.bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             # One GET each, streamed: the transfer manager's threads cost more than these small files.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +18,6 @@ from codeclab.experiments.sweep import point_id
 from codeclab.local import runner
 from codeclab.local.emulator import LocalCloud
 from tests.conftest import wait_until_running
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import bench_sweep
 
 # A custom codec that always fails at encode: a real failure of one point, not a mock.
 BROKEN_CODEC = (
@@ -145,14 +141,3 @@ def test_a_sweep_shows_its_progress_while_it_runs(cloud: LocalCloud, tmp_path: P
     during = [line for line in seen if f"failed {failed_id} CODEC_ERROR" in line and "QUEUED" in line]
     assert during, seen
     assert re.search(r"\d+/9 done: .*1 FAILED.*; .*QUEUED; (ETA unknown|[\d.]+/min, ETA \d+m \d+s)", during[0])
-
-
-@pytest.mark.slow  # minutes on 2 cores: 300 worker processes; `make bench` times the same sweep (bench_sweep.py)
-def test_a_300_point_sweep_runs_to_the_end_with_every_point_final(cloud: LocalCloud, tmp_path: Path) -> None:
-    """More points than the old inline Map's limit of 256, through the Distributed Map."""
-    spec = bench_sweep.sweep_spec(300)  # one-frame points, as the benchmark times them: 50 CRFs x 6 presets
-    outcome = runner.run(cloud, spec, tmp_path)
-    assert outcome.status == "SUCCEEDED", outcome.record.get("error")
-    assert saved(outcome.folder)["result"] == {"points": 300, "succeeded": 300, "failed": 0, "not_started": 0}
-    assert [p["status"] for p in outcome.points] == ["SUCCEEDED"] * 300
-    assert len(list(cloud.services().store.points_of(outcome.experiment_id))) == 300
