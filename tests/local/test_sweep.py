@@ -104,7 +104,7 @@ def test_a_sweep_with_an_invalid_point_starts_nothing(cloud: LocalCloud) -> None
     with pytest.raises(api.ApiError) as info:
         runner.submit(cloud, bad)
     assert info.value.status == 400
-    assert "point 2 (jpeg crf=23): $.codec.params: unknown parameter 'crf'" in info.value.message
+    assert "2 points (point 2 (jpeg crf=23), ...): $.codec.params: unknown parameter 'crf'" in info.value.message
     assert len(sfn.list_executions(stateMachineArn=cloud.state_machine_arn)["executions"]) == before
 
 

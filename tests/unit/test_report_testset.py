@@ -21,9 +21,10 @@ import pytest
 from click.testing import CliRunner
 
 from codeclab.cli import cli
-from codeclab.experiments.record import ExperimentRecord, PointSummary
+from codeclab.experiments.record import ExperimentRecord
 from codeclab.experiments.result import Conditions, Environment, Metrics, Result, SourceConditions
 from codeclab.experiments.schema import SpecDocument
+from codeclab.experiments.state import MANIFEST_FILE, ManifestPoint
 from codeclab.local.runs import RESULT_FILE, RunsFolder
 
 RATES = {22: 0.40, 27: 0.20, 32: 0.10, 37: 0.05}  # crf -> bpp of x264 on a sequence of scale 1
@@ -123,12 +124,13 @@ def write_point(runs: Path, experiment_id: str, point: Result, parent_id: str | 
 
 
 def write_sweep(runs: Path, parent_id: str, points: dict[str, Result]) -> None:
-    """A sweep whose points are the given results, by point id."""
-    summaries: list[PointSummary] = []
-    for experiment_id, point in points.items():
+    """A sweep whose points are the given results, by point id: its record and its manifest (points.json)."""
+    manifest: list[ManifestPoint] = []
+    for index, (experiment_id, point) in enumerate(points.items()):
         write_point(runs, experiment_id, point, parent_id)
         label = f"{point['spec']['codec']['name']} crf={point['spec']['codec']['params']['crf']}"
-        summaries.append({"experiment_id": experiment_id, "timestamp": 1, "label": label, "status": "SUCCEEDED"})
+        manifest.append({"parent_id": parent_id, "execution_arn": "", "experiment_id": experiment_id,
+                         "index": index, "label": label, "spec": point["spec"]})  # fmt: skip
     parent: ExperimentRecord = {
         "experiment_id": parent_id,
         "timestamp": 1_790_000_000_000,
@@ -137,9 +139,11 @@ def write_sweep(runs: Path, parent_id: str, points: dict[str, Result]) -> None:
         "history": [],
         "updated_at": 1_790_000_000_000,
         "codec": "sweep",
-        "points": summaries,
+        "point_count": len(manifest),
+        "manifest_uri": f"s3://bucket/experiments/{parent_id}/{MANIFEST_FILE}",
     }
     RunsFolder(runs).save_record(parent)
+    (runs / parent_id / MANIFEST_FILE).write_text(json.dumps(manifest))
 
 
 def codec_sweep(codec: str, sequences: dict[str, dict[int, tuple[float, float]]]) -> dict[str, Result]:

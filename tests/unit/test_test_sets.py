@@ -10,9 +10,9 @@ import pytest
 from moto import mock_aws
 
 from codeclab.experiments import SpecError, validate_spec
-from codeclab.experiments.schema import check_document
+from codeclab.experiments.schema import check_document, load_schema
 from codeclab.experiments.sweep import MAX_POINTS
-from codeclab.experiments.test_sets import FileCatalog
+from codeclab.experiments.test_sets import BUILTIN_SETS, FileCatalog
 
 
 def spec(source: dict, **extra: object) -> dict:
@@ -127,7 +127,8 @@ def test_the_source_is_a_clip_or_a_test_set_and_clips_are_not_a_grid() -> None:
         "$.source: give exactly one of clip, test_set"
     ]
     assert problems(spec({"test_set": "builtin:huge"})) == [
-        "$.source.test_set: no builtin test set 'builtin:huge'; builtin: builtin:mini"
+        '$.source.test_set: "builtin:huge" is not valid; expected builtin:mini, a local folder or s3:// prefix of '
+        "clips, or a manifest (.json or .csv, local or s3://)"
     ]
     (grid,) = problems(spec({"clip": "a.y4m"}, sweep={"clip": ["a.y4m", "b.y4m"], "crf": [20, 30]}))
     assert grid.startswith("$.sweep.clip: clip is a source field, not a codec parameter: name the clips in")
@@ -183,3 +184,8 @@ def test_a_clip_the_sets_own_fields_do_not_fit_is_named_with_its_points() -> Non
     )
     assert found.startswith("$.source.test_set: 2 points (point 0 (a x264 crf=20), ...): $.source: ")
     assert "raw .yuv clips only" in found
+
+
+def test_the_schema_names_exactly_the_builtin_sets() -> None:
+    pattern = load_schema()["$defs"]["test_set"]["then"]["pattern"]
+    assert pattern.startswith("^(builtin:" + "|".join(BUILTIN_SETS) + "|")
