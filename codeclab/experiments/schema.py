@@ -23,32 +23,11 @@ CodecParams = dict[str, Any]
 SchemaNode = dict[str, Any]
 
 
-# One clip of a test set, as a list or a manifest gives it ("class" is a keyword, hence the call form).
-TestClip = TypedDict(
-    "TestClip",
+# What a clip's source may say beyond the clip itself; the call form, because one field is named `class`.
+# width, height and pix_fmt describe raw .yuv clips.
+_ClipFields = TypedDict(
+    "_ClipFields",
     {
-        "clip": str,
-        "sequence": NotRequired[str],
-        "class": NotRequired[str],
-        "start": NotRequired[int],
-        "frames": NotRequired[int],
-        "crop": NotRequired[list[int]],
-        "size": NotRequired[list[int]],
-        "fps": NotRequired[float | str],
-        "width": NotRequired[int],
-        "height": NotRequired[int],
-        "pix_fmt": NotRequired[Literal["yuv420p", "yuv420p10le"]],
-        "convert_to": NotRequired[Literal["yuv420p"]],
-    },
-)
-# A spec's source: one clip (what every experiment that runs has), or a test set that sweep.py expands.
-# The functional form, because one field is named `class`. width, height and pix_fmt describe raw .yuv clips.
-SourceSpec = TypedDict(
-    "SourceSpec",
-    {
-        "clip": NotRequired[str],
-        "test_set": NotRequired["str | list[str | TestClip]"],
-        "start": int,
         "frames": NotRequired[int],
         "crop": NotRequired[list[int]],
         "size": NotRequired[list[int]],
@@ -61,6 +40,21 @@ SourceSpec = TypedDict(
         "class": NotRequired[str],
     },
 )
+
+
+class ClipEntry(_ClipFields):
+    """One clip of a test set, as a list or a manifest gives it."""
+
+    clip: str
+    start: NotRequired[int]
+
+
+class SourceSpec(_ClipFields):
+    """A spec's source: one clip (what every experiment that runs has), or a test set that sweep.py expands."""
+
+    clip: NotRequired[str]
+    test_set: NotRequired[str | list[str | ClipEntry]]
+    start: int
 
 
 class CodecSpec(TypedDict):

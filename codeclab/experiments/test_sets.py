@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 from botocore.exceptions import BotoCoreError, ClientError
 
 from codeclab.experiments.s3_uri import split_s3_uri
-from codeclab.experiments.schema import SourceSpec, SpecError, SpecProblem, TestClip, definition_problems
+from codeclab.experiments.schema import ClipEntry, SourceSpec, SpecError, SpecProblem, definition_problems
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -33,7 +33,7 @@ SHARED_FIELDS = ("start", "frames", "crop", "size", "fps", "width", "height", "p
 CATALOG_ERRORS = (OSError, LookupError, BotoCoreError, ClientError)
 SEQUENCE_LIMIT = 128  # the schema's limit on $.source.sequence
 # Offline sets built from the shipped clips: two resolution classes, small enough for tests and the demo.
-BUILTIN_SETS: dict[str, tuple[TestClip, ...]] = {
+BUILTIN_SETS: dict[str, tuple[ClipEntry, ...]] = {
     "mini": (
         {"clip": "builtin:carphone", "class": "QCIF"},
         {"clip": "builtin:bbb", "class": "180p", "size": [320, 180]},
@@ -103,7 +103,7 @@ def sequence_name(clip: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")[:SEQUENCE_LIMIT] or "clip"
 
 
-def _entries(ref: str | list[str | TestClip], origin: str, catalog: ClipCatalog) -> list[TestClip]:
+def _entries(ref: str | list[str | ClipEntry], origin: str, catalog: ClipCatalog) -> list[ClipEntry]:
     if isinstance(ref, list):
         return [{"clip": e} if isinstance(e, str) else e for e in ref]
     if ref.startswith("builtin:"):  # the schema allows only the names BUILTIN_SETS has
@@ -113,7 +113,7 @@ def _entries(ref: str | list[str | TestClip], origin: str, catalog: ClipCatalog)
     return _folder(ref, origin, catalog)
 
 
-def _folder(ref: str, origin: str, catalog: ClipCatalog) -> list[TestClip]:
+def _folder(ref: str, origin: str, catalog: ClipCatalog) -> list[ClipEntry]:
     try:
         clips = catalog.list_clips(ref)
     except CATALOG_ERRORS as exc:
@@ -124,7 +124,7 @@ def _folder(ref: str, origin: str, catalog: ClipCatalog) -> list[TestClip]:
     return [{"clip": c} for c in clips]
 
 
-def _manifest(uri: str, origin: str, catalog: ClipCatalog) -> list[TestClip]:
+def _manifest(uri: str, origin: str, catalog: ClipCatalog) -> list[ClipEntry]:
     try:
         text = catalog.read_text(uri)
     except UnicodeDecodeError:
@@ -211,7 +211,7 @@ def _relative_to(base: str, clip: str) -> str:
     return joined if base.startswith("s3://") else posixpath.normpath(joined)
 
 
-def _clip_source(shared: SourceSpec, entry: TestClip) -> SourceSpec:
+def _clip_source(shared: SourceSpec, entry: ClipEntry) -> SourceSpec:
     source = cast(SourceSpec, {**shared, **entry})
     source.setdefault("sequence", sequence_name(entry["clip"]))
     return source
