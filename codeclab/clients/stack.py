@@ -102,10 +102,10 @@ class StackClient:
         return RecordSummary(record, tuple(points), self._answered_by, progress)
 
     def _current(self, submission: Submission) -> ExperimentRecord | None:
-        """The record (a running sweep's with its points' progress); None until CreateRecord has written it,
+        """The record (a sweep's with its points' progress); None until CreateRecord has written it,
         Refused if the execution ended without one."""
         record = self.services.store.find(submission.experiment_id)
-        if record is not None and "point_count" in record and not Status(record["status"]).is_final:
+        if record is not None and "point_count" in record:  # final too: the bar ends with every point done
             store = self.services.store
             progress = sweep_progress(record, store.point_statuses(record["experiment_id"]), store.now_ms())
             return {**record, "progress": progress.as_record_progress(store.now_ms())}

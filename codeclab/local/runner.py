@@ -61,8 +61,8 @@ def wait(cloud: LocalCloud, submitted: api.Submitted, on_progress: ProgressCallb
 
 
 def _with_point_progress(cloud: LocalCloud, record: ExperimentRecord) -> ExperimentRecord:
-    """A running sweep's progress: its points' counts by status, throughput and ETA."""
-    if "point_count" not in record or Status(record["status"]).is_final:
+    """A sweep's progress: its points' counts by status, throughput and ETA."""
+    if "point_count" not in record:  # a final sweep too: its last frame of the bar is every point done
         return record
     store = cloud.services().store
     progress = sweep_progress(record, store.point_statuses(record["experiment_id"]), store.now_ms())
