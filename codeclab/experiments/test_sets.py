@@ -9,6 +9,7 @@ give its own, and each sequence has a unique name (the clip's stem unless the se
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import posixpath
@@ -21,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.experiments.schema import ClipEntry, SourceSpec, SpecError, SpecProblem, definition_problems
+from codeclab.experiments.sweep import MAX_POINTS
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -32,6 +34,7 @@ SHARED_FIELDS = ("start", "frames", "crop", "size", "fps", "width", "height", "p
 # A filesystem or S3 refusal: said to the user with the location, never a traceback.
 CATALOG_ERRORS = (OSError, LookupError, BotoCoreError, ClientError)
 SEQUENCE_LIMIT = 128  # the schema's limit on $.source.sequence
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024  # 10,000 clips with every field fit in a few megabytes
 # Offline sets built from the shipped clips: two resolution classes, small enough for tests and the demo.
 BUILTIN_SETS: dict[str, tuple[ClipEntry, ...]] = {
     "mini": (
@@ -65,12 +68,18 @@ class FileCatalog:
         return [str(path / p.name) for p in sorted(path.iterdir()) if p.suffix.lower() in CLIP_SUFFIXES]
 
     def read_text(self, uri: str) -> str:
+        """A manifest's text; one over MAX_MANIFEST_BYTES is refused before it is read. A BOM (Excel writes one
+        into UTF-8 CSV) is not part of the first column's name."""
         if uri.startswith("s3://"):
             bucket, key = split_s3_uri(uri)
-            data = self._client().get_object(Bucket=bucket, Key=key)["Body"].read()
+            response = self._client().get_object(Bucket=bucket, Key=key)
+            _refuse_huge(response["ContentLength"])
+            data = response["Body"].read()
         else:
-            data = Path(uri).read_bytes()
-        return data.decode("utf-8")
+            path = Path(uri)
+            _refuse_huge(path.stat().st_size)
+            data = path.read_bytes()
+        return data.decode("utf-8-sig")
 
     def _list_s3(self, prefix_uri: str) -> list[str]:
         bucket, prefix = split_s3_uri(prefix_uri.rstrip("/") + "/")
@@ -84,6 +93,11 @@ class FileCatalog:
 
             self._s3 = boto3.client("s3")
         return self._s3
+
+
+def _refuse_huge(size: int) -> None:
+    if size > MAX_MANIFEST_BYTES:
+        raise OSError(errno.EFBIG, f"it is {size} bytes; a manifest may have at most {MAX_MANIFEST_BYTES}")
 
 
 def resolve_clips(source: SourceSpec, origin: str, catalog: ClipCatalog) -> tuple[SourceSpec, ...]:
@@ -132,6 +146,8 @@ def _manifest(uri: str, origin: str, catalog: ClipCatalog) -> list[ClipEntry]:
     except CATALOG_ERRORS as exc:
         raise SpecError([SpecProblem("$.source.test_set", f"cannot read {uri}: {_reason(exc)}")], origin) from None
     rows = _csv_rows(text, uri, origin) if uri.lower().endswith(".csv") else _json_rows(text, uri, origin)
+    if len(rows) > MAX_POINTS:  # before each row is checked: a million-row manifest is refused at once
+        raise SpecError([SpecProblem(uri, f"{len(rows)} clips; a sweep may have at most {MAX_POINTS} points")], origin)
     problems = [p for where, row in rows for p in definition_problems(row, "test_clip", where)]
     if problems:
         raise SpecError(problems, origin)
@@ -207,8 +223,10 @@ def _relative_to(base: str, clip: str) -> str:
     """A manifest's relative clip path is relative to the manifest, as a researcher writes it beside the clips."""
     if not base or clip.startswith(("builtin:", "s3://", "/")):
         return clip
-    joined = f"{base}/{clip}"
-    return joined if base.startswith("s3://") else posixpath.normpath(joined)
+    if base.startswith("s3://"):
+        bucket, prefix = split_s3_uri(base + "/")
+        return f"s3://{bucket}/{posixpath.normpath(f'{prefix}{clip}')}"
+    return posixpath.normpath(f"{base}/{clip}")
 
 
 def _clip_source(shared: SourceSpec, entry: ClipEntry) -> SourceSpec:

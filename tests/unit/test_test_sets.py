@@ -12,7 +12,7 @@ from moto import mock_aws
 from codeclab.experiments import SpecError, validate_spec
 from codeclab.experiments.schema import check_document, load_schema
 from codeclab.experiments.sweep import MAX_POINTS
-from codeclab.experiments.test_sets import BUILTIN_SETS, FileCatalog
+from codeclab.experiments.test_sets import BUILTIN_SETS, MAX_MANIFEST_BYTES, FileCatalog
 
 
 def spec(source: dict, **extra: object) -> dict:
@@ -189,3 +189,33 @@ def test_a_clip_the_sets_own_fields_do_not_fit_is_named_with_its_points() -> Non
 def test_the_schema_names_exactly_the_builtin_sets() -> None:
     pattern = load_schema()["$defs"]["test_set"]["then"]["pattern"]
     assert pattern.startswith("^(builtin:" + "|".join(BUILTIN_SETS) + "|")
+
+
+def test_a_csv_from_excel_with_a_bom_reads_its_header(tmp_path: Path) -> None:
+    manifest = tmp_path / "excel.csv"
+    manifest.write_bytes("uri,class\r\na.y4m,B\r\n".encode("utf-8-sig"))
+    (point,) = validate_spec(spec({"test_set": str(manifest)})).points
+    assert point.spec["source"]["class"] == "B"
+
+
+def test_a_huge_or_endless_manifest_is_refused_before_its_rows_are_checked(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as file:
+        file.truncate(MAX_MANIFEST_BYTES + 1)  # sparse: nothing is written, nothing is read
+    (found,) = problems(spec({"test_set": str(huge)}))
+    assert found == (f"$.source.test_set: cannot read {huge}: it is {MAX_MANIFEST_BYTES + 1} bytes; "
+                     f"a manifest may have at most {MAX_MANIFEST_BYTES}")  # fmt: skip
+    many = tmp_path / "many.csv"
+    many.write_text("uri\n" + "".join(f"c{i}.y4m\n" for i in range(MAX_POINTS + 1)))
+    (found,) = problems(spec({"test_set": str(many)}))
+    assert found == f"{many}: {MAX_POINTS + 1} clips; a sweep may have at most {MAX_POINTS} points"
+
+
+@mock_aws
+def test_an_s3_manifests_relative_paths_stay_in_its_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="clips")
+    s3.put_object(Bucket="clips", Key="sets/ctc/set.json", Body=b'["../../raw/a.y4m", "b.y4m"]')
+    checked = validate_spec(spec({"test_set": "s3://clips/sets/ctc/set.json"}), catalog=FileCatalog(s3))
+    assert [p.spec["source"]["clip"] for p in checked.points] == ["s3://clips/raw/a.y4m", "s3://clips/sets/ctc/b.y4m"]
