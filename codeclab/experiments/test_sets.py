@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 CLIP_SUFFIXES = frozenset({".y4m", ".yuv", ".mp4"})
 MANIFEST_SUFFIXES = frozenset({".json", ".csv"})
 # Fields a set passes on to each clip that does not give its own: all but the clip and its name.
-SHARED_FIELDS = ("start", "frames", "crop", "size", "fps", "width", "height", "pix_fmt", "convert_to")
+SHARED_FIELDS = ("start", "frames", "crop", "size", "fps", "width", "height", "pix_fmt", "convert_to", "class")
 # A filesystem or S3 refusal: said to the user with the location, never a traceback.
 CATALOG_ERRORS = (OSError, LookupError, BotoCoreError, ClientError)
 SEQUENCE_LIMIT = 128  # the schema's limit on $.source.sequence
@@ -104,6 +104,9 @@ def resolve_clips(source: SourceSpec, origin: str, catalog: ClipCatalog) -> tupl
     """Every clip of a checked source as a single-clip source: one for a clip, each of a test set's otherwise."""
     if "test_set" not in source:
         return (source,)
+    if "sequence" in source:
+        problem = SpecProblem("$.source.sequence", "names one clip; give each clip of the test set its own `sequence`")
+        raise SpecError([problem], origin)
     entries = _entries(source["test_set"], origin, catalog)
     shared: SourceSpec = {k: v for k, v in source.items() if k in SHARED_FIELDS}  # type: ignore[assignment]
     clips = [_clip_source(shared, entry) for entry in entries]

@@ -219,3 +219,12 @@ def test_an_s3_manifests_relative_paths_stay_in_its_bucket(monkeypatch: pytest.M
     s3.put_object(Bucket="clips", Key="sets/ctc/set.json", Body=b'["../../raw/a.y4m", "b.y4m"]')
     checked = validate_spec(spec({"test_set": "s3://clips/sets/ctc/set.json"}), catalog=FileCatalog(s3))
     assert [p.spec["source"]["clip"] for p in checked.points] == ["s3://clips/raw/a.y4m", "s3://clips/sets/ctc/b.y4m"]
+
+
+def test_a_sets_class_is_every_clips_unless_it_gives_its_own_and_a_set_has_no_one_sequence_name() -> None:
+    clips = ["a.y4m", {"clip": "b.y4m", "class": "C"}]
+    first, second = (p.spec["source"] for p in validate_spec(spec({"test_set": clips, "class": "B"})).points)
+    assert (first["class"], second["class"]) == ("B", "C")
+    assert problems(spec({"test_set": clips, "sequence": "one"})) == [
+        "$.source.sequence: names one clip; give each clip of the test set its own `sequence`"
+    ]
