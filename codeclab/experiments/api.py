@@ -77,16 +77,9 @@ def submit(body: str | None, idempotency_key: str | None, services: Services) ->
         raise ApiError(400, "Idempotency-Key must be 1 to 128 characters")
     experiment_id = experiment_id_for(idempotency_key) if idempotency_key else new_experiment_id()
     execution_arn = _execution_arn(services.state_machine_arn, experiment_id)
-    execution_input = json.dumps({"spec": spec})
-    if len(execution_input.encode("utf-8")) > MAX_SPEC_BYTES:
-        raise ApiError(
-            400,
-            f"the spec is {len(execution_input.encode('utf-8'))} bytes; at most {MAX_SPEC_BYTES} go into an execution "
-            "and its record: name a large test set by a manifest (.json or .csv) or a folder in source.test_set",
-        )
     try:
         services.sfn.start_execution(
-            stateMachineArn=services.state_machine_arn, name=experiment_id, input=execution_input
+            stateMachineArn=services.state_machine_arn, name=experiment_id, input=json.dumps({"spec": spec})
         )
     except services.sfn.exceptions.ExecutionAlreadyExists:
         if not idempotency_key:
@@ -146,11 +139,22 @@ def _parse_spec(body: str | None, catalog: ClipCatalog) -> object:
         raise ApiError(400, "the request body must be an experiment spec (JSON)")
     try:
         submitted = parse_spec_json(body, origin="spec")
+        _refuse_oversized(submitted)  # before the checks, which a huge inline test set would make slow
         validate_spec(submitted, origin="spec", catalog=catalog)
         return submitted
     except SpecError as exc:
         details: list[ErrorDetail] = [{"path": p.path, "message": p.message} for p in exc.problems]
         raise ApiError(400, str(exc), details) from None
+
+
+def _refuse_oversized(spec: object) -> None:
+    size = len(json.dumps({"spec": spec}).encode("utf-8"))  # as the execution's input will be
+    if size > MAX_SPEC_BYTES:
+        raise ApiError(
+            400,
+            f"the spec is {size} bytes; at most {MAX_SPEC_BYTES} go into an execution and its record: "
+            "name a large test set by a manifest (.json or .csv) or a folder in source.test_set",
+        )
 
 
 def _execution_arn(state_machine_arn: str, name: str) -> str:

@@ -10,11 +10,14 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from codeclab.experiments.statuses import Status, TransitionError
-from codeclab.experiments.store import ExperimentKey, ExperimentStore
+
+if TYPE_CHECKING:
+    from codeclab.experiments.store import ExperimentKey, ExperimentStore
 
 PROGRESS_TABLE_ENV = "CODECLAB_TABLE"
 EXPERIMENT_ID_ENV = "CODECLAB_EXPERIMENT_ID"
@@ -36,6 +39,9 @@ class RecordProgress:
     def from_environment(cls, env: Mapping[str, str] = os.environ) -> RecordProgress | None:
         if not all(env.get(name) for name in (PROGRESS_TABLE_ENV, EXPERIMENT_ID_ENV, TIMESTAMP_ENV)):
             return None
+        # Imported here: the store brings boto3 (about 0.2 s), which an unattached worker never uses.
+        from codeclab.experiments.store import ExperimentKey, ExperimentStore
+
         key = ExperimentKey(env[EXPERIMENT_ID_ENV], int(env[TIMESTAMP_ENV]))
         return cls(ExperimentStore(env[PROGRESS_TABLE_ENV]), key)
 
