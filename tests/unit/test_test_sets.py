@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -145,11 +147,17 @@ def test_the_point_cap_counts_clips_too() -> None:
     assert found == f"$.sweep: {len(clips) * 2} points; a sweep may have at most {MAX_POINTS}, split it up"
 
 
-@mock_aws
-def test_an_s3_prefix_and_an_s3_manifest_resolve_through_the_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An S3 client of moto's, with a bucket named clips."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="clips")
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket="clips")
+        yield client
+
+
+def test_an_s3_prefix_and_an_s3_manifest_resolve_through_the_catalog(s3: Any) -> None:
     for key in ("ctc/a.y4m", "ctc/B_832x480_60_10bit.yuv", "ctc/deeper/c.y4m", "ctc/readme.md", "other/d.y4m"):
         s3.put_object(Bucket="clips", Key=key, Body=b"")
     s3.put_object(Bucket="clips", Key="ctc/set.csv", Body=b"uri,class\na.y4m,B\n")
@@ -211,11 +219,7 @@ def test_a_huge_or_endless_manifest_is_refused_before_its_rows_are_checked(tmp_p
     assert found == f"{many}: {MAX_POINTS + 1} clips; a sweep may have at most {MAX_POINTS} points"
 
 
-@mock_aws
-def test_an_s3_manifests_relative_paths_stay_in_its_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="clips")
+def test_an_s3_manifests_relative_paths_stay_in_its_bucket(s3: Any) -> None:
     s3.put_object(Bucket="clips", Key="sets/ctc/set.json", Body=b'["../../raw/a.y4m", "b.y4m"]')
     checked = validate_spec(spec({"test_set": "s3://clips/sets/ctc/set.json"}), catalog=FileCatalog(s3))
     assert [p.spec["source"]["clip"] for p in checked.points] == ["s3://clips/raw/a.y4m", "s3://clips/sets/ctc/b.y4m"]
