@@ -104,9 +104,6 @@ def resolve_clips(source: SourceSpec, origin: str, catalog: ClipCatalog) -> tupl
     """Every clip of a checked source as a single-clip source: one for a clip, each of a test set's otherwise."""
     if "test_set" not in source:
         return (source,)
-    if "sequence" in source:
-        problem = SpecProblem("$.source.sequence", "names one clip; give each clip of the test set its own `sequence`")
-        raise SpecError([problem], origin)
     entries = _entries(source["test_set"], origin, catalog)
     shared: SourceSpec = {k: v for k, v in source.items() if k in SHARED_FIELDS}  # type: ignore[assignment]
     clips = [_clip_source(shared, entry) for entry in entries]

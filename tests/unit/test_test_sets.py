@@ -230,5 +230,5 @@ def test_a_sets_class_is_every_clips_unless_it_gives_its_own_and_a_set_has_no_on
     first, second = (p.spec["source"] for p in validate_spec(spec({"test_set": clips, "class": "B"})).points)
     assert (first["class"], second["class"]) == ("B", "C")
     assert problems(spec({"test_set": clips, "sequence": "one"})) == [
-        "$.source.sequence: names one clip; give each clip of the test set its own `sequence`"
+        "$.source: sequence not allowed here (sequence names one clip; give each clip of a test set its own sequence)"
     ]
