@@ -31,8 +31,9 @@ CLIP_SUFFIXES = frozenset({".y4m", ".yuv", ".mp4"})
 MANIFEST_SUFFIXES = frozenset({".json", ".csv"})
 # Fields a set passes on to each clip that does not give its own: all but the clip and its name.
 SHARED_FIELDS = ("start", "frames", "crop", "size", "fps", "width", "height", "pix_fmt", "convert_to", "class")
-# A filesystem or S3 refusal: said to the user with the location, never a traceback.
-CATALOG_ERRORS = (OSError, LookupError, BotoCoreError, ClientError)
+# A filesystem or S3 refusal: said to the user with the location, never a traceback. ValueError: a path no
+# filesystem takes (a NUL byte, a lone surrogate).
+CATALOG_ERRORS = (OSError, ValueError, LookupError, BotoCoreError, ClientError)
 SEQUENCE_LIMIT = 128  # the schema's limit on $.source.sequence
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024  # 10,000 clips with every field fit in a few megabytes
 # Offline sets built from the shipped clips: two resolution classes, small enough for tests and the demo.

@@ -232,3 +232,9 @@ def test_a_sets_class_is_every_clips_unless_it_gives_its_own_and_a_set_has_no_on
     assert problems(spec({"test_set": clips, "sequence": "one"})) == [
         "$.source: sequence not allowed here (sequence names one clip; give each clip of a test set its own sequence)"
     ]
+
+
+def test_a_path_no_filesystem_takes_is_refused_by_name() -> None:
+    for ref in ("bad\x00set", "bad\x00set.csv", "bad\udcffset.json"):
+        (found,) = problems(spec({"test_set": ref}))
+        assert found.startswith("$.source.test_set: cannot ")
