@@ -225,6 +225,14 @@ def _params(value: object) -> str:
         Draft202012Validator.check_schema(value)
     except SchemaError as exc:
         return shortened(f"is not a valid JSON Schema (2020-12): {exc.message}")
+    for key, prop in value.get("properties", {}).items():
+        if isinstance(prop, dict) and "default" in prop:
+            error = next(Draft202012Validator(prop).iter_errors(prop["default"]), None)
+            if error is not None:
+                return shortened(
+                    f"properties.{key}: its default {json.dumps(prop['default'])} breaks its own schema: "
+                    f"{error.message}"
+                )
     return ""
 
 

@@ -11,7 +11,9 @@ import boto3
 import pytest
 
 from codeclab.experiments.ids import experiment_id_for, new_experiment_id
-from tests.aws.conftest import FakeContext, spec
+from codeclab.worker.packages.pack import pack
+from tests.aws.conftest import BUCKET, FakeContext, spec
+from tests.conftest import REPO
 
 
 def call(
@@ -81,6 +83,31 @@ def test_a_test_set_is_read_by_the_api_and_a_bad_or_huge_one_is_400(handlers, st
     assert executions(state_machine_arn) == []
     s3.put_object(Bucket="inputs", Key="ctc/set.csv", Body=b"uri,class\na.y4m,B\nb.y4m,C\n")
     assert call(handlers, "POST", "/experiments", manifest)[0] == 202
+
+
+def test_a_codec_package_is_checked_by_the_api_only_under_the_codecs_prefix(
+    handlers, state_machine_arn, tmp_path
+) -> None:
+    archive, _ = pack(REPO / "examples" / "codecs" / "blockdct", tmp_path)
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="codecs/blockdct-0.1.tar.gz", Body=archive.read_bytes())
+    s3.put_object(Bucket=BUCKET, Key="experiments/blockdct-0.1.tar.gz", Body=archive.read_bytes())
+
+    def package(uri: str, **params: Any) -> dict[str, Any]:
+        return {**spec(), "codec": {"name": "package", "uri": uri, "params": params}}
+
+    status, body = call(handlers, "POST", "/experiments", package(f"s3://{BUCKET}/codecs/blockdct-0.1.tar.gz", step=0))
+    assert status == 400 and body["errors"][0]["path"] == "$.codec.params.step"
+    assert "blockdct 0.1's params schema" in body["errors"][0]["message"]
+    for elsewhere in (f"s3://{BUCKET}/experiments/blockdct-0.1.tar.gz", str(archive), "s3://other/codecs/x.tar.gz"):
+        status, body = call(handlers, "POST", "/experiments", package(elsewhere))
+        assert status == 400 and body["errors"][0]["path"] == "$.codec.uri", elsewhere
+    status, body = call(handlers, "POST", "/experiments", package(f"s3://{BUCKET}/codecs/missing.tar.gz"))
+    assert status == 400 and "cannot read the package" in body["errors"][0]["message"]
+    assert executions(state_machine_arn) == []
+    assert (
+        call(handlers, "POST", "/experiments", package(f"s3://{BUCKET}/codecs/blockdct-0.1.tar.gz", step=8))[0] == 202
+    )
 
 
 @pytest.mark.parametrize(

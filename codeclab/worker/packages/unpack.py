@@ -36,6 +36,14 @@ CACHE_ENV = "CODECLAB_PACKAGE_CACHE"
 
 
 @dataclass(frozen=True)
+class PackageLimits:
+    """How much a package may unpack to: counted from the archive's headers before a byte is written."""
+
+    max_files: int = MAX_FILES
+    max_bytes: int = MAX_TOTAL_BYTES
+
+
+@dataclass(frozen=True)
 class PackageDir:
     """An unpacked, checked package: read it at `root`; `tree_sha256` names its content (see tree_sha256)."""
 
@@ -57,23 +65,24 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "codeclab" / "packages")
 
 
-def unpack(uri: str, cache: Path | None = None, s3: Any = None) -> PackageDir:
+def unpack(uri: str, cache: Path | None = None, s3: Any = None, limits: PackageLimits | None = None) -> PackageDir:
     """The package at `uri`, unpacked (or found) in `cache` and checked; a fault is a PackageError (exit 2)."""
     cache = cache or default_cache_dir()
+    limits = limits or PackageLimits()
     cache.mkdir(parents=True, exist_ok=True)
     if uri.startswith("s3://"):
         if not is_archive_uri(uri):
             raise PackageError(f"$.codec.uri: {uri}: an s3:// package must be a .tar.gz (codeclab codec pack)")
-        return _from_archive(_download(uri, cache, s3), cache, uri, remove_after=True)
+        return _from_archive(_download(uri, cache, s3, limits), cache, uri, limits, remove_after=True)
     path = Path(uri)
     if path.is_dir():
-        return _from_folder(path, cache, uri)
+        return _from_folder(path, cache, uri, limits)
     if path.is_file() and is_archive_uri(uri):
-        return _from_archive(path, cache, uri, remove_after=False)
+        return _from_archive(path, cache, uri, limits, remove_after=False)
     raise PackageError(f"$.codec.uri: {uri}: no such folder or .tar.gz; give a package folder or its archive")
 
 
-def folder_files(folder: Path) -> list[str]:
+def folder_files(folder: Path, limits: PackageLimits | None = None) -> list[str]:
     """A package folder's files (relative POSIX paths, sorted), refusing links, devices, FIFOs and oversize trees."""
     files: list[str] = []
     total = 0
@@ -91,7 +100,7 @@ def folder_files(folder: Path) -> list[str]:
             raise PackageError(f"codec package {folder}: {relative} is a hard link; copy the file in instead")
         files.append(relative)
         total += info.st_size
-        _check_caps(len(files), total, str(folder))
+        _check_caps(len(files), total, str(folder), limits or PackageLimits())
     return sorted(files)
 
 
@@ -112,8 +121,8 @@ def _walk(folder: Path) -> Iterator[Path]:
                 yield base / name
 
 
-def _from_folder(folder: Path, cache: Path, uri: str) -> PackageDir:
-    files = folder_files(folder)
+def _from_folder(folder: Path, cache: Path, uri: str, limits: PackageLimits) -> PackageDir:
+    files = folder_files(folder, limits)
     key = "tree-" + tree_sha256(folder, files)
 
     def fill(staging: Path) -> None:
@@ -125,14 +134,14 @@ def _from_folder(folder: Path, cache: Path, uri: str) -> PackageDir:
     return _materialise(cache, key, uri, fill)
 
 
-def _from_archive(archive: Path, cache: Path, uri: str, remove_after: bool) -> PackageDir:
+def _from_archive(archive: Path, cache: Path, uri: str, limits: PackageLimits, remove_after: bool) -> PackageDir:
     try:
         key = "archive-" + sha256_file(archive)
 
         def fill(staging: Path) -> None:
             try:
                 with tarfile.open(archive, mode="r:gz") as tar:
-                    _extract(tar, staging, uri)
+                    _extract(tar, staging, uri, limits)
             except (tarfile.TarError, EOFError, OSError) as exc:
                 raise PackageError(
                     f"codec package {uri}: not a readable .tar.gz ({exc}); make it with codeclab codec pack"
@@ -144,7 +153,7 @@ def _from_archive(archive: Path, cache: Path, uri: str, remove_after: bool) -> P
             archive.unlink(missing_ok=True)
 
 
-def _extract(tar: tarfile.TarFile, staging: Path, uri: str) -> None:
+def _extract(tar: tarfile.TarFile, staging: Path, uri: str, limits: PackageLimits) -> None:
     seen: set[str] = set()
     total = 0
     for member in tar:
@@ -160,7 +169,7 @@ def _extract(tar: tarfile.TarFile, staging: Path, uri: str) -> None:
             raise PackageError(f"codec package {uri}: {name} appears twice in the archive")
         seen.add(name)
         total += member.size
-        _check_caps(len(seen), total, uri)
+        _check_caps(len(seen), total, uri, limits)
         source = tar.extractfile(member)
         if source is None:
             raise PackageError(f"codec package {uri}: {name} cannot be read from the archive")
@@ -191,12 +200,12 @@ def _copy_exactly(source: IO[bytes], out: IO[bytes], size: int) -> None:
         left -= len(block)
 
 
-def _check_caps(count: int, total: int, where: str) -> None:
-    if count > MAX_FILES:
-        raise PackageError(f"codec package {where}: more than {MAX_FILES} files; a package may have at most that")
-    if total > MAX_TOTAL_BYTES:
+def _check_caps(count: int, total: int, where: str, limits: PackageLimits) -> None:
+    if count > limits.max_files:
+        raise PackageError(f"codec package {where}: more than {limits.max_files} files; a package may have no more")
+    if total > limits.max_bytes:
         raise PackageError(
-            f"codec package {where}: over {MAX_TOTAL_BYTES} bytes unpacked; a package may hold at "
+            f"codec package {where}: over {limits.max_bytes} bytes unpacked; a package may hold at "
             "most that (weights included)"
         )
 
@@ -236,7 +245,7 @@ def _checked(root: Path, uri: str) -> PackageDir:
     return PackageDir(root=root, manifest=manifest, tree_sha256=tree_sha256(root, files))
 
 
-def _download(uri: str, cache: Path, s3: Any) -> Path:
+def _download(uri: str, cache: Path, s3: Any, limits: PackageLimits) -> Path:
     """An s3:// archive into a private file in the cache folder, refused past the size cap."""
     if s3 is None:
         import boto3
@@ -246,8 +255,8 @@ def _download(uri: str, cache: Path, s3: Any) -> Path:
     target = cache / f".download-{secrets.token_hex(8)}.tar.gz"
     try:
         response = s3.get_object(Bucket=bucket, Key=key)
-        if int(response["ContentLength"]) > MAX_TOTAL_BYTES:
-            raise PackageError(f"codec package {uri}: {response['ContentLength']} bytes; at most {MAX_TOTAL_BYTES}")
+        if int(response["ContentLength"]) > limits.max_bytes:
+            raise PackageError(f"codec package {uri}: {response['ContentLength']} bytes; at most {limits.max_bytes}")
         with target.open("xb") as out:
             _copy_exactly(response["Body"], out, int(response["ContentLength"]))
     except PackageError:
