@@ -128,7 +128,8 @@ def read_manifest(uri: str, source: ManifestSource | None = None) -> CodecManife
         if uri.startswith("s3://"):
             raise SpecError([SpecProblem("$.codec.uri", "an s3:// package must be a .tar.gz (codeclab codec pack)")])
         try:
-            return parse_manifest((Path(uri) / MANIFEST_NAME).read_bytes()[: MAX_MANIFEST_BYTES + 1], origin)
+            with (Path(uri) / MANIFEST_NAME).open("rb") as stream:  # never more than the cap, even of /dev/zero
+                return parse_manifest(stream.read(MAX_MANIFEST_BYTES + 1), origin)
         except OSError as exc:
             raise SpecError(
                 [SpecProblem("$.codec.uri", f"cannot read {uri}/{MANIFEST_NAME}: {exc.strerror}")]
