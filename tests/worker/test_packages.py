@@ -16,9 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from moto import mock_aws
 from safetensors.numpy import load_file
 
 from codeclab.cli import cli
@@ -107,6 +109,26 @@ def test_pack_is_reproducible_byte_for_byte_and_starts_with_the_manifest(tmp_pat
     with gzip.open(first) as stream:
         assert stream.read()  # a plain gzip stream
     assert first.read_bytes()[4:8] == b"\0\0\0\0"  # gzip's mtime field
+
+
+def test_an_s3_package_is_downloaded_into_the_cache_by_hash_and_a_missing_one_is_exit_2(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    archive, digest = pack(EXAMPLE, tmp_path)
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="artifacts")
+        s3.put_object(Bucket="artifacts", Key="codecs/blockdct-0.1.tar.gz", Body=archive.read_bytes())
+        package = unpack("s3://artifacts/codecs/blockdct-0.1.tar.gz", tmp_path / "cache", s3)
+        assert (
+            package.root.name == f"archive-{digest}"
+            and package.tree_sha256 == unpack(str(EXAMPLE), tmp_path / "c2").tree_sha256
+        )
+        assert [p.name for p in (tmp_path / "cache").iterdir()] == [package.root.name]  # the download is gone
+        with pytest.raises(PackageError, match=r"cannot read s3://artifacts/codecs/missing.tar.gz") as refused:
+            unpack("s3://artifacts/codecs/missing.tar.gz", tmp_path / "cache", s3)
+        assert refused.value.exit_code == 2
+        with pytest.raises(PackageError, match=r"must be a .tar.gz"):
+            unpack("s3://artifacts/codecs/blockdct/", tmp_path / "cache", s3)
 
 
 # --- unpacking, attacked ----------------------------------------------------------------------------------
