@@ -143,7 +143,14 @@ def _parse_spec(body: str | None, catalog: ClipCatalog, services: Services) -> o
         submitted = parse_spec_json(body, origin="spec")
         _refuse_oversized(submitted)  # before the checks, which a huge inline test set would make slow
         packages = FileManifestSource(services.s3)
-        validate_spec(submitted, origin="spec", catalog=catalog, packages=packages, package_bucket=services.bucket)
+        validate_spec(
+            submitted,
+            origin="spec",
+            catalog=catalog,
+            packages=packages,
+            package_bucket=services.bucket,
+            local_packages=services.local_packages,
+        )
         return submitted
     except SpecError as exc:
         details: list[ErrorDetail] = [{"path": p.path, "message": p.message} for p in exc.problems]

@@ -159,8 +159,11 @@ def resolve_package_params(manifest: CodecManifest, params: CodecParams) -> Code
     return filled
 
 
-def package_uri_problem(uri: str, bucket: str) -> SpecProblem | None:
-    """Why the API refuses a package URI: it takes only s3://<artifact bucket>/codecs/... archives."""
+def package_uri_problem(uri: str, bucket: str, local_paths: bool = False) -> SpecProblem | None:
+    """Why the API refuses a package URI: it takes only s3://<artifact bucket>/codecs/... archives, and local
+    paths in local mode, where the worker runs on the same machine."""
+    if local_paths and not uri.startswith("s3://"):
+        return None
     expected = f"s3://{bucket}/{CODECS_PREFIX}"
     if not uri.startswith(expected) or ".." in PurePosixPath(uri.removeprefix(expected)).parts:
         return SpecProblem("$.codec.uri", f"the API takes packages under {expected} only; upload it there")

@@ -49,15 +49,16 @@ def validate_spec(
     catalog: ClipCatalog | None = None,
     packages: ManifestSource | None = None,
     package_bucket: str | None = None,
+    local_packages: bool = False,
 ) -> Spec:
     """Check a parsed spec, fill in its defaults and expand a sweep or test set: every point must be valid too.
 
     `catalog` reads a test set's folder or manifest and `packages` a codec package's codec.json (default: the
     filesystem, and S3 through boto3). With `package_bucket` (the API), a package must be an s3:// archive under
-    that bucket's codecs/ prefix.
+    that bucket's codecs/ prefix, or with `local_packages` (local mode) a local path.
     """
     document = check_document(value, origin)
-    resolve = _PackageParams(packages, package_bucket, origin)
+    resolve = _PackageParams(packages, package_bucket, local_packages, origin)
     if not is_sweep(document):
         resolve(document["codec"])
         return Spec(document)
@@ -73,8 +74,8 @@ def validate_spec(
 class _PackageParams:
     """Checks a package codec's params against its own schema and fills its defaults; each manifest read once."""
 
-    def __init__(self, source: ManifestSource | None, bucket: str | None, origin: str) -> None:
-        self._source, self._bucket, self._origin = source, bucket, origin
+    def __init__(self, source: ManifestSource | None, bucket: str | None, local: bool, origin: str) -> None:
+        self._source, self._bucket, self._local, self._origin = source, bucket, local, origin
         self._manifests: dict[str, CodecManifest] = {}
 
     def __call__(self, codec: CodecSpec) -> None:
@@ -83,7 +84,7 @@ class _PackageParams:
         uri = codec["uri"]
         try:
             if uri not in self._manifests:
-                refused = package_uri_problem(uri, self._bucket) if self._bucket is not None else None
+                refused = package_uri_problem(uri, self._bucket, self._local) if self._bucket is not None else None
                 if refused:
                     raise SpecError([refused])
                 self._manifests[uri] = read_manifest(uri, self._source)

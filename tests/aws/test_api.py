@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 
+from codeclab.experiments import api
+from codeclab.experiments.api import ApiError
 from codeclab.experiments.ids import experiment_id_for, new_experiment_id
 from codeclab.worker.packages.pack import pack
 from tests.aws.conftest import BUCKET, FakeContext, spec
@@ -108,6 +111,15 @@ def test_a_codec_package_is_checked_by_the_api_only_under_the_codecs_prefix(
     assert (
         call(handlers, "POST", "/experiments", package(f"s3://{BUCKET}/codecs/blockdct-0.1.tar.gz", step=8))[0] == 202
     )
+
+
+def test_in_local_mode_the_api_takes_a_local_package_path_too(services, state_machine_arn, tmp_path) -> None:
+    body = json.dumps({**spec(), "codec": {"name": "package", "uri": str(REPO / "examples" / "codecs" / "blockdct")}})
+    with pytest.raises(ApiError) as refused:
+        api.submit(body, None, replace(services, state_machine_arn=state_machine_arn))
+    assert refused.value.status == 400 and refused.value.details[0]["path"] == "$.codec.uri"
+    local = replace(services, state_machine_arn=state_machine_arn, local_packages=True)
+    assert api.submit(body, None, local)["experiment_id"]
 
 
 @pytest.mark.parametrize(
