@@ -26,7 +26,7 @@ from safetensors.numpy import load_file
 from codeclab.cli import cli
 from codeclab.experiments import SpecError, validate_spec
 from codeclab.experiments.codec_package import parse_manifest, read_manifest
-from codeclab.worker.packages.manifest import PackageError
+from codeclab.worker.packages.manifest import PackageError, resolve_params
 from codeclab.worker.packages.pack import pack
 from codeclab.worker.packages.unpack import PackageLimits, unpack
 
@@ -314,6 +314,14 @@ def test_a_package_spec_gets_the_package_defaults_and_bad_params_name_their_path
     sweep = {**package_spec(str(EXAMPLE)), "sweep": {"step": [4, 400]}}
     with pytest.raises(SpecError, match="400 is greater than the maximum of 255"):
         validate_spec(sweep)
+
+
+def test_the_worker_checks_params_again_against_the_manifest_it_verified(tmp_path) -> None:
+    package = unpack(str(EXAMPLE), tmp_path / "cache")
+    assert resolve_params(package.manifest, {}) == {"step": 12}
+    with pytest.raises(PackageError, match=r"\$.codec.params.step: 300 is greater than the maximum") as refused:
+        resolve_params(package.manifest, {"step": 300})
+    assert refused.value.exit_code == 2
 
 
 def test_a_package_uri_elsewhere_is_refused_and_uri_only_goes_with_package(tmp_path) -> None:

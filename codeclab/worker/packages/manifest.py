@@ -3,8 +3,8 @@ package's params with it, so it must be Lambda-safe); here its faults become the
 
 from __future__ import annotations
 
-from codeclab.experiments.codec_package import MANIFEST_NAME, CodecManifest, parse_manifest
-from codeclab.experiments.schema import SpecError
+from codeclab.experiments.codec_package import MANIFEST_NAME, CodecManifest, parse_manifest, resolve_package_params
+from codeclab.experiments.schema import CodecParams, SpecError
 from codeclab.worker.errors import InvalidSpec
 
 
@@ -20,4 +20,13 @@ def load_manifest(data: bytes, origin: str) -> CodecManifest:
         raise PackageError(str(exc)) from None
 
 
-__all__ = ["MANIFEST_NAME", "CodecManifest", "PackageError", "load_manifest"]
+def resolve_params(manifest: CodecManifest, params: CodecParams) -> CodecParams:
+    """The params checked again on the worker, against the manifest it unpacked and verified (the archive at a
+    URI may have changed since the spec was checked), defaults filled; a fault is a PackageError (exit 2)."""
+    try:
+        return resolve_package_params(manifest, params)
+    except SpecError as exc:
+        raise PackageError(str(exc)) from None
+
+
+__all__ = ["MANIFEST_NAME", "CodecManifest", "PackageError", "load_manifest", "resolve_params"]
