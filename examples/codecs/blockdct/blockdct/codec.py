@@ -4,8 +4,6 @@ params: {"step": 12} (the luma quantiser step; chroma uses twice it). The stream
 zlib-compressed int16 levels; decode needs nothing else but the same basis, which it loads itself.
 """
 
-from __future__ import annotations
-
 import struct
 import zlib
 from typing import Any

@@ -1,7 +1,5 @@
 """Block transforms: the basis comes from the package's weights (basis.safetensors), not from code."""
 
-from __future__ import annotations
-
 import numpy as np
 
 BLOCK = 8
