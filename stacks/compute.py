@@ -69,6 +69,7 @@ class GpuBatch(Construct):
         )
         storage.grant_objects(self.job_role, "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
         storage.grant_inputs(self.job_role)  # the clips
+        storage.grant_codecs(self.job_role)  # codec packages
         storage.grant_table(self.job_role, "dynamodb:GetItem", "dynamodb:UpdateItem")
         self.job_definition = self._job_definition(settings, storage, logs)
 

@@ -64,6 +64,7 @@ class CodecSpec(TypedDict):
     code: NotRequired[str]
     code_uri: NotRequired[str]
     allow_imports: NotRequired[list[str]]
+    uri: NotRequired[str]  # a codec package: a local folder or .tar.gz, or an s3:// .tar.gz
 
 
 class LimitsSpec(TypedDict):

@@ -30,6 +30,8 @@ class Services:
     notify_on_success: bool = False
     # The compute environment's room in jobs (its max vCPUs over a job's): a sweep's concurrency never exceeds it.
     max_sweep_concurrency: int = DEFAULT_MAX_SWEEP_CONCURRENCY
+    # Local mode: the worker runs on this machine, so a codec package may be a local path; on AWS, s3:// only.
+    local_packages: bool = False
     s3: Any = field(default_factory=lambda: boto3.client("s3"))
     sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions"))
     sns: Any = field(default_factory=lambda: boto3.client("sns"))

@@ -157,7 +157,10 @@ class LocalCloud:
         services: Services | None = getattr(self._thread_services, "services", None)
         if services is None:
             services = Services(
-                store=ExperimentStore(self.table_name), bucket=self.bucket, state_machine_arn=self.state_machine_arn
+                store=ExperimentStore(self.table_name),
+                bucket=self.bucket,
+                state_machine_arn=self.state_machine_arn,
+                local_packages=True,
             )
             self._thread_services.services = services
         return services

@@ -38,7 +38,19 @@ def small_spec(tmp_path: Path, **extra: object) -> Path:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("run", "status", "list", "cancel", "codecs", "doctor", "serve", "submit", "report", "train"):
+    for command in (
+        "run",
+        "status",
+        "list",
+        "cancel",
+        "codecs",
+        "codec",
+        "doctor",
+        "serve",
+        "submit",
+        "report",
+        "train",
+    ):
         out = codeclab(command, "--help")
         assert out.returncode == 0 and "Usage: codeclab" in out.stdout, command
 
