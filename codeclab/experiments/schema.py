@@ -66,9 +66,16 @@ class CodecSpec(TypedDict):
     allow_imports: NotRequired[list[str]]
 
 
+class CodecLimitsSpec(TypedDict, total=False):
+    wall_seconds: int
+    cpu_seconds: int
+    memory_bytes: int
+
+
 class LimitsSpec(TypedDict):
     timeout_seconds: int
     stall_seconds: int
+    codec: NotRequired[CodecLimitsSpec]
 
 
 class MetricsSpec(TypedDict):
