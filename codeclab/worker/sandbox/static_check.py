@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable
+from importlib.machinery import BYTECODE_SUFFIXES, EXTENSION_SUFFIXES
 from pathlib import Path
 
 from codeclab.worker.errors import CodecFailure, SandboxViolation
@@ -55,6 +56,12 @@ def check_package(root: Path, allowed: frozenset[str]) -> list[str]:
     """Every module of a codec package, checked as inline code is, except that the package's own modules and
     relative imports are allowed. Returns the other top-level modules imported (the worker preloads them)."""
     own = own_modules(root)
+    for path in sorted(root.rglob("*")):
+        if path.name == "__pycache__" or path.name.endswith((*BYTECODE_SUFFIXES, *EXTENSION_SUFFIXES)):
+            raise SandboxViolation(
+                f"codec package file {path.relative_to(root)}: compiled modules and bytecode are not allowed (Python "
+                "would import them unchecked); ship the .py source, and take __pycache__ out of the package"
+            )
     imported: set[str] = set()
     for path in sorted(root.rglob("*.py")):
         where = f"codec package file {path.relative_to(root)}"

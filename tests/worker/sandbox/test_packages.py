@@ -146,6 +146,16 @@ def test_the_allow_list_applies_to_every_module_of_the_package(tmp_path: Path) -
         package_codec(make_package(tmp_path / "pkg", files))
 
 
+@pytest.mark.parametrize("name", ["mycodec/fast.pyc", "mycodec/fast.cpython-311-x86_64-linux-gnu.so", "mycodec/fast.abi3.so",
+                                  "mycodec/__pycache__/codec.cpython-311.pyc"])  # fmt: skip
+def test_compiled_modules_which_the_static_check_cannot_read_are_refused(name: str, tmp_path: Path) -> None:
+    root = make_package(tmp_path / "pkg", ROUND_TRIP)
+    (root / name).parent.mkdir(exist_ok=True)
+    (root / name).write_bytes(b"\x7fELF")
+    with pytest.raises(SandboxViolation, match=r"codec package file mycodec/.*compiled modules and bytecode"):
+        package_codec(root)
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
