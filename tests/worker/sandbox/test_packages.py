@@ -19,6 +19,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from codeclab.experiments.schema import CodecSpec
+from codeclab.worker.codecs import build_codec
 from codeclab.worker.codecs.base import StreamHeader
 from codeclab.worker.codecs.package import PackageCodec, resolve_device
 from codeclab.worker.errors import CodecFailure, InvalidSpec, SandboxViolation, Stalled
@@ -326,6 +328,15 @@ def test_spec_limits_apply_under_the_operators_caps() -> None:
         InvalidSpec, match=r"limits.codec.cpu_seconds: 1000 is over.*cap of 900.*CODECLAB_CODEC_MAX_CPU"
     ):
         codec_limits({"cpu_seconds": 1000}, cuda=False, environ=caps)
+
+
+def test_a_specs_limits_codec_reaches_the_custom_codec(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry: CodecSpec = {"name": "custom", "params": {}, "trusted": False, "code": "def encode(f, p):\n    return b''\n"
+                        "def decode(b, h):\n    return None\n"}  # fmt: skip
+    monkeypatch.setenv(CAP_ENV["wall_seconds"], "100")
+    assert build_codec(entry, {"wall_seconds": 90, "cpu_seconds": 30}).limits.cpu_seconds == 30  # type: ignore[attr-defined]
+    with pytest.raises(InvalidSpec, match="CODECLAB_CODEC_MAX_WALL_SECONDS"):
+        build_codec(entry, {"wall_seconds": 120})
 
 
 def test_the_wall_clock_error_names_the_limit_and_the_setting(tmp_path: Path) -> None:
