@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from codeclab.experiments.schema import CodecParams, CodecSpec, SpecError, codec_names, resolve_codec_params
+from codeclab.experiments.schema import (
+    CodecLimitsSpec,
+    CodecParams,
+    CodecSpec,
+    SpecError,
+    codec_names,
+    resolve_codec_params,
+)
 from codeclab.worker.codecs.base import Codec, StreamHeader
-from codeclab.worker.codecs.custom import CustomCodec
+from codeclab.worker.codecs.custom import CustomCodec, has_cuda
 from codeclab.worker.codecs.ffmpeg_video import X264, X265, SvtAv1, Vp9
 from codeclab.worker.codecs.image import Avif, Jpeg, WebP
 from codeclab.worker.codecs.learned import LearnedCodec
 from codeclab.worker.errors import InvalidSpec
+from codeclab.worker.sandbox.layers import codec_limits
 
 _CODECS: tuple[type[Codec], ...] = (X264, X265, SvtAv1, Vp9, Jpeg, WebP, Avif, LearnedCodec, CustomCodec)
 REGISTRY: dict[str, type[Codec]] = {c.name: c for c in _CODECS}
@@ -33,10 +41,11 @@ def accept_reference(codec: Codec, pix_fmt: str) -> None:
     codec.pix_fmt = pix_fmt
 
 
-def build_codec(entry: CodecSpec) -> Codec:
-    """The codec of a checked spec's codec entry (its params already resolved when the spec was checked)."""
+def build_codec(entry: CodecSpec, limits: CodecLimitsSpec | None = None) -> Codec:
+    """The codec of a checked spec's codec entry (its params already resolved when the spec was checked);
+    `limits` is the spec's limits.codec, for codecs that run in the sandbox."""
     if entry["name"] == CustomCodec.name:
-        return CustomCodec(entry["params"], entry)
+        return CustomCodec(entry["params"], entry, codec_limits(limits or {}, has_cuda()))
     return REGISTRY[entry["name"]](entry["params"])
 
 
