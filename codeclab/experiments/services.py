@@ -18,6 +18,10 @@ DEFAULT_RUNNABLE_TIMEOUT_SECONDS = 1800
 DEFAULT_MAX_SWEEP_CONCURRENCY = 4
 
 
+# Set by local mode only: the API and CreateRecord then take a codec package at a local path too.
+LOCAL_PACKAGES_ENV = "CODECLAB_LOCAL_PACKAGES"
+
+
 @dataclass
 class Services:
     store: ExperimentStore
@@ -50,6 +54,7 @@ class Services:
             alert_topic_arn=env.get("ALERT_TOPIC_ARN", ""),
             notify_on_success=env.get("NOTIFY_ON_SUCCESS", "false").lower() == "true",
             max_sweep_concurrency=int(env.get("MAX_SWEEP_CONCURRENCY", DEFAULT_MAX_SWEEP_CONCURRENCY)),
+            local_packages=env.get(LOCAL_PACKAGES_ENV) == "true",
         )
 
     def artifact_prefix(self, experiment_id: str) -> str:

@@ -42,8 +42,7 @@ def psnr_y(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_registry_matches_the_schema() -> None:
-    # "package" runs in the sandbox: its codec (codecs/package.py) comes with issue 17's sandbox side
-    assert list(REGISTRY) == [name for name in codec_names() if name != "package"]
+    assert list(REGISTRY) == codec_names()
 
 
 @pytest.mark.parametrize(("name", "params"), CASES)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from codeclab.experiments.result import CodecConditions
+from codeclab.experiments.result import CodecConditions, PackageConditions
 from codeclab.experiments.schema import CodecParams
 from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.codecs.custom import CustomCodec, has_cuda
@@ -53,7 +53,9 @@ class PackageCodec(CustomCodec):
         trusted: bool = False,
         limits: SandboxLimits | None = None,
         policy: SandboxPolicy | None = None,
+        recorded: PackageConditions | None = None,
     ) -> None:
+        """`recorded`: the unpacked package's name, version and hashes, for the result's conditions."""
         Codec.__init__(self, params)  # not CustomCodec's: there is no inline source to load
         self.code = ""
         self.root = root.resolve()
@@ -63,6 +65,7 @@ class PackageCodec(CustomCodec):
             self.preload = sorted({*self.preload, "torch", f"{WEIGHTS_LOADER}.torch"})
         self.package = PackageRequest(str(self.root), entry, sorted(weights), resolve_device(device, has_cuda()))
         self.implementation = implementation
+        self.recorded = recorded
 
     def _job(self, role: str, header: StreamHeader, payload: bytes, max_output: int) -> ChildJob:
         public = PublicHeader(header.width, header.height, header.frames, str(header.fps))
@@ -77,4 +80,6 @@ class PackageCodec(CustomCodec):
         conditions["implementation"] = self.implementation
         conditions["bitstream_format"] = "the bytes the package's encode() returned, as they are"
         conditions["device"] = self.package.device
+        if self.recorded is not None:
+            conditions["package"] = self.recorded
         return conditions
