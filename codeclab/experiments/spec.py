@@ -7,7 +7,7 @@ with its defaults, and a sweep's points, each itself a checked single-experiment
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from codeclab.experiments.codec_package import (
@@ -62,8 +62,9 @@ def validate_spec(
     if not is_sweep(document):
         resolve(document["codec"])
         return Spec(document)
-    for codec in [document["codec"], *document.get("sweep", {}).get("codecs", [])]:
-        resolve(codec)
+    resolve(document["codec"])
+    for index, codec in enumerate(document.get("sweep", {}).get("codecs", [])):
+        resolve(codec, f"$.sweep.codecs[{index}]")
     clips = resolve_clips(document["source"], origin, catalog or FileCatalog())
     points = expand_sweep(document, clips, origin)
     for point in points:
@@ -78,7 +79,8 @@ class _PackageParams:
         self._source, self._bucket, self._local, self._origin = source, bucket, local, origin
         self._manifests: dict[str, CodecManifest] = {}
 
-    def __call__(self, codec: CodecSpec) -> None:
+    def __call__(self, codec: CodecSpec, where: str = "$.codec") -> None:
+        """`where`: the codec entry's own path, which the problems name (a sweep's entries are not $.codec)."""
         if codec["name"] != "package":
             return
         uri = codec["uri"]
@@ -90,7 +92,9 @@ class _PackageParams:
                 self._manifests[uri] = read_manifest(uri, self._source)
             codec["params"] = resolve_package_params(self._manifests[uri], codec["params"])
         except SpecError as exc:
-            raise SpecError(exc.problems, self._origin if exc.origin == "spec" else exc.origin) from None
+            problems = [replace(p, path=where + p.path.removeprefix("$.codec")) if p.path.startswith("$.codec") else p
+                        for p in exc.problems]  # fmt: skip
+            raise SpecError(problems, self._origin if exc.origin == "spec" else exc.origin) from None
 
 
 def read_spec(data: str | bytes, origin: str = "spec", catalog: ClipCatalog | None = None) -> Spec:
