@@ -130,10 +130,9 @@ def read_manifest(uri: str, source: ManifestSource | None = None) -> CodecManife
         try:
             with (Path(uri) / MANIFEST_NAME).open("rb") as stream:  # never more than the cap, even of /dev/zero
                 return parse_manifest(stream.read(MAX_MANIFEST_BYTES + 1), origin)
-        except OSError as exc:
-            raise SpecError(
-                [SpecProblem("$.codec.uri", f"cannot read {uri}/{MANIFEST_NAME}: {exc.strerror}")]
-            ) from None
+        except (OSError, ValueError) as exc:  # ValueError: a path no filesystem takes (a NUL, a lone surrogate)
+            reason = exc.strerror if isinstance(exc, OSError) else "not a path this system can open"
+            raise SpecError([SpecProblem("$.codec.uri", f"cannot read {uri}/{MANIFEST_NAME}: {reason}")]) from None
     try:
         with (source or FileManifestSource()).open_archive(uri) as stream:
             return parse_manifest(_first_member(stream, uri), origin)
