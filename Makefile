@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: demo test test-fast bench faults check-html lint format clean
+.PHONY: demo test test-fast bench faults check-html lint format clean gpu-check
 
 $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile
+
+# On a CUDA host: a codec package encoded and decoded on the GPU inside the sandbox, the stream decoded again on
+# the CPU and compared byte for byte; fps printed. Refuses (exit 2) where there is no CUDA device.
+gpu-check: $(STAMP)
+	$(PY) scripts/gpu_check.py $(PACKAGE)
 
 # The developer loop (under a minute on 2 cores): unit, worker and handler tests, without the ones marked slow
 # (the sandbox's red-team and escape corpora, training, the stall watchdog's waits) and without local/ and infra/.

@@ -173,8 +173,8 @@ def codecs() -> None:
         table.add_column(column)
     for name in codec_names():
         properties = codec_param_schema(name)["properties"]
-        if not properties:  # custom: its params go to the user's encode() as they are
-            table.add_row(name, "(any)", "object", "passed to your encode(frames, params)", "")
+        if not properties:  # custom and package: the user's encode() or the package's codec.json decides
+            table.add_row(name, "(any)", "object", codec_param_schema(name).get("description", ""), "")
         for index, (param, schema) in enumerate(properties.items()):
             table.add_row(
                 name if index == 0 else "",
@@ -185,6 +185,55 @@ def codecs() -> None:
             )
     console.print(table)
     console.print("crf and qp exclude each other; keyint 1 makes every frame intra.")
+
+
+@cli.group()
+def codec() -> None:
+    """Codec packages: check one, pack one (see docs/custom-codecs.md, "Codec packages")."""
+
+
+@codec.command("pack")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(), show_default=True,
+              help="where to write <name>-<version>.tar.gz")  # fmt: skip
+def codec_pack(path: Path, out_dir: Path) -> None:
+    """Check the package folder PATH and write its reproducible .tar.gz; print the archive's path and sha256.
+
+    Exit 2 when the package is not valid (the message names the file or codec.json field).
+    """
+    from codeclab.worker.packages.manifest import PackageError
+    from codeclab.worker.packages.pack import pack
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        archive, digest = pack(path, out_dir)
+    except PackageError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(2)
+    console.print(f"{digest}  {escape(str(archive))}")
+
+
+@codec.command("check")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+def codec_check(path: Path) -> None:
+    """Check the package at PATH (a folder or .tar.gz): its files, codec.json, weights hashes and params schema.
+
+    Exit 0 when it is valid, 2 when not (the message names the file or codec.json field).
+    """
+    import tempfile
+
+    from codeclab.worker.packages.check import check_package
+    from codeclab.worker.packages.manifest import PackageError
+
+    with tempfile.TemporaryDirectory(prefix="codeclab-check-") as cache:
+        try:
+            checked = check_package(str(path), Path(cache))
+        except (PackageError, SpecError) as exc:
+            err.print(f"[red]error:[/] {escape(str(exc))}")
+            sys.exit(2)
+        for line in checked.lines():
+            console.print(escape(line))
+        console.print(f"[yellow]skipped:[/] {escape(checked.trial_note)}")
 
 
 @cli.command()

@@ -18,7 +18,7 @@ from constructs import Construct
 from codeclab.experiments.error_types import HOST_LOST_PREFIX
 from codeclab.experiments.limits import JOB_ATTEMPTS
 from codeclab.experiments.progress import PROGRESS_TABLE_ENV
-from codeclab.worker.sandbox.layers import MIB, SCRATCH_BYTES, SCRATCH_ROOT_ENV
+from codeclab.worker.sandbox.layers import CAP_ENV, GIB, MIB, SCRATCH_BYTES, SCRATCH_ROOT_ENV
 from stacks.logs import EncryptedLogs
 from stacks.nag import acknowledge
 from stacks.settings import JOB_VCPUS, Settings
@@ -69,6 +69,7 @@ class GpuBatch(Construct):
         )
         storage.grant_objects(self.job_role, "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload")
         storage.grant_inputs(self.job_role)  # the clips
+        storage.grant_codecs(self.job_role)  # codec packages
         storage.grant_table(self.job_role, "dynamodb:GetItem", "dynamodb:UpdateItem")
         self.job_definition = self._job_definition(settings, storage, logs)
 
@@ -192,7 +193,14 @@ class GpuBatch(Construct):
             memory=JOB_MEMORY,
             command=["--help"],  # every job overrides it with the spec and its output prefix
             # the worker reports progress (and RUNNING) to the experiment's item; the job adds its key
-            environment={PROGRESS_TABLE_ENV: storage.table.table_name, SCRATCH_ROOT_ENV: SANDBOX_SCRATCH},
+            environment={
+                PROGRESS_TABLE_ENV: storage.table.table_name,
+                SCRATCH_ROOT_ENV: SANDBOX_SCRATCH,
+                # the operator's caps on a spec's limits.codec (context: codecMaxWallSeconds, ...)
+                CAP_ENV["wall_seconds"]: str(settings.codec_max_wall_seconds),
+                CAP_ENV["cpu_seconds"]: str(settings.codec_max_cpu_seconds),
+                CAP_ENV["memory_bytes"]: str(settings.codec_max_memory_gib * GIB),
+            },
             job_role=self.job_role,
             linux_parameters=self._sandbox_scratch(),
             logging=ecs.LogDrivers.aws_logs(stream_prefix="worker", log_group=logs.group(self, "WorkerLogs")),

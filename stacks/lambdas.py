@@ -119,6 +119,7 @@ class Handlers(Construct):
         storage.grant_objects(self.create_record, "s3:PutObject")  # writes a sweep's manifest, or spec.json
         for resolver in (self.create_record, self.api):  # both read a test set's folder or manifest
             storage.grant_inputs(resolver)
+            storage.grant_codecs(resolver)  # and a codec package's codec.json, to check its params
         # A point's record and its job's spec.json; reads (Query) its sweep's status first.
         storage.grant_table(self.create_point, "dynamodb:PutItem", "dynamodb:Query")
         storage.grant_objects(self.create_point, "s3:PutObject")

@@ -13,6 +13,7 @@ JOB_VCPUS = 4
 RUNNABLE_TIMEOUT_RANGE = (600, 86400)
 # Batch's attemptDurationSeconds starts at 60 s; the spec schema allows up to 24 hours.
 TIMEOUT_RANGE = (60, 86400)
+CODEC_SECONDS_RANGE = (60, 86400)  # a cap on one encode or decode of a sandboxed codec
 
 
 class SettingsError(ValueError):
@@ -29,6 +30,10 @@ class Settings:
     notify_on_success: bool
     alert_email: str | None
     table_name: str | None
+    # caps on a spec's limits.codec (the sandboxed codec child's wall clock, CPU time, memory)
+    codec_max_wall_seconds: int
+    codec_max_cpu_seconds: int
+    codec_max_memory_gib: int
 
     @classmethod
     def from_node(cls, node: Node) -> Settings:
@@ -41,6 +46,9 @@ class Settings:
             notify_on_success=_bool(node, "notifyOnSuccess"),
             alert_email=_optional_str(node, "alertEmail"),
             table_name=_optional_str(node, "tableName"),
+            codec_max_wall_seconds=_int(node, "codecMaxWallSeconds", CODEC_SECONDS_RANGE),
+            codec_max_cpu_seconds=_int(node, "codecMaxCpuSeconds", CODEC_SECONDS_RANGE),
+            codec_max_memory_gib=_int(node, "codecMaxMemoryGib", (1, 1024)),
         )
 
 

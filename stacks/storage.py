@@ -8,6 +8,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from codeclab.experiments.codec_package import CODECS_PREFIX
 from stacks.nag import acknowledge, resource_finding
 
 # Every Batch job writes under experiments/<experiment_id>/; roles are scoped to this prefix.
@@ -63,6 +64,14 @@ class Storage(Construct):
             finding=resource_finding(self, self.inputs_objects),
         )
 
+        acknowledge(
+            Stack.of(self),
+            "IAM5",
+            "Codec packages (.tar.gz) are uploaded by researchers under any key below codecs/; the API and "
+            "CreateRecord read their codec.json and jobs download them, with GetObject on that prefix only.",
+            finding=resource_finding(self, self.codecs_objects),
+        )
+
     @property
     def experiments_objects(self) -> str:
         return self.bucket.arn_for_objects(f"{EXPERIMENTS_PREFIX}*")
@@ -83,6 +92,16 @@ class Storage(Construct):
                 resources=[self.bucket.bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [f"{INPUTS_PREFIX}*"]}},
             )
+        )
+
+    @property
+    def codecs_objects(self) -> str:
+        return self.bucket.arn_for_objects(CODECS_PREFIX + "*")
+
+    def grant_codecs(self, grantee: iam.IGrantable) -> None:
+        """Read codec packages under codecs/ (the API and CreateRecord check their params; jobs run them)."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.codecs_objects])
         )
 
     def grant_objects(self, grantee: iam.IGrantable, *actions: str) -> None:

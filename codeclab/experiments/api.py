@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict, cast
 
+from codeclab.experiments.codec_package import FileManifestSource
 from codeclab.experiments.ids import experiment_id_for, is_experiment_id, new_experiment_id
 from codeclab.experiments.record import ExperimentRecord
 from codeclab.experiments.schema import SpecError, parse_spec_json
@@ -72,7 +73,7 @@ MAX_SPEC_BYTES = 128 * 1024
 
 def submit(body: str | None, idempotency_key: str | None, services: Services) -> Submitted:
     """Validate and start one experiment; the execution is named after the experiment id."""
-    spec = _parse_spec(body, FileCatalog(services.s3))
+    spec = _parse_spec(body, FileCatalog(services.s3), services)
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 128:
         raise ApiError(400, "Idempotency-Key must be 1 to 128 characters")
     experiment_id = experiment_id_for(idempotency_key) if idempotency_key else new_experiment_id()
@@ -130,17 +131,26 @@ def _abort_record(item: ExperimentRecord, services: Services) -> CancelRequested
     return {"experiment_id": item["experiment_id"], "status": item["status"], "cancel_requested": True}
 
 
-def _parse_spec(body: str | None, catalog: ClipCatalog) -> object:
+def _parse_spec(body: str | None, catalog: ClipCatalog, services: Services) -> object:
     """The body's spec as the caller wrote it, once it has passed every check: the execution starts with that.
 
-    A test set's folder or manifest is read here too, so a bad one is a 400 and not a failed execution.
+    A test set's folder or manifest is read here too, so a bad one is a 400 and not a failed execution; so is a
+    codec package's codec.json (only under the artifact bucket's codecs/ prefix), to check its params.
     """
     if not body:
         raise ApiError(400, "the request body must be an experiment spec (JSON)")
     try:
         submitted = parse_spec_json(body, origin="spec")
         _refuse_oversized(submitted)  # before the checks, which a huge inline test set would make slow
-        validate_spec(submitted, origin="spec", catalog=catalog)
+        packages = FileManifestSource(services.s3)
+        validate_spec(
+            submitted,
+            origin="spec",
+            catalog=catalog,
+            packages=packages,
+            package_bucket=services.bucket,
+            local_packages=services.local_packages,
+        )
         return submitted
     except SpecError as exc:
         details: list[ErrorDetail] = [{"path": p.path, "message": p.message} for p in exc.problems]

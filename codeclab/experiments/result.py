@@ -16,6 +16,15 @@ RESULT_SCHEMA_VERSION = 1
 CodecConditions = dict[str, Any]
 
 
+class PackageConditions(TypedDict):
+    """`conditions.codec.package` of a codec package's run: what it was, down to its weights."""
+
+    name: str
+    version: str
+    tree_sha256: str  # the package's content (codeclab.worker.packages.unpack.tree_sha256)
+    weights: dict[str, str]  # file -> sha256, as codec.json lists and the worker checked them
+
+
 class Metrics(TypedDict):
     psnr_y: float
     psnr_u: float

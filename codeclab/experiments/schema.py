@@ -64,11 +64,19 @@ class CodecSpec(TypedDict):
     code: NotRequired[str]
     code_uri: NotRequired[str]
     allow_imports: NotRequired[list[str]]
+    uri: NotRequired[str]  # a codec package: a local folder or .tar.gz, or an s3:// .tar.gz
+
+
+class CodecLimitsSpec(TypedDict, total=False):
+    wall_seconds: int
+    cpu_seconds: int
+    memory_bytes: int
 
 
 class LimitsSpec(TypedDict):
     timeout_seconds: int
     stall_seconds: int
+    codec: NotRequired[CodecLimitsSpec]
 
 
 class MetricsSpec(TypedDict):

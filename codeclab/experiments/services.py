@@ -18,6 +18,10 @@ DEFAULT_RUNNABLE_TIMEOUT_SECONDS = 1800
 DEFAULT_MAX_SWEEP_CONCURRENCY = 4
 
 
+# Set by local mode only: the API and CreateRecord then take a codec package at a local path too.
+LOCAL_PACKAGES_ENV = "CODECLAB_LOCAL_PACKAGES"
+
+
 @dataclass
 class Services:
     store: ExperimentStore
@@ -30,6 +34,8 @@ class Services:
     notify_on_success: bool = False
     # The compute environment's room in jobs (its max vCPUs over a job's): a sweep's concurrency never exceeds it.
     max_sweep_concurrency: int = DEFAULT_MAX_SWEEP_CONCURRENCY
+    # Local mode: the worker runs on this machine, so a codec package may be a local path; on AWS, s3:// only.
+    local_packages: bool = False
     s3: Any = field(default_factory=lambda: boto3.client("s3"))
     sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions"))
     sns: Any = field(default_factory=lambda: boto3.client("sns"))
@@ -48,6 +54,7 @@ class Services:
             alert_topic_arn=env.get("ALERT_TOPIC_ARN", ""),
             notify_on_success=env.get("NOTIFY_ON_SUCCESS", "false").lower() == "true",
             max_sweep_concurrency=int(env.get("MAX_SWEEP_CONCURRENCY", DEFAULT_MAX_SWEEP_CONCURRENCY)),
+            local_packages=env.get(LOCAL_PACKAGES_ENV) == "true",
         )
 
     def artifact_prefix(self, experiment_id: str) -> str:

@@ -7,10 +7,17 @@ with its defaults, and a sweep's points, each itself a checked single-experiment
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from codeclab.experiments.schema import SpecDocument, SpecError, SpecProblem, check_document, parse_spec_json
+from codeclab.experiments.codec_package import (
+    CodecManifest,
+    ManifestSource,
+    package_uri_problem,
+    read_manifest,
+    resolve_package_params,
+)
+from codeclab.experiments.schema import CodecSpec, SpecDocument, SpecError, SpecProblem, check_document, parse_spec_json
 from codeclab.experiments.sweep import SweepPoint, expand_sweep, is_sweep, max_concurrency
 from codeclab.experiments.test_sets import ClipCatalog, FileCatalog, resolve_clips
 
@@ -36,16 +43,58 @@ class Spec:
         return json.dumps(self.document)
 
 
-def validate_spec(value: object, origin: str = "spec", catalog: ClipCatalog | None = None) -> Spec:
+def validate_spec(
+    value: object,
+    origin: str = "spec",
+    catalog: ClipCatalog | None = None,
+    packages: ManifestSource | None = None,
+    package_bucket: str | None = None,
+    local_packages: bool = False,
+) -> Spec:
     """Check a parsed spec, fill in its defaults and expand a sweep or test set: every point must be valid too.
 
-    `catalog` reads a test set's folder or manifest (default: the filesystem, and S3 through boto3).
+    `catalog` reads a test set's folder or manifest and `packages` a codec package's codec.json (default: the
+    filesystem, and S3 through boto3). With `package_bucket` (the API), a package must be an s3:// archive under
+    that bucket's codecs/ prefix, or with `local_packages` (local mode) a local path.
     """
     document = check_document(value, origin)
+    resolve = _PackageParams(packages, package_bucket, local_packages, origin)
     if not is_sweep(document):
+        resolve(document["codec"])
         return Spec(document)
+    resolve(document["codec"])
+    for index, codec in enumerate(document.get("sweep", {}).get("codecs", [])):
+        resolve(codec, f"$.sweep.codecs[{index}]")
     clips = resolve_clips(document["source"], origin, catalog or FileCatalog())
-    return Spec(document, expand_sweep(document, clips, origin))
+    points = expand_sweep(document, clips, origin)
+    for point in points:
+        resolve(point.spec["codec"])
+    return Spec(document, points)
+
+
+class _PackageParams:
+    """Checks a package codec's params against its own schema and fills its defaults; each manifest read once."""
+
+    def __init__(self, source: ManifestSource | None, bucket: str | None, local: bool, origin: str) -> None:
+        self._source, self._bucket, self._local, self._origin = source, bucket, local, origin
+        self._manifests: dict[str, CodecManifest] = {}
+
+    def __call__(self, codec: CodecSpec, where: str = "$.codec") -> None:
+        """`where`: the codec entry's own path, which the problems name (a sweep's entries are not $.codec)."""
+        if codec["name"] != "package":
+            return
+        uri = codec["uri"]
+        try:
+            if uri not in self._manifests:
+                refused = package_uri_problem(uri, self._bucket, self._local) if self._bucket is not None else None
+                if refused:
+                    raise SpecError([refused])
+                self._manifests[uri] = read_manifest(uri, self._source)
+            codec["params"] = resolve_package_params(self._manifests[uri], codec["params"])
+        except SpecError as exc:
+            problems = [replace(p, path=where + p.path.removeprefix("$.codec")) if p.path.startswith("$.codec") else p
+                        for p in exc.problems]  # fmt: skip
+            raise SpecError(problems, self._origin if exc.origin == "spec" else exc.origin) from None
 
 
 def read_spec(data: str | bytes, origin: str = "spec", catalog: ClipCatalog | None = None) -> Spec:

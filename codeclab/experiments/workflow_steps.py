@@ -9,6 +9,7 @@ import json
 import logging
 from typing import Any, cast
 
+from codeclab.experiments.codec_package import FileManifestSource
 from codeclab.experiments.error_types import (
     ALERTED_FAILURE,
     Classified,
@@ -67,7 +68,12 @@ def create_record(event: CreateRecordEvent, services: Services) -> PointRecord |
     """
     execution_input = event.get("input") or {}
     raw_spec = execution_input.get("spec", execution_input)
-    spec = validate_spec(raw_spec, origin="execution input spec", catalog=FileCatalog(services.s3))
+    spec = validate_spec(
+        raw_spec,
+        origin="execution input spec",
+        catalog=FileCatalog(services.s3),
+        packages=FileManifestSource(services.s3),
+    )
     experiment_id = experiment_id_of_execution(event.get("execution_name", ""), event.get("execution_arn", ""))
     execution_arn = event.get("execution_arn", "")
     if spec.is_sweep:

@@ -28,7 +28,7 @@ import boto3
 import requests
 from moto.server import ThreadedMotoServer
 
-from codeclab.experiments.services import Services
+from codeclab.experiments.services import LOCAL_PACKAGES_ENV, Services
 from codeclab.experiments.store import ExperimentStore
 from codeclab.local import aws_faults, patches
 from codeclab.local.deploy import Stack
@@ -133,7 +133,7 @@ class LocalCloud:
     def lambda_environment(self) -> dict[str, str]:
         """The functions' variables, with local mode's settings under them; one process runs them all here."""
         local = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true",
-                 "MIN_JOB_SECONDS": LOCAL_MIN_JOB_SECONDS}  # fmt: skip
+                 "MIN_JOB_SECONDS": LOCAL_MIN_JOB_SECONDS, LOCAL_PACKAGES_ENV: "true"}  # fmt: skip
         if self._quiet:
             local["POWERTOOLS_LOG_LEVEL"] = "ERROR"
         return {**local, **self.stack.function_variables}
@@ -157,7 +157,10 @@ class LocalCloud:
         services: Services | None = getattr(self._thread_services, "services", None)
         if services is None:
             services = Services(
-                store=ExperimentStore(self.table_name), bucket=self.bucket, state_machine_arn=self.state_machine_arn
+                store=ExperimentStore(self.table_name),
+                bucket=self.bucket,
+                state_machine_arn=self.state_machine_arn,
+                local_packages=True,
             )
             self._thread_services.services = services
         return services

@@ -68,7 +68,7 @@ class Stopwatch:
 
 def run_experiment(spec: SpecDocument, staging: Path, progress: Progress, options: RunOptions) -> Result:
     """Run a checked single-point spec; write every artifact into `staging`; return the result."""
-    codec = build_codec(spec["codec"])
+    codec = build_codec(spec["codec"], spec["limits"].get("codec"))
     clock = Stopwatch()
     with tempfile.TemporaryDirectory(prefix="codeclab-") as tmp:
         with clock.time("load"):

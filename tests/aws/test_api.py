@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 
+from codeclab.experiments import api
+from codeclab.experiments.api import ApiError
 from codeclab.experiments.ids import experiment_id_for, new_experiment_id
-from tests.aws.conftest import FakeContext, spec
+from codeclab.worker.packages.pack import pack
+from tests.aws.conftest import BUCKET, FakeContext, spec
+from tests.conftest import REPO
 
 
 def call(
@@ -81,6 +86,40 @@ def test_a_test_set_is_read_by_the_api_and_a_bad_or_huge_one_is_400(handlers, st
     assert executions(state_machine_arn) == []
     s3.put_object(Bucket="inputs", Key="ctc/set.csv", Body=b"uri,class\na.y4m,B\nb.y4m,C\n")
     assert call(handlers, "POST", "/experiments", manifest)[0] == 202
+
+
+def test_a_codec_package_is_checked_by_the_api_only_under_the_codecs_prefix(
+    handlers, state_machine_arn, tmp_path
+) -> None:
+    archive, _ = pack(REPO / "examples" / "codecs" / "blockdct", tmp_path)
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="codecs/blockdct-0.1.tar.gz", Body=archive.read_bytes())
+    s3.put_object(Bucket=BUCKET, Key="experiments/blockdct-0.1.tar.gz", Body=archive.read_bytes())
+
+    def package(uri: str, **params: Any) -> dict[str, Any]:
+        return {**spec(), "codec": {"name": "package", "uri": uri, "params": params}}
+
+    status, body = call(handlers, "POST", "/experiments", package(f"s3://{BUCKET}/codecs/blockdct-0.1.tar.gz", step=0))
+    assert status == 400 and body["errors"][0]["path"] == "$.codec.params.step"
+    assert "blockdct 0.1's params schema" in body["errors"][0]["message"]
+    for elsewhere in (f"s3://{BUCKET}/experiments/blockdct-0.1.tar.gz", str(archive), "s3://other/codecs/x.tar.gz"):
+        status, body = call(handlers, "POST", "/experiments", package(elsewhere))
+        assert status == 400 and body["errors"][0]["path"] == "$.codec.uri", elsewhere
+    status, body = call(handlers, "POST", "/experiments", package(f"s3://{BUCKET}/codecs/missing.tar.gz"))
+    assert status == 400 and "cannot read the package" in body["errors"][0]["message"]
+    assert executions(state_machine_arn) == []
+    assert (
+        call(handlers, "POST", "/experiments", package(f"s3://{BUCKET}/codecs/blockdct-0.1.tar.gz", step=8))[0] == 202
+    )
+
+
+def test_in_local_mode_the_api_takes_a_local_package_path_too(services, state_machine_arn, tmp_path) -> None:
+    body = json.dumps({**spec(), "codec": {"name": "package", "uri": str(REPO / "examples" / "codecs" / "blockdct")}})
+    with pytest.raises(ApiError) as refused:
+        api.submit(body, None, replace(services, state_machine_arn=state_machine_arn))
+    assert refused.value.status == 400 and refused.value.details[0]["path"] == "$.codec.uri"
+    local = replace(services, state_machine_arn=state_machine_arn, local_packages=True)
+    assert api.submit(body, None, local)["experiment_id"]
 
 
 @pytest.mark.parametrize(

@@ -289,3 +289,11 @@ def test_inputs_are_read_only_and_listed_only_under_their_prefix(statements):
     conditioned = [s for s in listings if s.body.get("Condition")]
     assert {s.policy for s in conditioned} == readers
     assert all(s.body["Condition"] == {"StringLike": {"s3:prefix": ["inputs/*"]}} for s in conditioned)
+
+
+def test_codec_packages_are_read_only_under_their_prefix(statements):
+    """Codec packages under codecs/: the API and CreateRecord read codec.json, jobs download them; nobody writes."""
+    on_codecs = [s for s in statements if s.allows and "codecs/*" in show(s.body.get("Resource"))]
+    assert on_codecs and all(s.actions == ["s3:GetObject"] for s in on_codecs)
+    readers = {s.policy for s in on_codecs}
+    assert len(readers) == 3 and all(("Api" in r or "CreateRecord" in r or "Job" in r) for r in readers), readers

@@ -136,6 +136,9 @@ def test_job_definition_has_one_gpu_and_retries_only_lost_hosts(synth):
     # the worker writes RUNNING and its progress to the experiment's item in this table
     table = synth.logical_id(synth.stack.storage.table)
     assert sorted(container["Environment"], key=lambda v: v["Name"]) == [
+        {"Name": "CODECLAB_CODEC_MAX_CPU_SECONDS", "Value": "21600"},  # caps on a spec's limits.codec (cdk.json)
+        {"Name": "CODECLAB_CODEC_MAX_MEMORY_BYTES", "Value": str(64 << 30)},
+        {"Name": "CODECLAB_CODEC_MAX_WALL_SECONDS", "Value": "21600"},
         {"Name": "CODECLAB_SANDBOX_SCRATCH", "Value": "/sandbox"},
         {"Name": "CODECLAB_TABLE", "Value": {"Ref": table}},
     ]

@@ -23,6 +23,9 @@ def test_defaults_come_from_cdk_json():
         notify_on_success=False,
         alert_email=None,
         table_name=None,
+        codec_max_wall_seconds=21600,
+        codec_max_cpu_seconds=21600,
+        codec_max_memory_gib=64,
     )
 
 

@@ -175,19 +175,21 @@ def refused_for_an_unstatable_rule(case: Case, response: Response) -> bool:
 
     A sweep may have at most 10,000 points, each a valid experiment (so a grid key must be a parameter of
     every swept codec); a test set's folder or manifest must exist and list clips, each its own sequence (so
-    the refusal names the test set, or the manifest's line); a next_token must be one the API issued, for
-    the same status.
+    the refusal names the test set, or the manifest's line); a codec package must be one the API may read,
+    whose own schema takes the params (so the refusal names the codec's uri or params); a next_token must be
+    one the API issued, for the same status.
     """
     if response.status_code != 400:
         return False
     body = response.json()
     if is_submission(case) and isinstance(case.body, dict):
-        source = case.body.get("source")
+        source, codec = case.body.get("source"), case.body.get("codec")
         test_set = isinstance(source, dict) and "test_set" in source
-        allowed = ("$.sweep", "$.source.test_set") if test_set else ("$.sweep",)
+        package = isinstance(codec, dict) and codec.get("name") == "package"
+        allowed = ("$.sweep", *(["$.source.test_set"] if test_set else []), *(["$.codec"] if package else []))
         errors = body.get("errors", [])
         in_place = [e["path"].startswith(allowed) or (test_set and not e["path"].startswith("$")) for e in errors]
-        return ("sweep" in case.body or test_set) and bool(errors) and all(in_place)
+        return ("sweep" in case.body or test_set or package) and bool(errors) and all(in_place)
     return bool((case.query or {}).get("next_token")) and body == {"message": "next_token is not one this API issued"}
 
 

@@ -38,7 +38,19 @@ def small_spec(tmp_path: Path, **extra: object) -> Path:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("run", "status", "list", "cancel", "codecs", "doctor", "serve", "submit", "report", "train"):
+    for command in (
+        "run",
+        "status",
+        "list",
+        "cancel",
+        "codecs",
+        "codec",
+        "doctor",
+        "serve",
+        "submit",
+        "report",
+        "train",
+    ):
         out = codeclab(command, "--help")
         assert out.returncode == 0 and "Usage: codeclab" in out.stdout, command
 
@@ -181,3 +193,16 @@ def test_run_no_wait_without_a_serve_says_what_to_do(tmp_path: Path) -> None:
     out = codeclab("run", str(small_spec(tmp_path)), "--no-wait", "--runs-dir", str(tmp_path / "runs"))
     assert out.returncode == 2 and "no `codeclab serve` is running on" in out.stderr
     assert f"answered by: {tmp_path / 'runs'}/ (local)" in out.stderr
+
+
+def test_a_codec_package_runs_through_the_local_workflow_and_records_what_it_was(tmp_path: Path) -> None:
+    spec = json.loads((REPO / "examples/package.json").read_text())
+    spec["source"]["frames"] = 2
+    path = tmp_path / "package.json"
+    path.write_text(json.dumps(spec))
+    out = codeclab("run", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    (result,) = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("exp_*/result.json")]
+    package = result["conditions"]["codec"]["package"]
+    assert (package["name"], package["version"]) == ("blockdct", "0.1") and len(package["tree_sha256"]) == 64
+    assert list(package["weights"]) == ["basis.safetensors"]

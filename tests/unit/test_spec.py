@@ -171,7 +171,7 @@ def test_every_example_spec_is_valid() -> None:
 
 
 def test_codec_names_come_from_the_schema() -> None:
-    assert codec_names() == ["x264", "x265", "svtav1", "vp9", "jpeg", "webp", "avif", "learned", "custom"]
+    assert codec_names() == ["x264", "x265", "svtav1", "vp9", "jpeg", "webp", "avif", "learned", "custom", "package"]
 
 
 def test_experiments_package_stays_light() -> None:

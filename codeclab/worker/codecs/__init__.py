@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from codeclab.experiments.schema import CodecParams, CodecSpec, SpecError, codec_names, resolve_codec_params
+from codeclab.experiments.schema import (
+    CodecLimitsSpec,
+    CodecParams,
+    CodecSpec,
+    SpecError,
+    codec_names,
+    resolve_codec_params,
+)
 from codeclab.worker.codecs.base import Codec, StreamHeader
-from codeclab.worker.codecs.custom import CustomCodec
+from codeclab.worker.codecs.custom import CustomCodec, has_cuda
 from codeclab.worker.codecs.ffmpeg_video import X264, X265, SvtAv1, Vp9
 from codeclab.worker.codecs.image import Avif, Jpeg, WebP
 from codeclab.worker.codecs.learned import LearnedCodec
+from codeclab.worker.codecs.package import PackageCodec
 from codeclab.worker.errors import InvalidSpec
+from codeclab.worker.packages.manifest import resolve_params
+from codeclab.worker.packages.unpack import unpack
+from codeclab.worker.sandbox.layers import codec_limits
 
-_CODECS: tuple[type[Codec], ...] = (X264, X265, SvtAv1, Vp9, Jpeg, WebP, Avif, LearnedCodec, CustomCodec)
+_CODECS: tuple[type[Codec], ...] = (X264, X265, SvtAv1, Vp9, Jpeg, WebP, Avif, LearnedCodec, CustomCodec, PackageCodec)
 REGISTRY: dict[str, type[Codec]] = {c.name: c for c in _CODECS}
 
 __all__ = ["REGISTRY", "Codec", "StreamHeader", "build_codec", "codecs_taking", "make_codec"]
@@ -33,11 +44,25 @@ def accept_reference(codec: Codec, pix_fmt: str) -> None:
     codec.pix_fmt = pix_fmt
 
 
-def build_codec(entry: CodecSpec) -> Codec:
-    """The codec of a checked spec's codec entry (its params already resolved when the spec was checked)."""
+def build_codec(entry: CodecSpec, limits: CodecLimitsSpec | None = None) -> Codec:
+    """The codec of a checked spec's codec entry (its params already resolved when the spec was checked);
+    `limits` is the spec's limits.codec, for codecs that run in the sandbox."""
     if entry["name"] == CustomCodec.name:
-        return CustomCodec(entry["params"], entry)
+        return CustomCodec(entry["params"], entry, codec_limits(limits or {}, has_cuda()))
+    if entry["name"] == PackageCodec.name:
+        return _package_codec(entry, limits)
     return REGISTRY[entry["name"]](entry["params"])
+
+
+def _package_codec(entry: CodecSpec, limits: CodecLimitsSpec | None) -> Codec:
+    """Unpack and verify the package (exit 2 if it is not valid), then run it in the sandbox."""
+    package = unpack(entry["uri"])
+    manifest = package.manifest
+    return PackageCodec(
+        resolve_params(manifest, entry["params"]), package.root, manifest.entry, sorted(manifest.weights),
+        manifest.device, f"{manifest.name} {manifest.version}", trusted=entry["trusted"],
+        limits=codec_limits(limits or {}, has_cuda()), recorded=package.conditions(),
+    )  # fmt: skip
 
 
 def make_codec(name: str, params: CodecParams, code: str | None = None) -> Codec:

@@ -20,7 +20,7 @@ from codeclab.experiments.schema import CodecParams, CodecSpec
 from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.colour import RGB_CONVERSION, rgb_to_yuv420
 from codeclab.worker.errors import InvalidSpec, SandboxViolation
-from codeclab.worker.sandbox.layers import Applied, SandboxLimits, SandboxPolicy
+from codeclab.worker.sandbox.layers import Applied, SandboxLimits, SandboxPolicy, codec_limits
 from codeclab.worker.sandbox.protocol import RGB_FRAMES, YUV420_PLANES, PublicHeader
 from codeclab.worker.sandbox.runner import ChildJob, run_child
 from codeclab.worker.sandbox.static_check import allowed_imports, check_source
@@ -52,12 +52,19 @@ class CustomCodec(Codec):
         super().__init__(params)
         self.code = load_code(entry)
         allowed = allowed_imports(entry.get("allow_imports", []))
-        imported = check_source(self.code, allowed)
-        self.trusted = bool(entry.get("trusted", False))
+        self._sandbox(check_source(self.code, allowed), allowed, bool(entry.get("trusted", False)), limits, policy)
+
+    def _sandbox(
+        self,
+        imported: list[str],
+        allowed: frozenset[str],
+        trusted: bool,
+        limits: SandboxLimits | None,
+        policy: SandboxPolicy | None,
+    ) -> None:
+        self.trusted = trusted
         self.policy = policy or SandboxPolicy.for_code(self.trusted)
-        self.limits = limits or SandboxLimits(
-            address_space_bytes=None if _has_cuda() else SandboxLimits().address_space_bytes
-        )
+        self.limits = limits or codec_limits({}, has_cuda())
         self.allowed = sorted(allowed)
         # every module the code imports is loaded in the child under the layers, before any user code
         self.preload = sorted({"numpy", *imported})
@@ -71,7 +78,8 @@ class CustomCodec(Codec):
         video = read_y4m(reference)
         payload = b"".join(plane.tobytes() for plane in (video.y, video.u, video.v))
         cap = MAX_EXPANSION * video.raw_bytes + SLACK_BYTES
-        result = run_child(self._job("encode", StreamHeader.of(video), payload, cap), self.limits, self.policy)
+        job = self._job("encode", StreamHeader.of(video), payload, cap)
+        result = run_child(job, self.limits, self.policy, on_frame)
         self.applied["encoder"] = result.applied
         bitstream.write_bytes(result.output)
         on_frame(video.frames)
@@ -79,7 +87,7 @@ class CustomCodec(Codec):
     def decode(self, bitstream: Path, header: StreamHeader, on_frame: FrameCallback) -> Video:
         sizes = _frame_sizes(header)
         job = self._job("decode", header, bitstream.read_bytes(), 1 + max(sizes.values()))
-        result = run_child(job, self.limits, self.policy)
+        result = run_child(job, self.limits, self.policy, on_frame)
         self.applied["decoder"] = result.applied
         video = _as_video(result.output, header, sizes)
         on_frame(video.frames)
@@ -155,5 +163,5 @@ def _as_video(output: bytearray, header: StreamHeader, sizes: dict[bytes, int]) 
     return Video(y, u, v, header.fps)
 
 
-def _has_cuda() -> bool:
+def has_cuda() -> bool:
     return Path("/dev/nvidiactl").exists()

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from codeclab.worker.processes import die_with_parent
 from codeclab.worker.sandbox import identity, landlock, scratch, seccomp_filter
+from codeclab.worker.sandbox.context import CodecContext
 from codeclab.worker.sandbox.landlock import Access, Rule
 from codeclab.worker.sandbox.layers import Layer
 from codeclab.worker.sandbox.protocol import (
@@ -34,6 +35,7 @@ from codeclab.worker.sandbox.protocol import (
     send,
     send_json,
 )
+from codeclab.worker.sandbox.static_check import own_modules
 
 USER_MODULE = "codec"
 # Exit codes; the worker goes by the frames, these only label a child that could not send one.
@@ -53,6 +55,10 @@ class Unavailable(Exception):
 
 class OutputError(Exception):
     """The user's encode() or decode() returned something the worker cannot take."""
+
+
+class ForbiddenImport(ImportError):
+    """The import guard refused a module: a wall, unlike the user's own import errors."""
 
 
 def main() -> int:
@@ -227,40 +233,51 @@ def _must_be_unreadable(path: Path) -> None:
 
 
 def _run_user_code(request: ChildRequest, payload: bytearray) -> int:
+    package = request.package
+    extra: tuple[Any, ...] = ()  # ctx, for a codec package
     try:
-        _guard_imports(frozenset(request.allowed_imports))
-        module = _load_user_module(request.code)
-        body = _encode(module, request, payload) if request.role == "encode" else _decode(module, request, payload)
+        _guard_imports(frozenset(request.allowed_imports), package.root if package else None)
+        if package is None:
+            module = _load_user_module(request.code)
+        else:
+            module = _load_package(package.root, package.entry)
+            extra = (CodecContext(package, request.header.frames, request.result_fd),)
+        body = (_encode if request.role == "encode" else _decode)(module, request, payload, extra)
     except OutputError as exc:
         return _error(request.result_fd, ErrorKind.USER, str(exc), USER_ERROR)
     except MemoryError:
-        return _error(request.result_fd, ErrorKind.POLICY, "the codec ran out of its memory limit", POLICY)
+        message = "the codec ran out of its memory limit (limits.codec.memory_bytes in the spec)"
+        return _error(request.result_fd, ErrorKind.POLICY, message, POLICY)
     except OSError as exc:
         if exc.errno not in WALLS:
-            return _error(request.result_fd, ErrorKind.USER, _user_traceback(request.code), USER_ERROR)
+            return _error(request.result_fd, ErrorKind.USER, _user_traceback(request), USER_ERROR)
         return _error(request.result_fd, ErrorKind.POLICY, f"the codec reached outside its sandbox: {exc}", POLICY)
-    except ImportError as exc:
+    except ForbiddenImport as exc:
         return _error(request.result_fd, ErrorKind.POLICY, str(exc), POLICY)
-    except Exception:
-        return _error(request.result_fd, ErrorKind.USER, _user_traceback(request.code), USER_ERROR)
+    except Exception:  # the user's bug, an import error of their own included: their traceback
+        return _error(request.result_fd, ErrorKind.USER, _user_traceback(request), USER_ERROR)
     send(request.result_fd, Kind.OUTPUT, body)
     return OK
 
 
-def _guard_imports(allowed: frozenset[str]) -> None:
+def _guard_imports(allowed: frozenset[str], package_root: str | None) -> None:
     """Import statements in the codec's code, and in code it has evaluated, name only allowed modules.
 
     The importing frame decides, not the `__name__` in its globals (anyone can pass other globals
     to typing.get_type_hints). A convenience that names the line, not a wall: an allowed module's
     attributes (typing.sys.modules) reach modules without importing; the kernel layers hold there.
+    A codec package's modules are codec code too; their relative imports stay inside the package.
     """
     real_import = builtins.__import__
+    own = (package_root.rstrip("/") + "/") if package_root else None
+    allowed = allowed | (own_modules(Path(package_root)) if package_root else frozenset())
 
     def guarded(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
         filename = sys._getframe(1).f_code.co_filename
-        from_library = filename.startswith("/") or filename.startswith("<frozen ")
-        if not from_library and name.split(".")[0] not in allowed and name not in allowed:
-            raise ImportError(f"import of {name!r} is not allowed in codec code")
+        library = filename.startswith("/") or filename.startswith("<frozen ")
+        user = not library or bool(own and filename.startswith(own))
+        if user and not level and name.split(".")[0] not in allowed and name not in allowed:
+            raise ForbiddenImport(f"import of {name!r} is not allowed in codec code")
         return real_import(name, globals, locals, fromlist, level)
 
     builtins.__import__ = guarded
@@ -273,7 +290,19 @@ def _load_user_module(source: str) -> Any:
     return module
 
 
-def _encode(module: Any, request: ChildRequest, payload: bytearray) -> bytes:
+def _load_package(root: str, entry: str) -> Any:
+    sys.path.insert(0, root)  # readable through Landlock; the rest of sys.path is the allowed libraries
+    module = importlib.import_module(entry)
+    missing = [name for name in ("encode", "decode") if not callable(getattr(module, name, None))]
+    if missing:
+        raise OutputError(
+            f"codec package entry module {entry!r} defines no {' or '.join(missing)}(); it must define "
+            "encode(frames, params, ctx) and decode(bitstream, header, ctx)"
+        )
+    return module
+
+
+def _encode(module: Any, request: ChildRequest, payload: bytearray, extra: tuple[Any, ...]) -> bytes:
     import numpy as np
 
     n, h, w = request.header.frames, request.header.height, request.header.width
@@ -283,18 +312,18 @@ def _encode(module: Any, request: ChildRequest, payload: bytearray) -> bytes:
         count = shape[0] * shape[1] * shape[2]
         frames[plane] = np.frombuffer(payload, np.uint8, count, offset).reshape(shape)
         offset += count
-    bitstream = module.encode(frames, dict(request.params))
+    bitstream = module.encode(frames, dict(request.params), *extra)
     if not isinstance(bitstream, bytes | bytearray):
         raise OutputError(f"encode() must return bytes, not {type(bitstream).__name__}")
     return bytes(bitstream)
 
 
-def _decode(module: Any, request: ChildRequest, payload: bytearray) -> bytes:
+def _decode(module: Any, request: ChildRequest, payload: bytearray, extra: tuple[Any, ...]) -> bytes:
     import numpy as np
 
     header = request.header
     decoded = module.decode(bytes(payload), {"width": header.width, "height": header.height,
-                                             "frames": header.frames, "fps": header.fps})  # fmt: skip
+                                             "frames": header.frames, "fps": header.fps}, *extra)  # fmt: skip
     n, h, w = header.frames, header.height, header.width
     if isinstance(decoded, dict) and "rgb" not in decoded:
         planes = {"y": (n, h, w), "u": (n, h // 2, w // 2), "v": (n, h // 2, w // 2)}
@@ -312,17 +341,22 @@ def _expect(array: Any, shape: tuple[int, ...], what: str, np: Any) -> None:
         raise OutputError(f"custom decoder returned {what} as {got}; expected uint8 {shape}")
 
 
-def _user_traceback(source: str) -> str:
-    """The traceback trimmed to the user's own frames, with their source lines."""
+def _user_traceback(request: ChildRequest) -> str:
+    """The traceback trimmed to the user's own frames (inline code, or files of their package), with their lines."""
     kind, value, tb = sys.exc_info()
-    lines_of_source = source.splitlines()
+    lines_of_source = request.code.splitlines()
+    own = request.package.root.rstrip("/") + "/" if request.package else None
     lines = ["Traceback (most recent call last):\n"]
     for frame in traceback.extract_tb(tb):
-        if frame.filename != "<codec>" or not frame.lineno:
+        if not frame.lineno:
             continue
-        lines.append(f'  File "<codec>", line {frame.lineno}, in {frame.name}\n')
-        if frame.lineno <= len(lines_of_source):
-            lines.append(f"    {lines_of_source[frame.lineno - 1].strip()}\n")
+        if own and frame.filename.startswith(own):  # the package's files: linecache read them under Landlock
+            lines.append(f'  File "{frame.filename[len(own) :]}", line {frame.lineno}, in {frame.name}\n')
+            lines.append(f"    {(frame.line or '').strip()}\n")
+        elif frame.filename == "<codec>":
+            lines.append(f'  File "<codec>", line {frame.lineno}, in {frame.name}\n')
+            if frame.lineno <= len(lines_of_source):
+                lines.append(f"    {lines_of_source[frame.lineno - 1].strip()}\n")
     lines += traceback.format_exception_only(kind, value)
     return "".join(lines).strip()
 

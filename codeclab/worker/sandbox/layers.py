@@ -7,10 +7,17 @@ marked `"trusted": true` runs with whatever this host can apply, and that is rec
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
+from codeclab.worker.errors import InvalidSpec
 from codeclab.worker.sandbox.seccomp_filter import ALL_FAMILIES, Family
+
+if TYPE_CHECKING:  # the sandboxed child imports this module: no jsonschema at run time
+    from codeclab.experiments.schema import CodecLimitsSpec
 
 
 class Layer(StrEnum):
@@ -43,6 +50,44 @@ class SandboxLimits:
     address_space_bytes: int | None = 16 * GIB  # None with CUDA: its driver maps far more virtual memory
     scratch_bytes: int = SCRATCH_BYTES
     max_threads: int = 512
+
+
+# The operator's caps on what a spec's limits.codec may ask for (the Batch job definition sets them).
+CAP_ENV = {
+    "wall_seconds": "CODECLAB_CODEC_MAX_WALL_SECONDS",
+    "cpu_seconds": "CODECLAB_CODEC_MAX_CPU_SECONDS",
+    "memory_bytes": "CODECLAB_CODEC_MAX_MEMORY_BYTES",
+}
+DEFAULT_CAPS = {"wall_seconds": 6 * 3600, "cpu_seconds": 6 * 3600, "memory_bytes": 64 * GIB}
+
+
+def codec_limits(asked: CodecLimitsSpec, cuda: bool, environ: Mapping[str, str] = os.environ) -> SandboxLimits:
+    """The codec child's limits: the defaults, or what the spec asks for under the operator's caps."""
+    for name, value in asked.items():
+        cap = _cap(name, environ)
+        if int(value) > cap:  # type: ignore[call-overload]
+            raise InvalidSpec(
+                f"$.limits.codec.{name}: {value} is over this deployment's cap of {cap}; ask for at most {cap}, or "
+                f"have the operator raise {CAP_ENV[name]}"
+            )
+    base = SandboxLimits()
+    memory = asked.get("memory_bytes", base.address_space_bytes)
+    return replace(
+        base,
+        wall_seconds=float(asked.get("wall_seconds", base.wall_seconds)),
+        cpu_seconds=asked.get("cpu_seconds", base.cpu_seconds),
+        address_space_bytes=None if cuda else memory,
+    )
+
+
+def _cap(name: str, environ: Mapping[str, str]) -> int:
+    text = environ.get(CAP_ENV[name], "")
+    if not text:
+        return DEFAULT_CAPS[name]
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{CAP_ENV[name]}={text!r} is not a whole number; the operator must fix it") from None
 
 
 @dataclass(frozen=True)

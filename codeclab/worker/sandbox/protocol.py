@@ -3,7 +3,9 @@
 The worker writes one line of JSON (the `ChildRequest`) and then the input bytes to the
 child's stdin. The child answers on a pipe of its own (`result_fd`) in frames: a one-byte kind and an
 8-byte length, then that many bytes. It sends READY once every layer is in place and before
-any user code has run, waits for one byte on stdin ("go"), then sends OUTPUT or ERROR.
+any user code has run, waits for one byte on stdin ("go"), then sends OUTPUT or ERROR. In
+between, a codec package's `ctx.progress` sends PROGRESS frames: 8 bytes, frames done, each
+more than the last and at most the frames of the clip.
 
 Nothing the child writes is trusted: the worker reads each frame's header first and refuses a
 kind or a length it does not expect before reading the body, so a child cannot make the
@@ -26,12 +28,14 @@ GO = b"G"
 FRAME_HEADER = struct.Struct(">cQ")
 MAX_REQUEST_LINE = 64 << 20  # the request is JSON with the codec source (at most 1 MB) in it
 MAX_JSON_FRAME = 64 << 10  # READY and ERROR bodies
+PROGRESS_BODY = struct.Struct(">Q")  # frames done
 
 
 class Kind(Enum):
     READY = b"R"
     OUTPUT = b"O"
     ERROR = b"E"
+    PROGRESS = b"P"
 
 
 class ErrorKind(Enum):
@@ -53,6 +57,16 @@ class PublicHeader:
     height: int
     frames: int
     fps: str
+
+
+@dataclass(frozen=True)
+class PackageRequest:
+    """A codec package to run instead of inline code: its folder, entry module, weights files and device."""
+
+    root: str  # the verified, unpacked package folder: readable and on sys.path in the child
+    entry: str  # dotted module that defines encode(frames, params, ctx) and decode(bitstream, header, ctx)
+    weights: list[str]  # the weights files the manifest lists (relative to root): all ctx.weights may open
+    device: str  # "cpu" or "cuda": what ctx.device says
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,7 @@ class ChildRequest:
     readable: list[tuple[str, str]]  # (path, landlock.Access value)
     hidden: list[str]  # copies of the source that must not be readable
     result_fd: int  # where the child writes its frames (the worker's pipe, kept open across exec)
+    package: PackageRequest | None = None  # a codec package; `code` is then empty
 
     def to_line(self) -> bytes:
         return json.dumps(asdict(self)).encode() + b"\n"
@@ -87,6 +102,8 @@ class ChildRequest:
         fields = json.loads(line)
         fields["header"] = PublicHeader(**fields["header"])
         fields["readable"] = [tuple(pair) for pair in fields["readable"]]
+        if fields.get("package") is not None:
+            fields["package"] = PackageRequest(**fields["package"])
         return cls(**fields)
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from codeclab.worker.sandbox.landlock import Access, Rule
 
-_SITE_FOLDERS = {"site-packages", "dist-packages"}
+SITE_FOLDERS = {"site-packages", "dist-packages"}
 _REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _DEVICES = {"/dev/null": Access.DEVICE, "/dev/zero": Access.READ, "/dev/urandom": Access.READ,
             "/dev/random": Access.READ}  # fmt: skip
+_CUDA_NODE = re.compile(r"nvidia(?:[0-9]+|ctl|-uvm|-uvm-tools)")
 _GPU_LIBRARY_FOLDERS = ("/usr/local/nvidia/lib64", "/usr/local/cuda/lib64")
 
 
@@ -42,7 +43,7 @@ def _standard_library() -> Iterator[Rule]:
     stdlib = Path(sysconfig.get_path("stdlib"))
     yield Rule(stdlib, Access.LIST)
     for entry in stdlib.iterdir():
-        if entry.name not in _SITE_FOLDERS:  # the base interpreter's own installed packages
+        if entry.name not in SITE_FOLDERS:  # the base interpreter's own installed packages
             yield Rule(entry, Access.READ)
     library = sysconfig.get_config_var("LDLIBRARY")
     if library and sysconfig.get_config_var("Py_ENABLE_SHARED"):
@@ -61,7 +62,7 @@ def _system_libraries() -> Iterator[Rule]:
 def _packages(allowed_imports: frozenset[str]) -> Iterator[Rule]:
     providers = importlib.metadata.packages_distributions()
     names = {dist for module in allowed_imports for dist in providers.get(module.split(".")[0], [])}
-    for folder in {Path(p) for p in sys.path if Path(p).name in _SITE_FOLDERS}:
+    for folder in {Path(p) for p in sys.path if Path(p).name in SITE_FOLDERS}:
         yield Rule(folder, Access.LIST)
     for dist in _with_requirements(names):
         yield from _installed_entries(dist)
@@ -105,5 +106,11 @@ def _installed_entries(dist: importlib.metadata.Distribution) -> Iterator[Rule]:
 def _devices() -> Iterator[Rule]:
     for path, access in _DEVICES.items():
         yield Rule(Path(path), access)
-    for node in sorted(Path("/dev").glob("nvidia*")):  # CUDA's device nodes, on a GPU host
-        yield Rule(node, Access.DEVICE)
+    yield from cuda_devices(Path("/dev"))
+
+
+def cuda_devices(dev: Path) -> list[Rule]:
+    """Read-write for exactly the nodes CUDA opens, on a GPU host: not nvidia-modeset, nvidia-caps or the rest."""
+    if not dev.is_dir():
+        return []
+    return [Rule(node, Access.DEVICE) for node in sorted(dev.iterdir()) if _CUDA_NODE.fullmatch(node.name)]

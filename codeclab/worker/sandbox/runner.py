@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,14 +30,16 @@ from codeclab.worker.errors import CodecFailure, SandboxUnavailable, SandboxViol
 from codeclab.worker.processes import kill_process_group
 from codeclab.worker.sandbox import identity, readable
 from codeclab.worker.sandbox.landlock import Rule
-from codeclab.worker.sandbox.layers import SCRATCH_ROOT_ENV, Applied, SandboxLimits, SandboxPolicy
+from codeclab.worker.sandbox.layers import CAP_ENV, SCRATCH_ROOT_ENV, Applied, SandboxLimits, SandboxPolicy
 from codeclab.worker.sandbox.protocol import (
     FRAME_HEADER,
     GO,
     MAX_JSON_FRAME,
+    PROGRESS_BODY,
     ChildRequest,
     ErrorKind,
     Kind,
+    PackageRequest,
     PublicHeader,
 )
 from codeclab.worker.sandbox.verify import verify
@@ -61,6 +64,7 @@ class ChildJob:
     preload: Sequence[str] = ("numpy",)
     hidden: Sequence[Path] = ()  # copies of the source the child must not be able to read
     readable: Sequence[Path] = ()  # folders beyond the interpreter and allowed packages (a codec package's own)
+    package: PackageRequest | None = None  # a codec package to run instead of `code`
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,17 @@ class ChildResult:
     applied: Applied
 
 
-def run_child(job: ChildJob, limits: SandboxLimits, policy: SandboxPolicy) -> ChildResult:
-    """Run the job in a fresh child under `policy`; raise a WorkerError for anything but clean output."""
+ProgressCallback = Callable[[int], None]
+
+
+def run_child(
+    job: ChildJob, limits: SandboxLimits, policy: SandboxPolicy, on_progress: ProgressCallback | None = None
+) -> ChildResult:
+    """Run the job in a fresh child under `policy`; raise a WorkerError for anything but clean output.
+
+    `on_progress` gets each frames-done count the child reports (validated), on the calling thread."""
     rules = readable.rules(job.allowed_imports, job.readable)
-    who = f"custom codec {job.role}r"
+    who = f"{'codec package' if job.package else 'custom codec'} {job.role}r"
     with _scratch_folder() as folder:
         uid = identity.fresh_uid()
         file_uid = uid if _python_readable_by_others(tuple(rules)) else 0
@@ -85,9 +96,17 @@ def run_child(job: ChildJob, limits: SandboxLimits, policy: SandboxPolicy) -> Ch
             uid=uid, file_uid=file_uid, cpu_seconds=limits.cpu_seconds, file_bytes=limits.file_bytes,
             address_space_bytes=limits.address_space_bytes, scratch=str(folder), scratch_bytes=limits.scratch_bytes,
             max_threads=limits.max_threads, readable=[(str(r.path), r.access.value) for r in rules],
-            hidden=[str(p) for p in job.hidden], result_fd=-1,
+            hidden=[str(p) for p in job.hidden], result_fd=-1, package=job.package,
         )  # fmt: skip
-        return _Supervision(who, request, job, limits, policy).run()
+        return _Supervision(who, request, job, limits, policy, on_progress or (lambda _: None)).run()
+
+
+def _same_codeclab() -> dict[str, str]:
+    """The child runs the sandbox code this worker runs: a source checkout's, not another the interpreter finds."""
+    import codeclab
+
+    source = Path(codeclab.__file__).resolve().parents[1]
+    return {} if source.name in readable.SITE_FOLDERS else {"PYTHONPATH": str(source)}
 
 
 @functools.cache
@@ -113,19 +132,25 @@ class _Supervision:
     """One child's life: start, feed, check, release, collect."""
 
     def __init__(
-        self, who: str, request: ChildRequest, job: ChildJob, limits: SandboxLimits, policy: SandboxPolicy
+        self,
+        who: str,
+        request: ChildRequest,
+        job: ChildJob,
+        limits: SandboxLimits,
+        policy: SandboxPolicy,
+        on_progress: ProgressCallback,
     ) -> None:
-        self.who, self.job, self.limits, self.policy = who, job, limits, policy
+        self.who, self.job, self.limits, self.policy, self.on_progress = who, job, limits, policy, on_progress
         self.deadline = time.monotonic() + limits.wall_seconds
         read_end, self.write_end = os.pipe()
         self.request = replace(request, result_fd=self.write_end)
-        self.frames = _FrameReader(read_end, job.max_output_bytes)
+        self.frames = _FrameReader(read_end, job.max_output_bytes, job.header.frames)
         self.log = _LogTail()
 
     def run(self) -> ChildResult:
         env = {name: os.environ[name] for name in PASSED_ENV if name in os.environ}
         env.update({"HOME": self.request.scratch, "TMPDIR": self.request.scratch, "PYTHONDONTWRITEBYTECODE": "1",
-                    "PYTHONHASHSEED": "0"})  # fmt: skip
+                    "PYTHONHASHSEED": "0", **_same_codeclab()})  # fmt: skip
         command = [sys.executable, "-m", "codeclab.worker.sandbox.child"]
         try:
             proc = subprocess.Popen(command, env=env, cwd=self.request.scratch, stdin=subprocess.PIPE,
@@ -173,11 +198,14 @@ class _Supervision:
 
     def _collect(self, proc: subprocess.Popen[bytes]) -> bytearray:
         try:
+            while (done := self.frames.progress.get(timeout=self._remaining())) is not None:
+                self.on_progress(done)  # here, not on the reader's thread: the watchdog's signal lands here too
             returncode = proc.wait(timeout=self._remaining())
-        except subprocess.TimeoutExpired:
+        except (queue.Empty, subprocess.TimeoutExpired):
             kill_process_group(proc)
             raise SandboxViolation(
-                f"{self.who} ran past its wall-clock limit of {self.limits.wall_seconds:g} s"
+                f"{self.who} ran past its wall-clock limit of {self.limits.wall_seconds:g} s; "
+                f"{limit_hint('wall_seconds')}"
             ) from None
         self.frames.join()
         if self.frames.violation:
@@ -225,11 +253,16 @@ class _Supervision:
 
 
 class _FrameReader:
-    """Reads the child's frames off its pipe on a thread, refusing any kind or size it does not expect."""
+    """Reads the child's frames off its pipe on a thread, refusing any kind or size it does not expect.
 
-    def __init__(self, fd: int, max_output: int) -> None:
-        self.fd, self.max_output, self.pid = fd, max_output, 0
+    PROGRESS frames go to `progress`, ended by None at the pipe's end; each must come after READY and
+    before the answer, be 8 bytes, and count more frames than the last and at most the clip's."""
+
+    def __init__(self, fd: int, max_output: int, frames_total: int) -> None:
+        self.fd, self.max_output, self.pid, self.frames_total = fd, max_output, 0, frames_total
         self.frames: list[tuple[Kind, bytearray]] = []
+        self.progress: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._done_so_far = 0
         self.violation = ""
         self._changed = threading.Condition()
         self._done = False
@@ -265,6 +298,7 @@ class _FrameReader:
                 if self.violation:  # stop the child now rather than at the wall clock
                     with suppress(ProcessLookupError):
                         os.killpg(self.pid, signal.SIGKILL)
+                self.progress.put(None)
                 with self._changed:
                     self._done = True
                     self._changed.notify_all()
@@ -274,6 +308,9 @@ class _FrameReader:
             kind = Kind(code)
         except ValueError:
             self.violation = "wrote an unknown frame to the sandbox's result channel"
+            return
+        if kind is Kind.PROGRESS:
+            self._take_progress(pipe, length)
             return
         cap = self.max_output if kind is Kind.OUTPUT else MAX_JSON_FRAME
         if length > cap:
@@ -286,6 +323,26 @@ class _FrameReader:
         with self._changed:
             self.frames.append((kind, body))
             self._changed.notify_all()
+
+    def _take_progress(self, pipe: IO[bytes], length: int) -> None:
+        if len(self.frames) != 1:
+            self.violation = "sent a PROGRESS frame outside its run: its code wrote to the result channel"
+            return
+        if length != PROGRESS_BODY.size:
+            self.violation = f"sent a PROGRESS frame of {length} bytes, not {PROGRESS_BODY.size}"
+            return
+        body = _read_exactly(pipe, length)
+        if body is None:
+            return
+        (done,) = PROGRESS_BODY.unpack(body)
+        if not self._done_so_far < done <= self.frames_total:
+            self.violation = (
+                f"reported {done} frames done after {self._done_so_far}, of {self.frames_total}: progress must "
+                "rise and stay within the clip"
+            )
+            return
+        self._done_so_far = done
+        self.progress.put(done)
 
 
 class _LogTail:
@@ -345,12 +402,18 @@ def _clean(text: str, limit: int = 8000) -> str:
     return _CONTROL_CHARACTERS.sub("", text)[:limit]
 
 
+def limit_hint(name: str) -> str:
+    """Where to change one of the codec child's limits (see layers.codec_limits)."""
+    return f"raise limits.codec.{name} in the spec, up to the operator's cap {CAP_ENV[name]}"
+
+
 def _signal_failure(who: str, signum: int, limits: SandboxLimits) -> WorkerError:
     reasons: dict[int, str] = {
         signal.SIGSYS: "made a forbidden system call (network, a new process, exec, ptrace, mount, a signal to "
         "another process...) and was killed",
-        signal.SIGXCPU: f"used more than its {limits.cpu_seconds} CPU seconds",
-        signal.SIGKILL: f"was killed (CPU limit of {limits.cpu_seconds} s, or out of memory)",
+        signal.SIGXCPU: f"used more than its {limits.cpu_seconds} CPU seconds; {limit_hint('cpu_seconds')}",
+        signal.SIGKILL: f"was killed (CPU limit of {limits.cpu_seconds} s, or out of memory); "
+        f"{limit_hint('cpu_seconds')} or memory_bytes",
         signal.SIGXFSZ: f"wrote a file larger than its limit of {limits.file_bytes} bytes",
     }
     if signum in reasons:
