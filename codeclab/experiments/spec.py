@@ -6,6 +6,7 @@ with its defaults, and a sweep's points, each itself a checked single-experiment
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +18,15 @@ from codeclab.experiments.codec_package import (
     read_manifest,
     resolve_package_params,
 )
-from codeclab.experiments.schema import CodecSpec, SpecDocument, SpecError, SpecProblem, check_document, parse_spec_json
+from codeclab.experiments.schema import (
+    CodecParams,
+    CodecSpec,
+    SpecDocument,
+    SpecError,
+    SpecProblem,
+    check_document,
+    parse_spec_json,
+)
 from codeclab.experiments.sweep import SweepPoint, expand_sweep, is_sweep, max_concurrency
 from codeclab.experiments.test_sets import ClipCatalog, FileCatalog, resolve_clips
 
@@ -78,6 +87,8 @@ class _PackageParams:
     def __init__(self, source: ManifestSource | None, bucket: str | None, local: bool, origin: str) -> None:
         self._source, self._bucket, self._local, self._origin = source, bucket, local, origin
         self._manifests: dict[str, CodecManifest] = {}
+        # (uri, params as given) -> params checked and filled: a sweep's points repeat a few settings many times
+        self._resolved: dict[tuple[str, str], CodecParams] = {}
 
     def __call__(self, codec: CodecSpec, where: str = "$.codec") -> None:
         """`where`: the codec entry's own path, which the problems name (a sweep's entries are not $.codec)."""
@@ -90,7 +101,10 @@ class _PackageParams:
                 if refused:
                     raise SpecError([refused])
                 self._manifests[uri] = read_manifest(uri, self._source)
-            codec["params"] = resolve_package_params(self._manifests[uri], codec["params"])
+            given = (uri, json.dumps(codec["params"], sort_keys=True))
+            if given not in self._resolved:
+                self._resolved[given] = resolve_package_params(self._manifests[uri], codec["params"])
+            codec["params"] = copy.deepcopy(self._resolved[given])
         except SpecError as exc:
             problems = [replace(p, path=where + p.path.removeprefix("$.codec")) if p.path.startswith("$.codec") else p
                         for p in exc.problems]  # fmt: skip
