@@ -59,8 +59,8 @@ def _package_codec(entry: CodecSpec, limits: CodecLimitsSpec | None) -> Codec:
     package = unpack(entry["uri"])
     manifest = package.manifest
     return PackageCodec(
-        resolve_params(manifest, entry["params"]), package.root, manifest.entry, sorted(manifest.weights),
-        manifest.device, f"{manifest.name} {manifest.version}", trusted=entry["trusted"],
+        resolve_params(manifest, entry["params"]), package.root, manifest.entry, manifest.weights,
+        manifest.device, f"{manifest.name} {manifest.version}", entry.get("allow_imports", []), entry["trusted"],
         limits=codec_limits(limits or {}, has_cuda()), recorded=package.conditions(),
     )  # fmt: skip
 
