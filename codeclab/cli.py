@@ -213,6 +213,38 @@ def codec_pack(path: Path, out_dir: Path) -> None:
     console.print(f"{digest}  {escape(str(archive))}")
 
 
+@codec.command("export-learned")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--quality", type=click.IntRange(1, 4), default=3, show_default=True,
+              help="the built-in weights to ship (ignored with --weights)")  # fmt: skip
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="a weights file `codeclab train --out` wrote, instead of the built-in ones")  # fmt: skip
+@click.option("--name", default="hyperprior", show_default=True, help="the package's name and module folder")
+@click.option("--replace", is_flag=True, help="overwrite OUT if it exists")
+def codec_export_learned(out: Path, quality: int, weights: Path | None, name: str, replace: bool) -> None:
+    """Write the built-in learned codec, with one weights file, as a codec package folder OUT.
+
+    The package runs the learned codec's own modules in the sandbox and writes the same bitstream, byte for
+    byte; run it with "allow_imports": ["constriction", "scipy"] (see examples/hyperprior.json).
+    """
+    from codeclab.worker.codecs.learned.export import EXTRA_IMPORTS, export_learned
+    from codeclab.worker.codecs.learned.weights import weights_path
+    from codeclab.worker.errors import InvalidInput
+
+    try:
+        exported = export_learned(weights or weights_path(quality), out, name, replace)
+    except InvalidInput as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(2)
+    except OSError as exc:
+        err.print(f"[red]error:[/] cannot write {escape(str(out))}: {escape(exc.strerror or str(exc))}")
+        sys.exit(1)
+    console.print(f"wrote {escape(str(exported.root))}: {exported.name} {exported.version}")
+    imports = ", ".join(f'"{name}"' for name in EXTRA_IMPORTS)
+    uri = escape(str(exported.root))
+    console.print(f'run it with "codec": {{"name": "package", "uri": "{uri}", "allow_imports": [{imports}]}}')
+
+
 @codec.command("check")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 def codec_check(path: Path) -> None:
