@@ -221,7 +221,7 @@ def codec_pack(path: Path, out_dir: Path) -> None:
 @codec.command("check")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--clip", default="builtin:carphone", show_default=True,
-              help="the trial's clip: builtin:NAME or a .y4m file, as a spec's source.clip")  # fmt: skip
+              help="the trial's clip: builtin:NAME or a file (.y4m, .mp4), as a spec's source.clip")  # fmt: skip
 @click.option("--frames", type=click.IntRange(min=1), default=2, show_default=True,
               help="how many of the clip's first frames the trial codes")  # fmt: skip
 @click.option("--params", "params_json", default="{}", metavar="JSON",
@@ -315,7 +315,7 @@ def _sandbox_lines(sandbox: Mapping[str, Any]) -> list[str]:
 def _rd_point_table(result: Result) -> Table:
     """The RD point as the worker measured it: rate from the bitstream's bytes, quality from the decoded frames."""
     m, timings = result["metrics"], result["timings"]
-    table = Table(title="RD point")
+    table = Table(title="RD point", caption="encode and decode times include starting each sandboxed child")
     cells = {
         "bytes": str(result["bitstream"]["bytes"]),
         "bpp": f"{m['bpp']:.4f}",
