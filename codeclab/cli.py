@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -226,9 +227,11 @@ def codec_pack(path: Path, out_dir: Path) -> None:
               help="how many of the clip's first frames the trial codes")  # fmt: skip
 @click.option("--params", "params_json", default="{}", metavar="JSON",
               help="the package's params, a JSON object checked by its schema [default: its defaults]")  # fmt: skip
+@click.option("--limits", "limits_json", default="{}", metavar="JSON",
+              help='each child\'s limits, as a spec\'s limits.codec: \'{"wall_seconds": 1200}\'')  # fmt: skip
 @click.option("--trusted", is_flag=True,
               help='run with the layers this host has, as a spec\'s "trusted": true: code you wrote')  # fmt: skip
-def codec_check(path: Path, clip: str, frames: int, params_json: str, trusted: bool) -> None:
+def codec_check(path: Path, clip: str, frames: int, params_json: str, limits_json: str, trusted: bool) -> None:
     """Check the package at PATH (a folder or .tar.gz), then run it: its files, codec.json, weights hashes and
     params schema; then the first FRAMES frames of CLIP encoded and decoded through the sandbox, as the worker
     runs them, and the RD point the worker would record.
@@ -242,15 +245,11 @@ def codec_check(path: Path, clip: str, frames: int, params_json: str, trusted: b
     from codeclab.worker.packages.check import Trial, check_package, trial_spec
     from codeclab.worker.packages.manifest import PackageError
 
-    try:
-        params = json.loads(params_json)
-    except json.JSONDecodeError as exc:
-        err.print(f"[red]error:[/] --params: not JSON ({escape(str(exc))}); give an object, e.g. '{{\"step\": 8}}'")
-        sys.exit(2)
+    params, limits = _json_option("--params", params_json), _json_option("--limits", limits_json)
     with tempfile.TemporaryDirectory(prefix="codeclab-check-") as cache:
         try:
             checked = check_package(str(path), Path(cache))
-            spec = trial_spec(str(path), Trial(clip, frames, params, trusted))
+            spec = trial_spec(str(path), Trial(clip, frames, params, trusted, limits))
         except (PackageError, SpecError) as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}")
             sys.exit(2)
@@ -261,6 +260,15 @@ def codec_check(path: Path, clip: str, frames: int, params_json: str, trusted: b
     for line in _sandbox_lines(result["conditions"]["codec"]["sandbox"]):
         console.print(line)
     console.print(_rd_point_table(result))
+
+
+def _json_option(option: str, text: str) -> Any:
+    """An option's JSON value; the spec check that follows says what shape it must have."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        err.print(f"[red]error:[/] {option}: not JSON ({escape(str(exc))}); give an object, e.g. '{{\"step\": 8}}'")
+        sys.exit(2)
 
 
 def _codec_trial(checked: CheckedPackage, spec: SpecDocument) -> Result:
@@ -281,8 +289,11 @@ def _codec_trial(checked: CheckedPackage, spec: SpecDocument) -> Result:
         except Exception as exc:  # a bug of ours: say so in one line, as the worker records INTERNAL
             failure = WorkerError(f"{type(exc).__name__}: {exc} (a fault in codeclab, not in the package)")
     err.print(f"[red]{failure.error_type}:[/] {escape(str(failure))}")
-    if isinstance(failure, SandboxUnavailable):
+    if isinstance(failure, SandboxUnavailable) and not spec["codec"]["trusted"]:
         err.print("For code you trust: `codeclab codec check --trusted` runs it with the layers this host has.")
+    limit = re.search(r"limits\.codec\.(\w+)", str(failure))
+    if limit:
+        err.print(f"For the trial, --limits sets limits.codec: --limits '{{\"{limit[1]}\": N}}'.")
     sys.exit(2 if isinstance(failure, InvalidInput | CodecFailure | SandboxViolation) else 1)
 
 

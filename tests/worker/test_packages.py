@@ -440,6 +440,18 @@ def test_codec_check_shows_a_package_exception_as_codec_error_with_the_users_tra
     assert "codeclab/" not in failed.output and "child.py" not in failed.output  # the user's frames only
 
 
+@pytest.mark.slow  # a real encoder child under every sandbox layer
+def test_codec_check_names_the_limit_a_package_runs_into_and_how_to_raise_it(tmp_path) -> None:
+    folder = copy_example(tmp_path)
+    codec_py = folder / "blockdct" / "codec.py"
+    first = '    basis, step = _basis(ctx), int(params["step"])\n'
+    codec_py.write_text(codec_py.read_text().replace(first, first + "    while True:\n        step += 1\n"))
+    failed = CliRunner().invoke(cli, ["codec", "check", str(folder), "--limits", '{"cpu_seconds": 1}'])
+    assert failed.exit_code == 2, failed.output
+    assert "SANDBOX_VIOLATION: codec package encoder used more than its 1 CPU seconds" in failed.output
+    assert """--limits '{"cpu_seconds": N}'""" in failed.output and "Traceback" not in failed.output
+
+
 STEAL_THE_CLIP = """
 import typing
 os = typing.sys.modules["os"]

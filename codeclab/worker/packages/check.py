@@ -11,7 +11,7 @@ from pathlib import Path
 from codeclab.experiments import validate_spec
 from codeclab.experiments.codec_package import is_archive_uri, read_manifest, resolve_package_params
 from codeclab.experiments.result import Result
-from codeclab.experiments.schema import CodecParams, SpecDocument
+from codeclab.experiments.schema import CodecLimitsSpec, CodecParams, SpecDocument
 from codeclab.worker.codecs import package_codec
 from codeclab.worker.packages.unpack import PackageDir, unpack
 from codeclab.worker.packages.verify import sha256_file
@@ -51,12 +51,14 @@ def check_package(uri: str, cache: Path) -> CheckedPackage:
 @dataclass(frozen=True)
 class Trial:
     """What the trial codes: the first `frames` of `clip`, with `params` as given (defaults filled from the
-    package's schema), untrusted unless `trusted` (as the spec's `"trusted": true`)."""
+    package's schema), untrusted unless `trusted` (as the spec's `"trusted": true`), under `limits` (as the
+    spec's `limits.codec`)."""
 
     clip: str
     frames: int
     params: CodecParams
     trusted: bool
+    limits: CodecLimitsSpec
 
 
 def trial_spec(uri: str, trial: Trial) -> SpecDocument:
@@ -67,6 +69,7 @@ def trial_spec(uri: str, trial: Trial) -> SpecDocument:
         "source": {"clip": trial.clip, "frames": trial.frames},
         "codec": {"name": "package", "uri": uri, "params": trial.params, "trusted": trial.trusted},
         "metrics": {"vmaf": False},
+        "limits": {"codec": trial.limits},
     }
     return validate_spec(value, "codec check").document
 
