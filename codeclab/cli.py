@@ -263,7 +263,18 @@ def codec_export_learned(out: Path, quality: int, weights: Path | None, name: st
               help='each child\'s limits, as a spec\'s limits.codec: \'{"wall_seconds": 1200}\'')  # fmt: skip
 @click.option("--trusted", is_flag=True,
               help='run with the layers this host has, as a spec\'s "trusted": true: code you wrote')  # fmt: skip
-def codec_check(path: Path, clip: str, frames: int, params_json: str, limits_json: str, trusted: bool) -> None:
+@click.option("--allow-import", "allow_imports", multiple=True, metavar="MODULE",
+              help="a module the package may import beyond the default allow-list, as a spec's "
+                   "codec.allow_imports (repeat it for each)")  # fmt: skip
+def codec_check(
+    path: Path,
+    clip: str,
+    frames: int,
+    params_json: str,
+    limits_json: str,
+    trusted: bool,
+    allow_imports: tuple[str, ...],
+) -> None:
     """Check the package at PATH (a folder or .tar.gz), then run it: its files, codec.json, weights hashes and
     params schema; then the first FRAMES frames of CLIP encoded and decoded through the sandbox, as the worker
     runs them, and the RD point the worker would record.
@@ -281,7 +292,7 @@ def codec_check(path: Path, clip: str, frames: int, params_json: str, limits_jso
     with tempfile.TemporaryDirectory(prefix="codeclab-check-") as cache:
         try:
             checked = check_package(str(path), Path(cache))
-            spec = trial_spec(str(path), Trial(clip, frames, params, trusted, limits))
+            spec = trial_spec(str(path), Trial(clip, frames, params, trusted, limits, allow_imports))
         except (PackageError, SpecError) as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}")
             sys.exit(2)

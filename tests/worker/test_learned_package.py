@@ -81,6 +81,20 @@ def test_run_through_the_sandbox_the_package_writes_the_learned_codecs_bitstream
 
 
 @pytest.mark.slow
+def test_codec_check_runs_the_exported_package_once_its_two_libraries_are_allowed(tmp_path: Path) -> None:
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["codec", "check", str(EXAMPLE)])
+    assert refused.exit_code == 2 and "import of 'constriction' is not allowed" in refused.output
+    allowed = [arg for name in EXTRA_IMPORTS for arg in ("--allow-import", name)]
+    checked = runner.invoke(cli, ["codec", "check", str(EXAMPLE), *allowed], terminal_width=200)
+    assert checked.exit_code == 0, checked.output
+    two_frames = {"clip": "builtin:carphone", "frames": 2}
+    learned = run_worker(tmp_path / "learned", {"name": "learned", "params": {"quality": 3}}, two_frames)
+    size = (learned / "bitstream.cln").stat().st_size
+    assert f"│ {size:>5} │" in checked.output  # the RD point's bytes are the learned codec's
+
+
+@pytest.mark.slow
 def test_a_tampered_copy_of_the_example_is_refused_before_anything_runs(tmp_path: Path) -> None:
     copy = shutil.copytree(EXAMPLE, tmp_path / "hyperprior")
     weights = copy / "weights.safetensors"

@@ -341,6 +341,14 @@ def test_a_package_uri_elsewhere_is_refused_and_uri_only_goes_with_package(tmp_p
         validate_spec(package_spec(str(EXAMPLE)), package_bucket="artifacts")
 
 
+def test_allow_imports_goes_with_a_package_or_custom_code_and_nothing_else() -> None:
+    codec = {**package_spec(str(EXAMPLE))["codec"], "allow_imports": ["scipy"]}
+    checked = validate_spec({**package_spec(str(EXAMPLE)), "codec": codec})
+    assert checked.document["codec"]["allow_imports"] == ["scipy"]
+    with pytest.raises(SpecError, match=r"allow_imports not allowed here \(only with codec custom or package\)"):
+        validate_spec({**package_spec(str(EXAMPLE)), "codec": {"name": "x264", "allow_imports": ["scipy"]}})
+
+
 # --- the CLI and the example ------------------------------------------------------------------------------
 
 

@@ -52,13 +52,14 @@ def check_package(uri: str, cache: Path) -> CheckedPackage:
 class Trial:
     """What the trial codes: the first `frames` of `clip`, with `params` as given (defaults filled from the
     package's schema), untrusted unless `trusted` (as the spec's `"trusted": true`), under `limits` (as the
-    spec's `limits.codec`)."""
+    spec's `limits.codec`), importing `allow_imports` beyond the default allow-list (as the spec's)."""
 
     clip: str
     frames: int
     params: CodecParams
     trusted: bool
     limits: CodecLimitsSpec
+    allow_imports: tuple[str, ...] = ()
 
 
 def trial_spec(uri: str, trial: Trial) -> SpecDocument:
@@ -67,7 +68,13 @@ def trial_spec(uri: str, trial: Trial) -> SpecDocument:
     value = {
         "name": "codec-check",
         "source": {"clip": trial.clip, "frames": trial.frames},
-        "codec": {"name": "package", "uri": uri, "params": trial.params, "trusted": trial.trusted},
+        "codec": {
+            "name": "package",
+            "uri": uri,
+            "params": trial.params,
+            "trusted": trial.trusted,
+            **({"allow_imports": list(trial.allow_imports)} if trial.allow_imports else {}),
+        },
         "metrics": {"vmaf": False},
         "limits": {"codec": trial.limits},
     }
