@@ -234,11 +234,11 @@ def codec_export_learned(out: Path, quality: int, weights: Path | None, name: st
     byte; run it with "allow_imports": ["constriction", "scipy"] (see examples/hyperprior.json).
     """
     from codeclab.worker.codecs.learned.export import EXTRA_IMPORTS, export_learned
-    from codeclab.worker.codecs.learned.weights import weights_path
+    from codeclab.worker.codecs.learned.weights import builtin_weights
     from codeclab.worker.errors import InvalidInput
 
     try:
-        exported = export_learned(weights or weights_path(quality), out, name, replace)
+        exported = export_learned(weights or builtin_weights(quality), out, name, replace)
     except InvalidInput as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(2)
@@ -445,18 +445,29 @@ def submit(spec: Path, stack: str, idempotency_key: str | None) -> None:
 @click.option("--steps", type=click.IntRange(min=1), default=4000, show_default=True, help="optimiser steps")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present, else CPU), cpu or cuda")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="CPU threads for torch")
-@click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path),
-    help="where to write the weights [default: the built-in codec's qQ.safetensors]",
-)  # fmt: skip
-def train(quality: int, steps: int, device: str, threads: int, out: Path | None) -> None:
-    """Train the built-in learned codec's weights for one quality, from scratch, with the pinned seed."""
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="where to write the weights (a new file); give it to a spec as codec.params.weights")  # fmt: skip
+@click.option("--replace-builtin", is_flag=True,
+              help="write the shipped qQ.safetensors in the source tree instead (maintainers only)")  # fmt: skip
+def train(quality: int, steps: int, device: str, threads: int, out: Path | None, replace_builtin: bool) -> None:
+    """Train the built-in learned codec's weights for one quality, from scratch, with the pinned seed.
+
+    It writes --out FILE, never the shipped weights unless --replace-builtin says so. Use the file with
+    "codec": {"name": "learned", "params": {"quality": Q, "weights": {"uri": FILE, "sha256": ...}}}, or
+    package it with `codeclab codec export-learned --weights FILE`.
+    """
     from codeclab.training.trainer import StepReport, TrainConfig
     from codeclab.training.trainer import train as run_training
     from codeclab.worker.codecs.learned.weights import weights_path
 
-    config = TrainConfig(quality=quality, steps=steps, device=device, threads=threads)
+    if (out is None) == (not replace_builtin):
+        err.print("[red]error:[/] give --out FILE (your weights), or --replace-builtin (the shipped ones), not both")
+        sys.exit(2)
     target = out or weights_path(quality)
+    if out is not None and out.exists():
+        err.print(f"[red]error:[/] --out {escape(str(out))} exists; training never overwrites a weights file")
+        sys.exit(2)
+    config = TrainConfig(quality=quality, steps=steps, device=device, threads=threads)
     with progress_bar(console) as bar:
         task = bar.add_task(f"train q{quality}", total=steps)
 
@@ -466,7 +477,12 @@ def train(quality: int, steps: int, device: str, threads: int, out: Path | None)
                 bar.update(task, completed=report.step, description=label)
 
         run_training(config, target, show)
-    console.print(f"wrote {target}")
+    from codeclab.worker.packages.verify import sha256_file
+
+    weights = json.dumps({"uri": str(target), "sha256": sha256_file(target)})
+    console.print(
+        f"wrote {escape(str(target))}; use it as", escape(f'"params": {{"quality": {quality}, "weights": {weights}}}')
+    )
 
 
 @cli.command()

@@ -158,14 +158,17 @@ def resolve_package_params(manifest: CodecManifest, params: CodecParams) -> Code
     return filled
 
 
-def package_uri_problem(uri: str, bucket: str, local_paths: bool = False) -> SpecProblem | None:
-    """Why the API refuses a package URI: it takes only s3://<artifact bucket>/codecs/... archives, and local
-    paths in local mode, where the worker runs on the same machine."""
+def codecs_prefix_problem(
+    uri: str, bucket: str, local_paths: bool = False, field: str = "$.codec.uri", what: str = "packages"
+) -> SpecProblem | None:
+    """Why the API refuses a package's (or a learned codec's weights') URI: it takes only objects under
+    s3://<artifact bucket>/codecs/, which the job role can read, and local paths in local mode, where the
+    worker runs on the same machine."""
     if local_paths and not uri.startswith("s3://"):
         return None
     expected = f"s3://{bucket}/{CODECS_PREFIX}"
     if not uri.startswith(expected) or ".." in PurePosixPath(uri.removeprefix(expected)).parts:
-        return SpecProblem("$.codec.uri", f"the API takes packages under {expected} only; upload it there")
+        return SpecProblem(field, f"the API takes {what} under {expected} only; upload it there")
     return None
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from codeclab.experiments.codec_package import (
     CodecManifest,
     ManifestSource,
-    package_uri_problem,
+    codecs_prefix_problem,
     read_manifest,
     resolve_package_params,
 )
@@ -92,14 +92,14 @@ class _PackageParams:
 
     def __call__(self, codec: CodecSpec, where: str = "$.codec") -> None:
         """`where`: the codec entry's own path, which the problems name (a sweep's entries are not $.codec)."""
+        if codec["name"] == "learned" and "weights" in codec["params"]:
+            self._check_prefix(codec["params"]["weights"]["uri"], where + ".params.weights.uri", "weights files")
         if codec["name"] != "package":
             return
         uri = codec["uri"]
         try:
             if uri not in self._manifests:
-                refused = package_uri_problem(uri, self._bucket, self._local) if self._bucket is not None else None
-                if refused:
-                    raise SpecError([refused])
+                self._check_prefix(uri, "$.codec.uri", "packages")
                 self._manifests[uri] = read_manifest(uri, self._source)
             given = (uri, json.dumps(codec["params"], sort_keys=True))
             if given not in self._resolved:
@@ -109,6 +109,12 @@ class _PackageParams:
             problems = [replace(p, path=where + p.path.removeprefix("$.codec")) if p.path.startswith("$.codec") else p
                         for p in exc.problems]  # fmt: skip
             raise SpecError(problems, self._origin if exc.origin == "spec" else exc.origin) from None
+
+    def _check_prefix(self, uri: str, field: str, what: str) -> None:
+        """The API's rule (with a bucket): what the worker fetches lies under the bucket's codecs/ prefix."""
+        refused = codecs_prefix_problem(uri, self._bucket, self._local, field, what) if self._bucket else None
+        if refused:
+            raise SpecError([refused], self._origin)
 
 
 def read_spec(data: str | bytes, origin: str = "spec", catalog: ClipCatalog | None = None) -> Spec:

@@ -22,7 +22,7 @@ from codeclab.worker.codecs.learned.entropy import (
     scale_indexes,
 )
 from codeclab.worker.codecs.learned.frame_coder import FrameCoder
-from codeclab.worker.codecs.learned.weights import QUALITIES, WEIGHTS_DIR, load_model, weights_path
+from codeclab.worker.codecs.learned.weights import QUALITIES, WEIGHTS_DIR, builtin_weights, load_model, weights_path
 from codeclab.worker.errors import CodecFailure, InvalidInput
 from codeclab.worker.metrics import plane_psnr
 from codeclab.worker.video import read_y4m, write_y4m
@@ -38,7 +38,7 @@ def ignore(_count: int) -> None:
 
 
 def test_every_table_is_exact_fixed_point_and_can_code_every_symbol() -> None:
-    tables = [*gaussian_tables(), *prior_tables(load_model(1).net.prior)]
+    tables = [*gaussian_tables(), *prior_tables(load_model(builtin_weights(1)).net.prior)]
     for table in tables:
         assert table.counts.sum() == 2**PRECISION
         assert table.counts.min() >= 1
@@ -78,7 +78,7 @@ def encoded(carphone_y4m: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     codec = make_codec("learned", {"quality": 2, "device": "cpu"})
     bitstream = out / "stream.cln"
     codec.encode(reference, bitstream, ignore)
-    coder = FrameCoder(load_model(2).net, torch.device("cpu"))
+    coder = FrameCoder(load_model(builtin_weights(2)).net, torch.device("cpu"))
     recon = [coder.encode(video.frame_planes(i))[1] for i in range(video.frames)]
     return bitstream, recon
 
@@ -154,7 +154,7 @@ def test_shipped_weights_are_small_safetensors_loaded_without_pickle(monkeypatch
     monkeypatch.setattr(torch, "load", no_pickle)
     load_model.cache_clear()
     for quality in QUALITIES:
-        model = load_model(quality)
+        model = load_model(builtin_weights(quality))
         assert model.metadata["quality"] == quality
         assert model.metadata["steps"] >= 1000 and model.metadata["seed"] == 20261128
         header_length = int.from_bytes(files[quality - 1].read_bytes()[:8], "little")
@@ -162,9 +162,9 @@ def test_shipped_weights_are_small_safetensors_loaded_without_pickle(monkeypatch
         assert all(v["dtype"] == "F32" for k, v in header.items() if k != "__metadata__")
 
 
-def test_a_missing_quality_names_the_field_and_the_command(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInput, match=r"\$\.codec\.params\.quality: .*codeclab train --quality 2"):
-        load_model(2, tmp_path)
+def test_a_missing_quality_names_the_field_and_the_command() -> None:
+    with pytest.raises(InvalidInput, match=r"\$\.codec\.params\.quality: .*codeclab train --quality 7 --out FILE"):
+        builtin_weights(7)
 
 
 # --- the worker and training -----------------------------------------------------------
@@ -181,7 +181,7 @@ def test_the_worker_records_the_device_weights_and_colour_handling(tmp_path: Pat
     assert result["status"] == "SUCCEEDED"
     assert result["resources"]["device"] == "cpu"
     codec = result["conditions"]["codec"]
-    assert codec["weights"]["fingerprint"] == load_model(1).fingerprint.hex()
+    assert codec["weights"]["fingerprint"] == load_model(builtin_weights(1)).fingerprint.hex()
     assert "no RGB conversion" in codec["colour_conversion"]
     assert result["metrics"]["bpp"] == (tmp_path / "out" / "bitstream.cln").stat().st_size * 8 / (176 * 144 * 2)
 
@@ -199,7 +199,7 @@ def test_training_is_seeded_so_a_rerun_writes_the_same_weights(tmp_path: Path) -
     assert outputs[0].keys() == outputs[1].keys()
     for name in outputs[0]:
         assert torch.equal(outputs[0][name], outputs[1][name]), name
-    trained = load_model(1, tmp_path / "a")
+    trained = load_model(tmp_path / "a" / "q1.safetensors")
     assert trained.metadata["steps"] == 2 and trained.metadata["lambda"] == 0.0035
     assert trained.metadata["train_sources"][0] == {"clip": "builtin:bikes", "start": 0}
 

@@ -17,15 +17,13 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
-
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import Any
 
 from codeclab.experiments.codec_package import MANIFEST_NAME, CodecManifest, is_archive_uri
 from codeclab.experiments.result import PackageConditions
-from codeclab.experiments.s3_uri import split_s3_uri
+from codeclab.worker.packages.fetch import copy_exactly, download
 from codeclab.worker.packages.manifest import PackageError, load_manifest
-from codeclab.worker.packages.verify import CHUNK, sha256_file, verify_weights
+from codeclab.worker.packages.verify import sha256_file, verify_weights
 
 MAX_FILES = 10_000
 MAX_TOTAL_BYTES = 2 * 1024**3  # a 500 MB checkpoint, several of them, and the code
@@ -73,7 +71,8 @@ def unpack(uri: str, cache: Path | None = None, s3: Any = None, limits: PackageL
     if uri.startswith("s3://"):
         if not is_archive_uri(uri):
             raise PackageError(f"$.codec.uri: {uri}: an s3:// package must be a .tar.gz (codeclab codec pack)")
-        return _from_archive(_download(uri, cache, s3, limits), cache, uri, limits, remove_after=True)
+        archive = download(uri, cache / f".download-{secrets.token_hex(8)}.tar.gz", limits.max_bytes, "$.codec.uri", s3)
+        return _from_archive(archive, cache, uri, limits, remove_after=True)
     path = Path(uri)
     if path.is_dir():
         return _from_folder(path, cache, uri, limits)
@@ -176,7 +175,7 @@ def _extract(tar: tarfile.TarFile, staging: Path, uri: str, limits: PackageLimit
         target = staging / name
         target.parent.mkdir(parents=True, exist_ok=True)
         with source, target.open("xb") as out:
-            _copy_exactly(source, out, member.size)
+            copy_exactly(source, out, member.size)
 
 
 def _member_name(raw: str, uri: str) -> str:
@@ -188,16 +187,6 @@ def _member_name(raw: str, uri: str) -> str:
             "the package, without '..', so nothing was unpacked"
         )
     return "/".join(parts)
-
-
-def _copy_exactly(source: IO[bytes], out: IO[bytes], size: int) -> None:
-    left = size
-    while left > 0:
-        block = source.read(min(CHUNK, left))
-        if not block:
-            raise PackageError("codec package: an archive member is shorter than its header says")
-        out.write(block)
-        left -= len(block)
 
 
 def _check_caps(count: int, total: int, where: str, limits: PackageLimits) -> None:
@@ -243,29 +232,6 @@ def _checked(root: Path, uri: str) -> PackageDir:
         )
     verify_weights(root, manifest, files)
     return PackageDir(root=root, manifest=manifest, tree_sha256=tree_sha256(root, files))
-
-
-def _download(uri: str, cache: Path, s3: Any, limits: PackageLimits) -> Path:
-    """An s3:// archive into a private file in the cache folder, refused past the size cap."""
-    if s3 is None:
-        import boto3
-
-        s3 = boto3.client("s3")
-    bucket, key = split_s3_uri(uri)
-    target = cache / f".download-{secrets.token_hex(8)}.tar.gz"
-    try:
-        response = s3.get_object(Bucket=bucket, Key=key)
-        if int(response["ContentLength"]) > limits.max_bytes:
-            raise PackageError(f"codec package {uri}: {response['ContentLength']} bytes; at most {limits.max_bytes}")
-        with target.open("xb") as out:
-            _copy_exactly(response["Body"], out, int(response["ContentLength"]))
-    except PackageError:
-        target.unlink(missing_ok=True)
-        raise
-    except (BotoCoreError, ClientError, OSError) as exc:  # a missing object or a denied read: the spec's to fix
-        target.unlink(missing_ok=True)
-        raise PackageError(f"$.codec.uri: cannot read {uri}: {exc}") from None
-    return target
 
 
 def _kind(mode: int) -> str:

@@ -16,7 +16,7 @@ from codeclab.experiments.result import CodecConditions
 from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.codecs.framing import write_payload
 from codeclab.worker.codecs.learned.stream import StreamInfo, read_stream
-from codeclab.worker.errors import CodecFailure
+from codeclab.worker.errors import CodecFailure, InvalidSpec
 from codeclab.worker.video import FrameCallback, Video, read_y4m
 
 if TYPE_CHECKING:
@@ -45,10 +45,30 @@ class LearnedCodec(Codec):
         return resolve_device(self.params["device"])
 
     @cached_property
+    def _weights_file(self) -> Path:
+        """The shipped file for `quality`, or the spec's own weights, fetched and checked against their sha256."""
+        from codeclab.worker.codecs.learned.weights import builtin_weights
+
+        given = self.params.get("weights")
+        if given is None:
+            return builtin_weights(self.params["quality"])
+        from codeclab.worker.packages.fetch import fetch_checked
+        from codeclab.worker.packages.unpack import default_cache_dir
+
+        return fetch_checked(given["uri"], given["sha256"], "$.codec.params.weights.uri", default_cache_dir())
+
+    @cached_property
     def _model(self) -> LoadedModel:
         from codeclab.worker.codecs.learned.weights import load_model
 
-        return load_model(self.params["quality"])
+        model = load_model(self._weights_file)
+        if model.quality != self.params["quality"]:
+            raise InvalidSpec(
+                f"$.codec.params.quality: the weights in {self.params['weights']['uri']} were trained for quality "
+                f"{model.quality} (lambda {model.metadata.get('lambda')}), and the spec says {self.params['quality']}; "
+                f"set quality to {model.quality}"
+            )
+        return model
 
     @cached_property
     def _coder(self) -> FrameCoder:
@@ -102,6 +122,8 @@ class LearnedCodec(Codec):
             "device": self.device,
             "weights": {
                 "quality": self.params["quality"],
+                "source": self.params["weights"]["uri"] if "weights" in self.params else "built-in",
+                "sha256": self._model.sha256,
                 "fingerprint": self._model.fingerprint.hex(),
                 "architecture": {"N": meta["n"], "M": meta["m"]},
                 "training": {k: meta[k] for k in ("lambda", "steps", "batch", "seed", "device", "train_seconds")},

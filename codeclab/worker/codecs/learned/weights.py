@@ -25,16 +25,32 @@ QUALITIES = tuple(LAMBDAS)
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model in eval mode, with its training record and a fingerprint of the exact weights file."""
+    """A model in eval mode, with its training record and the hash of the exact weights file."""
 
     net: ScaleHyperprior
     quality: int
-    fingerprint: bytes  # first 4 bytes of the file's sha256; the bitstream carries it
+    sha256: str
     metadata: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> bytes:
+        """The first 4 bytes of the file's sha256: the bitstream carries them."""
+        return bytes.fromhex(self.sha256)[:4]
 
 
 def weights_path(quality: int, directory: Path = WEIGHTS_DIR) -> Path:
     return directory / f"q{quality}.safetensors"
+
+
+def builtin_weights(quality: int) -> Path:
+    """The shipped weights file of a quality level."""
+    path = weights_path(quality)
+    if not path.is_file():
+        raise InvalidInput(
+            f"$.codec.params.quality: no weights for quality {quality} at {path}; train them with "
+            f"`codeclab train --quality {quality} --out FILE` and give the file as codec.params.weights"
+        )
+    return path
 
 
 def save_model(net: ScaleHyperprior, quality: int, metadata: dict[str, Any], path: Path) -> None:
@@ -42,22 +58,18 @@ def save_model(net: ScaleHyperprior, quality: int, metadata: dict[str, Any], pat
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
     record = {"quality": quality, "n": net.arch.n, "m": net.arch.m, **metadata}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata={RECORD_KEY: json.dumps(record, sort_keys=True)})
+    partial = path.with_name(f".{path.name}.partial")  # an interrupted write leaves no half file under the name
+    save_file(state, str(partial), metadata={RECORD_KEY: json.dumps(record, sort_keys=True)})
+    partial.replace(path)
 
 
 @cache
-def load_model(quality: int, directory: Path = WEIGHTS_DIR) -> LoadedModel:
-    """The model for a quality level, on the CPU; cached per process."""
-    path = weights_path(quality, directory)
-    if not path.is_file():
-        raise InvalidInput(
-            f"$.codec.params.quality: no weights for quality {quality} at {path}; "
-            f"train them with `codeclab train --quality {quality}`"
-        )
+def load_model(path: Path) -> LoadedModel:
+    """The model in a weights file, on the CPU; cached per process (a fetched file is named by its hash)."""
     metadata = read_record(path)
     net = load_network(load_file(str(path)), metadata)
-    fingerprint = hashlib.sha256(path.read_bytes()).digest()[:4]
-    return LoadedModel(net, quality, fingerprint, metadata)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return LoadedModel(net, metadata["quality"], digest, metadata)
 
 
 def read_record(path: Path) -> dict[str, Any]:
