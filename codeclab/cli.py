@@ -221,14 +221,17 @@ def codec_pack(path: Path, out_dir: Path) -> None:
 
 @codec.command("export-learned")
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--quality", type=click.IntRange(1, 4), default=3, show_default=True,
-              help="the built-in weights to ship (ignored with --weights)")  # fmt: skip
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="a weights file `codeclab train --out` wrote, instead of the built-in ones")  # fmt: skip
+@click.option("--quality", "qualities", type=click.IntRange(1, 4), multiple=True,
+              help="a shipped quality level to include; repeat for several [default: 3]")  # fmt: skip
+@click.option("--weights", "weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="a weights file `codeclab train --out` wrote, to include; repeat for several")  # fmt: skip
 @click.option("--name", default="hyperprior", show_default=True, help="the package's name and module folder")
 @click.option("--replace", is_flag=True, help="overwrite OUT if it exists")
-def codec_export_learned(out: Path, quality: int, weights: Path | None, name: str, replace: bool) -> None:
-    """Write the built-in learned codec, with one weights file, as a codec package folder OUT.
+def codec_export_learned(
+    out: Path, qualities: tuple[int, ...], weights: tuple[Path, ...], name: str, replace: bool
+) -> None:
+    """Write the built-in learned codec, with the weights of one or more quality levels, as a codec package
+    folder OUT; its `quality` param picks one, by default the highest.
 
     The package runs the learned codec's own modules in the sandbox and writes the same bitstream, byte for
     byte; run it with "allow_imports": ["constriction", "scipy"] (see examples/hyperprior.json).
@@ -238,7 +241,8 @@ def codec_export_learned(out: Path, quality: int, weights: Path | None, name: st
     from codeclab.worker.errors import InvalidInput
 
     try:
-        exported = export_learned(weights or builtin_weights(quality), out, name, replace)
+        files = [builtin_weights(q) for q in qualities or ((3,) if not weights else ())] + list(weights)
+        exported = export_learned(files, out, name, replace)
     except InvalidInput as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(2)
@@ -246,7 +250,7 @@ def codec_export_learned(out: Path, quality: int, weights: Path | None, name: st
         err.print(f"[red]error:[/] cannot write {escape(str(out))}: {escape(exc.strerror or str(exc))}")
         sys.exit(1)
     console.print(f"wrote {escape(str(exported.root))}: {exported.name} {exported.version}")
-    imports = ", ".join(f'"{name}"' for name in EXTRA_IMPORTS)
+    imports = ", ".join(f'"{module}"' for module in EXTRA_IMPORTS)
     uri = escape(str(exported.root))
     console.print(f'run it with "codec": {{"name": "package", "uri": "{uri}", "allow_imports": [{imports}]}}')
 

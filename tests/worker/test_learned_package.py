@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from codeclab.cli import cli
 from codeclab.worker.codecs.learned.export import EXTRA_IMPORTS, MODULES, export_learned, portable_source
-from codeclab.worker.codecs.learned.weights import weights_path
+from codeclab.worker.codecs.learned.weights import builtin_weights
 from codeclab.worker.errors import SandboxViolation
 from codeclab.worker.packages.manifest import PackageError
 from codeclab.worker.packages.unpack import folder_files, tree_sha256
@@ -24,7 +24,7 @@ EXAMPLE = REPO / "examples" / "codecs" / "hyperprior"
 
 
 def test_the_example_package_is_exactly_what_export_writes_from_todays_modules_and_weights(tmp_path: Path) -> None:
-    fresh = export_learned(weights_path(3), tmp_path / "hyperprior").root
+    fresh = export_learned([builtin_weights(3)], tmp_path / "hyperprior").root
     files, stale = folder_files(fresh), "stale: codeclab codec export-learned --replace examples/codecs/hyperprior"
     assert folder_files(EXAMPLE) == files, stale
     assert tree_sha256(EXAMPLE, files) == tree_sha256(fresh, files), stale
@@ -55,9 +55,17 @@ def test_export_learned_refuses_an_existing_folder_and_a_file_that_is_not_learne
     plain = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "p"), "--weights", plain_weights])
     assert plain.exit_code == 2 and "is not a weights file of the learned codec" in plain.output
     assert "codeclab train --out" in plain.output and not (tmp_path / "p").exists()
-    made = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "taken"), "--quality", "1", "--replace"])
+    twice = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "t2"), "--quality", "1", "--weights",
+                                str(builtin_weights(1))])  # fmt: skip
+    assert twice.exit_code == 2 and "are both quality 1; give one file per quality" in twice.output
+    made = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "taken"), "--quality", "1", "--quality", "2",
+                               "--replace"])  # fmt: skip
     assert made.exit_code == 0, made.output
-    assert json.loads((tmp_path / "taken" / "codec.json").read_text())["version"].startswith("0.1.0+q1.")
+    manifest = json.loads((tmp_path / "taken" / "codec.json").read_text())
+    assert manifest["version"].startswith("0.1.0+q12.")
+    assert sorted(manifest["weights"]) == ["q1.safetensors", "q2.safetensors"]
+    quality = manifest["params"]["properties"]["quality"]
+    assert quality["enum"] == [1, 2] and quality["default"] == 2
 
 
 @pytest.mark.slow  # two worker runs, one of them a sandboxed child loading torch, scipy and constriction twice

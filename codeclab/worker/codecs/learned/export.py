@@ -1,15 +1,16 @@
-"""The built-in learned codec, with one weights file, written out as a codec package.
+"""The built-in learned codec, with the weights of one or more quality levels, written out as a codec package.
 
-`codeclab codec export-learned` writes it; `examples/codecs/hyperprior/` is its output for the shipped
-quality 3 (a test regenerates it and compares). The package's modules are this codec's own source files,
-with their codeclab imports made relative, so the package and `learned` run the same code on the same
-weights and write the same bytes. The one file written by hand for the package is `package_entry.py`,
-its `codec.py`.
+`codeclab codec export-learned` writes it (a `quality` param picks the level); `examples/codecs/hyperprior/` is
+its output for the shipped quality 3 (a test regenerates it and compares). The package's modules are this
+codec's own source files, with their codeclab imports made relative, so the package and `learned` run the
+same code on the same weights and write the same bytes. The one file written by hand for the package is
+`package_entry.py`, its `codec.py`.
 """
 
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import re
@@ -20,11 +21,11 @@ from pathlib import Path
 
 from codeclab import __version__
 from codeclab.experiments.codec_package import MANIFEST_NAME
+from codeclab.worker.codecs.learned.package_entry import weights_file
 from codeclab.worker.codecs.learned.weights import read_record
 from codeclab.worker.packages.manifest import PackageError
 from codeclab.worker.packages.verify import sha256_file
 
-WEIGHTS_FILE = "weights.safetensors"  # package_entry.WEIGHTS
 # codeclab module -> its file in the package's folder
 MODULES = {
     "codeclab.worker.codecs.learned.package_entry": "codec.py",
@@ -44,29 +45,41 @@ class Exported:
     root: Path
     name: str
     version: str
-    weights_sha256: str
+    weights: dict[str, str]  # file -> sha256
 
 
-def export_learned(weights: Path, out: Path, name: str = "hyperprior", replace: bool = False) -> Exported:
-    """Write the package for the weights file `weights` into the folder `out` (new, or replaced when told)."""
-    record = read_record(weights)
-    digest = sha256_file(weights)
-    version = f"{__version__}+q{record['quality']}.{digest[:12]}"
+def export_learned(weights: list[Path], out: Path, name: str = "hyperprior", replace: bool = False) -> Exported:
+    """Write the package for `weights` (files of distinct qualities) into the folder `out` (new, or replaced
+    when told); its `quality` param picks among them, by default the highest."""
+    by_quality = _by_quality(weights)
+    digests = {weights_file(q): sha256_file(path) for q, path in by_quality.items()}
+    tag = hashlib.sha256("".join(sorted(digests.values())).encode()).hexdigest()[:12]
+    version = f"{__version__}+q{''.join(map(str, by_quality))}.{tag}"
     if out.exists() and not replace:
         raise PackageError(f"{out} exists; choose a new folder, or pass --replace to overwrite it")
     staging = out.with_name(f".{out.name}.{os.getpid()}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        _write(staging, name, version, weights, digest)
+        _write(staging, name, version, by_quality, digests)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Exported(out, name, version, digest)
+    return Exported(out, name, version, digests)
 
 
-def _write(root: Path, name: str, version: str, weights: Path, digest: str) -> None:
+def _by_quality(weights: list[Path]) -> dict[int, Path]:
+    found: dict[int, Path] = {}
+    for path in weights:
+        quality = read_record(path)["quality"]
+        if quality in found:
+            raise PackageError(f"{found[quality]} and {path} are both quality {quality}; give one file per quality")
+        found[quality] = path
+    return dict(sorted(found.items()))
+
+
+def _write(root: Path, name: str, version: str, weights: dict[int, Path], digests: dict[str, str]) -> None:
     modules = root / name
     modules.mkdir(parents=True)
     (modules / "__init__.py").write_text(
@@ -74,13 +87,16 @@ def _write(root: Path, name: str, version: str, weights: Path, digest: str) -> N
     )
     for module, filename in MODULES.items():
         (modules / filename).write_text(portable_source(module))
-    shutil.copyfile(weights, root / WEIGHTS_FILE)
+    for quality, path in weights.items():
+        shutil.copyfile(path, root / weights_file(quality))
+    qualities = list(weights)
+    param = {"enum": qualities, "default": qualities[-1], "description": "rate point: 1 = fewest bits"}
     manifest = {
         "name": name,
         "version": version,
         "entry": f"{name}.codec",
-        "weights": {WEIGHTS_FILE: digest},
-        "params": {"type": "object", "additionalProperties": False, "properties": {}},
+        "weights": digests,
+        "params": {"type": "object", "additionalProperties": False, "properties": {"quality": param}},
         "device": "any",
     }
     (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
