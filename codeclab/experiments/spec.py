@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from codeclab.experiments.codec_package import (
+    PACKAGE_CODEC,
     CodecManifest,
     ManifestSource,
     package_uri_problem,
@@ -92,7 +93,7 @@ class _PackageParams:
 
     def __call__(self, codec: CodecSpec, where: str = "$.codec") -> None:
         """`where`: the codec entry's own path, which the problems name (a sweep's entries are not $.codec)."""
-        if codec["name"] != "package":
+        if codec["name"] != PACKAGE_CODEC:
             return
         uri = codec["uri"]
         try:
