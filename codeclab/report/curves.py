@@ -56,7 +56,7 @@ class Point:
     curve: str
     codec: str
     rate_params: str  # the rate knob's setting, e.g. "crf=23"
-    package: PackageConditions | None = None  # the codec package that measured it; None for any other codec
+    package: PackageConditions | None  # the codec package that measured it; None for any other codec
 
     @property
     def experiment_id(self) -> str:
