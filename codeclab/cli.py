@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 import signal
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -18,12 +21,15 @@ from codeclab.clients.base import ExperimentsClient, Reason, RecordSummary, Refu
 from codeclab.clients.local import LocalClient
 from codeclab.experiments import Spec, SpecError, codec_names, codec_param_schema, load_spec_file
 from codeclab.experiments.record import RecordError
+from codeclab.experiments.result import Result
+from codeclab.experiments.schema import SpecDocument
 from codeclab.experiments.statuses import Status
 from codeclab.local.runs import RunsFolder
 from codeclab.terminal import progress_bar, show_record_progress, summary_table, wide_console
 
 if TYPE_CHECKING:
     from codeclab.local.service import LocalService
+    from codeclab.worker.packages.check import CheckedPackage
 
 console = wide_console()
 err = wide_console(stderr=True)
@@ -213,27 +219,172 @@ def codec_pack(path: Path, out_dir: Path) -> None:
     console.print(f"{digest}  {escape(str(archive))}")
 
 
+@codec.command("export-learned")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--quality", type=click.IntRange(1, 4), default=3, show_default=True,
+              help="the built-in weights to ship (ignored with --weights)")  # fmt: skip
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="a weights file `codeclab train --out` wrote, instead of the built-in ones")  # fmt: skip
+@click.option("--name", default="hyperprior", show_default=True, help="the package's name and module folder")
+@click.option("--replace", is_flag=True, help="overwrite OUT if it exists")
+def codec_export_learned(out: Path, quality: int, weights: Path | None, name: str, replace: bool) -> None:
+    """Write the built-in learned codec, with one weights file, as a codec package folder OUT.
+
+    The package runs the learned codec's own modules in the sandbox and writes the same bitstream, byte for
+    byte; run it with "allow_imports": ["constriction", "scipy"] (see examples/hyperprior.json).
+    """
+    from codeclab.worker.codecs.learned.export import EXTRA_IMPORTS, export_learned
+    from codeclab.worker.codecs.learned.weights import weights_path
+    from codeclab.worker.errors import InvalidInput
+
+    try:
+        exported = export_learned(weights or weights_path(quality), out, name, replace)
+    except InvalidInput as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(2)
+    except OSError as exc:
+        err.print(f"[red]error:[/] cannot write {escape(str(out))}: {escape(exc.strerror or str(exc))}")
+        sys.exit(1)
+    console.print(f"wrote {escape(str(exported.root))}: {exported.name} {exported.version}")
+    imports = ", ".join(f'"{name}"' for name in EXTRA_IMPORTS)
+    uri = escape(str(exported.root))
+    console.print(f'run it with "codec": {{"name": "package", "uri": "{uri}", "allow_imports": [{imports}]}}')
+
+
 @codec.command("check")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-def codec_check(path: Path) -> None:
-    """Check the package at PATH (a folder or .tar.gz): its files, codec.json, weights hashes and params schema.
+@click.option("--clip", default="builtin:carphone", show_default=True,
+              help="the trial's clip: builtin:NAME or a file (.y4m, .mp4), as a spec's source.clip")  # fmt: skip
+@click.option("--frames", type=click.IntRange(min=1), default=2, show_default=True,
+              help="how many of the clip's first frames the trial codes")  # fmt: skip
+@click.option("--params", "params_json", default="{}", metavar="JSON",
+              help="the package's params, a JSON object checked by its schema [default: its defaults]")  # fmt: skip
+@click.option("--limits", "limits_json", default="{}", metavar="JSON",
+              help='each child\'s limits, as a spec\'s limits.codec: \'{"wall_seconds": 1200}\'')  # fmt: skip
+@click.option("--trusted", is_flag=True,
+              help='run with the layers this host has, as a spec\'s "trusted": true: code you wrote')  # fmt: skip
+@click.option("--allow-import", "allow_imports", multiple=True, metavar="MODULE",
+              help="a module the package may import beyond the default allow-list, as a spec's "
+                   "codec.allow_imports (repeat it for each)")  # fmt: skip
+def codec_check(
+    path: Path,
+    clip: str,
+    frames: int,
+    params_json: str,
+    limits_json: str,
+    trusted: bool,
+    allow_imports: tuple[str, ...],
+) -> None:
+    """Check the package at PATH (a folder or .tar.gz), then run it: its files, codec.json, weights hashes and
+    params schema; then the first FRAMES frames of CLIP encoded and decoded through the sandbox, as the worker
+    runs them, and the RD point the worker would record.
 
-    Exit 0 when it is valid, 2 when not (the message names the file or codec.json field).
+    Exit 0 when it is valid and the trial ran; 2 when the package or an option is at fault (the message names
+    the file, the codec.json field or the param; CODEC_ERROR with your traceback; SANDBOX_VIOLATION); 1 when
+    this host cannot run the trial (SANDBOX_UNAVAILABLE: see `codeclab doctor`).
     """
     import tempfile
 
-    from codeclab.worker.packages.check import check_package
+    from codeclab.worker.packages.check import Trial, check_package, trial_spec
     from codeclab.worker.packages.manifest import PackageError
 
+    params, limits = _json_option("--params", params_json), _json_option("--limits", limits_json)
     with tempfile.TemporaryDirectory(prefix="codeclab-check-") as cache:
         try:
             checked = check_package(str(path), Path(cache))
+            spec = trial_spec(str(path), Trial(clip, frames, params, trusted, limits, allow_imports))
         except (PackageError, SpecError) as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}")
             sys.exit(2)
         for line in checked.lines():
             console.print(escape(line))
-        console.print(f"[yellow]skipped:[/] {escape(checked.trial_note)}")
+        result = _codec_trial(checked, spec)
+    console.print(escape(f"trial     {_trial_line(result)}"))
+    for line in _sandbox_lines(result["conditions"]["codec"]["sandbox"]):
+        console.print(line)
+    console.print(_rd_point_table(result))
+
+
+def _json_option(option: str, text: str) -> Any:
+    """An option's JSON value; the spec check that follows says what shape it must have."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        err.print(f"[red]error:[/] {option}: not JSON ({escape(str(exc))}); give an object, e.g. '{{\"step\": 8}}'")
+        sys.exit(2)
+
+
+def _codec_trial(checked: CheckedPackage, spec: SpecDocument) -> Result:
+    """Run the trial under a status line; end a failure as the worker would name it, never with our traceback."""
+    from codeclab.worker.errors import CodecFailure, InvalidInput, SandboxUnavailable, SandboxViolation, WorkerError
+    from codeclab.worker.packages.check import run_trial
+    from codeclab.worker.progress import Progress, ProgressEvent
+
+    with console.status("starting the sandboxed encoder...") as status:
+
+        def show(event: ProgressEvent) -> None:
+            status.update(f"{event.stage}: {event.frames_done}/{event.frames_total} frames (in the sandbox)")
+
+        try:
+            return run_trial(checked, spec, Progress(spec["source"].get("frames", 0), [show]))
+        except WorkerError as exc:
+            failure = exc
+        except Exception as exc:  # a bug of ours: say so in one line, as the worker records INTERNAL
+            failure = WorkerError(f"{type(exc).__name__}: {exc} (a fault in codeclab, not in the package)")
+    err.print(f"[red]{failure.error_type}:[/] {escape(str(failure))}")
+    if isinstance(failure, SandboxUnavailable) and not spec["codec"]["trusted"]:
+        err.print("For code you trust: `codeclab codec check --trusted` runs it with the layers this host has.")
+    limit = re.search(r"limits\.codec\.(\w+)", str(failure))
+    if limit:
+        err.print(f"For the trial, --limits sets limits.codec: --limits '{{\"{limit[1]}\": N}}'.")
+    sys.exit(2 if isinstance(failure, InvalidInput | CodecFailure | SandboxViolation) else 1)
+
+
+def _trial_line(result: Result) -> str:
+    source = result["conditions"]["source"]
+    width, height = source["size"]
+    fps = float(Fraction(source["fps"]))
+    params = json.dumps(result["spec"]["codec"]["params"], sort_keys=True)
+    return (f"{result['frames']} frames of {source['clip']} ({width}x{height} {source['pix_fmt']}, {fps:.4g} fps), "
+            f"params {params}: encoded and decoded through the sandbox")  # fmt: skip
+
+
+def _sandbox_lines(sandbox: Mapping[str, Any]) -> list[str]:
+    """Which layers held in each child: every required one, verified in /proc, or (trusted) none required."""
+    if sandbox["trusted"]:
+        lines = [
+            "sandbox   [yellow]trusted: not every layer was required[/]; the code ran with the layers this host has"
+        ]
+    else:
+        lines = [f"sandbox   [green]every required layer applied and verified[/] in the encoder and the decoder: "
+                 f"{escape(', '.join(sandbox['required']))}"]  # fmt: skip
+    for child in ("encoder", "decoder"):
+        missing = sandbox[child]["missing"]
+        if missing or sandbox["trusted"]:
+            gaps = "; ".join(f"{layer} ({why})" for layer, why in sorted(missing.items())) or "none"
+            lines.append(f"          {child}: not applied: {escape(gaps)}")
+    return lines
+
+
+def _rd_point_table(result: Result) -> Table:
+    """The RD point as the worker measured it: rate from the bitstream's bytes, quality from the decoded frames."""
+    m, timings = result["metrics"], result["timings"]
+    table = Table(title="RD point", caption="encode and decode times include starting each sandboxed child")
+    cells = {
+        "bytes": str(result["bitstream"]["bytes"]),
+        "bpp": f"{m['bpp']:.4f}",
+        "kbps": f"{m['kbps']:.1f}",
+        "PSNR-Y": f"{m['psnr_y']:.2f}",
+        "PSNR-YUV": f"{m['psnr_yuv']:.2f}",
+        "SSIM": f"{m['ssim']:.4f}",
+        "encode s": f"{timings['encode_s']:.2f}",
+        "decode s": f"{timings['decode_s']:.2f}",
+        "device": str(result["conditions"]["codec"]["device"]),
+    }
+    for column in cells:
+        table.add_column(column, justify="left" if column == "device" else "right", no_wrap=True)
+    table.add_row(*cells.values())
+    return table
 
 
 @cli.command()

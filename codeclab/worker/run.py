@@ -66,9 +66,14 @@ class Stopwatch:
             self.timings[f"{name}_s"] = time.perf_counter() - start
 
 
-def run_experiment(spec: SpecDocument, staging: Path, progress: Progress, options: RunOptions) -> Result:
-    """Run a checked single-point spec; write every artifact into `staging`; return the result."""
-    codec = build_codec(spec["codec"], spec["limits"].get("codec"))
+def run_experiment(
+    spec: SpecDocument, staging: Path, progress: Progress, options: RunOptions, codec: Codec | None = None
+) -> Result:
+    """Run a checked single-point spec; write every artifact into `staging`; return the result.
+
+    `codec`: the spec's codec entry already built (`codeclab codec check` builds its package from the copy it
+    unpacked and checked); by default it is built here."""
+    codec = build_codec(spec["codec"], spec["limits"].get("codec")) if codec is None else codec
     clock = Stopwatch()
     with tempfile.TemporaryDirectory(prefix="codeclab-") as tmp:
         with clock.time("load"):

@@ -53,26 +53,33 @@ TINY_SPEC = {
 def generation_friendly(document: dict[str, Any]) -> dict[str, Any]:
     """The document with the codec's chain of if/then rules restated as one anyOf branch per codec name.
 
-    The two say the same: `name` is required and one of the enum, so for a codec named N exactly N's rule
-    applies its `then`, and every other rule its `else`. Schemathesis's generator gives up on a chain of
+    The two say the same: `name` is required and one of the enum, so for a codec named N the rules that
+    select N apply their `then`, and every other rule its `else`. Schemathesis's generator gives up on a chain of
     more than six conditions (and its coverage phase then spends minutes on the body), not on this.
     """
     document = copy.deepcopy(document)
     codec = document["components"]["schemas"]["codec"]
-    rules = {rule["if"]["properties"]["name"]["const"]: rule for rule in codec.pop("allOf")}
-    assert all(rule["if"] == {"properties": {"name": {"const": name}}} for name, rule in rules.items())
-    assert "name" in codec["required"] and set(rules) <= set(codec["properties"]["name"]["enum"])
+    rules = [(_rule_names(rule), rule) for rule in codec.pop("allOf")]
+    selected = set().union(*(names for names, _ in rules))
+    assert "name" in codec["required"] and selected <= set(codec["properties"]["name"]["enum"])
     codec["anyOf"] = [
         {
             "allOf": [
                 {"properties": {"name": {"const": name}}},
-                *([rules[name]["then"]] if name in rules else []),
-                *[rule["else"] for other, rule in rules.items() if other != name and "else" in rule],
+                *[rule["then"] for names, rule in rules if name in names and "then" in rule],
+                *[rule["else"] for names, rule in rules if name not in names and "else" in rule],
             ]
         }
         for name in codec["properties"]["name"]["enum"]
     ]
     return document
+
+
+def _rule_names(rule: dict[str, Any]) -> set[str]:
+    """The codec names a rule's `if` selects: it tests the name alone, against a const or an enum."""
+    condition = rule["if"]["properties"]["name"]
+    assert set(rule["if"]) == {"properties"} and set(rule["if"]["properties"]) == {"name"}, rule["if"]
+    return {condition["const"]} if "const" in condition else set(condition["enum"])
 
 
 schema = schemathesis.openapi.from_dict(generation_friendly(openapi_document()))

@@ -78,7 +78,7 @@ def encoded(carphone_y4m: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     codec = make_codec("learned", {"quality": 2, "device": "cpu"})
     bitstream = out / "stream.cln"
     codec.encode(reference, bitstream, ignore)
-    coder = FrameCoder(load_model(2), torch.device("cpu"))
+    coder = FrameCoder(load_model(2).net, torch.device("cpu"))
     recon = [coder.encode(video.frame_planes(i))[1] for i in range(video.frames)]
     return bitstream, recon
 

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import av
 import boto3
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from codeclab.experiments.codec_package import parse_manifest, read_manifest
 from codeclab.worker.packages.manifest import PackageError, resolve_params
 from codeclab.worker.packages.pack import pack
 from codeclab.worker.packages.unpack import PackageLimits, unpack
+from codeclab.worker.sources import builtin_clip_path
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "codecs" / "blockdct"
 MANIFEST: dict[str, Any] = json.loads((EXAMPLE / "codec.json").read_text())
@@ -339,24 +341,156 @@ def test_a_package_uri_elsewhere_is_refused_and_uri_only_goes_with_package(tmp_p
         validate_spec(package_spec(str(EXAMPLE)), package_bucket="artifacts")
 
 
+def test_allow_imports_goes_with_a_package_or_custom_code_and_nothing_else() -> None:
+    codec = {**package_spec(str(EXAMPLE))["codec"], "allow_imports": ["scipy"]}
+    checked = validate_spec({**package_spec(str(EXAMPLE)), "codec": codec})
+    assert checked.document["codec"]["allow_imports"] == ["scipy"]
+    with pytest.raises(SpecError, match=r"allow_imports not allowed here \(only with codec custom or package\)"):
+        validate_spec({**package_spec(str(EXAMPLE)), "codec": {"name": "x264", "allow_imports": ["scipy"]}})
+
+
 # --- the CLI and the example ------------------------------------------------------------------------------
 
 
-def test_codec_check_and_pack_on_the_example(tmp_path) -> None:
+def test_codec_pack_and_the_checks_that_refuse_a_package_before_it_runs(tmp_path) -> None:
     runner = CliRunner()
-    checked = runner.invoke(cli, ["codec", "check", str(EXAMPLE)])
-    assert checked.exit_code == 0, checked.output
-    assert "blockdct 0.1" in checked.output and "basis.safetensors: sha256" in checked.output
-    assert 'defaults {"step": 12}' in checked.output and "skipped" in checked.output
     packed = runner.invoke(cli, ["codec", "pack", str(EXAMPLE), "--out-dir", str(tmp_path)])
     assert packed.exit_code == 0, packed.output
     archive = tmp_path / "blockdct-0.1.tar.gz"
     assert packed.output.split()[0] == hashlib.sha256(archive.read_bytes()).hexdigest()
-    assert runner.invoke(cli, ["codec", "check", str(archive)]).exit_code == 0
     folder = copy_example(tmp_path)
     (folder / "basis.safetensors").write_bytes(b"tampered")
     refused = runner.invoke(cli, ["codec", "check", str(folder)])
     assert refused.exit_code == 2 and "does not match codec.json" in refused.output
+    for params, expected in [('{"step": 0}', "$.codec.params.step: 0 is less than the minimum of 1"),
+                             ('{"stp": 8}', "('stp' was unexpected)"), ("{step", "--params: not JSON")]:  # fmt: skip
+        bad = runner.invoke(cli, ["codec", "check", str(EXAMPLE), "--params", params])
+        assert bad.exit_code == 2 and expected in bad.output and "Traceback" not in bad.output, bad.output
+
+
+def rd_point(output: str) -> dict[str, str]:
+    """The RD point table `codec check` prints, as {column: cell}."""
+    rows = [line for line in output.splitlines() if line.startswith(("┃", "│"))]
+    header, values = ([cell.strip() for cell in row.strip("┃│").replace("┃", "│").split("│")] for row in rows)
+    return dict(zip(header, values, strict=True))
+
+
+def carphone(frames: int) -> dict[str, np.ndarray]:
+    """The builtin clip's first frames, decoded here with PyAV, not by the worker's source loader."""
+    with av.open(str(builtin_clip_path("carphone"))) as container:
+        stream = container.decode(video=0)
+        decoded = [next(stream).to_ndarray(format="yuv420p") for _ in range(frames)]
+    h, w = decoded[0].shape[0] * 2 // 3, decoded[0].shape[1]
+    quarter = h // 4
+    return {
+        "y": np.stack([f[:h] for f in decoded]),
+        "u": np.stack([f[h : h + quarter].reshape(h // 2, w // 2) for f in decoded]),
+        "v": np.stack([f[h + quarter :].reshape(h // 2, w // 2) for f in decoded]),
+    }
+
+
+def import_entry(root: Path, entry: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A package's entry module imported in this process, outside any sandbox (its modules leave with the test)."""
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+    return importlib.import_module(entry)
+
+
+@pytest.mark.slow  # two trials, each an encoder and a decoder child under every sandbox layer
+def test_codec_check_runs_the_example_in_the_sandbox_and_its_rd_point_matches_numpy(tmp_path, monkeypatch) -> None:
+    runner = CliRunner()
+    checked = runner.invoke(cli, ["codec", "check", str(EXAMPLE)])
+    assert checked.exit_code == 0, checked.output
+    assert "blockdct 0.1" in checked.output and "basis.safetensors: sha256" in checked.output
+    assert "2 frames of builtin:carphone (176x144 yuv420p, 29.97 fps)" in checked.output
+    assert "every required layer applied and verified in the encoder and the decoder" in checked.output
+    # the same codec, imported and run here, and PSNR by hand: the trial's figures are the package's real ones
+    package = unpack(str(EXAMPLE), tmp_path / "cache")
+    codec = import_entry(package.root, package.manifest.entry, monkeypatch)
+    frames, ctx = carphone(2), _Context(package.root)
+    bitstream = codec.encode(frames, {"step": 12}, ctx)
+    decoded = codec.decode(bitstream, {"width": 176, "height": 144, "frames": 2, "fps": 30000 / 1001}, ctx)
+    psnr = {
+        name: [
+            10 * np.log10(255**2 / np.mean((a.astype(float) - b) ** 2))
+            for a, b in zip(frames[name], decoded[name], strict=True)
+        ]
+        for name in "yuv"
+    }
+    psnr_yuv = np.mean([(6 * y + u + v) / 8 for y, u, v in zip(psnr["y"], psnr["u"], psnr["v"], strict=True)])
+    point = rd_point(checked.output)
+    assert int(point["bytes"]) == len(bitstream)
+    assert float(point["bpp"]) == pytest.approx(8 * len(bitstream) / (176 * 144 * 2), abs=5e-5)
+    assert float(point["kbps"]) == pytest.approx(8 * len(bitstream) / 1000 / (2 * 1001 / 30000), abs=0.05)
+    assert float(point["PSNR-Y"]) == pytest.approx(np.mean(psnr["y"]), abs=0.005)
+    assert float(point["PSNR-YUV"]) == pytest.approx(psnr_yuv, abs=0.005)
+    assert point["device"] == "cpu" and float(point["encode s"]) > 0
+    archive, _ = pack(EXAMPLE, tmp_path)
+    from_archive = runner.invoke(cli, ["codec", "check", str(archive)])
+    assert from_archive.exit_code == 0, from_archive.output
+    assert {k: v for k, v in rd_point(from_archive.output).items() if not k.endswith(" s")} == {
+        k: v for k, v in point.items() if not k.endswith(" s")
+    }
+
+
+@pytest.mark.slow  # a real encoder child under every sandbox layer
+def test_codec_check_shows_a_package_exception_as_codec_error_with_the_users_traceback(tmp_path) -> None:
+    folder = copy_example(tmp_path)
+    codec_py = folder / "blockdct" / "codec.py"
+    text = codec_py.read_text()
+    first = '    basis, step = _basis(ctx), int(params["step"])\n'
+    codec_py.write_text(text.replace(first, first + "    step = step / 0\n"))
+    line = codec_py.read_text().splitlines().index("    step = step / 0") + 1
+    failed = CliRunner().invoke(cli, ["codec", "check", str(folder)])
+    assert failed.exit_code == 2, failed.output
+    assert "CODEC_ERROR: codec package encoder raised an exception" in failed.output
+    assert f'File "blockdct/codec.py", line {line}, in encode' in failed.output and "ZeroDivisionError" in failed.output
+    assert "codeclab/" not in failed.output and "child.py" not in failed.output  # the user's frames only
+
+
+@pytest.mark.slow  # a real encoder child under every sandbox layer
+def test_codec_check_names_the_limit_a_package_runs_into_and_how_to_raise_it(tmp_path) -> None:
+    folder = copy_example(tmp_path)
+    codec_py = folder / "blockdct" / "codec.py"
+    first = '    basis, step = _basis(ctx), int(params["step"])\n'
+    codec_py.write_text(codec_py.read_text().replace(first, first + "    while True:\n        step += 1\n"))
+    failed = CliRunner().invoke(cli, ["codec", "check", str(folder), "--limits", '{"cpu_seconds": 1}'])
+    assert failed.exit_code == 2, failed.output
+    assert "SANDBOX_VIOLATION: codec package encoder used more than its 1 CPU seconds" in failed.output
+    assert """--limits '{"cpu_seconds": N}'""" in failed.output and "Traceback" not in failed.output
+
+
+STEAL_THE_CLIP = """
+import typing
+os = typing.sys.modules["os"]
+
+
+def steal():
+    fd = os.open(CLIP, os.O_RDONLY)
+    return os.read(fd, 64)
+
+
+def decode(bitstream, header, ctx):
+    steal()
+"""
+
+
+@pytest.mark.slow  # real encoder and decoder children under every sandbox layer
+def test_codec_check_contains_a_decoder_that_reads_the_clip_and_the_control_shows_the_read_works(
+    tmp_path, monkeypatch
+) -> None:
+    clip = builtin_clip_path("carphone")
+    folder = copy_example(tmp_path)
+    codec_py = folder / "blockdct" / "codec.py"
+    text = codec_py.read_text()
+    codec_py.write_text(text[: text.index("def decode(")] + STEAL_THE_CLIP.replace("CLIP", repr(str(clip))))
+    failed = CliRunner().invoke(cli, ["codec", "check", str(folder)])
+    assert failed.exit_code == 2, failed.output
+    assert "SANDBOX_VIOLATION: codec package decoder: the codec reached outside its sandbox" in failed.output
+    assert "Permission denied" in failed.output and "Traceback" not in failed.output
+    # control: outside the sandbox the same function reads the clip's bytes
+    stolen = import_entry(folder, "blockdct.codec", monkeypatch).steal()
+    assert stolen == clip.read_bytes()[:64]
 
 
 class _Context:
@@ -376,9 +510,7 @@ class _Context:
 
 def test_the_example_package_round_trips_two_frames(tmp_path, monkeypatch) -> None:
     package = unpack(str(EXAMPLE), tmp_path / "cache")
-    monkeypatch.syspath_prepend(str(package.root))
-    monkeypatch.setattr(sys, "modules", dict(sys.modules))  # the example's modules leave with the test
-    codec = importlib.import_module(package.manifest.entry)
+    codec = import_entry(package.root, package.manifest.entry, monkeypatch)
     rng = np.random.default_rng(0)
     smooth = np.cumsum(rng.integers(0, 3, (2, 18, 22)), axis=2).astype(np.uint8)
     frames = {"y": smooth, "u": smooth[:, ::2, ::2].copy(), "v": smooth[:, 1::2, 1::2].copy()}

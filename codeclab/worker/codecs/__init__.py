@@ -18,13 +18,13 @@ from codeclab.worker.codecs.learned import LearnedCodec
 from codeclab.worker.codecs.package import PackageCodec
 from codeclab.worker.errors import InvalidSpec
 from codeclab.worker.packages.manifest import resolve_params
-from codeclab.worker.packages.unpack import unpack
+from codeclab.worker.packages.unpack import PackageDir, unpack
 from codeclab.worker.sandbox.layers import codec_limits
 
 _CODECS: tuple[type[Codec], ...] = (X264, X265, SvtAv1, Vp9, Jpeg, WebP, Avif, LearnedCodec, CustomCodec, PackageCodec)
 REGISTRY: dict[str, type[Codec]] = {c.name: c for c in _CODECS}
 
-__all__ = ["REGISTRY", "Codec", "StreamHeader", "build_codec", "codecs_taking", "make_codec"]
+__all__ = ["REGISTRY", "Codec", "StreamHeader", "build_codec", "codecs_taking", "make_codec", "package_codec"]
 
 
 def codecs_taking(pix_fmt: str) -> list[str]:
@@ -56,11 +56,15 @@ def build_codec(entry: CodecSpec, limits: CodecLimitsSpec | None = None) -> Code
 
 def _package_codec(entry: CodecSpec, limits: CodecLimitsSpec | None) -> Codec:
     """Unpack and verify the package (exit 2 if it is not valid), then run it in the sandbox."""
-    package = unpack(entry["uri"])
+    return package_codec(unpack(entry["uri"]), entry, limits)
+
+
+def package_codec(package: PackageDir, entry: CodecSpec, limits: CodecLimitsSpec | None) -> PackageCodec:
+    """The codec of an unpacked, verified package, run in the sandbox: the worker's, and `codeclab codec check`'s."""
     manifest = package.manifest
     return PackageCodec(
-        resolve_params(manifest, entry["params"]), package.root, manifest.entry, sorted(manifest.weights),
-        manifest.device, f"{manifest.name} {manifest.version}", trusted=entry["trusted"],
+        resolve_params(manifest, entry["params"]), package.root, manifest.entry, manifest.weights,
+        manifest.device, f"{manifest.name} {manifest.version}", entry.get("allow_imports", []), entry["trusted"],
         limits=codec_limits(limits or {}, has_cuda()), recorded=package.conditions(),
     )  # fmt: skip
 

@@ -8,7 +8,7 @@ the package's own modules and relative imports allowed. See docs/custom-codecs.m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from codeclab.experiments.result import CodecConditions, PackageConditions
@@ -46,7 +46,7 @@ class PackageCodec(CustomCodec):
         params: CodecParams,
         root: Path,
         entry: str,
-        weights: Sequence[str],
+        weights: Mapping[str, str],
         device: str,
         implementation: str,
         allow_imports: Sequence[str] = (),
@@ -55,7 +55,8 @@ class PackageCodec(CustomCodec):
         policy: SandboxPolicy | None = None,
         recorded: PackageConditions | None = None,
     ) -> None:
-        """`recorded`: the unpacked package's name, version and hashes, for the result's conditions."""
+        """`weights`: each weights file's name and its checked sha256; `recorded`: the unpacked package's name,
+        version and hashes, for the result's conditions."""
         Codec.__init__(self, params)  # not CustomCodec's: there is no inline source to load
         self.code = ""
         self.root = root.resolve()
@@ -63,7 +64,8 @@ class PackageCodec(CustomCodec):
         self._sandbox(check_package(self.root, allowed), allowed | {WEIGHTS_LOADER}, trusted, limits, policy)
         if weights:
             self.preload = sorted({*self.preload, "torch", f"{WEIGHTS_LOADER}.torch"})
-        self.package = PackageRequest(str(self.root), entry, sorted(weights), resolve_device(device, has_cuda()))
+        device = resolve_device(device, has_cuda())
+        self.package = PackageRequest(str(self.root), entry, dict(sorted(weights.items())), device)
         self.implementation = implementation
         self.recorded = recorded
 

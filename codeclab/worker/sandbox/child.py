@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from codeclab.worker.processes import die_with_parent
-from codeclab.worker.sandbox import identity, landlock, scratch, seccomp_filter
+from codeclab.worker.sandbox import identity, import_view, landlock, scratch, seccomp_filter
 from codeclab.worker.sandbox.context import CodecContext
 from codeclab.worker.sandbox.landlock import Access, Rule
 from codeclab.worker.sandbox.layers import Layer
@@ -208,6 +208,7 @@ def _restrict_files(request: ChildRequest, report: _Report) -> None:
     rules = [Rule(Path(path), Access(access)) for path, access in request.readable]
     rules.append(Rule(Path(request.scratch), Access.READ_WRITE))
     restricted = landlock.restrict(rules, abi, scope=Layer.SIGNAL_SCOPE in report.wanted)
+    import_view.install([rule.path for rule in rules if rule.access is not Access.LIST])  # listing is not reading
     for path in request.hidden:
         _must_be_unreadable(Path(path))
     report.add(Layer.LANDLOCK, {"abi": abi, "tcp_denied": restricted.tcp_denied})
@@ -241,7 +242,7 @@ def _run_user_code(request: ChildRequest, payload: bytearray) -> int:
             module = _load_user_module(request.code)
         else:
             module = _load_package(package.root, package.entry)
-            extra = (CodecContext(package, request.header.frames, request.result_fd),)
+            extra = (CodecContext(package, request.header, request.result_fd),)
         body = (_encode if request.role == "encode" else _decode)(module, request, payload, extra)
     except OutputError as exc:
         return _error(request.result_fd, ErrorKind.USER, str(exc), USER_ERROR)

@@ -65,7 +65,8 @@ class PackageRequest:
 
     root: str  # the verified, unpacked package folder: readable and on sys.path in the child
     entry: str  # dotted module that defines encode(frames, params, ctx) and decode(bitstream, header, ctx)
-    weights: list[str]  # the weights files the manifest lists (relative to root): all ctx.weights may open
+    weights: dict[str, str]  # the weights files the manifest lists (relative to root), all ctx.weights may open,
+    # with their sha256, checked before the child starts
     device: str  # "cpu" or "cuda": what ctx.device says
 
 

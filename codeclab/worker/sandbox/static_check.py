@@ -19,6 +19,7 @@ DEFAULT_ALLOWED_IMPORTS = frozenset(
         "numpy", "torch", "cv2", "math", "json", "time", "zlib", "struct", "itertools", "functools",
         "collections", "dataclasses", "typing", "fractions", "bisect", "heapq", "array", "io",
         "base64", "binascii", "lzma", "bz2", "statistics", "random", "enum", "abc", "copy",
+        "__future__",  # compiler directives, `from __future__ import annotations` above all: no reach
     }
 )  # fmt: skip
 # Attribute names that lead from an object to frames, globals, builtins or the class tree.

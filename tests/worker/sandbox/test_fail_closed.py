@@ -100,3 +100,23 @@ def test_doctor_names_the_missing_layer_and_exits_1() -> None:
     without = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert without.returncode == 1 and "SANDBOX_UNAVAILABLE" in without.stderr
     assert "this kernel has no Landlock" in without.stdout
+
+
+def test_codec_check_fails_closed_naming_the_layer_and_with_trusted_says_what_was_missing() -> None:
+    check = [
+        sys.executable,
+        "-c",
+        "from codeclab.cli import main; main()",
+        "codec",
+        "check",
+        "examples/codecs/blockdct",
+    ]
+    command = [sys.executable, "-m", "tests.restricted_host", "--hide-landlock", "--", *check]
+    refused = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1, refused.stderr
+    assert "SANDBOX_UNAVAILABLE" in refused.stderr and "this kernel has no Landlock" in refused.stderr
+    assert "RD point" not in refused.stdout and "--trusted" in refused.stderr
+    trusted = subprocess.run([*command, "--trusted"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert trusted.returncode == 0, trusted.stderr
+    assert "trusted: not every layer was required" in trusted.stdout and "RD point" in trusted.stdout
+    assert trusted.stdout.count("not applied: landlock (this kernel has no Landlock") == 2  # encoder and decoder

@@ -6,6 +6,7 @@ and checked one: a folder with codec.json, a Python package and a safetensors fi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import textwrap
@@ -81,10 +82,11 @@ def make_package(folder: Path, files: dict[str, str], weights: bool = False, **r
             source = source.replace(key, value)
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(source)
-    names = ["model.safetensors"] if weights else []
+    hashes = {}
     if weights:
-        save_file({"scale": torch.tensor([3.0])}, str(folder / "model.safetensors"))
-    manifest = {"name": "mycodec", "version": "0.1", "entry": "mycodec.codec", "weights": names, "device": "cpu"}
+        save_file({"scale": torch.tensor([3.0])}, str(folder / "model.safetensors"), metadata={"scale": "3"})
+        hashes["model.safetensors"] = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    manifest = {"name": "mycodec", "version": "0.1", "entry": "mycodec.codec", "weights": hashes, "device": "cpu"}
     (folder / "codec.json").write_text(json.dumps(manifest))
     return folder
 
@@ -119,6 +121,28 @@ def test_ctx_weights_loads_a_safetensors_file_the_manifest_lists(tmp_path: Path)
     root = make_package(tmp_path / "pkg", ROUND_TRIP, weights=True)
     codec = package_codec(root, SandboxLimits(wall_seconds=60, cpu_seconds=60))  # torch loads in each child
     assert (round_trip(codec, tmp_path).u == planes()["u"]).all()
+
+
+def test_ctx_gives_a_weights_files_metadata_and_its_checked_sha256(tmp_path: Path) -> None:
+    files = {
+        **ROUND_TRIP,
+        "mycodec/codec.py": """
+            import json
+            def encode(frames, params, ctx):
+                name = 'model.safetensors'
+                return json.dumps([ctx.weights_metadata(name), ctx.weights_sha256(name)]).encode()
+            def decode(bitstream, header, ctx):
+                raise ValueError('not used')
+        """,
+    }
+    root = make_package(tmp_path / "pkg", files, weights=True)
+    codec = package_codec(root, SandboxLimits(wall_seconds=60, cpu_seconds=60))
+    reference = write_reference(tmp_path / "ref.y4m")
+    codec.protect_source([reference, tmp_path])
+    codec.encode(reference, tmp_path / "b.bin", lambda _: None)
+    metadata, digest = json.loads((tmp_path / "b.bin").read_text())
+    assert metadata == {"scale": "3"}
+    assert digest == hashlib.sha256((root / "model.safetensors").read_bytes()).hexdigest()
 
 
 def test_ctx_weights_refuses_a_file_the_manifest_does_not_list(tmp_path: Path) -> None:

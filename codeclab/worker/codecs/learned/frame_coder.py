@@ -24,8 +24,7 @@ from codeclab.worker.codecs.learned.entropy import (
     prior_tables,
     scale_indexes,
 )
-from codeclab.worker.codecs.learned.model import ALIGN, SCALE_BOUND, pack_yuv420, unpack_yuv420
-from codeclab.worker.codecs.learned.weights import LoadedModel
+from codeclab.worker.codecs.learned.model import ALIGN, SCALE_BOUND, ScaleHyperprior, pack_yuv420, unpack_yuv420
 
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -44,13 +43,13 @@ class LatentShape:
 
 
 class FrameCoder:
-    def __init__(self, model: LoadedModel, device: torch.device) -> None:
+    def __init__(self, net: ScaleHyperprior, device: torch.device) -> None:
         self.device = device
-        self.net = copy.deepcopy(model.net).to(device)
-        self.hyper_synthesis = copy.deepcopy(model.net.h_s).to("cpu", torch.float64)
-        self.z_tables = prior_tables(model.net.prior)
+        self.net = copy.deepcopy(net).to(device)
+        self.hyper_synthesis = copy.deepcopy(net.h_s).to("cpu", torch.float64)
+        self.z_tables = prior_tables(net.prior)
         self.y_tables = _gaussian_tables()
-        self.arch = model.net.arch
+        self.arch = net.arch
 
     @torch.inference_mode()
     def encode(self, planes: Planes) -> tuple[bytes, Planes]:

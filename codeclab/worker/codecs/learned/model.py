@@ -11,7 +11,9 @@ Training replaces rounding by additive uniform noise (Ballé 2017); inference ro
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
@@ -23,6 +25,7 @@ PLANES = 6  # 4 folded luma + U + V
 ALIGN = 64  # luma samples; the hyper-latents sit at 1/64 of the frame
 # Distortion weights of (Y, U, V) in the training loss, the PSNR-YUV weighting (6Y+U+V)/8.
 YUV_WEIGHTS = (6 / 8, 1 / 8, 1 / 8)
+RECORD_KEY = "codeclab"  # the safetensors metadata entry holding the architecture and training record (JSON)
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,13 @@ class ScaleHyperprior(nn.Module):
         y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         x_hat = self.g_s(y_noisy)
         return x_hat, gaussian_likelihood(y_noisy, scales), self.prior.likelihood(z_noisy)
+
+
+def load_network(state: Mapping[str, Tensor], record: Mapping[str, Any]) -> ScaleHyperprior:
+    """The network of a weights file's tensors and training record, in eval mode, gradients off."""
+    net = ScaleHyperprior(Architecture(n=record["n"], m=record["m"]))
+    net.load_state_dict(state)
+    return net.eval().requires_grad_(False)
 
 
 def pack_yuv420(y: Tensor, u: Tensor, v: Tensor) -> Tensor:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from codeclab.worker.codecs.learned.model import Architecture, ScaleHyperprior
+from codeclab.worker.codecs.learned.model import RECORD_KEY, ScaleHyperprior, load_network
 from codeclab.worker.errors import InvalidInput
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -42,7 +42,7 @@ def save_model(net: ScaleHyperprior, quality: int, metadata: dict[str, Any], pat
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
     record = {"quality": quality, "n": net.arch.n, "m": net.arch.m, **metadata}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata={"codeclab": json.dumps(record, sort_keys=True)})
+    save_file(state, str(path), metadata={RECORD_KEY: json.dumps(record, sort_keys=True)})
 
 
 @cache
@@ -54,15 +54,23 @@ def load_model(quality: int, directory: Path = WEIGHTS_DIR) -> LoadedModel:
             f"$.codec.params.quality: no weights for quality {quality} at {path}; "
             f"train them with `codeclab train --quality {quality}`"
         )
-    metadata = _metadata(path)
-    net = ScaleHyperprior(Architecture(n=metadata["n"], m=metadata["m"]))
-    net.load_state_dict(load_file(str(path)))
-    net.eval().requires_grad_(False)
+    metadata = read_record(path)
+    net = load_network(load_file(str(path)), metadata)
     fingerprint = hashlib.sha256(path.read_bytes()).digest()[:4]
     return LoadedModel(net, quality, fingerprint, metadata)
 
 
-def _metadata(path: Path) -> dict[str, Any]:
-    with safe_open(str(path), framework="pt") as fh:
-        header = fh.metadata() or {}
-    return json.loads(header.get("codeclab", "{}"))
+def read_record(path: Path) -> dict[str, Any]:
+    """The architecture and training record a weights file carries; InvalidInput when it has none."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            header = fh.metadata() or {}
+        record = json.loads(header[RECORD_KEY])
+        if not all(isinstance(record.get(key), int) for key in ("quality", "n", "m")):
+            raise KeyError("quality, n or m")
+    except (OSError, SafetensorError, KeyError, ValueError, AttributeError) as exc:
+        raise InvalidInput(
+            f"{path} is not a weights file of the learned codec ({type(exc).__name__}: {exc}): it needs the "
+            f"{RECORD_KEY!r} training record in its safetensors metadata, as `codeclab train --out FILE` writes"
+        ) from None
+    return record

@@ -1,0 +1,1 @@
+"""The codeclab learned codec (scale hyperprior), exported by `codeclab codec export-learned`."""

@@ -1,0 +1,178 @@
+"""The Ballé et al. (2018) scale-hyperprior autoencoder, in plain torch, coding yuv420p directly.
+
+The luma plane is folded 2x2 into four channels (pixel-unshuffle) and stacked with the two
+chroma planes, so a 4:2:0 frame of W x H enters the network as 6 x H/2 x W/2 with no colour
+conversion. Three stride-2 convolutions then reach the latents `y` at 1/16 of the luma size,
+and the hyper-analysis reaches `z` at 1/64.
+
+Training replaces rounding by additive uniform noise (Ballé 2017); inference rounds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812 (the usual torch alias)
+from torch import Tensor, nn
+
+SCALE_BOUND = 0.11  # the smallest Gaussian scale, as in the literature
+LIKELIHOOD_BOUND = 1e-9
+PLANES = 6  # 4 folded luma + U + V
+ALIGN = 64  # luma samples; the hyper-latents sit at 1/64 of the frame
+# Distortion weights of (Y, U, V) in the training loss, the PSNR-YUV weighting (6Y+U+V)/8.
+YUV_WEIGHTS = (6 / 8, 1 / 8, 1 / 8)
+RECORD_KEY = "codeclab"  # the safetensors metadata entry holding the architecture and training record (JSON)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Channel widths: N in the transforms and the hyper-latents, M in the latents."""
+
+    n: int = 64
+    m: int = 96
+
+
+class GDN(nn.Module):
+    """Generalised divisive normalisation, y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2), or its inverse.
+
+    beta and gamma stay positive through a softplus reparametrisation.
+    """
+
+    def __init__(self, channels: int, inverse: bool = False) -> None:
+        super().__init__()
+        self.inverse = inverse
+        self.beta = nn.Parameter(torch.full((channels,), math.log(math.e - 1.0)))  # softplus -> 1
+        off_diagonal = torch.full((channels, channels), -10.0)
+        self.gamma = nn.Parameter(off_diagonal.fill_diagonal_(math.log(math.expm1(0.1))))  # softplus -> 0.1 I
+
+    def forward(self, x: Tensor) -> Tensor:
+        beta = F.softplus(self.beta) + 1e-6
+        gamma = F.softplus(self.gamma)[:, :, None, None]
+        norm = torch.sqrt(F.conv2d(x * x, gamma, beta))
+        return x * norm if self.inverse else x / norm
+
+
+def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
+
+
+def _deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
+
+
+class FactorizedPrior(nn.Module):
+    """A learned univariate density per channel (Ballé 2018, appendix 6.1), for the hyper-latents z.
+
+    The cumulative is a small monotone network; the likelihood of an integer bin is
+    c(v + 1/2) - c(v - 1/2), computed on the side of the sigmoid where it is accurate.
+    """
+
+    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0) -> None:
+        super().__init__()
+        widths = (1, *filters, 1)
+        scale = init_scale ** (1 / (len(widths) - 1))
+        self.matrices = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.factors = nn.ParameterList()
+        for i in range(len(widths) - 1):
+            init = math.log(math.expm1(1 / scale / widths[i + 1]))
+            self.matrices.append(nn.Parameter(torch.full((channels, widths[i + 1], widths[i]), init)))
+            self.biases.append(nn.Parameter(torch.rand(channels, widths[i + 1], 1) - 0.5))
+            if i < len(widths) - 2:
+                self.factors.append(nn.Parameter(torch.zeros(channels, widths[i + 1], 1)))
+
+    def cumulative_logits(self, values: Tensor) -> Tensor:
+        """Logits of the cumulative at `values` of shape (channels, 1, count)."""
+        logits = values
+        for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases, strict=True)):
+            logits = torch.matmul(F.softplus(matrix), logits) + bias
+            if i < len(self.factors):
+                logits = logits + torch.tanh(self.factors[i]) * torch.tanh(logits)
+        return logits
+
+    def likelihood(self, z: Tensor) -> Tensor:
+        """P(bin containing z) for z of shape (batch, channels, h, w)."""
+        channels = z.shape[1]
+        values = z.transpose(0, 1).reshape(channels, 1, -1)
+        lower = self.cumulative_logits(values - 0.5)
+        upper = self.cumulative_logits(values + 0.5)
+        sign = -torch.sign(lower + upper).detach()
+        p = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+        p = p.reshape(channels, z.shape[0], *z.shape[2:]).transpose(0, 1)
+        return p.clamp_min(LIKELIHOOD_BOUND)
+
+
+def gaussian_likelihood(y: Tensor, scales: Tensor) -> Tensor:
+    """P(bin containing y) under a zero-mean Gaussian with the given scales."""
+    scales = scales.clamp_min(SCALE_BOUND)
+    magnitude = y.abs()
+    upper = _std_normal_cdf((0.5 - magnitude) / scales)
+    lower = _std_normal_cdf((-0.5 - magnitude) / scales)
+    return (upper - lower).clamp_min(LIKELIHOOD_BOUND)
+
+
+def _std_normal_cdf(x: Tensor) -> Tensor:
+    return 0.5 * torch.erfc(-x / math.sqrt(2.0))
+
+
+class ScaleHyperprior(nn.Module):
+    """g_a, g_s, h_a, h_s and the factorized prior on z."""
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        n, m = arch.n, arch.m
+        self.arch = arch
+        self.g_a = nn.Sequential(_conv(PLANES, n), GDN(n), _conv(n, n), GDN(n), _conv(n, m))
+        self.g_s = nn.Sequential(
+            _deconv(m, n), GDN(n, inverse=True), _deconv(n, n), GDN(n, inverse=True), _deconv(n, PLANES)
+        )
+        self.h_a = nn.Sequential(_conv(m, n, 3, 1), nn.ReLU(), _conv(n, n), nn.ReLU(), _conv(n, n))
+        self.h_s = nn.Sequential(_deconv(n, n), nn.ReLU(), _deconv(n, n), nn.ReLU(), _conv(n, m, 3, 1), nn.ReLU())
+        self.prior = FactorizedPrior(n)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Training pass with noise: (reconstruction, likelihoods of y, likelihoods of z)."""
+        y = self.g_a(x)
+        z = self.h_a(y.abs())
+        z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+        scales = self.h_s(z_noisy)
+        y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        x_hat = self.g_s(y_noisy)
+        return x_hat, gaussian_likelihood(y_noisy, scales), self.prior.likelihood(z_noisy)
+
+
+def load_network(state: Mapping[str, Tensor], record: Mapping[str, Any]) -> ScaleHyperprior:
+    """The network of a weights file's tensors and training record, in eval mode, gradients off."""
+    net = ScaleHyperprior(Architecture(n=record["n"], m=record["m"]))
+    net.load_state_dict(state)
+    return net.eval().requires_grad_(False)
+
+
+def pack_yuv420(y: Tensor, u: Tensor, v: Tensor) -> Tensor:
+    """(B,H,W), (B,H/2,W/2) x2 in [0,1] -> (B,6,H/2,W/2)."""
+    return torch.cat([F.pixel_unshuffle(y[:, None], 2), u[:, None], v[:, None]], dim=1)
+
+
+def unpack_yuv420(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The inverse of pack_yuv420."""
+    return F.pixel_shuffle(x[:, :4], 2)[:, 0], x[:, 4], x[:, 5]
+
+
+def weighted_mse(x_hat: Tensor, x: Tensor) -> Tensor:
+    """MSE with the PSNR-YUV plane weights, per image; x in packed layout."""
+    y_err = ((x_hat[:, :4] - x[:, :4]) ** 2).mean(dim=(1, 2, 3))
+    u_err = ((x_hat[:, 4] - x[:, 4]) ** 2).mean(dim=(1, 2))
+    v_err = ((x_hat[:, 5] - x[:, 5]) ** 2).mean(dim=(1, 2))
+    wy, wu, wv = YUV_WEIGHTS
+    return wy * y_err + wu * u_err + wv * v_err
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` is CUDA when torch sees a GPU, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
