@@ -110,10 +110,10 @@ def curve_label(codec: Mapping[str, Any], package: PackageConditions | None = No
     then its settings."""
     params = codec.get("params") or {}
     settings = [f"{name}={params[name]}" for name in sorted(params) if name not in NOT_IN_LABEL]
-    return " ".join([package_name(package, tree_digits) if package else codec.get("name", "?"), *settings])
+    return " ".join([_package_name(package, tree_digits) if package else codec.get("name", "?"), *settings])
 
 
-def package_name(package: PackageConditions, tree_digits: int = 0) -> str:
+def _package_name(package: PackageConditions, tree_digits: int = 0) -> str:
     name = f"{package['name']} {package['version']}"
     return f"{name}@{package['tree_sha256'][:tree_digits]}" if tree_digits else name
 
