@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from codeclab.experiments.limits import CODEC_CAPS_OUTPUT
 from stacks.api import ExperimentsApi
 from stacks.compute import GpuBatch
 from stacks.lambdas import Handlers
@@ -49,7 +51,7 @@ class CodeclabStack(Stack):
             reconcile=self.handlers.reconcile,
             queue=self.gpu.queue,
         )
-        self._outputs()
+        self._outputs(settings)
 
     def _grant_executions(self) -> None:
         machine = self.workflow.state_machine
@@ -61,7 +63,7 @@ class CodeclabStack(Stack):
         # Reconcile finalises what no Catch saw, so it sends that experiment's one alert itself.
         self.alerts.grant_publish(self.handlers.reconcile)
 
-    def _outputs(self) -> None:
+    def _outputs(self, settings: Settings) -> None:
         for name, value in {
             "ApiUrl": self.api.rest_api.url,
             "StateMachineArn": self.workflow.state_machine.state_machine_arn,
@@ -70,5 +72,7 @@ class CodeclabStack(Stack):
             "AlertTopicArn": self.alerts.topic.topic_arn,
             "JobQueueArn": self.gpu.queue.job_queue_arn,
             "JobDefinitionArn": self.gpu.job_definition.job_definition_arn,
+            # the caps on a spec's limits.codec, for `codeclab submit --stack` to check before it starts anything
+            CODEC_CAPS_OUTPUT: json.dumps(settings.codec_cap_environment, sort_keys=True),
         }.items():
             CfnOutput(self, name, value=value)

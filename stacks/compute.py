@@ -18,7 +18,7 @@ from constructs import Construct
 from codeclab.experiments.error_types import HOST_LOST_PREFIX
 from codeclab.experiments.limits import JOB_ATTEMPTS
 from codeclab.experiments.progress import PROGRESS_TABLE_ENV
-from codeclab.worker.sandbox.layers import CAP_ENV, GIB, MIB, SCRATCH_BYTES, SCRATCH_ROOT_ENV
+from codeclab.worker.sandbox.layers import MIB, SCRATCH_BYTES, SCRATCH_ROOT_ENV
 from stacks.logs import EncryptedLogs
 from stacks.nag import acknowledge
 from stacks.settings import JOB_VCPUS, Settings
@@ -196,10 +196,8 @@ class GpuBatch(Construct):
             environment={
                 PROGRESS_TABLE_ENV: storage.table.table_name,
                 SCRATCH_ROOT_ENV: SANDBOX_SCRATCH,
-                # the operator's caps on a spec's limits.codec (context: codecMaxWallSeconds, ...)
-                CAP_ENV["wall_seconds"]: str(settings.codec_max_wall_seconds),
-                CAP_ENV["cpu_seconds"]: str(settings.codec_max_cpu_seconds),
-                CAP_ENV["memory_bytes"]: str(settings.codec_max_memory_gib * GIB),
+                # the operator's caps on a spec's limits.codec (context: codecMaxWallSeconds, ...), as the API has them
+                **settings.codec_cap_environment,
             },
             job_role=self.job_role,
             linux_parameters=self._sandbox_scratch(),

@@ -52,6 +52,8 @@ class Handlers(Construct):
             "ALERT_TOPIC_ARN": alert_topic.topic_arn,
             # How many jobs the compute environment runs at once: the bound on a sweep's max_concurrency.
             "MAX_SWEEP_CONCURRENCY": str(settings.max_vcpus // JOB_VCPUS),
+            # The caps on a spec's limits.codec, the worker's job's own: the API and CreateRecord check them.
+            **settings.codec_cap_environment,
         }
         self.create_record = self._function("CreateRecord", "create_record")
         self.create_point = self._function("CreatePoint", "create_point")

@@ -7,6 +7,8 @@ from typing import Any
 
 from constructs import Node
 
+from codeclab.experiments.limits import CODEC_CAPS, GIB
+
 # The worker's job takes 4 vCPUs, so the compute environment must allow at least one job.
 JOB_VCPUS = 4
 # Batch applies jobStateTimeLimitActions after 10 minutes at the earliest and 24 hours at the latest.
@@ -46,10 +48,21 @@ class Settings:
             notify_on_success=_bool(node, "notifyOnSuccess"),
             alert_email=_optional_str(node, "alertEmail"),
             table_name=_optional_str(node, "tableName"),
-            codec_max_wall_seconds=_int(node, "codecMaxWallSeconds", CODEC_SECONDS_RANGE),
-            codec_max_cpu_seconds=_int(node, "codecMaxCpuSeconds", CODEC_SECONDS_RANGE),
-            codec_max_memory_gib=_int(node, "codecMaxMemoryGib", (1, 1024)),
+            codec_max_wall_seconds=_int(node, CODEC_CAPS["wall_seconds"].setting, CODEC_SECONDS_RANGE),
+            codec_max_cpu_seconds=_int(node, CODEC_CAPS["cpu_seconds"].setting, CODEC_SECONDS_RANGE),
+            codec_max_memory_gib=_int(node, CODEC_CAPS["memory_bytes"].setting, (1, 1024)),
         )
+
+    @property
+    def codec_cap_environment(self) -> dict[str, str]:
+        """The caps on a spec's limits.codec as the worker's job and the functions that check a spec read them
+        (codeclab.experiments.limits.codec_caps): one set of values for all of them."""
+        caps = {
+            "wall_seconds": self.codec_max_wall_seconds,
+            "cpu_seconds": self.codec_max_cpu_seconds,
+            "memory_bytes": self.codec_max_memory_gib * GIB,
+        }
+        return {CODEC_CAPS[field].env: str(value) for field, value in caps.items()}
 
 
 def _value(node: Node, key: str) -> Any:

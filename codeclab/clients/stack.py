@@ -5,6 +5,7 @@ The stack is found by its CloudFormation name; its outputs become the same Servi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from codeclab.clients.base import (
     spec_body,
 )
 from codeclab.experiments import api
+from codeclab.experiments.limits import CODEC_CAPS_OUTPUT, CodecCaps, codec_caps
 from codeclab.experiments.record import ExperimentRecord
 from codeclab.experiments.services import Services
 from codeclab.experiments.spec import Spec
@@ -56,8 +58,22 @@ def connect(stack_name: str) -> StackClient:
         bucket=outputs["ArtifactBucketName"],
         state_machine_arn=outputs["StateMachineArn"],
         alert_topic_arn=outputs.get("AlertTopicArn", ""),
+        codec_caps=_codec_caps(outputs, answered_by),
     )
     return StackClient(services, answered_by)
+
+
+def _codec_caps(outputs: dict[str, str], answered_by: str) -> CodecCaps | None:
+    """The stack's caps on limits.codec, checked here before anything starts; None from a stack deployed before it
+    published them (its CreateRecord and worker check them)."""
+    published = outputs.get(CODEC_CAPS_OUTPUT)
+    if published is None:
+        return None
+    try:
+        return codec_caps(json.loads(published))
+    except (ValueError, AttributeError) as exc:
+        message = f"the stack's {CODEC_CAPS_OUTPUT} output is not its caps ({exc}); redeploy it"
+        raise Refused(Reason.UNAVAILABLE, message, answered_by) from None
 
 
 class StackClient:

@@ -150,6 +150,7 @@ def _parse_spec(body: str | None, catalog: ClipCatalog, services: Services) -> o
             packages=packages,
             package_bucket=services.bucket,
             local_packages=services.local_packages,
+            codec_caps=services.codec_caps,
         )
         return submitted
     except SpecError as exc:

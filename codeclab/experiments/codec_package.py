@@ -22,6 +22,7 @@ from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.experiments.schema import CodecParams, SchemaNode, SpecError, SpecProblem, shortened
 from codeclab.experiments.test_sets import CATALOG_ERRORS
 
+PACKAGE_CODEC = "package"  # a spec's codec name for a codec package
 MANIFEST_NAME = "codec.json"
 MAX_MANIFEST_BYTES = 256 * 1024
 # Where a package lives in the artifact bucket: the API takes no other s3:// URI, and the job role reads no other.

@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 
-from codeclab.experiments.limits import MIN_JOB_SECONDS
+from codeclab.experiments.limits import MIN_JOB_SECONDS, CodecCaps, codec_caps
 from codeclab.experiments.result import AnyResult, parse_result
 from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.experiments.store import ExperimentStore
@@ -36,6 +36,9 @@ class Services:
     max_sweep_concurrency: int = DEFAULT_MAX_SWEEP_CONCURRENCY
     # Local mode: the worker runs on this machine, so a codec package may be a local path; on AWS, s3:// only.
     local_packages: bool = False
+    # The operator's caps on a spec's limits.codec, as the stack gives them to the worker's job. None: not known to
+    # this process (a stack deployed before it published them); CreateRecord and the worker still check them.
+    codec_caps: CodecCaps | None = None
     s3: Any = field(default_factory=lambda: boto3.client("s3"))
     sfn: Any = field(default_factory=lambda: boto3.client("stepfunctions"))
     sns: Any = field(default_factory=lambda: boto3.client("sns"))
@@ -55,6 +58,7 @@ class Services:
             notify_on_success=env.get("NOTIFY_ON_SUCCESS", "false").lower() == "true",
             max_sweep_concurrency=int(env.get("MAX_SWEEP_CONCURRENCY", DEFAULT_MAX_SWEEP_CONCURRENCY)),
             local_packages=env.get(LOCAL_PACKAGES_ENV) == "true",
+            codec_caps=codec_caps(env),
         )
 
     def artifact_prefix(self, experiment_id: str) -> str:

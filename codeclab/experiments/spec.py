@@ -12,12 +12,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from codeclab.experiments.codec_package import (
+    PACKAGE_CODEC,
     CodecManifest,
     ManifestSource,
     codecs_prefix_problem,
     read_manifest,
     resolve_package_params,
 )
+from codeclab.experiments.limits import CodecCaps, over_codec_caps
 from codeclab.experiments.schema import (
     CodecParams,
     CodecSpec,
@@ -59,14 +61,18 @@ def validate_spec(
     packages: ManifestSource | None = None,
     package_bucket: str | None = None,
     local_packages: bool = False,
+    codec_caps: CodecCaps | None = None,
 ) -> Spec:
     """Check a parsed spec, fill in its defaults and expand a sweep or test set: every point must be valid too.
 
     `catalog` reads a test set's folder or manifest and `packages` a codec package's codec.json (default: the
     filesystem, and S3 through boto3). With `package_bucket` (the API), a package must be an s3:// archive under
-    that bucket's codecs/ prefix, or with `local_packages` (local mode) a local path.
+    that bucket's codecs/ prefix, or with `local_packages` (local mode) a local path. With `codec_caps` (the API
+    and CreateRecord: the deployment's), limits.codec must be under them.
     """
     document = check_document(value, origin)
+    if codec_caps is not None:
+        _check_codec_caps(document, codec_caps, origin)
     resolve = _PackageParams(packages, package_bucket, local_packages, origin)
     if not is_sweep(document):
         resolve(document["codec"])
@@ -79,6 +85,13 @@ def validate_spec(
     for point in points:
         resolve(point.spec["codec"])
     return Spec(document, points)
+
+
+def _check_codec_caps(document: SpecDocument, caps: CodecCaps, origin: str) -> None:
+    """limits.codec under the operator's caps, whatever the codec: a sweep's points share the document's limits."""
+    over = over_codec_caps(document["limits"].get("codec") or {}, caps)
+    if over:
+        raise SpecError([SpecProblem(path, message) for path, message in over], origin)
 
 
 class _PackageParams:
@@ -94,7 +107,7 @@ class _PackageParams:
         """`where`: the codec entry's own path, which the problems name (a sweep's entries are not $.codec)."""
         if codec["name"] == "learned" and "weights" in codec["params"]:
             self._check_prefix(codec["params"]["weights"]["uri"], where + ".params.weights.uri", "weights files")
-        if codec["name"] != "package":
+        if codec["name"] != PACKAGE_CODEC:
             return
         uri = codec["uri"]
         try:

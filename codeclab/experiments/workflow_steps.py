@@ -73,6 +73,7 @@ def create_record(event: CreateRecordEvent, services: Services) -> PointRecord |
         origin="execution input spec",
         catalog=FileCatalog(services.s3),
         packages=FileManifestSource(services.s3),
+        codec_caps=services.codec_caps,
     )
     experiment_id = experiment_id_of_execution(event.get("execution_name", ""), event.get("execution_arn", ""))
     execution_arn = event.get("execution_arn", "")

@@ -28,6 +28,7 @@ import boto3
 import requests
 from moto.server import ThreadedMotoServer
 
+from codeclab.experiments.limits import codec_caps
 from codeclab.experiments.services import LOCAL_PACKAGES_ENV, Services
 from codeclab.experiments.store import ExperimentStore
 from codeclab.local import aws_faults, patches
@@ -161,6 +162,7 @@ class LocalCloud:
                 bucket=self.bucket,
                 state_machine_arn=self.state_machine_arn,
                 local_packages=True,
+                codec_caps=codec_caps(self.lambda_environment),  # the template's, as the handlers have them
             )
             self._thread_services.services = services
         return services

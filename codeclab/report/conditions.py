@@ -7,7 +7,8 @@ Within one sequence: the source (clip, file hash, frame range, crop, size, scali
 pixel format and bit depth, colour handling, class), because each sequence of a test set is its
 own clip. Within one curve,
 across sequences: the codec's implementation and its own colour conversion, because a codec
-that converts to RGB internally is part of that codec, not of the test.
+that converts to RGB internally is part of that codec, not of the test, and a codec package's
+name, version and hashes (versions.py gives each version a curve of its own).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ SOURCE_FIELDS = (
 )  # fmt: skip
 METRIC_FIELDS = ("psnr", "psnr_yuv", "ssim", "ms_ssim")
 VMAF_FIELDS = ("vmaf", "vmaf_version")  # pinned among the points that measured VMAF
-CODEC_FIELDS = ("implementation", "colour_conversion")
+CODEC_FIELDS = ("implementation", "colour_conversion", "package")  # package: name, version, tree and weights hashes
 STAMP = "CONDITIONS DIFFER"
 
 

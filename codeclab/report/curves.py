@@ -3,6 +3,8 @@
 A curve is a codec with all its settings but the rate knob, labelled like
 `x264 keyint=1 preset=medium`, on one sequence; its points are sorted by bits per pixel.
 Curves are never merged across sequences: the same label on two sequences is two curves.
+A codec package's curve is named by its package and version (`blockdct 0.1`), never
+`package`: two versions are two curves (see versions.py).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from codeclab.experiments.result import Result
+from codeclab.experiments.codec_package import PACKAGE_CODEC
+from codeclab.experiments.result import PackageConditions, Result
 from codeclab.report.bd import BDError, Curve
 from codeclab.report.runs import Experiment, ReportError
 from codeclab.report.sequences import SequenceId, sequence_of
 
 RATE_KNOBS = ("crf", "qp", "quality")
+PACKAGE_IDENTITY = ("name", "version", "tree_sha256")  # strings a package's result must record, with weights
 # Threads change how fast a point is coded, not its curve; `codeclab list` leaves them out too.
 NOT_IN_LABEL = frozenset({*RATE_KNOBS, "threads"})
 
@@ -52,6 +56,7 @@ class Point:
     curve: str
     codec: str
     rate_params: str  # the rate knob's setting, e.g. "crf=23"
+    package: PackageConditions | None  # the codec package that measured it; None for any other codec
 
     @property
     def experiment_id(self) -> str:
@@ -100,10 +105,35 @@ def codec_of(experiment: Experiment) -> Mapping[str, Any]:
     return spec["codec"] if spec else {}
 
 
-def curve_label(codec: Mapping[str, Any]) -> str:
+def curve_label(codec: Mapping[str, Any], package: PackageConditions | None = None, tree_digits: int = 0) -> str:
+    """The codec, or the package and its version (with `tree_digits` of its tree hash, e.g. `blockdct 0.1@3f2a9c1e`),
+    then its settings."""
     params = codec.get("params") or {}
     settings = [f"{name}={params[name]}" for name in sorted(params) if name not in NOT_IN_LABEL]
-    return " ".join([codec.get("name", "?"), *settings])
+    return " ".join([_package_name(package, tree_digits) if package else codec.get("name", "?"), *settings])
+
+
+def _package_name(package: PackageConditions, tree_digits: int = 0) -> str:
+    name = f"{package['name']} {package['version']}"
+    return f"{name}@{package['tree_sha256'][:tree_digits]}" if tree_digits else name
+
+
+def package_of(experiment: Experiment) -> PackageConditions | None:
+    """The codec package a successful experiment ran, as its result records it; None for any other codec."""
+    if codec_of(experiment).get("name") != PACKAGE_CODEC:
+        return None
+    recorded = experiment.result["conditions"]["codec"].get("package") if experiment.result else None
+    if not (
+        isinstance(recorded, dict)
+        and all(isinstance(recorded.get(k), str) for k in PACKAGE_IDENTITY)
+        and isinstance(recorded.get("weights"), dict)
+    ):
+        raise ReportError(
+            f"{experiment.experiment_id} ran a codec package, but its result.json does not record which one "
+            f"(conditions.codec.package needs {', '.join(PACKAGE_IDENTITY)} and weights), so its curve cannot be "
+            "told from another version's; rerun it, or leave it out of the ids"
+        )
+    return cast(PackageConditions, recorded)
 
 
 def rate_params(codec: Mapping[str, Any]) -> str:
@@ -117,7 +147,9 @@ def make_point(experiment: Experiment, metric: str) -> Point:
     if experiment.result is None:
         raise ReportError(f"{experiment.experiment_id} has no result.json to plot")
     sequence = sequence_of(experiment.result)
-    point = Point(experiment, sequence, curve_label(codec), codec.get("name", "?"), rate_params(codec))
+    package = package_of(experiment)
+    name = package["name"] if package else codec.get("name", "?")
+    point = Point(experiment, sequence, curve_label(codec, package), name, rate_params(codec), package)
     for needed in ("bpp", metric):
         if point.metrics.get(needed) is None:
             hint = " (it ran with metrics.vmaf off); choose another --metric" if needed == "vmaf" else ""

@@ -51,6 +51,7 @@ from codeclab.report.plots import HtmlTable, Plot, write_html, write_png
 from codeclab.report.runs import Experiment, ReportError, is_saved, load_experiments
 from codeclab.report.sequences import SequenceId
 from codeclab.report.summary import BDRow, Figure, bd_rows, measured_metrics
+from codeclab.report.versions import separate_versions
 
 SIGN_CONVENTION = (
     "BD-rate: average bitrate difference (bpp) against the anchor at equal quality, in percent; negative means "
@@ -169,7 +170,7 @@ def build_report(
     # An anchor given by id may be an experiment the ids left out: load it too.
     wanted = [*ids, anchor] if anchor and anchor not in ids and is_saved(anchor, runs_dir) else list(ids)
     experiments = load_experiments(wanted, runs_dir)
-    measured = [make_point(e, metric) for e in experiments if e.succeeded]
+    measured = separate_versions([make_point(e, metric) for e in experiments if e.succeeded])
     if not measured:
         raise ReportError(f"none of {', '.join(ids)} has a SUCCEEDED experiment to report")
     points, duplicates = deduplicate(measured)

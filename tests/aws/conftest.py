@@ -14,11 +14,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from codeclab.experiments.limits import CODEC_CAPS, CODEC_CAPS_OUTPUT
 from codeclab.experiments.services import Services
 from codeclab.experiments.store import ExperimentStore
 from tests.conftest import REPO
 
 TABLE, BUCKET = "experiments-test", "artifacts-test"
+# The deployed stack's caps on limits.codec, as its CodecCaps output publishes them (the job's variables).
+STACK_CODEC_CAPS = {cap.env: str(value) for cap, value in zip(CODEC_CAPS.values(), (1200, 1200, 8 << 30), strict=True)}
 LAMBDA_ENV = {
     "TABLE_NAME": TABLE,
     "ARTIFACT_BUCKET": BUCKET,
@@ -98,7 +101,12 @@ def handlers(aws: None, state_machine_arn: str) -> Handlers:
 @pytest.fixture
 def stack(state_machine_arn: str) -> str:
     """A stack named Codeclab in moto's CloudFormation, with the outputs codeclab looks a deployed stack up by."""
-    outputs = {"TableName": TABLE, "ArtifactBucketName": BUCKET, "StateMachineArn": state_machine_arn}
+    outputs = {
+        "TableName": TABLE,
+        "ArtifactBucketName": BUCKET,
+        "StateMachineArn": state_machine_arn,
+        CODEC_CAPS_OUTPUT: json.dumps(STACK_CODEC_CAPS),
+    }
     template = {
         "Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
         "Outputs": {key: {"Value": value} for key, value in outputs.items()},

@@ -14,6 +14,7 @@ import pytest
 from codeclab.experiments import api
 from codeclab.experiments.api import ApiError
 from codeclab.experiments.ids import experiment_id_for, new_experiment_id
+from codeclab.experiments.limits import CODEC_CAPS
 from codeclab.worker.packages.pack import pack
 from tests.aws.conftest import BUCKET, FakeContext, spec
 from tests.conftest import REPO
@@ -71,6 +72,31 @@ def test_an_invalid_spec_is_400_with_the_path_and_starts_nothing(handlers, state
     assert status == 400
     assert body["errors"] == [{"path": "$.codec.params.quality", "message": "101 is greater than the maximum of 100"}]
     assert executions(state_machine_arn) == []
+
+
+def test_a_codec_limit_over_the_operators_cap_is_400_naming_field_value_cap_and_setting(
+    handlers, state_machine_arn, monkeypatch
+) -> None:
+    monkeypatch.setenv(CODEC_CAPS["wall_seconds"].env, "1200")  # as the stack sets it from cdk.json's context
+    custom = json.loads((REPO / "examples" / "custom.json").read_text())
+    over = {**custom, "limits": {"codec": {"wall_seconds": 1201, "memory_bytes": 65 << 30}}}
+    status, body = call(handlers, "POST", "/experiments", over)
+    assert status == 400
+    assert body["errors"] == [
+        {
+            "path": "$.limits.codec.wall_seconds",
+            "message": "1201 is over this deployment's cap of 1200; ask for at most 1200, or have the operator raise "
+            "codecMaxWallSeconds in cdk.json's context (the stack's CODECLAB_CODEC_MAX_WALL_SECONDS)",
+        },
+        {  # no variable: the default cap, 64 GiB
+            "path": "$.limits.codec.memory_bytes",
+            "message": f"{65 << 30} is over this deployment's cap of {64 << 30}; ask for at most {64 << 30}, or have "
+            "the operator raise codecMaxMemoryGib in cdk.json's context (the stack's CODECLAB_CODEC_MAX_MEMORY_BYTES)",
+        },
+    ]
+    assert executions(state_machine_arn) == []
+    at_cap = {**custom, "limits": {"codec": {"wall_seconds": 1200, "memory_bytes": 64 << 30}}}
+    assert call(handlers, "POST", "/experiments", at_cap)[0] == 202
 
 
 def test_a_test_set_is_read_by_the_api_and_a_bad_or_huge_one_is_400(handlers, state_machine_arn) -> None:

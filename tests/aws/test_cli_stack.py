@@ -23,6 +23,20 @@ def test_submit_starts_the_deployed_state_machine(stack, state_machine_arn, tmp_
     assert execution["name"] in result.output and ANSWERED_BY_STACK in result.stderr
 
 
+def test_a_codec_limit_over_the_stacks_cap_exits_2_before_anything_starts(stack, state_machine_arn, tmp_path) -> None:
+    """The caps are the stack's own (its CodecCaps output), not this machine's defaults; the cap itself is accepted."""
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({**spec(), "limits": {"codec": {"wall_seconds": 1201}}}))
+    result = CliRunner().invoke(cli, ["submit", str(path), "--stack", stack])
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "$.limits.codec.wall_seconds: 1201 is over this deployment's cap of 1200" in message
+    assert "have the operator raise codecMaxWallSeconds in cdk.json's context" in message
+    assert boto3.client("stepfunctions").list_executions(stateMachineArn=state_machine_arn)["executions"] == []
+    path.write_text(json.dumps({**spec(), "limits": {"codec": {"wall_seconds": 1200}}}))
+    assert CliRunner().invoke(cli, ["submit", str(path), "--stack", stack]).exit_code == 0
+
+
 def test_status_list_and_cancel_read_the_deployed_table(stack, services) -> None:
     key, _ = services.store.create(
         new_experiment_id(),

@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from codeclab.experiments.ids import experiment_id_for, new_experiment_id
+from codeclab.experiments.limits import CODEC_CAPS
 from codeclab.experiments.spec import SpecError
 from codeclab.experiments.store import ExperimentKey, ExperimentStore
 from codeclab.worker.entrypoint import main as worker_main
@@ -70,6 +71,15 @@ def test_an_invalid_spec_writes_nothing(handlers, context) -> None:
     with pytest.raises(SpecError, match=r"\$\.codec\.params\.quality: 101 is greater than the maximum of 100"):
         create(handlers, context, spec(quality=101))
     assert boto3.resource("dynamodb").Table(TABLE).scan()["Items"] == []
+
+
+def test_create_record_refuses_a_codec_limit_over_the_cap_too(handlers, context, monkeypatch) -> None:
+    """An execution started without the API (the console, an old CLI) meets the same caps before any job."""
+    monkeypatch.setenv(CODEC_CAPS["cpu_seconds"].env, "900")
+    with pytest.raises(SpecError, match=r"\$\.limits\.codec\.cpu_seconds: 901 is over this deployment's cap of 900"):
+        create(handlers, context, {**spec(), "limits": {"codec": {"cpu_seconds": 901}}})
+    assert boto3.resource("dynamodb").Table(TABLE).scan()["Items"] == []
+    assert create(handlers, context, {**spec(), "limits": {"codec": {"cpu_seconds": 900}}})["created"] is True
 
 
 def test_a_console_execution_gets_an_id_derived_from_its_arn(handlers, context) -> None:

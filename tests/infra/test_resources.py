@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
 
 from codeclab.experiments.api_contract import SPEC_COMPONENT
+from codeclab.experiments.limits import CODEC_CAPS, CODEC_CAPS_OUTPUT
 from stacks.api_model import request_models
 from tests.infra.synthesis import Synthesized, synthesize
 
@@ -147,6 +149,22 @@ def test_job_definition_has_one_gpu_and_retries_only_lost_hosts(synth):
     *retries, last = retry["EvaluateOnExit"]
     assert retries and all(r == {"Action": "RETRY", "OnStatusReason": "Host EC2*"} for r in retries)
     assert last == {"Action": "EXIT", "OnReason": "*"}
+
+
+def test_the_functions_that_check_a_spec_get_the_jobs_caps_and_the_stack_publishes_them(synth):
+    """One set of caps on limits.codec: the worker's, the API's and CreateRecord's, and `submit --stack`'s."""
+    _, job = synth.only("AWS::Batch::JobDefinition")
+    job_env = {v["Name"]: v["Value"] for v in job["Properties"]["ContainerProperties"]["Environment"]}
+    caps = {cap.env: job_env[cap.env] for cap in CODEC_CAPS.values()}
+    assert caps == {
+        "CODECLAB_CODEC_MAX_WALL_SECONDS": "21600",
+        "CODECLAB_CODEC_MAX_CPU_SECONDS": "21600",
+        "CODECLAB_CODEC_MAX_MEMORY_BYTES": str(64 << 30),
+    }
+    for function in (synth.stack.handlers.api, synth.stack.handlers.create_record):
+        variables = synth.resources[synth.logical_id(function)]["Properties"]["Environment"]["Variables"]
+        assert {name: variables[name] for name in caps} == caps
+    assert json.loads(synth.template.to_json()["Outputs"][CODEC_CAPS_OUTPUT]["Value"]) == caps
 
 
 def test_codec_children_get_a_size_capped_tmpfs_because_docker_lets_them_mount_none(synth):
@@ -304,7 +322,8 @@ def test_every_alarm_notifies_the_topic(synth):
 
 def test_outputs(synth):
     outputs = synth.template.to_json()["Outputs"]
-    assert {"ApiUrl", "StateMachineArn", "TableName", "ArtifactBucketName", "AlertTopicArn"} <= set(outputs)
+    expected = {"ApiUrl", "StateMachineArn", "TableName", "ArtifactBucketName", "AlertTopicArn", CODEC_CAPS_OUTPUT}
+    assert expected <= set(outputs)
 
 
 def test_reconcile_may_publish_the_alert_for_what_it_finalises(synth):

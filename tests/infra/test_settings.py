@@ -29,6 +29,14 @@ def test_defaults_come_from_cdk_json():
     )
 
 
+def test_the_codec_caps_are_one_set_of_variables_from_the_context():
+    assert settings(codecMaxWallSeconds="1200", codecMaxMemoryGib=8).codec_cap_environment == {
+        "CODECLAB_CODEC_MAX_WALL_SECONDS": "1200",
+        "CODECLAB_CODEC_MAX_CPU_SECONDS": "21600",
+        "CODECLAB_CODEC_MAX_MEMORY_BYTES": str(8 << 30),
+    }
+
+
 def test_cli_strings_are_parsed():
     parsed = settings(maxVcpus="32", useSpot="true", alertEmail="ops@example.com", tableName="experiments")
     assert (parsed.max_vcpus, parsed.use_spot, parsed.alert_email, parsed.table_name) == (

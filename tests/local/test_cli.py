@@ -101,6 +101,17 @@ def test_an_invalid_spec_exits_2_before_anything_starts(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10 and not (tmp_path / "runs").exists()
 
 
+def test_a_codec_limit_over_the_operators_cap_exits_2_naming_field_cap_and_setting(tmp_path: Path) -> None:
+    """Local mode's caps are the stack's, from the same cdk.json: 21600 s by default, checked before any job."""
+    over = small_spec(tmp_path, limits={"codec": {"wall_seconds": 21601}})
+    out = codeclab("run", str(over), "--runs-dir", str(tmp_path / "runs"))
+    assert out.returncode == 2, out.stderr[-2000:]
+    message = " ".join(out.stderr.split())
+    assert "$.limits.codec.wall_seconds: 21601 is over this deployment's cap of 21600" in message
+    assert "raise codecMaxWallSeconds in cdk.json's context" in message and "Traceback" not in out.stderr
+    assert not list((tmp_path / "runs").glob("exp_*"))  # nothing started
+
+
 def test_a_test_set_with_missing_clips_or_a_bad_manifest_exits_2_naming_them(tmp_path: Path) -> None:
     missing = small_spec(tmp_path, source={"test_set": ["builtin:carphone", "gone/a.y4m", "gone/b.y4m"]})
     out = codeclab("run", str(missing), "--runs-dir", str(tmp_path / "runs"))

@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from codeclab.experiments import api
+from codeclab.experiments.limits import codec_caps
 from codeclab.local import runner
 from codeclab.local.emulator import LocalCloud
 from codeclab.local.faults import LAMBDA_FAULT_ENV
@@ -102,6 +103,17 @@ def test_an_invalid_spec_starts_nothing(cloud: LocalCloud) -> None:
     assert info.value.status == 400 and info.value.details[0]["path"] == "$.codec.params.quality"
     after = boto3.client("stepfunctions").list_executions(stateMachineArn=cloud.state_machine_arn)["executions"]
     assert len(after) == len(before)
+
+
+def test_local_mode_checks_limits_codec_against_the_caps_its_worker_gets(cloud: LocalCloud) -> None:
+    """One set of caps: the synthesized job's environment, which the local worker runs with, is what submit checks."""
+    job_caps = codec_caps(cloud.stack.job_definition().environment)
+    assert cloud.services().codec_caps == job_caps and job_caps["wall_seconds"] == 21600  # cdk.json's default
+    over = {**spec(), "limits": {**spec()["limits"], "codec": {"wall_seconds": job_caps["wall_seconds"] + 1}}}
+    with pytest.raises(api.ApiError) as info:
+        runner.submit(cloud, over)
+    assert info.value.status == 400 and info.value.details[0]["path"] == "$.limits.codec.wall_seconds"
+    assert "raise codecMaxWallSeconds in cdk.json's context" in info.value.details[0]["message"]
 
 
 def test_concurrent_runs_do_not_interfere(cloud: LocalCloud, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from codeclab.experiments.limits import GIB, codec_caps, over_codec_caps
 from codeclab.worker.errors import InvalidSpec
 from codeclab.worker.sandbox.seccomp_filter import ALL_FAMILIES, Family
 
@@ -36,7 +37,7 @@ NEEDS = {Layer.PIDS: Layer.IDENTITY, Layer.SIGNAL_SCOPE: Layer.LANDLOCK}
 # What untrusted code needs on any host; the rest is extra depth where the kernel offers it.
 REQUIRED = frozenset({Layer.RLIMITS, Layer.IDENTITY, Layer.PIDS, Layer.LANDLOCK, Layer.SECCOMP, Layer.SCRATCH})
 OPTIONAL = frozenset(Layer) - REQUIRED
-GIB, MIB = 1 << 30, 1 << 20
+MIB = 1 << 20
 # Where a host that allows no private mount (a Docker container) gives the children a size-capped tmpfs.
 SCRATCH_ROOT_ENV = "CODECLAB_SANDBOX_SCRATCH"
 SCRATCH_BYTES = 512 * MIB
@@ -52,24 +53,12 @@ class SandboxLimits:
     max_threads: int = 512
 
 
-# The operator's caps on what a spec's limits.codec may ask for (the Batch job definition sets them).
-CAP_ENV = {
-    "wall_seconds": "CODECLAB_CODEC_MAX_WALL_SECONDS",
-    "cpu_seconds": "CODECLAB_CODEC_MAX_CPU_SECONDS",
-    "memory_bytes": "CODECLAB_CODEC_MAX_MEMORY_BYTES",
-}
-DEFAULT_CAPS = {"wall_seconds": 6 * 3600, "cpu_seconds": 6 * 3600, "memory_bytes": 64 * GIB}
-
-
 def codec_limits(asked: CodecLimitsSpec, cuda: bool, environ: Mapping[str, str] = os.environ) -> SandboxLimits:
-    """The codec child's limits: the defaults, or what the spec asks for under the operator's caps."""
-    for name, value in asked.items():
-        cap = _cap(name, environ)
-        if int(value) > cap:  # type: ignore[call-overload]
-            raise InvalidSpec(
-                f"$.limits.codec.{name}: {value} is over this deployment's cap of {cap}; ask for at most {cap}, or "
-                f"have the operator raise {CAP_ENV[name]}"
-            )
+    """The codec child's limits: the defaults, or what the spec asks for under the operator's caps (which the API
+    and CreateRecord checked too, from the same settings: this is the last line)."""
+    over = over_codec_caps(asked, codec_caps(environ))
+    if over:
+        raise InvalidSpec("; ".join(f"{path}: {message}" for path, message in over))
     base = SandboxLimits()
     memory = asked.get("memory_bytes", base.address_space_bytes)
     return replace(
@@ -78,16 +67,6 @@ def codec_limits(asked: CodecLimitsSpec, cuda: bool, environ: Mapping[str, str] 
         cpu_seconds=asked.get("cpu_seconds", base.cpu_seconds),
         address_space_bytes=None if cuda else memory,
     )
-
-
-def _cap(name: str, environ: Mapping[str, str]) -> int:
-    text = environ.get(CAP_ENV[name], "")
-    if not text:
-        return DEFAULT_CAPS[name]
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{CAP_ENV[name]}={text!r} is not a whole number; the operator must fix it") from None
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from codeclab.experiments.limits import CODEC_CAPS
 from codeclab.experiments.schema import CodecParams
 from codeclab.worker.errors import CodecFailure, SandboxUnavailable, SandboxViolation, WorkerError
 from codeclab.worker.processes import kill_process_group
 from codeclab.worker.sandbox import identity, readable
 from codeclab.worker.sandbox.landlock import Rule
-from codeclab.worker.sandbox.layers import CAP_ENV, SCRATCH_ROOT_ENV, Applied, SandboxLimits, SandboxPolicy
+from codeclab.worker.sandbox.layers import SCRATCH_ROOT_ENV, Applied, SandboxLimits, SandboxPolicy
 from codeclab.worker.sandbox.protocol import (
     FRAME_HEADER,
     GO,
@@ -404,7 +405,8 @@ def _clean(text: str, limit: int = 8000) -> str:
 
 def limit_hint(name: str) -> str:
     """Where to change one of the codec child's limits (see layers.codec_limits)."""
-    return f"raise limits.codec.{name} in the spec, up to the operator's cap {CAP_ENV[name]}"
+    cap = CODEC_CAPS[name]
+    return f"raise limits.codec.{name} in the spec, up to the operator's cap {cap.env} (cdk.json's {cap.setting})"
 
 
 def _signal_failure(who: str, signum: int, limits: SandboxLimits) -> WorkerError:

@@ -20,6 +20,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from codeclab.experiments.limits import CODEC_CAPS
 from codeclab.experiments.schema import CodecSpec
 from codeclab.worker.codecs import build_codec
 from codeclab.worker.codecs.base import StreamHeader
@@ -28,7 +29,7 @@ from codeclab.worker.errors import CodecFailure, InvalidSpec, SandboxViolation, 
 from codeclab.worker.progress import Progress, StallWatchdog
 from codeclab.worker.sandbox import readable
 from codeclab.worker.sandbox.landlock import Access, Rule
-from codeclab.worker.sandbox.layers import CAP_ENV, Layer, SandboxLimits, SandboxPolicy, codec_limits
+from codeclab.worker.sandbox.layers import Layer, SandboxLimits, SandboxPolicy, codec_limits
 from codeclab.worker.sources import builtin_clip_path
 from codeclab.worker.video import Video, write_y4m
 from tests.worker.sandbox.support import FULL, SECRET, TIGHT, H, N, W, planes, write_reference
@@ -347,7 +348,7 @@ def test_spec_limits_apply_under_the_operators_caps() -> None:
     limits = codec_limits({"wall_seconds": 1200, "memory_bytes": 1 << 30}, cuda=False, environ={})
     assert (limits.wall_seconds, limits.cpu_seconds, limits.address_space_bytes) == (1200, 600, 1 << 30)
     assert codec_limits({"memory_bytes": 1 << 30}, cuda=True, environ={}).address_space_bytes is None
-    caps = {CAP_ENV["cpu_seconds"]: "900"}
+    caps = {CODEC_CAPS["cpu_seconds"].env: "900"}
     with pytest.raises(
         InvalidSpec, match=r"limits.codec.cpu_seconds: 1000 is over.*cap of 900.*CODECLAB_CODEC_MAX_CPU"
     ):
@@ -357,7 +358,7 @@ def test_spec_limits_apply_under_the_operators_caps() -> None:
 def test_a_specs_limits_codec_reaches_the_custom_codec(monkeypatch: pytest.MonkeyPatch) -> None:
     entry: CodecSpec = {"name": "custom", "params": {}, "trusted": False, "code": "def encode(f, p):\n    return b''\n"
                         "def decode(b, h):\n    return None\n"}  # fmt: skip
-    monkeypatch.setenv(CAP_ENV["wall_seconds"], "100")
+    monkeypatch.setenv(CODEC_CAPS["wall_seconds"].env, "100")
     assert build_codec(entry, {"wall_seconds": 90, "cpu_seconds": 30}).limits.cpu_seconds == 30  # type: ignore[attr-defined]
     with pytest.raises(InvalidSpec, match="CODECLAB_CODEC_MAX_WALL_SECONDS"):
         build_codec(entry, {"wall_seconds": 120})
