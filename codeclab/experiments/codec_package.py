@@ -28,7 +28,8 @@ MAX_MANIFEST_BYTES = 256 * 1024
 # Where a package lives in the artifact bucket: the API takes no other s3:// URI, and the job role reads no other.
 CODECS_PREFIX = "codecs/"
 DEVICES = ("cuda", "cpu", "any")
-FIELDS = ("name", "version", "entry", "weights", "params", "device")
+FIELDS = ("name", "version", "entry", "weights", "params", "device", "rate_param")
+OPTIONAL_FIELDS = ("device", "rate_param")
 
 Device = Literal["cuda", "cpu", "any"]
 
@@ -49,6 +50,7 @@ class CodecManifest:
     weights: dict[str, str] = field(hash=False)  # file (relative, .safetensors) -> sha256 hex
     params: SchemaNode = field(hash=False)  # a JSON Schema (2020-12) of the package's params, with defaults
     device: Device = "any"
+    rate_param: str | None = None  # the param that moves a point along the RD curve, as crf does for x264
 
     @property
     def entry_files(self) -> tuple[str, str]:
@@ -86,7 +88,7 @@ def manifest_problems(value: object) -> list[SpecProblem]:
     if not isinstance(value, dict):
         return [SpecProblem(f"{MANIFEST_NAME} $", "must be a JSON object with " + ", ".join(FIELDS))]
     problems = [_at("$", f"unknown field {k!r}; valid: {', '.join(FIELDS)}") for k in sorted(set(value) - set(FIELDS))]
-    problems += [_at(f"$.{k}", "is required") for k in FIELDS if k not in value and k != "device"]
+    problems += [_at(f"$.{k}", "is required") for k in FIELDS if k not in value and k not in OPTIONAL_FIELDS]
     checks = {"name": _name, "version": _version, "entry": _entry, "weights": _weights, "params": _params}
     checks["device"] = _device
     for key, check in checks.items():
@@ -94,6 +96,10 @@ def manifest_problems(value: object) -> list[SpecProblem]:
             message = check(value[key])
             if message:
                 problems.append(_at(f"$.{key}", message))
+    if "rate_param" in value and not any(p.path == f"{MANIFEST_NAME} $.params" for p in problems):
+        message = _rate_param(value["rate_param"], value.get("params"))
+        if message:
+            problems.append(_at("$.rate_param", message))
     return problems
 
 
@@ -115,6 +121,7 @@ def parse_manifest(data: bytes, origin: str = MANIFEST_NAME) -> CodecManifest:
         weights=dict(value["weights"]),
         params=value["params"],
         device=value.get("device", "any"),
+        rate_param=value.get("rate_param"),
     )
 
 
@@ -241,6 +248,14 @@ def _params(value: object) -> str:
                     f"{error.message}"
                 )
     return ""
+
+
+def _rate_param(value: object, params: object) -> str:
+    properties = params.get("properties", {}) if isinstance(params, dict) else {}
+    if isinstance(value, str) and isinstance(properties, dict) and value in properties:
+        return ""
+    names = ", ".join(sorted(properties)) if isinstance(properties, dict) else ""
+    return f"{json.dumps(value)} must name the param a sweep moves along the RD curve; the params: {names or 'none'}"
 
 
 def _device(value: object) -> str:

@@ -23,6 +23,7 @@ class PackageConditions(TypedDict):
     version: str
     tree_sha256: str  # the package's content (codeclab.worker.packages.unpack.tree_sha256)
     weights: dict[str, str]  # file -> sha256, as codec.json lists and the worker checked them
+    rate_param: NotRequired[str]  # codec.json's rate_param: the param a report moves along a curve
 
 
 class Metrics(TypedDict):

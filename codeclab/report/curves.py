@@ -109,8 +109,15 @@ def curve_label(codec: Mapping[str, Any], package: PackageConditions | None = No
     """The codec, or the package and its version (with `tree_digits` of its tree hash, e.g. `blockdct 0.1@3f2a9c1e`),
     then its settings."""
     params = codec.get("params") or {}
-    settings = [f"{name}={params[name]}" for name in sorted(params) if name not in NOT_IN_LABEL]
+    knobs = _rate_knobs(package)
+    settings = [f"{name}={params[name]}" for name in sorted(params) if name not in NOT_IN_LABEL | set(knobs)]
     return " ".join([_package_name(package, tree_digits) if package else codec.get("name", "?"), *settings])
+
+
+def _rate_knobs(package: PackageConditions | None) -> tuple[str, ...]:
+    """The params that move a point along its curve: the built-in codecs' knobs, and a package's rate_param."""
+    declared = package.get("rate_param") if package else None
+    return (*RATE_KNOBS, declared) if declared and declared not in RATE_KNOBS else RATE_KNOBS
 
 
 def _package_name(package: PackageConditions, tree_digits: int = 0) -> str:
@@ -136,9 +143,9 @@ def package_of(experiment: Experiment) -> PackageConditions | None:
     return cast(PackageConditions, recorded)
 
 
-def rate_params(codec: Mapping[str, Any]) -> str:
+def rate_params(codec: Mapping[str, Any], package: PackageConditions | None = None) -> str:
     params = codec.get("params") or {}
-    return " ".join(f"{name}={params[name]}" for name in RATE_KNOBS if name in params)
+    return " ".join(f"{name}={params[name]}" for name in _rate_knobs(package) if name in params)
 
 
 def make_point(experiment: Experiment, metric: str) -> Point:
@@ -149,7 +156,7 @@ def make_point(experiment: Experiment, metric: str) -> Point:
     sequence = sequence_of(experiment.result)
     package = package_of(experiment)
     name = package["name"] if package else codec.get("name", "?")
-    point = Point(experiment, sequence, curve_label(codec, package), name, rate_params(codec), package)
+    point = Point(experiment, sequence, curve_label(codec, package), name, rate_params(codec, package), package)
     for needed in ("bpp", metric):
         if point.metrics.get(needed) is None:
             hint = " (it ran with metrics.vmaf off); choose another --metric" if needed == "vmaf" else ""

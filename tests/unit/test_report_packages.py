@@ -168,3 +168,29 @@ def test_a_package_result_that_does_not_say_which_package_is_refused(tmp_path: P
     write_experiment(runs, "exp_unknown", result)
     with pytest.raises(ReportError, match=r"exp_unknown ran a codec package, but its result.json does not record"):
         build_report(["exp_unknown"], runs, "psnr_yuv", None, allow_mismatch=False)
+
+
+def write_step_curve(runs: Path, package: PackageConditions) -> list[str]:
+    """The example swept over its `step` param, as a sweep's points record it."""
+    ids = []
+    for index, (step, (bpp, psnr)) in enumerate(zip((24, 16, 12, 8), X264, strict=True)):
+        result = package_result(package, 0, bpp, psnr)
+        result["spec"]["codec"]["params"] = result["conditions"]["codec"]["params"] = {"step": step}
+        write_experiment(runs, f"exp_step{index}", result)
+        ids.append(f"exp_step{index}")
+    return ids
+
+
+def test_a_packages_declared_rate_param_moves_its_points_along_one_curve(tmp_path: Path, runs: Path) -> None:
+    package = package_version(tmp_path, "0.1")
+    assert package["rate_param"] == "step"  # examples/codecs/blockdct/codec.json declares it
+    report = build_report(write_step_curve(runs, package), runs, "psnr_yuv", None, allow_mismatch=False)
+    assert [(c.label, len(c.points)) for c in report.curves] == [("blockdct 0.1", 4)]
+    assert [p.rate_params for p in report.curves[0].points] == ["step=24", "step=16", "step=12", "step=8"]
+
+
+def test_control_without_a_rate_param_each_step_would_be_a_curve_of_one_point(tmp_path: Path, runs: Path) -> None:
+    package = package_version(tmp_path, "0.1")
+    del package["rate_param"]
+    report = build_report(write_step_curve(runs, package), runs, "psnr_yuv", None, allow_mismatch=False)
+    assert sorted(c.label for c in report.curves) == [f"blockdct 0.1 step={s}" for s in (12, 16, 24, 8)]

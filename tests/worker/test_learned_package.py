@@ -57,7 +57,7 @@ def test_export_learned_refuses_an_existing_folder_and_a_file_that_is_not_learne
     assert "codeclab train --out" in plain.output and not (tmp_path / "p").exists()
     twice = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "t2"), "--quality", "1", "--weights",
                                 str(builtin_weights(1))])  # fmt: skip
-    assert twice.exit_code == 2 and "are both quality 1; give one file per quality" in twice.output
+    assert twice.exit_code == 2 and "are both quality 1; give one" in twice.output
     made = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "taken"), "--quality", "1", "--quality", "2",
                                "--replace"])  # fmt: skip
     assert made.exit_code == 0, made.output
@@ -105,14 +105,14 @@ def test_codec_check_runs_the_exported_package_once_its_two_libraries_are_allowe
 @pytest.mark.slow
 def test_a_tampered_copy_of_the_example_is_refused_before_anything_runs(tmp_path: Path) -> None:
     copy = shutil.copytree(EXAMPLE, tmp_path / "hyperprior")
-    weights = copy / "weights.safetensors"
+    weights = copy / "q3.safetensors"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 1
     weights.write_bytes(bytes(data))
     codec = {"name": "package", "uri": str(copy), "allow_imports": list(EXTRA_IMPORTS)}
     out = run_worker(tmp_path / "run", codec, {"clip": "builtin:carphone", "frames": 1}, expect=2)
     error = json.loads((out / "result.json").read_text())["error"]
-    assert error["type"] == "INVALID_SPEC" and "weights.safetensors" in error["message"]
+    assert error["type"] == "INVALID_SPEC" and "q3.safetensors" in error["message"]
 
 
 def run_worker(folder: Path, codec: dict[str, object], source: dict[str, object], expect: int = 0) -> Path:

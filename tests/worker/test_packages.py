@@ -82,6 +82,7 @@ def test_a_folder_and_its_archive_unpack_to_the_same_tree_and_a_second_unpack_re
         "version": "0.1",
         "tree_sha256": from_folder.tree_sha256,
         "weights": MANIFEST["weights"],
+        "rate_param": "step",
     }
 
 
@@ -262,6 +263,8 @@ BAD_FIELDS = [
     ("params", {"type": "object", "properties": {"step": {"type": "integer", "default": "12"}}}),
     ("params", {"type": "array"}),
     ("device", "tpu"),
+    ("rate_param", "quality"),
+    ("rate_param", 3),
 ]
 
 
@@ -279,7 +282,7 @@ def test_a_manifest_missing_fields_or_with_unknown_ones_says_which() -> None:
     with pytest.raises(SpecError) as refused:
         parse_manifest(json.dumps(manifest).encode())
     assert [str(p) for p in refused.value.problems] == [
-        "codec.json $: unknown field 'wieghts'; valid: name, version, entry, weights, params, device",
+        "codec.json $: unknown field 'wieghts'; valid: name, version, entry, weights, params, device, rate_param",
         "codec.json $.entry: is required",
         "codec.json $.weights: is required",
     ]

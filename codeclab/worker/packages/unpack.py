@@ -51,12 +51,15 @@ class PackageDir:
 
     def conditions(self) -> PackageConditions:
         """What `conditions.codec.package` records: two versions or two checkpoints are never one curve."""
-        return {
+        recorded: PackageConditions = {
             "name": self.manifest.name,
             "version": self.manifest.version,
             "tree_sha256": self.tree_sha256,
             "weights": dict(sorted(self.manifest.weights.items())),
         }
+        if self.manifest.rate_param:
+            recorded["rate_param"] = self.manifest.rate_param
+        return recorded
 
 
 def default_cache_dir() -> Path:

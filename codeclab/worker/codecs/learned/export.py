@@ -98,6 +98,7 @@ def _write(root: Path, name: str, version: str, weights: dict[int, Path], digest
         "weights": digests,
         "params": {"type": "object", "additionalProperties": False, "properties": {"quality": param}},
         "device": "any",
+        "rate_param": "quality",
     }
     (root / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
 
