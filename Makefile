@@ -23,7 +23,7 @@ test: $(STAMP)
 # On a CUDA host: a codec package encoded and decoded on the GPU inside the sandbox, the stream decoded again on
 # the CPU and compared byte for byte; fps printed. Refuses (exit 2) where there is no CUDA device.
 gpu-check: $(STAMP)
-	$(PY) scripts/gpu_check.py $(PACKAGE)
+	$(PY) scripts/gpu_check.py $(if $(PACKAGE),--package $(PACKAGE))
 
 # The developer loop (under a minute on 2 cores): unit, worker and handler tests, without the ones marked slow
 # (the sandbox's red-team and escape corpora, training, the stall watchdog's waits) and without local/ and infra/.

@@ -1,77 +1,109 @@
-"""`make gpu-check`: a codec package run on CUDA in the sandbox, one stream decoded again on the CPU, bytes compared.
+"""`make gpu-check`: the learned codec and a codec package on CUDA, one stream decoded again on the CPU.
 
-Usage: python scripts/gpu_check.py [PACKAGE_FOLDER]   (default: scripts/gpu_check_package)
+Usage: python scripts/gpu_check.py [--package FOLDER] [--rehearse-on-cpu]
 
-It refuses (exit 2) on a host without a CUDA device. Otherwise it encodes and decodes a clip with the
-package on the GPU, with every sandbox layer required, decodes the same bitstream in a CPU-only child,
-and exits 1 unless both reconstructions are byte-identical. It prints fps of each step.
+On a host with a CUDA device it codes 8 frames of BBB at 448x256 (evaluation frames, shipped offline):
+1. the built-in `learned` codec (quality 3) on CUDA, in the worker: encode and decode fps;
+2. the package (default: examples/codecs/hyperprior, the same codec exported as a package) on CUDA inside
+   the sandbox, every layer required: encode and decode fps, and whether its bitstream is the learned
+   codec's, byte for byte (for the default package);
+3. the package's bitstream decoded again in a CPU-only sandboxed child, compared with the CUDA decode.
+It exits 1 unless the CPU decode is byte-identical, 2 on a host without CUDA. `--rehearse-on-cpu` runs the
+same steps with every device set to the CPU, so the script can be exercised where there is no GPU.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from codeclab.worker.codecs.base import StreamHeader
+from codeclab.experiments.schema import SourceSpec
+from codeclab.worker.codecs import StreamHeader, make_codec
+from codeclab.worker.codecs.base import Codec
 from codeclab.worker.codecs.custom import has_cuda
+from codeclab.worker.codecs.learned.export import EXTRA_IMPORTS
 from codeclab.worker.codecs.package import PackageCodec
+from codeclab.worker.packages.manifest import resolve_params
+from codeclab.worker.packages.unpack import unpack
+from codeclab.worker.sources import load_reference
 from codeclab.worker.video import Video, write_y4m
 
-DEFAULT_PACKAGE = Path(__file__).parent / "gpu_check_package"
-FRAMES, HEIGHT, WIDTH = 16, 256, 256
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PACKAGE = REPO / "examples" / "codecs" / "hyperprior"
+CLIP: SourceSpec = {"clip": "builtin:bbb", "start": 0, "frames": 8, "size": [448, 256]}
 
 
 def main(argv: list[str]) -> int:
-    root = Path(argv[0]) if argv else DEFAULT_PACKAGE
-    if not has_cuda():
-        print("gpu-check needs a CUDA device and this host has none (/dev/nvidiactl is absent); run it on a GPU host")
+    args = _arguments(argv)
+    if not args.rehearse_on_cpu and not has_cuda():
+        print("gpu-check needs a CUDA device and this host has none (/dev/nvidiactl is absent); run it on a GPU")
+        print("host, or pass --rehearse-on-cpu to run the same steps on the CPU")
         return 2
-    # The manifest's owner is codeclab/worker/packages (the package format); until it is merged, read the fields
-    # the sandbox needs straight from codec.json.
-    manifest = json.loads((root / "codec.json").read_text())
-    work = Path("/tmp/codeclab-gpu-check")
-    work.mkdir(exist_ok=True)
-    reference = work / "reference.y4m"
-    write_y4m(_clip(), reference)
-    header = StreamHeader(WIDTH, HEIGHT, FRAMES, Fraction(25))
-
-    def codec(device: str) -> PackageCodec:
-        made = PackageCodec({}, root, manifest["entry"], list(manifest["weights"]), device, f"gpu-check {root}")
-        made.protect_source([reference])
-        return made
-
-    gpu, cpu = codec("cuda"), codec("cpu")
-    bitstream = work / "bitstream.bin"
-    encode_s = _timed(lambda: gpu.encode(reference, bitstream, lambda _: None))
-    decoded: dict[str, Video] = {}
-    decode_gpu_s = _timed(lambda: decoded.update(cuda=gpu.decode(bitstream, header, lambda _: None)))
-    decode_cpu_s = _timed(lambda: decoded.update(cpu=cpu.decode(bitstream, header, lambda _: None)))
-    print(f"package {manifest.get('name')} {manifest.get('version')}, {FRAMES} frames of {WIDTH}x{HEIGHT}")
-    print(f"  encode on cuda: {FRAMES / encode_s:.1f} fps (sandbox start-up included)")
-    print(f"  decode on cuda: {FRAMES / decode_gpu_s:.1f} fps; on cpu: {FRAMES / decode_cpu_s:.1f} fps")
-    print(f"  sandbox layers (encoder): {sorted(gpu.applied['encoder'].layers)}")
-    same = all(
-        np.array_equal(getattr(decoded["cuda"], plane), getattr(decoded["cpu"], plane)) for plane in ("y", "u", "v")
-    )
-    print("  the CUDA and CPU reconstructions are " + ("byte-identical" if same else "DIFFERENT"))
-    return 0 if same else 1
+    device = "cpu" if args.rehearse_on_cpu else "cuda"
+    with tempfile.TemporaryDirectory(prefix="codeclab-gpu-check-") as folder:
+        work = Path(folder)
+        reference = load_reference(CLIP, work).video
+        write_y4m(reference, work / "reference.y4m")
+        header = StreamHeader(reference.width, reference.height, reference.frames, reference.fps)
+        print(f"{reference.frames} frames of BBB {reference.width}x{reference.height}, on {device}")
+        learned = make_codec("learned", {"quality": 3, "device": "cuda" if device == "cuda" else "cpu"})
+        learned_stream, _ = _round_trip("learned (worker)", learned, work, header, "learned.cln")
+        gpu, cpu = _package(args.package, device, work), _package(args.package, "cpu", work)
+        stream, on_device = _round_trip(f"package {gpu.implementation} (sandbox)", gpu, work, header, "package.bin")
+        print(f"  sandbox layers applied: {sorted(gpu.applied['encoder'].layers)}")
+        if args.package == DEFAULT_PACKAGE:
+            print(f"  its bitstream is the learned codec's: {stream.read_bytes() == learned_stream.read_bytes()}")
+        on_cpu = _timed_decode("package, decoded again on cpu", cpu, stream, header)
+    return _compare(on_device, on_cpu)
 
 
-def _clip() -> Video:
-    """A moving gradient with texture: deterministic, and not trivially compressible."""
-    rng = np.random.default_rng(0)
-    ramp = np.add.outer(np.arange(HEIGHT), np.arange(WIDTH)).astype(np.int64)
-    y = np.stack([(ramp + 3 * i) % 256 for i in range(FRAMES)]).astype(np.uint8)
-    y ^= rng.integers(0, 8, y.shape, dtype=np.uint8)
-    u = y[:, ::2, ::2].copy()
-    v = (255 - u).astype(np.uint8)
-    return Video(y, u, v, Fraction(25))
+def _arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--package", type=Path, default=DEFAULT_PACKAGE, help="a codec package folder")
+    parser.add_argument("--rehearse-on-cpu", action="store_true", help="run every step on the CPU")
+    return parser.parse_args(argv)
+
+
+def _package(folder: Path, device: str, work: Path) -> PackageCodec:
+    """The package as the worker runs it, on `device`, with the two libraries the exported codec imports."""
+    package = unpack(str(folder), work / "cache")
+    manifest = package.manifest
+    codec = PackageCodec(
+        resolve_params(manifest, {}), package.root, manifest.entry, manifest.weights, device,
+        f"{manifest.name} {manifest.version}", EXTRA_IMPORTS, recorded=package.conditions(),
+    )  # fmt: skip
+    codec.protect_source([work / "reference.y4m", work])
+    return codec
+
+
+def _round_trip(label: str, codec: Codec, work: Path, header: StreamHeader, name: str) -> tuple[Path, Video]:
+    stream = work / name
+    seconds = _timed(lambda: codec.encode(work / "reference.y4m", stream, lambda _: None))
+    print(f"{label}: encode {header.frames / seconds:.1f} fps ({stream.stat().st_size} bytes)")
+    return stream, _timed_decode(f"{label}: decode", codec, stream, header)
+
+
+def _timed_decode(label: str, codec: Codec, stream: Path, header: StreamHeader) -> Video:
+    decoded: list[Video] = []
+    seconds = _timed(lambda: decoded.append(codec.decode(stream, header, lambda _: None)))
+    print(f"{label} {header.frames / seconds:.1f} fps (start-up and model loading included)")
+    return decoded[0]
+
+
+def _compare(on_device: Video, on_cpu: Video) -> int:
+    differing = sum(int(np.count_nonzero(getattr(on_device, p) != getattr(on_cpu, p))) for p in ("y", "u", "v"))
+    if differing == 0:
+        print("the CPU decode is byte-identical to the device's")
+        return 0
+    total = sum(getattr(on_device, p).size for p in ("y", "u", "v"))
+    print(f"the CPU decode DIFFERS from the device's in {differing} of {total} samples")
+    return 1
 
 
 def _timed(step: Callable[[], object]) -> float:

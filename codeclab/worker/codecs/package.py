@@ -69,6 +69,10 @@ class PackageCodec(CustomCodec):
         self.implementation = implementation
         self.recorded = recorded
 
+    @property
+    def device(self) -> str:  # type: ignore[override]  # where the package runs, not the worker's class default
+        return self.package.device
+
     def _job(self, role: str, header: StreamHeader, payload: bytes, max_output: int) -> ChildJob:
         public = PublicHeader(header.width, header.height, header.frames, str(header.fps))
         return ChildJob(

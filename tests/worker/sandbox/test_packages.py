@@ -392,3 +392,12 @@ def test_a_package_asking_for_cuda_on_a_host_without_it_is_refused_clearly() -> 
     assert resolve_device("any", cuda=False) == "cpu" and resolve_device("any", cuda=True) == "cuda"
     with pytest.raises(CodecFailure, match=r'asks for device "cuda" and this host has no CUDA device'):
         resolve_device("cuda", cuda=False)
+
+
+def test_the_result_records_the_device_the_package_runs_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = make_package(tmp_path / "pkg", ROUND_TRIP)
+    assert package_codec(root).device == "cpu"
+    monkeypatch.setattr("codeclab.worker.codecs.package.has_cuda", lambda: True)  # a GPU host, as far as it asks
+    manifest = json.loads((root / "codec.json").read_text())
+    on_gpu = PackageCodec({}, root, manifest["entry"], {}, "any", "test package")
+    assert on_gpu.device == "cuda" and on_gpu.conditions()["device"] == "cuda"  # resources.device reads .device
