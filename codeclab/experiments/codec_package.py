@@ -20,7 +20,7 @@ from jsonschema.exceptions import SchemaError
 
 from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.experiments.schema import CodecParams, SchemaNode, SpecError, SpecProblem, shortened
-from codeclab.experiments.test_sets import CATALOG_ERRORS
+from codeclab.experiments.test_sets import CATALOG_ERRORS, reason_of
 
 PACKAGE_CODEC = "package"  # a spec's codec name for a codec package
 MANIFEST_NAME = "codec.json"
@@ -145,7 +145,7 @@ def read_manifest(uri: str, source: ManifestSource | None = None) -> CodecManife
         with (source or FileManifestSource()).open_archive(uri) as stream:
             return parse_manifest(_first_member(stream, uri), origin)
     except (*CATALOG_ERRORS, tarfile.TarError, EOFError) as exc:
-        raise SpecError([SpecProblem("$.codec.uri", f"cannot read the package {uri}: {_reason(exc)}")]) from None
+        raise SpecError([SpecProblem("$.codec.uri", f"cannot read the package {uri}: {reason_of(exc)}")]) from None
 
 
 def resolve_package_params(manifest: CodecManifest, params: CodecParams) -> CodecParams:
@@ -260,7 +260,3 @@ def _rate_param(value: object, params: object) -> str:
 
 def _device(value: object) -> str:
     return "" if value in DEVICES else f"{json.dumps(value)} is not a valid choice; valid: {', '.join(DEVICES)}"
-
-
-def _reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

@@ -132,7 +132,7 @@ def _folder(ref: str, origin: str, catalog: ClipCatalog) -> list[ClipEntry]:
     try:
         clips = catalog.list_clips(ref)
     except CATALOG_ERRORS as exc:
-        raise SpecError([SpecProblem("$.source.test_set", f"cannot list {ref}: {_reason(exc)}")], origin) from None
+        raise SpecError([SpecProblem("$.source.test_set", f"cannot list {ref}: {reason_of(exc)}")], origin) from None
     if not clips:
         suffixes = ", ".join(sorted(CLIP_SUFFIXES))
         raise SpecError([SpecProblem("$.source.test_set", f"{ref} holds no clips ({suffixes})")], origin)
@@ -145,7 +145,7 @@ def _manifest(uri: str, origin: str, catalog: ClipCatalog) -> list[ClipEntry]:
     except UnicodeDecodeError:
         raise SpecError([SpecProblem("$.source.test_set", f"{uri} is not UTF-8 text")], origin) from None
     except CATALOG_ERRORS as exc:
-        raise SpecError([SpecProblem("$.source.test_set", f"cannot read {uri}: {_reason(exc)}")], origin) from None
+        raise SpecError([SpecProblem("$.source.test_set", f"cannot read {uri}: {reason_of(exc)}")], origin) from None
     rows = _csv_rows(text, uri, origin) if uri.lower().endswith(".csv") else _json_rows(text, uri, origin)
     if len(rows) > MAX_POINTS:  # before each row is checked: a million-row manifest is refused at once
         raise SpecError([SpecProblem(uri, f"{len(rows)} clips; a sweep may have at most {MAX_POINTS} points")], origin)
@@ -249,7 +249,8 @@ def _refuse_duplicate_sequences(clips: Sequence[SourceSpec], origin: str) -> Non
         raise SpecError(problems, origin)
 
 
-def _reason(exc: BaseException) -> str:
+def reason_of(exc: BaseException) -> str:
+    """Why a read failed, in a few lowercase words for the end of a message (errno text, or the error's own)."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__
