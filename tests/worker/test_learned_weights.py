@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import boto3
@@ -143,3 +145,23 @@ def test_a_file_that_is_not_learned_weights_is_named_as_such(tmp_path: Path) -> 
     (tmp_path / "x.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
     with pytest.raises(InvalidInput, match=r"is not a weights file of the learned codec"):
         read_record(tmp_path / "x.safetensors")
+
+
+def test_a_fifo_or_device_named_like_weights_is_refused_not_read_forever(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.safetensors")  # with no writer: opening it for reading would block
+    (tmp_path / "zero.safetensors").symlink_to("/dev/zero")  # reading it would never end
+    for name in ("pipe.safetensors", "zero.safetensors"):
+        outcome: list[BaseException] = []
+
+        def fetch(path: Path = tmp_path / name, seen: list[BaseException] = outcome) -> None:
+            try:
+                fetch_checked(str(path), "a" * 64, "f.uri", tmp_path / "cache")
+            except InvalidSpec as exc:
+                seen.append(exc)
+
+        worker = threading.Thread(target=fetch, daemon=True)
+        worker.start()
+        worker.join(timeout=20)
+        assert not worker.is_alive(), f"{name} kept the fetch reading"
+        assert len(outcome) == 1 and f"{name} is not a regular file" in str(outcome[0])
+    assert list((tmp_path / "cache" / "files").iterdir()) == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
+import stat
 from pathlib import Path
 from typing import IO, Any
 
@@ -81,10 +81,15 @@ def fetch_checked(uri: str, sha256: str, field: str, cache: Path, s3: Any = None
 
 
 def _copy_local(source: Path, target: Path, field: str) -> None:
+    """A regular file only (a FIFO or /dev/zero behind a link would never end), copied up to the cap."""
     try:
-        with source.open("rb") as data, target.open("xb") as out:
-            if os.fstat(data.fileno()).st_size > MAX_FILE_BYTES:
-                raise PackageError(f"{field}: {source} is over {MAX_FILE_BYTES} bytes")
-            shutil.copyfileobj(data, out, CHUNK)
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        raise PackageError(f"{field}: cannot read {source}: {exc.strerror}") from None
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO without a writer must not block
+        with os.fdopen(fd, "rb") as data, target.open("xb") as out:
+            info = os.fstat(data.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise PackageError(f"{field}: {source} is not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise PackageError(f"{field}: {source} is {info.st_size} bytes; at most {MAX_FILE_BYTES}")
+            copy_exactly(data, out, info.st_size)
+    except OSError as exc:
+        raise PackageError(f"{field}: cannot read {source}: {exc.strerror or exc}") from None
