@@ -70,10 +70,8 @@ def summary_table(records: Sequence[Mapping[str, Any]], title: str | None = None
         params = " ".join(f"{k}={v}" for k, v in codec.get("params", {}).items() if k != "threads")
         if "point_count" in record:  # a sweep: its points carry the codecs and the numbers
             codec, params = {"name": "sweep"}, f"{record['point_count']} points"
-        numbers = [
-            _fmt(m.get(k), d)
-            for k, d in (("bpp", 4), ("psnr_yuv", 2), ("ssim", 4), ("vmaf", 2), ("encode_fps", 0), ("decode_fps", 0))
-        ]
+        numbers = [_fmt(m.get(k), d) for k, d in (("bpp", 4), ("psnr_yuv", 2), ("ssim", 4), ("vmaf", 2))]
+        numbers += [_fmt(m.get(k), _fps_digits(m.get(k))) for k in ("encode_fps", "decode_fps")]
         size = str((result.get("bitstream") or {}).get("bytes", "-"))
         error = (record.get("error") or {}).get("type", "")
         named = [sequence or ""] if by_sequence else []
@@ -81,6 +79,11 @@ def summary_table(records: Sequence[Mapping[str, Any]], title: str | None = None
             record["experiment_id"], record["status"], *named, codec.get("name", ""), params, size, *numbers, error
         )
     return table
+
+
+def _fps_digits(fps: float | None) -> int:
+    """One decimal under 10 fps: a sandboxed codec's 0.4 fps must not read as 0."""
+    return 1 if fps is not None and fps < 10 else 0
 
 
 def _fmt(value: float | None, digits: int) -> str:
