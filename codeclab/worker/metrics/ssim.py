@@ -27,6 +27,7 @@ C2 = (0.03 * 255) ** 2
 KERNEL = cv2.getGaussianKernel(_WINDOW, _SIGMA, cv2.CV_32F)
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _DTYPE_OF_PEAK = {255: (np.dtype(np.uint8),) * 2, 1023: (np.dtype(np.uint16),) * 2}
+_HALF_C1, _C1_32 = np.float32(C1 / 2), np.float32(C1)
 # Output rows per strip: the strip's ten float32 buffers then fit a core's L2 cache at 720p.
 STRIP_ROWS = 64
 CPU_IMPLEMENTATION = (
@@ -106,33 +107,36 @@ class _Strip:
         self.blurred = [np.empty(rows, np.float32) for _ in range(4)]
         self.a, self.b, self.c = (np.empty(valid, np.float32) for _ in range(3))
 
-    def sums(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """Sums of contrast-structure and of SSIM over the valid rows of the strip x, y (float64)."""
+    def sums(self, x: np.ndarray, y: np.ndarray, means_of: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
+        """Sums of contrast-structure and of SSIM over the valid rows of the strip x, y (float64).
+
+        `means_of` is what to filter for E[x] and E[y]: x and y, or the same rows as 8-bit
+        samples, which filter faster to the same float32 values.
+        """
         rows = x.shape[0]
         out = rows - 2 * BORDER
         squares, product = self.squares[:rows], self.product[:rows]
         cv2.multiply(x, x, dst=squares)
-        cv2.multiply(y, y, dst=product)
-        cv2.add(squares, product, dst=squares)
+        cv2.accumulateSquare(y, squares)
         cv2.multiply(x, y, dst=product)
         # Only E[x^2] + E[y^2] is ever needed, so x^2 + y^2 is filtered once.
-        for src, dst in zip((x, y, squares, product), self.blurred, strict=True):
+        for src, dst in zip((*means_of, squares, product), self.blurred, strict=True):
             # The border mode never matters: the border it touches is cropped away.
             cv2.sepFilter2D(src, cv2.CV_32F, KERNEL, KERNEL, dst=dst[:rows], borderType=cv2.BORDER_REFLECT)
         mx, my, e_squares, e_product = (b[BORDER : rows - BORDER, BORDER:-BORDER] for b in self.blurred)
         a, b, c = self.a[:out], self.b[:out], self.c[:out]
         cv2.multiply(mx, my, dst=a)  # E[x]E[y]
         cv2.multiply(mx, mx, dst=b)
-        cv2.multiply(my, my, dst=c)
-        cv2.add(b, c, dst=b)  # E[x]^2 + E[y]^2
+        cv2.accumulateSquare(my, b)  # E[x]^2 + E[y]^2
         # Population (co)variances under the window: 2cov + C2 over var_x + var_y + C2.
         cv2.addWeighted(e_product, 2.0, a, -2.0, C2, dst=e_product)
         cv2.addWeighted(e_squares, 1.0, b, -1.0, C2, dst=e_squares)
         cv2.divide(e_product, e_squares, dst=c)  # contrast-structure
         cs = cv2.sumElems(c)[0]
-        cv2.addWeighted(a, 2.0, a, 0.0, C1, dst=a)
-        cv2.addWeighted(b, 1.0, b, 0.0, C1, dst=b)
-        cv2.divide(a, b, dst=a)  # luminance
+        # Luminance (2 E[x]E[y] + C1) / (E[x]^2 + E[y]^2 + C1), the 2 taken out as the divide's scale.
+        np.add(a, _HALF_C1, out=a)
+        np.add(b, _C1_32, out=b)
+        cv2.divide(a, b, dst=a, scale=2.0)
         cv2.multiply(a, c, dst=a)
         return cs, cv2.sumElems(a)[0]
 
@@ -148,13 +152,15 @@ class _Scale:
         self.padded = np.zeros((height + odd[0], width + odd[1]), np.float32) if any(odd) else None
         self.count = (height - 2 * BORDER) * (width - 2 * BORDER)
 
-    def means(self) -> tuple[float, float]:
-        """Mean contrast-structure and mean SSIM over the valid region."""
+    def means(self, samples: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, float]:
+        """Mean contrast-structure and mean SSIM over the valid region; `samples`: x and y as 8-bit planes."""
         height = self.x.shape[0]
+        means_of = samples or (self.x, self.y)
         cs = ssim = 0.0
         for top in range(0, height - 2 * BORDER, STRIP_ROWS):
             bottom = min(top + STRIP_ROWS + 2 * BORDER, height)
-            strip_cs, strip_ssim = self.strip.sums(self.x[top:bottom], self.y[top:bottom])
+            rows = slice(top, bottom)
+            strip_cs, strip_ssim = self.strip.sums(self.x[rows], self.y[rows], (means_of[0][rows], means_of[1][rows]))
             cs, ssim = cs + strip_cs, ssim + strip_ssim
         return cs / self.count, ssim / self.count
 
@@ -197,7 +203,7 @@ class SsimWorkspace:
         for index, scale in enumerate(self.scales):
             if index:
                 self.scales[index - 1].halve_into(scale)
-            means.append(scale.means())
+            means.append(scale.means((ref, dec) if index == 0 and peak == 255 else None))
         # Contrast-structure at every scale but the coarsest, which takes the full SSIM.
         terms = [cs for cs, _ in means[:-1]] + [means[-1][1]]
         return means[0][1], combine_ms_ssim(terms)

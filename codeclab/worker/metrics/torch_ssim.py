@@ -31,11 +31,19 @@ class TorchSsimWorkspace:
         self.scales = ms_ssim_scales(height, width)
         taps = torch.from_numpy(KERNEL[:, 0].copy()).to(self.device)
         self.row_taps, self.column_taps = taps.view(1, 1, 1, -1), taps.view(1, 1, -1, 1)
+        # Host staging for the two planes, pinned on CUDA so the copies run asynchronously; made
+        # on first use, int32 for 10-bit planes (torch's uint16 tensors support few operations).
+        self.shape = (height, width)
+        self.staging: list[torch.Tensor] = []
 
     @torch.inference_mode()
     def measure(self, ref: np.ndarray, dec: np.ndarray, peak: int) -> tuple[float, float]:
         """SSIM and MS-SSIM of two checked planes (ssim.check_planes) of this workspace's size."""
-        x, y = (self._floats(plane, peak) for plane in (ref, dec))
+        if not self.staging:
+            dtype = torch.uint8 if peak == 255 else torch.int32
+            pinned = self.device.type == "cuda"
+            self.staging = [torch.empty(self.shape, dtype=dtype, pin_memory=pinned) for _ in range(2)]
+        x, y = (self._floats(plane, host, peak) for plane, host in zip((ref, dec), self.staging, strict=True))
         sums = []
         for scale in range(self.scales):
             if scale:
@@ -46,9 +54,9 @@ class TorchSsimWorkspace:
         cs, ssim = means[0::2], means[1::2]
         return ssim[0], combine_ms_ssim([*cs[:-1], ssim[-1]])
 
-    def _floats(self, plane: np.ndarray, peak: int) -> torch.Tensor:
-        # int32 on the way: torch's uint16 tensors support few operations.
-        host = torch.from_numpy(plane if plane.dtype == np.uint8 else plane.astype(np.int32))
+    def _floats(self, plane: np.ndarray, host: torch.Tensor, peak: int) -> torch.Tensor:
+        # The previous frame's copy out of `host` is done: measure() waited for its results.
+        np.copyto(host.numpy(), plane)
         floats = host.to(self.device, non_blocking=True).to(torch.float32)[None, None]
         if peak == 255:
             return floats
