@@ -15,8 +15,9 @@ import torch.nn.functional as F  # noqa: N812  (torch's own convention)
 
 from codeclab.worker.metrics.ssim import C1, C2, KERNEL, combine_ms_ssim, ms_ssim_scales
 
-# Largest difference from the OpenCV path's SSIM and MS-SSIM seen on real frames is about 1e-7.
-TORCH_TOLERANCE = 1e-6
+# The largest difference from the OpenCV path's SSIM and MS-SSIM seen on real x264 frames is
+# 9e-7 (carphone, 176x144); 3e-7 at 448x256 and 720p. Both paths are float32 maps.
+TORCH_TOLERANCE = 2e-6
 
 
 def torch_implementation(device: str) -> str:
