@@ -152,7 +152,9 @@ def measure_quality(
 
 def metrics_workers() -> int:
     """Threads for measure_quality: the usable cores, at most MAX_WORKERS (each holds a frame's buffers)."""
-    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+    # The affinity mask where the platform has one: a container may see more cores than it may use.
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, usable))
 
 
 @cache
