@@ -38,6 +38,7 @@ BENCHES = (
     "bench_load",
     "bench_sandbox",
     "bench_cost",
+    "bench_metrics",
 )
 # Between the per-clip parts of one value; the terminal table breaks the line there instead.
 PART_SEPARATOR = " · "
@@ -374,6 +375,28 @@ def cost_rows(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def metrics_speed_rows(data: dict[str, Any]) -> list[Row]:
+    cond, figures = data["conditions"], data["figures"]
+    spread = f"{min(figures['ratios']):.3f}-{max(figures['ratios']):.3f}"
+    shared = f"{cond['clip']}, distorted by {distortion_label(cond['distortion'])}"
+    return [
+        Row(
+            "metrics",
+            "Metrics against ffmpeg: ffmpeg psnr+ssim s / our PSNR+SSIM+MS-SSIM s",
+            f"{figures['ratio_ffmpeg_over_ours']:.3f}",
+            f"{shared}; median of {cond['pairs']} alternated pairs (spread {spread}); ours "
+            f"{fmt_rate(figures['ours_fps'])} frames/s in memory, ffmpeg {fmt_rate(figures['ffmpeg_fps'])} frames/s "
+            "(whole process, default threads); both sides at their default threading",
+        ),
+        Row(
+            "metrics",
+            "Metrics: page faults per frame (ours)",
+            f"{figures['page_faults_per_frame']:.0f}",
+            f"{shared}; getrusage minor + major faults around measure_quality, per frame, median of the pairs",
+        ),
+    ]
+
+
 def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     return [
         *workflow_rows(results["bench_workflow"]),
@@ -385,6 +408,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
         *load_rows(results["bench_load"]),
         *sandbox_rows(results["bench_sandbox"]),
         *cost_rows(results["bench_cost"]),
+        *metrics_speed_rows(results["bench_metrics"]),
     ]
 
 

@@ -116,6 +116,20 @@ def fake_results() -> dict[str, dict[str, Any]]:
             "cost_spot_usd": 13.0,
             "wall_hours": 2.0,
         },
+        "bench_metrics": {
+            "conditions": {
+                "clip": "builtin:bbb 1280x720, 60 frames",
+                "distortion": "x264 {'crf': 35, 'threads': 1}, decoded",
+                "pairs": 5,
+            },
+            "figures": {
+                "ratio_ffmpeg_over_ours": 0.25,
+                "ratios": [0.2, 0.25, 0.3],
+                "ours_fps": 50.0,
+                "ffmpeg_fps": 200.0,
+                "page_faults_per_frame": 30.0,
+            },
+        },
     }
 
 
@@ -184,6 +198,10 @@ def test_rows_carry_each_bench_figure(tmp_path: Path):
     assert cold.value == "336 ms"
     assert "module body 127, botocore 31, urllib3 15" in cold.how
     assert rows["Concurrent load: experiments per minute"].value == "28.1 /min"
+    speed = rows["Metrics against ffmpeg: ffmpeg psnr+ssim s / our PSNR+SSIM+MS-SSIM s"]
+    assert speed.value == "0.250"
+    assert "spread 0.200-0.300" in speed.how and "distorted by x264 crf=35 threads=1" in speed.how
+    assert rows["Metrics: page faults per frame (ours)"].value == "30"
 
 
 def test_main_writes_a_markdown_table(tmp_path: Path):
@@ -194,8 +212,8 @@ def test_main_writes_a_markdown_table(tmp_path: Path):
     assert RUN in lines[0] and "Test CPU, 2 cores" in lines[0]
     assert lines[2] == "| figure | value | conditions / how measured |"
     table = [line for line in lines if line.startswith("| ")]
-    # header, workflow, sweep, metrics, x264, learned, cold, load, sandbox, cost
-    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 1 + 1 + 2 + 2
+    # header, workflow, sweep, metrics, x264, learned, cold, load, sandbox, cost, metrics speed
+    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 1 + 1 + 2 + 2 + 2
     assert "ffmpeg n9 \\| test" in out.read_text()  # a | inside a cell must not split it
 
 

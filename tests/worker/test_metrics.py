@@ -9,6 +9,7 @@ import importlib.util
 import math
 import re
 import tempfile
+import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from torch.nn.functional import avg_pool2d
 from codeclab.worker.ffmpeg import run_ffmpeg
 from codeclab.worker.metrics import (
     PSNR_CAP_DB,
+    FrameSource,
     measure_quality,
     metric_conditions,
     ms_ssim_scales,
@@ -34,6 +36,7 @@ from codeclab.worker.metrics import (
     vmaf_version,
 )
 from codeclab.worker.metrics.ssim import MS_SSIM_WEIGHTS
+from codeclab.worker.metrics.torch_ssim import TORCH_TOLERANCE, TorchSsimWorkspace
 from codeclab.worker.video import Video, read_y4m
 
 CARPHONE_FRAMES = 32
@@ -286,6 +289,9 @@ def test_metric_conditions_describe_every_metric_at_its_bit_depth():
         assert set(conditions) == {"psnr", "psnr_yuv", "ssim", "ms_ssim", "vmaf"}
         assert all(text and "\n" not in text for text in conditions.values())
         assert f"{peak}^2/MSE" in conditions["psnr"] and f"L={peak}" in conditions["ssim"]
+        # the implementation, with its version, is pinned with the definition
+        for name in ("ssim", "ms_ssim"):
+            assert re.search(r"computed with OpenCV \d+\.\d+\.\d+ sepFilter2D in float32", conditions[name])
 
 
 def test_ssim_refuses_planes_it_cannot_measure():
@@ -298,3 +304,88 @@ def test_ssim_refuses_planes_it_cannot_measure():
         plane_ssim(plane[:10], plane[:10])
     with pytest.raises(ValueError, match="shapes differ"):
         plane_ms_ssim(plane, plane[:, :12])
+
+
+def test_values_are_identical_whatever_the_worker_count(carphone, carphone_quality):
+    ref, dec = read_y4m(carphone["ref"]), read_y4m(carphone["crf35"])
+    default, _ = carphone_quality
+    for workers in (1, 3):
+        assert measure_quality(ref, dec, workers=workers) == default
+
+
+class _OneFrameAtATime:
+    """A FrameSource that reads each frame from its y4m file when asked, as a streamed clip does."""
+
+    def __init__(self, video: Video, path: Path) -> None:
+        self.frames, self.width, self.height = video.frames, video.width, video.height
+        self.pix_fmt, self.peak = video.pix_fmt, video.peak
+        self.path = path
+        self.asked: list[int] = []
+        self.header = len(path.read_bytes().split(b"\n", 1)[0]) + 1
+        self.frame_bytes = video.frame_bytes
+
+    def frame_planes(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.asked.append(index)
+        with self.path.open("rb") as fh:
+            fh.seek(self.header + index * (len(b"FRAME\n") + self.frame_bytes) + len(b"FRAME\n"))
+            raw = np.frombuffer(fh.read(self.frame_bytes), dtype=np.uint8)
+        luma, chroma = self.width * self.height, self.width * self.height // 4
+        shape = (self.height // 2, self.width // 2)
+        return (
+            raw[:luma].reshape(self.height, self.width),
+            raw[luma : luma + chroma].reshape(shape),
+            raw[luma + chroma :].reshape(shape),
+        )
+
+
+def test_measure_quality_reads_any_frame_source_in_order(carphone, carphone_quality):
+    ref, dec = read_y4m(carphone["ref"]), read_y4m(carphone["crf35"])
+    streamed = [_OneFrameAtATime(video, carphone[key]) for video, key in ((ref, "ref"), (dec, "crf35"))]
+    ref_source: FrameSource = streamed[0]
+    assert measure_quality(ref_source, streamed[1], workers=2) == carphone_quality[0]
+    assert all(source.asked == list(range(CARPHONE_FRAMES)) for source in streamed)
+
+
+def test_memory_inside_measure_quality_does_not_grow_with_the_clip(carphone):
+    ref, dec = read_y4m(carphone["ref"]), read_y4m(carphone["crf35"])
+
+    def peak_bytes(frames: int) -> int:
+        short_ref, short_dec = (replace(v, y=v.y[:frames], u=v.u[:frames], v=v.v[:frames]) for v in (ref, dec))
+        tracemalloc.start()
+        try:
+            measure_quality(short_ref, short_dec, workers=2)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    few, many = peak_bytes(4), peak_bytes(CARPHONE_FRAMES)
+    # the buffers are per thread and per plane size, not per frame: only the per-frame result rows grow
+    assert many < few + 2_000 * CARPHONE_FRAMES
+    assert few > 2 * 176 * 144 * 4  # control: the float32 buffers themselves were traced
+
+
+def test_torch_path_matches_the_opencv_path(carphone, carphone_quality, bbb10):
+    ref, dec = read_y4m(carphone["ref"]), read_y4m(carphone["crf35"])
+    on_torch = measure_quality(ref, dec, torch_device="cpu")
+    for cpu, gpu_code in zip(carphone_quality[0], on_torch, strict=True):
+        assert {k: gpu_code[k] for k in METRIC_KEYS if k.startswith("psnr")} == {
+            k: cpu[k] for k in METRIC_KEYS if k.startswith("psnr")
+        }
+        for key in ("ssim", "ms_ssim"):
+            assert gpu_code[key] == pytest.approx(cpu[key], abs=TORCH_TOLERANCE)
+    ref10, dec10 = read_y4m(bbb10[0]), read_y4m(bbb10[1])
+    workspace = TorchSsimWorkspace(ref10.height, ref10.width, "cpu")
+    for r, d in zip(ref10.y, dec10.y, strict=True):
+        ssim, ms_ssim = workspace.measure(r, d, 1023)
+        assert ssim == pytest.approx(plane_ssim(r, d, 1023), abs=TORCH_TOLERANCE)
+        assert ms_ssim == pytest.approx(plane_ms_ssim(r, d, 1023), abs=TORCH_TOLERANCE)
+
+
+def test_torch_path_matches_pytorch_msssim(bbb):
+    workspace = TorchSsimWorkspace(bbb[0].height, bbb[0].width, "cpu")
+    for ref, dec in zip(bbb[0].y, bbb[1].y, strict=True):
+        x, y = (torch.from_numpy(p.copy()).float()[None, None] for p in (ref, dec))
+        expected = torch_ms_ssim(x, y, data_range=255, size_average=True).item()
+        ssim, ms_ssim = workspace.measure(ref, dec, 255)
+        assert ms_ssim == pytest.approx(expected, abs=2e-6)
+        assert ssim == pytest.approx(_skimage_ssim(ref, dec), abs=1e-5)
