@@ -93,6 +93,7 @@ def test_codec_check_runs_the_exported_package_once_its_two_libraries_are_allowe
     runner = CliRunner()
     refused = runner.invoke(cli, ["codec", "check", str(EXAMPLE)])
     assert refused.exit_code == 2 and "import of 'constriction' is not allowed" in refused.output
+    assert "(codec check: --allow-import constriction)" in " ".join(refused.output.split())  # however it wraps
     allowed = [arg for name in EXTRA_IMPORTS for arg in ("--allow-import", name)]
     checked = runner.invoke(cli, ["codec", "check", str(EXAMPLE), *allowed], terminal_width=200)
     assert checked.exit_code == 0, checked.output
