@@ -146,8 +146,8 @@ def _grid_of(codec: CodecSpec, grid: dict[str, list[object]]) -> dict[str, list[
     """The grid one codec entry is crossed with: every unscoped key, and the keys scoped to its codec ("x265.crf")."""
     own = {}
     for key, values in grid.items():
-        scope, _, param = key.rpartition(".")
-        if scope in ("", codec["name"]):
+        scope, param = _scoped(key)
+        if scope in (None, codec["name"]):
             own[param] = values
     return own
 
@@ -160,14 +160,16 @@ def _refuse_misplaced_grid_keys(grid: dict[str, list[object]], codec_names: set[
     problems = []
     accepted: list[str] = []
     for key in grid:
-        scope, _, param = key.rpartition(".")
+        scope, param = _scoped(key)
         clash = next((other for other in accepted if _same_param_of_one_codec(key, other)), None)
         if param in SourceSpec.__annotations__:
             hint = "name the clips in `source.test_set`; set start, frames, crop and size per clip there"
             problems.append(SpecProblem(f"$.sweep.{key}", f"{param} is a source field, not a codec parameter: {hint}"))
-        elif scope and scope not in codec_names:
+        elif scope is not None and scope not in codec_names:
             its = ", ".join(sorted(codec_names))
-            problems.append(SpecProblem(f"$.sweep.{key}", f"no codec entry of the sweep is {scope}; its codecs: {its}"))
+            problems.append(
+                SpecProblem(f"$.sweep.{key}", f"no codec entry of the sweep is {scope!r}; its codecs: {its}")
+            )
         elif clash:
             problems.append(
                 SpecProblem(f"$.sweep.{key}", f"{param} is swept twice for one codec, also by $.sweep.{clash}")
@@ -180,9 +182,14 @@ def _refuse_misplaced_grid_keys(grid: dict[str, list[object]], codec_names: set[
 
 def _same_param_of_one_codec(key: str, other: str) -> bool:
     """Whether two grid keys sweep one param of a codec: "crf" and "x265.crf" do, "x264.crf" and "x265.crf" not."""
-    scope, _, param = key.rpartition(".")
-    other_scope, _, other_param = other.rpartition(".")
-    return param == other_param and (not scope or not other_scope or scope == other_scope)
+    (scope, param), (other_scope, other_param) = _scoped(key), _scoped(other)
+    return param == other_param and (scope is None or other_scope is None or scope == other_scope)
+
+
+def _scoped(key: str) -> tuple[str | None, str]:
+    """A grid key's codec (None for every codec) and param: "x265.crf" is ("x265", "crf"), "crf" is (None, "crf")."""
+    scope, dot, param = key.rpartition(".")
+    return (scope if dot else None), param
 
 
 def _shared_problem(where: str, text: str, points: list[str]) -> SpecProblem:

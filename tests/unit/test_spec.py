@@ -163,7 +163,10 @@ def test_a_grid_key_scoped_to_a_codec_sweeps_only_that_codecs_entries() -> None:
 def test_a_scoped_grid_key_names_a_codec_of_the_sweep_and_sweeps_a_param_once() -> None:
     codecs = [{"name": "jpeg"}, {"name": "x265"}]
     assert problems(minimal(sweep={"codecs": codecs, "x264.crf": [20]})) == [
-        "$.sweep.x264.crf: no codec entry of the sweep is x264; its codecs: jpeg, x265"
+        "$.sweep.x264.crf: no codec entry of the sweep is 'x264'; its codecs: jpeg, x265"
+    ]
+    assert problems(minimal(sweep={"codecs": codecs, ".crf": [20]})) == [
+        "$.sweep..crf: no codec entry of the sweep is ''; its codecs: jpeg, x265"
     ]
     assert problems(minimal(sweep={"codecs": codecs, "crf": [20], "x265.crf": [30]})) == [
         "$.sweep.x265.crf: crf is swept twice for one codec, also by $.sweep.crf"
