@@ -83,7 +83,11 @@ def validate_spec(
     clips = resolve_clips(document["source"], origin, catalog or FileCatalog())
     points = expand_sweep(document, clips, origin)
     for point in points:
-        resolve(point.spec["codec"])
+        try:
+            resolve(point.spec["codec"])
+        except SpecError as exc:  # a package's params swept by the grid: say which point
+            problems = [SpecProblem("$.sweep", f"point {point.index} ({point.label}): {p}") for p in exc.problems]
+            raise SpecError(problems, exc.origin) from None
     return Spec(document, points)
 
 

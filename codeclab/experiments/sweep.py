@@ -2,7 +2,9 @@
 
 A sweep holds a parameter grid ({"crf": [23, 28]}), a list of codec entries under `codecs`,
 or both; with both, every codec entry is crossed with the grid. Without `codecs`, the
-spec's own codec is swept. A test set crosses its clips with all of that (clips x codecs x grid).
+spec's own codec is swept. A grid key may name the codec it sweeps ({"x265.crf": [23, 28]}):
+it then applies only to the entries of that codec, so one sweep can move x265's crf and a
+package's quality. A test set crosses its clips with all of that (clips x codecs x grid).
 """
 
 from __future__ import annotations
@@ -106,13 +108,14 @@ def _settings(document: SpecDocument, origin: str) -> list[_Setting]:
     """Every codec entry crossed with the grid's combinations, in order, with the label that tells each apart."""
     sweep = document.get("sweep", {})
     grid = {key: values for key, values in sweep.items() if key not in _CONTROL_KEYS}
-    _refuse_source_fields_in_grid(grid, origin)
     codecs: list[CodecSpec] = sweep.get("codecs") or [document["codec"]]
+    _refuse_misplaced_grid_keys(grid, {codec["name"] for codec in codecs}, origin)
     settings = []
     for codec_index, codec in enumerate(codecs):
         distinct = _distinguishing_params(codec, codecs)
-        for values in itertools.product(*grid.values()):
-            overrides = dict(zip(grid, values, strict=True))
+        own = _grid_of(codec, grid)
+        for values in itertools.product(*own.values()):
+            overrides = dict(zip(own, values, strict=True))
             label = " ".join([codec["name"], *(f"{k}={v}" for k, v in {**distinct, **overrides}.items())])
             where = f"$.sweep.codecs[{codec_index}]" if "codecs" in sweep else "$.sweep"
             settings.append(_Setting(where, _with_overrides(codec, overrides), label))
@@ -139,14 +142,54 @@ def _point(single: SpecDocument, source: SourceSpec, codec: CodecSpec, index: in
     return SweepPoint(index, label, document)
 
 
-def _refuse_source_fields_in_grid(grid: dict[str, list[object]], origin: str) -> None:
-    """A grid sweeps codec parameters; clips come from a test set, which says so instead of failing every point."""
-    misplaced = [key for key in grid if key in SourceSpec.__annotations__]
-    if misplaced:
-        hint = "name the clips in `source.test_set`; set start, frames, crop and size per clip there"
-        problems = [SpecProblem(f"$.sweep.{key}", f"{key} is a source field, not a codec parameter: {hint}")
-                    for key in misplaced]  # fmt: skip
+def _grid_of(codec: CodecSpec, grid: dict[str, list[object]]) -> dict[str, list[object]]:
+    """The grid one codec entry is crossed with: every unscoped key, and the keys scoped to its codec ("x265.crf")."""
+    own = {}
+    for key, values in grid.items():
+        scope, param = _scoped(key)
+        if scope in (None, codec["name"]):
+            own[param] = values
+    return own
+
+
+def _refuse_misplaced_grid_keys(grid: dict[str, list[object]], codec_names: set[str], origin: str) -> None:
+    """A grid sweeps codec parameters of codecs the sweep has, each once; clips come from a test set.
+
+    Said once per key, instead of failing every point.
+    """
+    problems = []
+    accepted: list[str] = []
+    for key in grid:
+        scope, param = _scoped(key)
+        clash = next((other for other in accepted if _same_param_of_one_codec(key, other)), None)
+        if param in SourceSpec.__annotations__:
+            hint = "name the clips in `source.test_set`; set start, frames, crop and size per clip there"
+            problems.append(SpecProblem(f"$.sweep.{key}", f"{param} is a source field, not a codec parameter: {hint}"))
+        elif scope is not None and scope not in codec_names:
+            its = ", ".join(sorted(codec_names))
+            problems.append(
+                SpecProblem(f"$.sweep.{key}", f"no codec entry of the sweep is {scope!r}; its codecs: {its}")
+            )
+        elif clash:
+            problems.append(
+                SpecProblem(f"$.sweep.{key}", f"{param} is swept twice for one codec, also by $.sweep.{clash}")
+            )
+        else:
+            accepted.append(key)
+    if problems:
         raise SpecError(problems, origin)
+
+
+def _same_param_of_one_codec(key: str, other: str) -> bool:
+    """Whether two grid keys sweep one param of a codec: "crf" and "x265.crf" do, "x264.crf" and "x265.crf" not."""
+    (scope, param), (other_scope, other_param) = _scoped(key), _scoped(other)
+    return param == other_param and (scope is None or other_scope is None or scope == other_scope)
+
+
+def _scoped(key: str) -> tuple[str | None, str]:
+    """A grid key's codec (None for every codec) and param: "x265.crf" is ("x265", "crf"), "crf" is (None, "crf")."""
+    scope, dot, param = key.rpartition(".")
+    return (scope if dot else None), param
 
 
 def _shared_problem(where: str, text: str, points: list[str]) -> SpecProblem:

@@ -21,6 +21,7 @@ matplotlib.use("Agg")  # files only: no display here, and none needed
 
 import matplotlib.pyplot as plt
 from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
@@ -33,8 +34,8 @@ RATE_AXIS = "bits per pixel (bpp)"
 SVG_WIDTH, SVG_HEIGHT = 420, 300
 LEFT, RIGHT, TOP, BOTTOM = 60, 14, 12, 44  # room for the tick labels and axis titles
 PNG_COLUMNS, PNG_PANEL = 3, (4.4, 3.3)  # panels per row and each panel's size in inches
-PNG_LEGEND, PNG_TITLE = 0.6, 0.75  # inches below the panels for the legend, above them for the title
-PNG_TITLE_WIDTH = 60  # characters per line of a panel's title
+PNG_LEGEND_ROW, PNG_TITLE = 0.2, 0.75  # inches below the panels per row of the legend, above them for the title
+PNG_TITLE_WIDTH, PNG_SUPTITLE_WIDTH = 60, 48  # characters per line of a panel's title, and of the figure's per column
 LOG_TICKS = (1.0, 2.0, 5.0)  # a log rate axis is ticked at these times the powers of ten
 STAMP_WIDTH, STAMP_LINES = 48, 4  # characters and lines of the PNG's stamp
 
@@ -73,14 +74,22 @@ class HtmlTable:
 
 
 def write_png(plot: Plot, path: Path) -> None:
+    figure = png_figure(plot)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def png_figure(plot: Plot) -> Figure:
     count = len(plot.panel_titles)
     columns = min(PNG_COLUMNS, count)
     rows = math.ceil(count / columns)
-    width, height = PNG_PANEL[0] * columns, PNG_PANEL[1] * rows + PNG_LEGEND + PNG_TITLE
+    legend_columns = min(len(plot.labels), columns)  # a curve's label may be as wide as a panel
+    legend = PNG_LEGEND_ROW * (1 + math.ceil(len(plot.labels) / max(legend_columns, 1)))
+    width, height = PNG_PANEL[0] * columns, PNG_PANEL[1] * rows + legend + PNG_TITLE
     figure, grid = plt.subplots(rows, columns, figsize=(width, height), squeeze=False)
     # fixed margins in inches: tight_layout would take as long as drawing the figure
     figure.subplots_adjust(
-        left=0.7 / width, right=1 - 0.2 / width, top=1 - PNG_TITLE / height, bottom=(PNG_LEGEND + 0.45) / height,
+        left=0.7 / width, right=1 - 0.2 / width, top=1 - PNG_TITLE / height, bottom=(legend + 0.45) / height,
         wspace=0.35, hspace=0.55,
     )  # fmt: skip
     for axes, (sequence, title) in zip(grid.flat, plot.panel_titles.items(), strict=False):
@@ -92,16 +101,15 @@ def write_png(plot: Plot, path: Path) -> None:
         for label in plot.labels
     ]
     figure.legend(handles, [plot.legend_label(label) for label in plot.labels], loc="lower center",
-                  ncol=min(len(plot.labels), 3), fontsize=8, frameon=False)  # fmt: skip
-    figure.suptitle(plot.title, fontsize=10)
+                  ncol=max(legend_columns, 1), fontsize=8, frameon=False)  # fmt: skip
+    figure.suptitle(textwrap.fill(plot.title, PNG_SUPTITLE_WIDTH * columns), fontsize=10)
     if plot.differences:
         figure.text(
             0.5, 0.5, _png_stamp(plot.differences),
             color="red", fontsize=15, fontweight="bold", ha="center", va="center", rotation=12, zorder=10,
             bbox={"facecolor": "white", "edgecolor": "red", "linewidth": 3, "alpha": 0.85},
         )  # fmt: skip
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    return figure
 
 
 def _png_panel(plot: Plot, axes: plt.Axes, curves: Sequence[RDCurve], title: str) -> None:

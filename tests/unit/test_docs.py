@@ -6,6 +6,7 @@ each one is checked against what it names: the schema, the CLI's own options, fi
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shlex
@@ -40,22 +41,43 @@ def test_every_spec_in_the_docs_validates(page: str, body: str) -> None:
         validate_spec(spec, origin=page)
 
 
-def commands() -> list[tuple[str, list[str]]]:
+def commands() -> list[tuple[str, list[str], tuple[str, ...]]]:
+    """Each codeclab command of a bash block, with the files the lines before it write (`> FILE`, `tee FILE`).
+
+    A heredoc's lines are its file's content, not commands.
+    """
     found = []
     for page, body in blocks("bash"):
+        written: list[str] = []
+        heredoc_end = None
         for line in body.replace("\\\n", " ").splitlines():
+            if heredoc_end is not None:
+                heredoc_end = None if line.strip() == heredoc_end else heredoc_end
+                continue
             words = shlex.split(line.split("  #")[0].strip(), comments=True) if line.strip() else []
-            words = words[: next((i for i, w in enumerate(words) if w in {"|", "&", "&&", ">", ";"}), len(words))]
-            if words and words[0].endswith("bin/codeclab"):
-                found.append((page, words[1:]))
+            heredoc_end = next((w[2:] for w in words if w.startswith("<<")), None)
+            command = words[: next((i for i, w in enumerate(words) if w in {"|", "&", "&&", ">", ";"}), len(words))]
+            if command and command[0].endswith("bin/codeclab"):
+                found.append((page, command[1:], tuple(written)))
+            written += [after for before, after in itertools.pairwise(words) if before in {">", "tee"}]
     return found
 
 
 @pytest.mark.parametrize(
-    ("page", "words"), commands(), ids=lambda value: " ".join(value)[:50] if isinstance(value, list) else value
+    ("page", "words", "written"),
+    commands(),
+    ids=lambda value: " ".join(value)[:50] if isinstance(value, list) else value if isinstance(value, str) else "",
 )
-def test_every_codeclab_command_in_the_docs_parses(page: str, words: list[str]) -> None:
-    """The command and its options exist as written (ids such as exp_… stand for real ones)."""
+def test_every_codeclab_command_in_the_docs_parses(
+    page: str, words: list[str], written: tuple[str, ...], tmp_path: Path
+) -> None:
+    """The command and its options exist as written (ids such as exp_… stand for real ones).
+
+    A file the block writes before the command (a spec from a heredoc) stands in as an empty file.
+    """
+    for path in written:
+        (tmp_path / Path(path).name).touch()
+    words = [str(tmp_path / Path(word).name) if word in written else word for word in words]
     command = cli.get_command(click.Context(cli), words[0])
     assert command is not None, f"{page}: no command {words[0]!r}"
     command.make_context(words[0], list(words[1:]), resilient_parsing=False)

@@ -17,8 +17,10 @@ from codeclab.cli import cli
 from codeclab.report.bd import Curve, bd_quality, bd_rate
 from codeclab.report.conditions import condition_differences, differing_fields
 from codeclab.report.curves import METRICS
+from codeclab.report.plots import Plot, png_figure
 from codeclab.report.report import build_report
 from codeclab.report.runs import ReportError, load_experiments
+from codeclab.report.sequences import SequenceId
 
 # The shape of a real worker result.json (runs/demo-*/jpeg/result.json), trimmed of what the report ignores.
 BASE_RESULT: dict[str, Any] = {
@@ -437,6 +439,22 @@ def test_every_file_is_written_and_the_page_is_self_contained(runs: Path) -> Non
     rows = list(csv.DictReader((folder / "report.csv").open()))
     assert rows[0]["curve"] == "x264 preset=medium" and rows[0]["params"] == "crf=20"
     assert float(rows[0]["ms_ssim"]) == pytest.approx(1 - 10 ** (-32 / 20))
+
+
+@pytest.mark.parametrize("panels", [1, 2, 4])
+def test_the_png_holds_its_whole_title_and_legend_however_few_panels(panels: int) -> None:
+    """One clip and a codec package's long label: nothing is cut at the figure's edges."""
+    labels = ["hyperprior 0.1.0+q1234.34195336db0f", "mycodec 0.2@3f2a9c1e quality=4 device=any", "x265 preset=medium"]
+    title = "carphone: 16 frames from 0, 176x144, 30000/1001 fps, yuv420p (builtin:carphone)"
+    plot = Plot(
+        curves=[], labels=labels, anchor=labels[-1], metric=METRICS["psnr_yuv"], title=title,
+        panel_titles={SequenceId(f"clip{i}", None): f"clip{i}: 16 frames from 0, 176x144" for i in range(panels)},
+        differences=[],
+    )  # fmt: skip
+    figure = png_figure(plot)
+    drawn = figure.get_tightbbox()
+    width, height = figure.get_size_inches()
+    assert drawn.x0 >= 0 and drawn.y0 >= 0 and drawn.x1 <= width and drawn.y1 <= height, (drawn, width, height)
 
 
 def test_help_and_metric_choices_match_the_report_module() -> None:

@@ -146,6 +146,40 @@ def test_sweep_grid_and_codec_list_validate_their_entries() -> None:
     )
 
 
+def test_a_grid_key_scoped_to_a_codec_sweeps_only_that_codecs_entries() -> None:
+    sweep = {"codecs": [{"name": "jpeg"}, {"name": "x265"}], "jpeg.quality": [30, 60], "x265.crf": [39, 43, 47]}
+    spec = validate_spec(minimal(sweep=sweep))
+    assert [p.label for p in spec.points] == [
+        "jpeg quality=30", "jpeg quality=60", "x265 crf=39", "x265 crf=43", "x265 crf=47",
+    ]  # fmt: skip
+    assert spec.points[3].spec["codec"]["params"] == {"crf": 43, "preset": "medium", "threads": 1}
+    # an unscoped key still applies to every entry, crossed with the scoped ones
+    both = validate_spec(minimal(sweep={"codecs": [{"name": "x264"}, {"name": "x265"}], "x265.preset": ["fast"],
+                                        "crf": [30, 40]}))  # fmt: skip
+    assert [p.label for p in both.points] == ["x264 crf=30", "x264 crf=40", "x265 preset=fast crf=30",
+                                              "x265 preset=fast crf=40"]  # fmt: skip
+
+
+def test_a_scoped_grid_key_names_a_codec_of_the_sweep_and_sweeps_a_param_once() -> None:
+    codecs = [{"name": "jpeg"}, {"name": "x265"}]
+    assert problems(minimal(sweep={"codecs": codecs, "x264.crf": [20]})) == [
+        "$.sweep.x264.crf: no codec entry of the sweep is 'x264'; its codecs: jpeg, x265"
+    ]
+    assert problems(minimal(sweep={"codecs": codecs, ".crf": [20]})) == [
+        "$.sweep..crf: no codec entry of the sweep is ''; its codecs: jpeg, x265"
+    ]
+    assert problems(minimal(sweep={"codecs": codecs, "crf": [20], "x265.crf": [30]})) == [
+        "$.sweep.x265.crf: crf is swept twice for one codec, also by $.sweep.crf"
+    ]
+    assert problems(minimal(sweep={"codecs": codecs, "jpeg.frames": [2]}))[0].startswith(
+        "$.sweep.jpeg.frames: frames is a source field, not a codec parameter"
+    )
+    # two codecs' own crf are two params; a key scoped to one codec still meets that codec's schema
+    validate_spec(minimal(sweep={"codecs": [{"name": "x264"}, {"name": "x265"}], "x264.crf": [20], "x265.crf": [30]}))
+    (problem,) = problems(minimal(sweep={"codecs": codecs, "jpeg.quality": [101]}))
+    assert problem.startswith("$.sweep.codecs[0]: point 0 (jpeg quality=101): $.codec.params.quality: 101 is greater")
+
+
 def test_resolve_codec_params_checks_params_on_their_own() -> None:
     assert resolve_codec_params("svtav1", {}) == {"crf": 35, "preset": 8, "threads": 1}
     with pytest.raises(SpecError, match=r"\$\.codec\.params\.preset: 14 is greater than the maximum of 13"):

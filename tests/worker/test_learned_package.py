@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from codeclab.cli import cli
 from codeclab.worker.codecs.learned.export import EXTRA_IMPORTS, MODULES, export_learned, portable_source
@@ -46,18 +46,22 @@ def test_a_module_that_needs_more_of_codeclab_cannot_be_exported() -> None:
 
 def test_export_learned_refuses_an_existing_folder_and_a_file_that_is_not_learned_weights(tmp_path: Path) -> None:
     runner = CliRunner()
+
+    def said(result: Result) -> str:  # the console wraps long paths wherever their length puts the edge
+        return " ".join(result.output.split())
+
     (tmp_path / "taken").mkdir()
     taken = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "taken")])
-    assert taken.exit_code == 2 and "exists; choose a new folder, or pass --replace" in taken.output
+    assert taken.exit_code == 2 and "exists; choose a new folder, or pass --replace" in said(taken)
     assert list((tmp_path / "taken").iterdir()) == []
     (tmp_path / "plain.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     plain_weights = str(tmp_path / "plain.safetensors")
     plain = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "p"), "--weights", plain_weights])
-    assert plain.exit_code == 2 and "is not a weights file of the learned codec" in plain.output
-    assert "codeclab train --out" in plain.output and not (tmp_path / "p").exists()
+    assert plain.exit_code == 2 and "is not a weights file of the learned codec" in said(plain)
+    assert "codeclab train --out" in said(plain) and not (tmp_path / "p").exists()
     twice = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "t2"), "--quality", "1", "--weights",
                                 str(builtin_weights(1))])  # fmt: skip
-    assert twice.exit_code == 2 and "are both quality 1; give one" in twice.output
+    assert twice.exit_code == 2 and "are both quality 1; give one" in said(twice)
     made = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "taken"), "--quality", "1", "--quality", "2",
                                "--replace"])  # fmt: skip
     assert made.exit_code == 0, made.output
@@ -93,6 +97,7 @@ def test_codec_check_runs_the_exported_package_once_its_two_libraries_are_allowe
     runner = CliRunner()
     refused = runner.invoke(cli, ["codec", "check", str(EXAMPLE)])
     assert refused.exit_code == 2 and "import of 'constriction' is not allowed" in refused.output
+    assert "(codec check: --allow-import constriction)" in " ".join(refused.output.split())  # however it wraps
     allowed = [arg for name in EXTRA_IMPORTS for arg in ("--allow-import", name)]
     checked = runner.invoke(cli, ["codec", "check", str(EXAMPLE), *allowed], terminal_width=200)
     assert checked.exit_code == 0, checked.output

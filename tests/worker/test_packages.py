@@ -317,8 +317,15 @@ def test_a_package_spec_gets_the_package_defaults_and_bad_params_name_their_path
     assert [p.path for p in refused.value.problems] == ["$.codec.params", "$.codec.params.step"]
     assert "blockdct 0.1's params schema" in str(refused.value)
     sweep = {**package_spec(str(EXAMPLE)), "sweep": {"step": [4, 400]}}
-    with pytest.raises(SpecError, match="400 is greater than the maximum of 255"):
+    with pytest.raises(
+        SpecError, match=r"\$.sweep: point 1 \(package step=400\): \$.codec.params.step: 400 is greater"
+    ):
         validate_spec(sweep)
+    # the package's own param and x265's, each swept by a key that names its codec
+    entries = [package_spec(str(EXAMPLE))["codec"], {"name": "x265"}]
+    both = validate_spec({**sweep, "sweep": {"codecs": entries, "package.step": [4, 8], "x265.crf": [30]}})
+    assert [point.label for point in both.points] == ["package step=4", "package step=8", "x265 crf=30"]
+    assert both.points[1].spec["codec"]["params"] == {"step": 8}
 
 
 def test_the_worker_checks_params_again_against_the_manifest_it_verified(tmp_path) -> None:

@@ -98,7 +98,8 @@ def _allowed_roots(node: ast.Import | ast.ImportFrom, allowed: frozenset[str], w
         if root not in allowed and module not in allowed:
             raise SandboxViolation(
                 f"{where} line {node.lineno}: import of {module!r} is not allowed. Allowed: "
-                f"{', '.join(sorted(allowed))}. If you trust it, add it to codec.allow_imports in the spec."
+                f"{', '.join(sorted(allowed))}. If you trust it, add it to codec.allow_imports in the spec "
+                f"(codec check: --allow-import {root})."
             )
         roots.append(root)
     return roots

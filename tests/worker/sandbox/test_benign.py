@@ -68,7 +68,10 @@ def test_a_user_exception_is_a_codec_error_with_the_users_traceback(tmp_path: Pa
 
 def test_import_errors_name_the_line_and_how_to_allow() -> None:
     source = "import numpy\nimport requests\ndef encode(f, p):\n    return b''\ndef decode(b, h):\n    return None\n"
-    with pytest.raises(SandboxViolation, match=r"line 2: import of 'requests' is not allowed.*codec\.allow_imports"):
+    with pytest.raises(
+        SandboxViolation,
+        match=r"line 2: import of 'requests' is not allowed.*codec\.allow_imports.*--allow-import requests\)",
+    ):
         make_codec("custom", {}, code=source)
 
 
