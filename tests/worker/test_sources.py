@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from codeclab.worker.errors import InvalidInput
 from codeclab.worker.sources import builtin_clip_path, cover_size, load_reference
-from codeclab.worker.video import read_y4m, write_y4m
+from codeclab.worker.video import Video, read_y4m, write_y4m
 from tests.conftest import extract_y4m, ffmpeg
 
 
@@ -30,8 +30,8 @@ def test_builtin_clips_load_as_yuv420p(name: str, size: tuple[int, int], tmp_pat
 
 
 def test_mp4_and_y4m_of_the_same_frames_are_identical(carphone12: Path, tmp_path: Path) -> None:
-    from_mp4 = load_reference({"clip": "builtin:carphone", "frames": 12}, tmp_path).video
-    from_y4m = load_reference({"clip": str(carphone12)}, tmp_path).video
+    from_mp4 = Video.of(load_reference({"clip": "builtin:carphone", "frames": 12}, tmp_path).video)
+    from_y4m = Video.of(load_reference({"clip": str(carphone12)}, tmp_path).video)
     assert from_y4m.frames == 12
     assert np.array_equal(from_mp4.y, from_y4m.y) and np.array_equal(from_mp4.v, from_y4m.v)
     assert from_mp4.fps == from_y4m.fps == Fraction(30000, 1001)
@@ -40,14 +40,14 @@ def test_mp4_and_y4m_of_the_same_frames_are_identical(carphone12: Path, tmp_path
 def test_start_and_frames_select_the_same_frames_in_mp4_and_y4m(carphone12: Path, tmp_path: Path) -> None:
     whole = read_y4m(carphone12)
     for clip in ("builtin:carphone", str(carphone12)):
-        part = load_reference({"clip": clip, "start": 5, "frames": 4}, tmp_path).video
+        part = Video.of(load_reference({"clip": clip, "start": 5, "frames": 4}, tmp_path).video)
         assert np.array_equal(part.y, whole.y[5:9]), clip
         assert np.array_equal(part.u, whole.u[5:9]), clip
 
 
 def test_crop_is_exact(carphone12: Path, tmp_path: Path) -> None:
     whole = read_y4m(carphone12)
-    ref = load_reference({"clip": str(carphone12), "crop": [10, 20, 64, 32]}, tmp_path).video
+    ref = Video.of(load_reference({"clip": str(carphone12), "crop": [10, 20, 64, 32]}, tmp_path).video)
     assert np.array_equal(ref.y, whole.y[:, 20:52, 10:74])
     assert np.array_equal(ref.u, whole.u[:, 10:26, 5:37])
 
@@ -68,7 +68,7 @@ def test_size_scales_to_cover_then_crops_the_centre(tmp_path: Path) -> None:
     ffmpeg("-v", "error", "-i", str(builtin_clip_path("bbb")), "-frames:v", "2",
            "-vf", f"scale=456:256:flags={flags},crop=448:256:4:0", "-pix_fmt", "yuv420p", str(expected))  # fmt: skip
     theirs = read_y4m(expected)
-    assert np.abs(ref.video.y.astype(int) - theirs.y).max() <= 1
+    assert np.abs(Video.of(ref.video).y.astype(int) - theirs.y).max() <= 1
     assert ref.info["scaling"].startswith("ffmpeg swscale lanczos")
 
 
@@ -144,7 +144,7 @@ def test_s3_clip_is_downloaded_and_used(carphone12: Path, tmp_path: Path) -> Non
     s3.upload_file(str(carphone12), "clips", "qcif/carphone.y4m")
     ref = load_reference({"clip": "s3://clips/qcif/carphone.y4m", "frames": 3}, tmp_path)
     assert ref.video.frames == 3
-    assert np.array_equal(ref.video.y, read_y4m(carphone12).y[:3])
+    assert np.array_equal(Video.of(ref.video).y, read_y4m(carphone12).y[:3])
 
 
 @mock_aws

@@ -25,7 +25,7 @@ from codeclab.worker.sandbox.protocol import RGB_FRAMES, YUV420_PLANES, PublicHe
 from codeclab.worker.sandbox.runner import ChildJob, run_child
 from codeclab.worker.sandbox.static_check import allowed_imports, check_source
 from codeclab.worker.sources import read_s3_text
-from codeclab.worker.video import FrameCallback, Video, read_y4m
+from codeclab.worker.video import FrameCallback, Video, read_y4m, write_y4m
 
 # Far beyond the raw video it codes, a bitstream is a broken codec or an attempt to fill the disk.
 MAX_EXPANSION, SLACK_BYTES = 2, 1 << 20
@@ -84,14 +84,14 @@ class CustomCodec(Codec):
         bitstream.write_bytes(result.output)
         on_frame(video.frames)
 
-    def decode(self, bitstream: Path, header: StreamHeader, on_frame: FrameCallback) -> Video:
+    def decode_to(self, bitstream: Path, header: StreamHeader, out: Path, on_frame: FrameCallback) -> None:
         sizes = _frame_sizes(header)
         job = self._job("decode", header, bitstream.read_bytes(), 1 + max(sizes.values()))
         result = run_child(job, self.limits, self.policy, on_frame)
         self.applied["decoder"] = result.applied
         video = _as_video(result.output, header, sizes)
+        write_y4m(video, out)
         on_frame(video.frames)
-        return video
 
     def _job(self, role: str, header: StreamHeader, payload: bytes, max_output: int) -> ChildJob:
         public = PublicHeader(header.width, header.height, header.frames, str(header.fps))

@@ -10,7 +10,7 @@ from codeclab.worker.metrics.ssim import (
     ssim_and_ms_ssim,
 )
 from codeclab.worker.metrics.vmaf import VMAF_MODEL, vmaf_per_frame, vmaf_version
-from codeclab.worker.video import FrameCallback, Video
+from codeclab.worker.video import FrameCallback, FrameSource
 
 __all__ = [
     "PSNR_CAP_DB",
@@ -61,9 +61,11 @@ def metric_conditions(bit_depth: int) -> dict[str, str]:
     }
 
 
-def measure_quality(ref: Video, dec: Video, on_frame: FrameCallback | None = None) -> list[dict[str, float]]:
+def measure_quality(
+    ref: FrameSource, dec: FrameSource, on_frame: FrameCallback | None = None
+) -> list[dict[str, float]]:
     """Per-frame psnr_y/u/v, psnr_yuv, ssim and ms_ssim; on_frame(n) after frame n."""
-    if ref.y.shape != dec.y.shape or ref.pix_fmt != dec.pix_fmt:
+    if (ref.frames, ref.height, ref.width, ref.pix_fmt) != (dec.frames, dec.height, dec.width, dec.pix_fmt):
         raise ValueError(
             f"reference is {ref.frames} frames of {ref.width}x{ref.height} {ref.pix_fmt}, "
             f"decoded is {dec.frames} frames of {dec.width}x{dec.height} {dec.pix_fmt}"
@@ -76,7 +78,7 @@ def measure_quality(ref: Video, dec: Video, on_frame: FrameCallback | None = Non
     return results
 
 
-def _frame_quality(ref: Video, dec: Video, index: int) -> dict[str, float]:
+def _frame_quality(ref: FrameSource, dec: FrameSource, index: int) -> dict[str, float]:
     ref_planes, dec_planes = ref.frame_planes(index), dec.frame_planes(index)
     y, u, v = (plane_psnr(r, d, ref.peak) for r, d in zip(ref_planes, dec_planes, strict=True))
     frame_ssim, frame_ms_ssim = ssim_and_ms_ssim(ref_planes[0], dec_planes[0], ref.peak)
