@@ -6,7 +6,6 @@ import csv
 import importlib.metadata
 import logging
 import platform
-import resource
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from codeclab.worker.codecs import Codec, StreamHeader, accept_reference, build_
 from codeclab.worker.errors import CodecFailure, InvalidSource
 from codeclab.worker.ffmpeg import library_versions
 from codeclab.worker.metrics import measure_quality, metric_conditions, vmaf_per_frame, vmaf_version
+from codeclab.worker.processes import children_peak_rss_mb, own_peak_rss_mb
 from codeclab.worker.progress import Progress
 from codeclab.worker.rate import rate_conditions, rate_metrics
 from codeclab.worker.sources import Reference, load_reference
@@ -190,9 +190,9 @@ def _conditions(m: Measured) -> Conditions:
 
 
 def resources(device: str) -> Resources:
-    """The device the codec ran on, and the peak resident memory of the worker and its largest child, in MiB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    """The device the codec ran on, and the peak resident memory of the worker itself and of its largest ffmpeg
+    child, each its own (not what a process inherits at exec), in MiB; see docs/worker.md for what they cover."""
+    own, children = own_peak_rss_mb(), children_peak_rss_mb()
     return {"device": device, "peak_rss_mb_worker": round(own, 1), "peak_rss_mb_children": round(children, 1)}
 
 
