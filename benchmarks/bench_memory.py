@@ -2,11 +2,13 @@
 
 Run by `make bench`. Each case runs the worker (`python -m codeclab.worker`, VMAF off) as its own
 process, alternating the short and the long clip `--repeats` times; the ratio long/short is taken
-per pair and the median reported. The worker's own peak is read two ways: from outside, as the
-wait4() rusage of the worker process (this bench process is small, so what a child inherits from
-it at exec is far below the figures), and as the worker records it in result.json, next to the
-peak of its children (ffmpeg, the sandbox) that it records. `--worker-root` runs another
-checkout's worker (for a before/after comparison of the code, not part of `make bench`).
+per pair and the median reported. Three figures per run: the worker's own peak and its largest
+ffmpeg child's, as result.json records them (docs/worker.md#memory), and the largest of the worker
+and any of its children as the kernel reports it to wait4() on the worker process (ru_maxrss, which
+includes reaped children; this bench process is small, so what the worker inherits from it at exec
+is far below the figures). `--worker-root` runs another checkout's worker, for a before/after
+comparison of the code (not part of `make bench`); before this change the worker recorded
+ru_maxrss for itself and for its children, both of which included what was inherited at exec.
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ def measure_case(case: dict[str, Any], repeats: int, root: Path) -> dict[str, An
     def median(frames: int, key: str) -> float:
         return statistics.median(run[key] for run in runs if run["frames"] == frames)
 
-    spread = [long["worker_wait4_mb"] / short["worker_wait4_mb"] for short, long in pairs]
-    keys = ("worker_wait4_mb", "worker_recorded_mb", "children_recorded_mb")
+    spread = [long["worker_mb"] / short["worker_mb"] for short, long in pairs]
+    keys = ("worker_mb", "children_mb", "largest_process_mb")
     return {
         "short": {key: median(SHORT, key) for key in keys},
         "long": {key: median(LONG, key) for key in keys},
@@ -98,9 +100,9 @@ def run_worker(case: dict[str, Any], frames: int, root: Path) -> dict[str, float
         result = json.loads((out / "result.json").read_text())
     return {
         "frames": frames,
-        "worker_wait4_mb": usage.ru_maxrss / 1024,
-        "worker_recorded_mb": result["resources"]["peak_rss_mb_worker"],
-        "children_recorded_mb": result["resources"]["peak_rss_mb_children"],
+        "worker_mb": result["resources"]["peak_rss_mb_worker"],
+        "children_mb": result["resources"]["peak_rss_mb_children"],
+        "largest_process_mb": usage.ru_maxrss / 1024,
         "total_s": result["timings"]["total_s"],
     }
 
@@ -110,9 +112,9 @@ def show(console: Console, measured: dict[str, dict[str, Any]]) -> None:
     for column in ("case", "what", f"{SHORT} frames", f"{LONG} frames", "ratio"):
         table.add_column(column, justify="left" if column in ("case", "what") else "right")
     labels = {
-        "worker_wait4_mb": "worker (wait4)",
-        "worker_recorded_mb": "worker (result.json)",
-        "children_recorded_mb": "children (result.json)",
+        "worker_mb": "worker (result.json)",
+        "children_mb": "largest ffmpeg child (result.json)",
+        "largest_process_mb": "worker or a child, the larger (wait4)",
     }
     for name, m in measured.items():
         for key, label in labels.items():

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -146,16 +146,6 @@ class Video(ClipGeometry):
         return int(self.y.shape[2])
 
     @classmethod
-    def from_raw(cls, data: bytes, width: int, height: int, fps: Fraction, pix_fmt: str = "yuv420p") -> Video:
-        """Split concatenated raw 4:2:0 frames of `pix_fmt` into planes."""
-        frame = frame_size(width, height, pix_fmt)
-        if len(data) % frame:
-            raise ValueError(f"{len(data)} bytes is not a whole number of {width}x{height} {pix_fmt} frames")
-        flat = np.frombuffer(data, dtype=_DTYPES[pix_fmt]).reshape(-1, frame // sample_bytes(pix_fmt))
-        y, u, v = _split(flat, width, height, pix_fmt)
-        return cls(y=y, u=u, v=v, fps=fps)
-
-    @classmethod
     def of(cls, source: FrameSource) -> Video:
         """Every frame of `source` in memory (the custom codecs' whole-clip interface, tests)."""
         dtype = np.uint8 if source.pix_fmt == "yuv420p" else np.uint16
@@ -168,11 +158,6 @@ class Video(ClipGeometry):
 
     def frame_planes(self, index: int) -> Planes:
         return self.y[index], self.u[index], self.v[index]
-
-    def iter_raw_frames(self) -> Iterator[bytes]:
-        """Each frame as raw bytes of its pix_fmt (10-bit samples little-endian)."""
-        for i in range(self.frames):
-            yield raw_frame(self.frame_planes(i), self.pix_fmt)
 
 
 class FrameFile(ClipGeometry):

@@ -23,7 +23,7 @@ from codeclab.worker.codecs.base import StreamHeader
 from codeclab.worker.errors import InvalidSource, InvalidSpec
 from codeclab.worker.rawyuv import geometry_from_name
 from codeclab.worker.sources import builtin_clip_path, load_reference
-from codeclab.worker.video import FrameSource, Video, read_y4m, write_y4m
+from codeclab.worker.video import FrameFile, FrameSource, Video, read_y4m, write_y4m
 from tests.conftest import ffmpeg
 from tests.worker.test_entrypoint import ffmpeg_psnr_frames, result_of, run_worker
 
@@ -158,7 +158,7 @@ def test_crop_and_size_stay_at_10bit(clips: dict[str, Path], tmp_path: Path) -> 
     flags = "lanczos+accurate_rnd+full_chroma_int"
     ffmpeg("-v", "error", "-i", str(clips["y4m"]), "-vf", f"scale=64:54:flags={flags}", "-f", "rawvideo",
            "-pix_fmt", "yuv420p10le", str(raw))  # fmt: skip
-    theirs = Video.from_raw(raw.read_bytes(), 64, 54, Fraction(30), "yuv420p10le")
+    theirs = Video.of(FrameFile.raw(raw, 64, 54, "yuv420p10le", Fraction(30)))
     assert scaled.pix_fmt == "yuv420p10le" and np.any(scaled.y % 4)
     assert np.array_equal(scaled.y, theirs.y[:, 2:50]) and np.array_equal(scaled.v, theirs.v[:, 1:25])
 
