@@ -79,6 +79,10 @@ def run_ffmpeg(
                 measured_command(report_write_fd, cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                 pass_fds=(write_fd, report_write_fd), start_new_session=True,
             )  # fmt: skip
+        except BaseException:
+            os.close(read_fd)
+            os.close(report_fd)
+            raise
         finally:
             os.close(write_fd)
             os.close(report_write_fd)
