@@ -40,7 +40,7 @@ from codeclab.worker.codecs import StreamHeader, make_codec
 from codeclab.worker.ffmpeg import library_versions
 from codeclab.worker.metrics import measure_quality
 from codeclab.worker.sources import load_reference
-from codeclab.worker.video import Video, write_y4m
+from codeclab.worker.video import Video, read_y4m
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ANCHOR = "x264 all-intra"
@@ -89,9 +89,11 @@ def code_point(codec_name: str, params: dict[str, Any], ref: Video, ref_y4m: Pat
     start = time.perf_counter()
     codec.encode(ref_y4m, bitstream, ignore)
     encode_s = time.perf_counter() - start
+    decoded_y4m = bitstream.with_suffix(".decoded.y4m")
     start = time.perf_counter()
-    decoded = codec.decode(bitstream, StreamHeader.of(ref), ignore)
+    codec.decode_to(bitstream, StreamHeader.of(ref), decoded_y4m, ignore)
     decode_s = time.perf_counter() - start
+    decoded = read_y4m(decoded_y4m)
     per_frame = measure_quality(ref, decoded)
     size = bitstream.stat().st_size
     ms_ssim = statistics.fmean(f["ms_ssim"] for f in per_frame)
@@ -138,9 +140,8 @@ def bd_figures(points: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, f
 def run_clip(label: str, source: dict[str, Any], workdir: Path, progress: Progress) -> dict[str, Any]:
     clip_dir = workdir / label.split()[0]
     clip_dir.mkdir()
-    ref = load_reference(source, clip_dir).video
     ref_y4m = clip_dir / "reference.y4m"
-    write_y4m(ref, ref_y4m)
+    ref = Video.of(load_reference(source, clip_dir, ref_y4m).video)
     task = progress.add_task(label, total=sum(len(f.values) for f in FAMILIES))
     points: dict[str, list[dict[str, Any]]] = {}
     for family in FAMILIES:
@@ -155,9 +156,8 @@ def run_clip(label: str, source: dict[str, Any], workdir: Path, progress: Progre
 def learned_speed_720p(workdir: Path) -> dict[str, Any]:
     speed_dir = workdir / "speed720"
     speed_dir.mkdir()
-    ref = load_reference(SPEED_720P, speed_dir).video
     ref_y4m = speed_dir / "reference.y4m"
-    write_y4m(ref, ref_y4m)
+    ref = Video.of(load_reference(SPEED_720P, speed_dir, ref_y4m).video)
     rows = {}
     for quality in (1, 4):
         point = code_point("learned", {"quality": quality, "device": "cpu", "threads": 2}, ref, ref_y4m, speed_dir)

@@ -39,6 +39,7 @@ BENCHES = (
     "bench_sandbox",
     "bench_cost",
     "bench_metrics",
+    "bench_memory",
 )
 # Between the per-clip parts of one value; the terminal table breaks the line there instead.
 PART_SEPARATOR = " · "
@@ -397,6 +398,25 @@ def metrics_speed_rows(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def memory_rows(data: dict[str, Any]) -> list[Row]:
+    cond = data["conditions"]
+    short, long = cond["frames"]
+    rows = []
+    for case, m in data["measured"].items():
+        low, high = m["ratio_range"]
+        short_mb, long_mb = m["short"], m["long"]
+        value = (
+            f"worker {short_mb['worker_mb']:.0f} / {long_mb['worker_mb']:.0f} MiB ({m['ratio']['worker_mb']:.2f}x); "
+            f"largest ffmpeg child {short_mb['children_mb']:.0f} / {long_mb['children_mb']:.0f} MiB"
+        )
+        how = (
+            f"peak RSS at {short} / {long} frames, each process's own as result.json records it; median over "
+            f"{cond['repeats']} alternating pairs (worker ratio {low:.2f}-{high:.2f}); VMAF {cond['vmaf']}"
+        )
+        rows.append(Row("memory", f"Peak memory, {short} against {long} frames: {case}", value, how))
+    return rows
+
+
 def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     return [
         *workflow_rows(results["bench_workflow"]),
@@ -409,6 +429,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
         *sandbox_rows(results["bench_sandbox"]),
         *cost_rows(results["bench_cost"]),
         *metrics_speed_rows(results["bench_metrics"]),
+        *memory_rows(results["bench_memory"]),
     ]
 
 

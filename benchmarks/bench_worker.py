@@ -47,7 +47,7 @@ from codeclab.worker.codecs import StreamHeader, make_codec
 from codeclab.worker.ffmpeg import library_versions, run_ffmpeg
 from codeclab.worker.metrics import measure_quality, plane_psnr, plane_ssim
 from codeclab.worker.sources import load_reference
-from codeclab.worker.video import Video, read_y4m, write_y4m
+from codeclab.worker.video import Video, read_y4m
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "bench_worker.json"
 METRIC_SOURCE = {"clip": "builtin:bbb", "frames": 30}  # no size: 1280x720 as shipped
@@ -190,16 +190,15 @@ class MetricInputs:
 
 def prepare_metric_inputs(workdir: Path) -> MetricInputs:
     """BBB 720p, distorted by a real x264 encode and decode, on disk as two y4m files."""
-    ref = load_reference(METRIC_SOURCE, workdir).video
+    ref_y4m, dist_y4m = workdir / "bbb720_ref.y4m", workdir / "bbb720_dist.y4m"
+    ref = Video.of(load_reference(METRIC_SOURCE, workdir, ref_y4m).video)
     if (ref.width, ref.height) != (1280, 720):
         raise RuntimeError(f"expected BBB at 1280x720, got {ref.width}x{ref.height}")
-    ref_y4m, dist_y4m = workdir / "bbb720_ref.y4m", workdir / "bbb720_dist.y4m"
-    write_y4m(ref, ref_y4m)
     codec = make_codec(*METRIC_DISTORTION)
     bitstream = workdir / f"bbb720{codec.bitstream_suffix}"
     codec.encode(ref_y4m, bitstream, ignore_frame)
-    dist = codec.decode(bitstream, StreamHeader.of(ref), ignore_frame)
-    write_y4m(dist, dist_y4m)
+    codec.decode_to(bitstream, StreamHeader.of(ref), dist_y4m, ignore_frame)
+    dist = read_y4m(dist_y4m)
     return MetricInputs(ref, dist, ref_y4m, dist_y4m, bitstream.stat().st_size)
 
 
@@ -334,6 +333,7 @@ def bench_anchor(
     codec = make_codec(anchor.codec, anchor.params)
     bitstream = workdir / f"{anchor.label.replace(' ', '_')}{codec.bitstream_suffix}"
     header = StreamHeader.of(ref)
+    decoded_y4m = bitstream.with_suffix(".decoded.y4m")
     encode_s, decode_s, sizes = [], [], []
     decoded = ref
     for _ in range(reps):
@@ -343,8 +343,9 @@ def bench_anchor(
         encode_s.append(time.perf_counter() - start)
         sizes.append(bitstream.stat().st_size)
         start = time.perf_counter()
-        decoded = codec.decode(bitstream, header, ignore_frame)
+        codec.decode_to(bitstream, header, decoded_y4m, ignore_frame)
         decode_s.append(time.perf_counter() - start)
+        decoded = read_y4m(decoded_y4m)
         tick()
     if decoded.y.shape != ref.y.shape:
         raise RuntimeError(f"{anchor.label}: decoded {decoded.y.shape}, reference {ref.y.shape}")
@@ -372,9 +373,8 @@ def bench_clip(
 ) -> list[dict[str, Any]]:
     clip_dir = workdir / clip.label.split()[0]
     clip_dir.mkdir()
-    ref = load_reference(clip.source, clip_dir).video
     ref_y4m = clip_dir / "reference.y4m"
-    write_y4m(ref, ref_y4m)
+    ref = Video.of(load_reference(clip.source, clip_dir, ref_y4m).video)
     tick()
     results = []
     for anchor in ANCHORS:

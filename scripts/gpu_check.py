@@ -32,7 +32,7 @@ from codeclab.worker.codecs.package import PackageCodec
 from codeclab.worker.packages.manifest import resolve_params
 from codeclab.worker.packages.unpack import unpack
 from codeclab.worker.sources import load_reference
-from codeclab.worker.video import Video, write_y4m
+from codeclab.worker.video import Video
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PACKAGE = REPO / "examples" / "codecs" / "hyperprior"
@@ -48,8 +48,7 @@ def main(argv: list[str]) -> int:
     device = "cpu" if args.rehearse_on_cpu else "cuda"
     with tempfile.TemporaryDirectory(prefix="codeclab-gpu-check-") as folder:
         work = Path(folder)
-        reference = load_reference(CLIP, work).video
-        write_y4m(reference, work / "reference.y4m")
+        reference = load_reference(CLIP, work, work / "reference.y4m").video
         header = StreamHeader(reference.width, reference.height, reference.frames, reference.fps)
         print(f"{reference.frames} frames of BBB {reference.width}x{reference.height}, on {device}")
         learned = make_codec("learned", {"quality": 3, "device": "cuda" if device == "cuda" else "cpu"})

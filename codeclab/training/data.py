@@ -78,4 +78,4 @@ class PatchSampler:
 def load_training_videos() -> list[Video]:
     """Decode and scale the training sources (a few seconds, with ffmpeg)."""
     with tempfile.TemporaryDirectory(prefix="codeclab-train-") as tmp:
-        return [load_reference(source, Path(tmp)).video for source in TRAIN_SOURCES]
+        return [Video.of(load_reference(source, Path(tmp)).video) for source in TRAIN_SOURCES]

@@ -1,7 +1,8 @@
 """The one ffmpeg binary (shipped by imageio-ffmpeg), run with progress reporting.
 
 Every child is registered so the stall watchdog can kill it; each runs in its own
-process group so nothing it spawns outlives it.
+process group so nothing it spawns outlives it. Each is started through
+processes.SPAWN_MEASURED, so that its own peak memory is measured.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import imageio_ffmpeg
 
 from codeclab.worker.errors import StorageFailure
-from codeclab.worker.processes import kill_process_group
+from codeclab.worker.processes import kill_process_group, measured_command, record_child_peak
 from codeclab.worker.video import FrameCallback
 
 _active: set[subprocess.Popen[bytes]] = set()
@@ -69,14 +70,22 @@ def run_ffmpeg(
     that stdout stays free for raw video.
     """
     read_fd, write_fd = os.pipe()
+    report_fd, report_write_fd = os.pipe()
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-nostats"]
     cmd += ["-progress", f"pipe:{write_fd}", *args]
     with tempfile.TemporaryFile() as err, _stdout_target(stdout_path) as out:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-            pass_fds=(write_fd,), start_new_session=True,
-        )  # fmt: skip
-        os.close(write_fd)
+        try:
+            proc = subprocess.Popen(
+                measured_command(report_write_fd, cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                pass_fds=(write_fd, report_write_fd), start_new_session=True,
+            )  # fmt: skip
+        except BaseException:
+            os.close(read_fd)
+            os.close(report_fd)
+            raise
+        finally:
+            os.close(write_fd)
+            os.close(report_write_fd)
         with _active_lock:
             _active.add(proc)
         try:
@@ -87,6 +96,7 @@ def run_ffmpeg(
                 _active.discard(proc)
             if proc.poll() is None:
                 kill_process_group(proc)
+            record_child_peak(report_fd)
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
     if returncode != 0:

@@ -1,17 +1,77 @@
 """Child processes run in their own process group, so killing one kills all it started; and a child can
-ask to die with its parent, so that no worker or codec outlives the process that would collect it."""
+ask to die with its parent, so that no worker or codec outlives the process that would collect it.
+
+Peak memory: a process's ru_maxrss counts the memory of whatever process exec'd it (Linux keeps the old
+image's high-water mark across exec), and subprocess starts children with vfork from the worker, so a
+child's rusage repeats the worker's own peak. `own_peak_rss_mb` reads this process's own high-water mark
+(VmHWM, which exec resets), and `SPAWN_MEASURED` starts a command from a fresh, small interpreter that
+waits for it and reports its real ru_maxrss, collected by `record_child_peak`."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+import re
 import signal
 import subprocess
+import sys
+import threading
 from contextlib import suppress
+from pathlib import Path
 
 # Set by the local Batch runner: the worker then gets SIGKILL when the `codeclab run` or `serve` dies.
 PARENT_PID_ENV = "CODECLAB_PARENT_PID"
 _PR_SET_PDEATHSIG = 1
+
+# python -I -S -c SPAWN_MEASURED FD COMMAND...: runs COMMAND (signals it must not inherit ignored reset, as
+# subprocess does), writes its ru_maxrss in KiB to FD (which COMMAND does not get), and ends as COMMAND ended.
+SPAWN_MEASURED = """
+import os, signal, sys
+fd = int(sys.argv[1])
+os.set_inheritable(fd, False)
+pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+_, status, usage = os.wait4(pid, 0)
+os.write(fd, b"%d" % usage.ru_maxrss)
+code = os.waitstatus_to_exitcode(status)
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+_MAX_REPORT_BYTES = 32  # a KiB count; anything longer is not one
+_children_peak_kib = 0
+_children_lock = threading.Lock()
+
+
+def measured_command(report_fd: int, command: list[str]) -> list[str]:
+    """`command` run through SPAWN_MEASURED, its peak written to `report_fd` (pass it in pass_fds)."""
+    return [sys.executable, "-I", "-S", "-c", SPAWN_MEASURED, str(report_fd), *command]
+
+
+def record_child_peak(report_fd: int) -> None:
+    """Read what SPAWN_MEASURED wrote to the pipe `report_fd` (after it exited) and keep the largest; close it."""
+    with os.fdopen(report_fd, "rb") as pipe:
+        report = pipe.read(_MAX_REPORT_BYTES + 1)
+    if not re.fullmatch(rb"[0-9]{1,%d}" % _MAX_REPORT_BYTES, report):
+        return  # killed before it could report (a stall, a signal): nothing measured
+    global _children_peak_kib
+    with _children_lock:
+        _children_peak_kib = max(_children_peak_kib, int(report))
+
+
+def children_peak_rss_mb() -> float:
+    """The largest peak RSS of the children measured so far in this process, in MiB (0 if none was)."""
+    with _children_lock:
+        return _children_peak_kib / 1024
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak RSS since it started (VmHWM), in MiB, without what its parent had when it exec'd."""
+    status = Path("/proc/self/status").read_text(encoding="ascii", errors="replace")
+    match = re.search(r"^VmHWM:\s+(\d+) kB$", status, flags=re.MULTILINE)
+    if match is None:
+        raise RuntimeError("/proc/self/status has no VmHWM line: peak memory cannot be measured on this kernel")
+    return int(match.group(1)) / 1024
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], grace_seconds: float) -> None:

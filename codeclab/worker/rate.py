@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from codeclab.worker.video import Video
+from codeclab.worker.video import FrameSource
 
 _RATE = (
     "bitstream bytes on disk; bpp = 8*bytes/(width*height*frames); kbps = 8*bytes/1000 per "
@@ -17,7 +17,7 @@ def rate_conditions(bit_depth: int) -> str:
     return f"{_RATE}, the raw bytes counted at {bit_depth} bits a sample (width*height*1.5*{bit_depth}/8 a frame)"
 
 
-def rate_metrics(bitstream_bytes: int, video: Video) -> dict[str, float]:
+def rate_metrics(bitstream_bytes: int, video: FrameSource) -> dict[str, float]:
     pixels = video.width * video.height * video.frames
     seconds = video.frames / video.fps
     return {

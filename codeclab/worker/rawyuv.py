@@ -17,7 +17,7 @@ from pathlib import Path
 
 from codeclab.experiments.schema import SourceSpec
 from codeclab.worker.errors import InvalidSource
-from codeclab.worker.video import Video, frame_size
+from codeclab.worker.video import FrameFile, frame_size
 
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 _FPS = re.compile(r"^(\d+(?:\.\d+)?)(?:fps|hz)?$", re.IGNORECASE)
@@ -117,7 +117,7 @@ def _pix_fmt_of(file_name: str, depth: int) -> str:
     return _PIX_FMT_OF_DEPTH[depth]
 
 
-def read_raw_yuv(path: Path, geometry: RawGeometry, start: int, count: int | None) -> Video:
+def raw_frames(path: Path, geometry: RawGeometry, start: int, count: int | None) -> FrameFile:
     """Frames [start, start+count) of a raw file; refuse a size that is not whole frames, with the numbers."""
     g = geometry
     if g.width % 2 or g.height % 2 or g.width <= 0 or g.height <= 0:
@@ -130,9 +130,4 @@ def read_raw_yuv(path: Path, geometry: RawGeometry, start: int, count: int | Non
             f"{g.pix_fmt} ({frame} bytes each), not a whole number; the geometry ({g.origin}) does not fit the file: "
             "check width, height and pix_fmt"
         )
-    available = max(0, size // frame - start)
-    wanted = available if count is None else min(count, available)
-    with path.open("rb") as fh:
-        fh.seek(start * frame)
-        data = fh.read(wanted * frame)
-    return Video.from_raw(data, g.width, g.height, g.fps, g.pix_fmt)
+    return FrameFile.raw(path, g.width, g.height, g.pix_fmt, g.fps, start, count)

@@ -6,7 +6,6 @@ import csv
 import importlib.metadata
 import logging
 import platform
-import resource
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,13 +19,14 @@ import codeclab
 from codeclab.experiments.result import RESULT_SCHEMA_VERSION, Conditions, Environment, Metrics, Resources, Result
 from codeclab.experiments.schema import SpecDocument
 from codeclab.worker.codecs import Codec, StreamHeader, accept_reference, build_codec
-from codeclab.worker.errors import CodecFailure
+from codeclab.worker.errors import CodecFailure, InvalidSource
 from codeclab.worker.ffmpeg import library_versions
 from codeclab.worker.metrics import measure_quality, metric_conditions, vmaf_per_frame, vmaf_version
+from codeclab.worker.processes import children_peak_rss_mb, own_peak_rss_mb
 from codeclab.worker.progress import Progress
 from codeclab.worker.rate import rate_conditions, rate_metrics
 from codeclab.worker.sources import Reference, load_reference
-from codeclab.worker.video import Video, write_y4m
+from codeclab.worker.video import FrameFile, FrameSource
 
 log = logging.getLogger("codeclab.worker")
 
@@ -76,25 +76,27 @@ def run_experiment(
     codec = build_codec(spec["codec"], spec["limits"].get("codec")) if codec is None else codec
     clock = Stopwatch()
     with tempfile.TemporaryDirectory(prefix="codeclab-") as tmp:
-        with clock.time("load"):
-            reference = load_reference(
-                spec["source"], Path(tmp), progress.stage("load", spec["source"].get("frames", 0))
-            )
-        video = reference.video
-        accept_reference(codec, video.pix_fmt)
-        codec.protect_source([reference.path, Path(tmp), staging])
         ref_y4m = staging / "reference.y4m"
-        write_y4m(video, ref_y4m)
+        try:
+            with clock.time("load"):
+                reference = load_reference(
+                    spec["source"], Path(tmp), ref_y4m, progress.stage("load", spec["source"].get("frames", 0))
+                )
+            video = reference.video
+            accept_reference(codec, video.pix_fmt)
+        except BaseException:
+            ref_y4m.unlink(missing_ok=True)  # no reference is published for a source or a codec refused
+            raise
+        codec.protect_source([reference.path, Path(tmp), staging])
         bitstream = staging / f"bitstream{codec.bitstream_suffix}"
         with clock.time("setup"):
             codec.prepare()
         with clock.time("encode"):
             codec.encode(ref_y4m, bitstream, progress.stage("encode", video.frames))
-        with clock.time("decode"):
-            decoded = codec.decode(bitstream, StreamHeader.of(video), progress.stage("decode"))
-        _check_decoded(decoded, video, codec.name)
         recon = staging / "recon.y4m"
-        write_y4m(decoded, recon)
+        with clock.time("decode"):
+            codec.decode_to(bitstream, StreamHeader.of(video), recon, progress.stage("decode"))
+        decoded = _decoded(recon, video, codec.name)
         with clock.time("metrics"):
             per_frame = measure_quality(video, decoded, progress.stage("metrics"))
         vmaf_enabled = _vmaf_enabled(spec, options, video)
@@ -111,7 +113,12 @@ def run_experiment(
     return result
 
 
-def _check_decoded(decoded: Video, reference: Video, codec: str) -> None:
+def _decoded(recon: Path, reference: FrameSource, codec: str) -> FrameFile:
+    """The reconstruction the codec wrote, to be read frame by frame; refused unless it matches the reference."""
+    try:
+        decoded = FrameFile.y4m(recon)
+    except (OSError, InvalidSource) as exc:
+        raise CodecFailure(f"{codec} decoder wrote no readable reconstruction: {exc}") from None
     got = (decoded.frames, decoded.height, decoded.width, decoded.pix_fmt)
     want = (reference.frames, reference.height, reference.width, reference.pix_fmt)
     if got != want:
@@ -119,9 +126,10 @@ def _check_decoded(decoded: Video, reference: Video, codec: str) -> None:
             f"{codec} decoder returned {got[0]} frames of {got[2]}x{got[1]} {got[3]}, "
             f"expected {want[0]} of {want[2]}x{want[1]} {want[3]}"
         )
+    return decoded
 
 
-def _vmaf_enabled(spec: SpecDocument, options: RunOptions, video: Video) -> bool:
+def _vmaf_enabled(spec: SpecDocument, options: RunOptions, video: FrameSource) -> bool:
     if options.vmaf is not None:
         return options.vmaf
     setting = spec["metrics"]["vmaf"]
@@ -182,9 +190,9 @@ def _conditions(m: Measured) -> Conditions:
 
 
 def resources(device: str) -> Resources:
-    """The device the codec ran on, and the peak resident memory of the worker and its largest child, in MiB."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    """The device the codec ran on, and the peak resident memory of the worker itself and of its largest ffmpeg
+    child, each its own (not what a process inherits at exec), in MiB; see docs/worker.md for what they cover."""
+    own, children = own_peak_rss_mb(), children_peak_rss_mb()
     return {"device": device, "peak_rss_mb_worker": round(own, 1), "peak_rss_mb_children": round(children, 1)}
 
 

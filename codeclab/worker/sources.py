@@ -1,15 +1,18 @@
 """Turn a spec's `source` into the reference: 8- or 10-bit 4:2:0 frames, plus where they came from.
 
-Every source goes the same way: decode (mp4 through ffmpeg, y4m and raw .yuv read directly),
-take frames [start, start+frames), crop exactly in numpy, then optionally scale to cover
+Every source goes the same way: decode (mp4 through ffmpeg to a raw file, y4m and raw .yuv read
+directly), take frames [start, start+frames), crop exactly in numpy, then optionally scale to cover
 `size` with ffmpeg's lanczos and crop from the centre, all at the source's own bit depth.
 Only a spec's `convert_to` takes a 10-bit reference to 8 bits, last, and says so.
+
+It all goes frame by frame, from files on disk into the reference y4m: memory does not grow with the clip.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -23,8 +26,17 @@ from codeclab.experiments.schema import SourceSpec
 from codeclab.experiments.test_sets import sequence_name
 from codeclab.worker.errors import InvalidInput, InvalidSource, InvalidSpec
 from codeclab.worker.ffmpeg import FFmpegFailed, run_ffmpeg
-from codeclab.worker.rawyuv import RawGeometry, raw_geometry, read_raw_yuv
-from codeclab.worker.video import FrameCallback, Video, read_y4m, read_y4m_header
+from codeclab.worker.rawyuv import RawGeometry, raw_frames, raw_geometry
+from codeclab.worker.video import (
+    ClipGeometry,
+    FrameCallback,
+    FrameFile,
+    FrameSource,
+    Planes,
+    raw_frame,
+    read_y4m_header,
+    write_y4m,
+)
 
 BUILTIN_CLIPS = {
     "carphone": "carphone_pristine.mp4",
@@ -44,9 +56,10 @@ def scaler(pix_fmt: str) -> str:
 
 @dataclass(frozen=True)
 class Reference:
-    """The reference frames, the facts about how they were made, and the file they came from."""
+    """The reference frames (its y4m, read frame by frame), the facts about how they were made, and the file they
+    came from."""
 
-    video: Video
+    video: FrameFile
     info: SourceConditions
     path: Path
 
@@ -69,23 +82,55 @@ def builtin_clip_path(name: str) -> Path:
     return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / BUILTIN_CLIPS[name]
 
 
-def load_reference(source: SourceSpec, workdir: Path, on_frame: FrameCallback | None = None) -> Reference:
-    """Load the spec's source (already schema-validated) as the 4:2:0 reference, at its own bit depth."""
+# The files load_reference() makes in its workdir on the way, removed once the reference is written.
+_INTERMEDIATE = ("decoded.yuv", "unscaled.yuv", "scaled.yuv")
+
+
+class _Mapped(ClipGeometry):
+    """Another source's frames, each passed through `planes` when read (a crop, a bit-depth change)."""
+
+    def __init__(
+        self,
+        source: FrameSource,
+        width: int,
+        height: int,
+        pix_fmt: str,
+        fps: Fraction,
+        planes: Callable[[Planes], Planes],
+    ) -> None:
+        self.source, self.width, self.height, self.pix_fmt, self.fps = source, width, height, pix_fmt, fps
+        self.frames, self._planes = source.frames, planes
+
+    def frame_planes(self, index: int) -> Planes:
+        return self._planes(self.source.frame_planes(index))
+
+
+def load_reference(
+    source: SourceSpec, workdir: Path, out: Path | None = None, on_frame: FrameCallback | None = None
+) -> Reference:
+    """Load the spec's source (already schema-validated) as the 4:2:0 reference, at its own bit depth, into the
+    y4m file `out` (workdir/reference.y4m by default), frame by frame."""
     path = _local_path(source["clip"], workdir)
     probe = _probe(path, source)
     start, count = source.get("start", 0), source.get("frames")
-    video = _decode(path, start, count, probe, workdir, on_frame)
-    _check_frame_count(video.frames, start, count)
-    _check_sample_range(video, path.name)
-    video = _crop(video, source.get("crop"))
+    frames = _decode(path, start, count, probe, workdir, on_frame)
+    _check_frame_count(frames.frames, start, count)
+    _check_sample_range(frames, path.name)
+    frames = _crop(frames, source.get("crop"))
     if "size" in source:
         width, height = source["size"]
-        video = _scale_to_cover(video, width, height, workdir)
+        frames = _scale_to_cover(frames, width, height, workdir)
     if "fps" in source:
-        video = Video(video.y, video.u, video.v, Fraction(str(source["fps"])))
-    converted = "convert_to" in source and video.bit_depth != 8
+        fps = Fraction(str(source["fps"]))
+        frames = _Mapped(frames, frames.width, frames.height, frames.pix_fmt, fps, lambda planes: planes)
+    converted = "convert_to" in source and frames.bit_depth != 8
     if converted:
-        video = _to_8bit(video)
+        frames = _to_8bit(frames)
+    out = workdir / "reference.y4m" if out is None else out
+    write_y4m(frames, out)
+    for name in _INTERMEDIATE:
+        (workdir / name).unlink(missing_ok=True)
+    video = FrameFile.y4m(out)
     info: SourceConditions = {
         "clip": source["clip"],
         "file": path.name,
@@ -194,14 +239,14 @@ def _decode(
     probe: _Probe,
     workdir: Path,
     on_frame: FrameCallback | None,
-) -> Video:
+) -> FrameSource:
     if probe.raw is not None or path.suffix.lower() == ".y4m":
-        video = read_y4m(path, start, count) if probe.raw is None else read_raw_yuv(path, probe.raw, start, count)
+        frames = FrameFile.y4m(path, start, count) if probe.raw is None else raw_frames(path, probe.raw, start, count)
         if on_frame:
-            on_frame(video.frames)
-        return video
+            on_frame(frames.frames)
+        return frames
     end = f":end_frame={start + count}" if count else ""
-    raw = workdir / "source.yuv"
+    raw = workdir / "decoded.yuv"
     args = ["-v", "error", "-i", str(path), "-map", "0:v:0", "-an", "-fps_mode", "passthrough"]
     args += [
         "-vf",
@@ -216,9 +261,7 @@ def _decode(
         run_ffmpeg(args, on_frame=on_frame)
     except FFmpegFailed as exc:
         raise InvalidSource(f"{path.name}: cannot decode: {exc.stderr.strip().splitlines()[-1:] or exc}") from None
-    data = raw.read_bytes()
-    raw.unlink()
-    return Video.from_raw(data, probe.width, probe.height, probe.fps, probe.read_as)
+    return FrameFile.raw(raw, probe.width, probe.height, probe.read_as, probe.fps)
 
 
 def _check_frame_count(got: int, start: int, wanted: int | None) -> None:
@@ -231,11 +274,11 @@ def _check_frame_count(got: int, start: int, wanted: int | None) -> None:
         )
 
 
-def _check_sample_range(video: Video, name: str) -> None:
+def _check_sample_range(video: FrameSource, name: str) -> None:
     """Refuse 10-bit planes holding values no 10-bit sample can: the file is 16-bit, big-endian or not 10-bit."""
     if video.bit_depth == 8:
         return
-    top = max(int(np.max(plane)) for plane in (video.y, video.u, video.v))
+    top = max(int(np.max(plane)) for index in range(video.frames) for plane in video.frame_planes(index))
     if top > video.peak:
         raise InvalidSource(
             f"$.source: {name} is read as {video.pix_fmt}, but holds sample values up to {top}, above 10-bit's "
@@ -243,23 +286,27 @@ def _check_sample_range(video: Video, name: str) -> None:
         )
 
 
-def _to_8bit(video: Video) -> Video:
-    y, u, v = (np.minimum((plane + 2) >> 2, 255).astype(np.uint8) for plane in (video.y, video.u, video.v))
-    return Video(y, u, v, video.fps)
+def _to_8bit(video: FrameSource) -> FrameSource:
+    def lower(planes: Planes) -> Planes:
+        y, u, v = (np.minimum((plane + 2) >> 2, 255).astype(np.uint8) for plane in planes)
+        return y, u, v
+
+    return _Mapped(video, video.width, video.height, "yuv420p", video.fps, lower)
 
 
-def _crop(video: Video, crop: list[int] | None) -> Video:
+def _crop(video: FrameSource, crop: list[int] | None) -> FrameSource:
     if crop is None:
         return video
     x, y, w, h = crop
     if x + w > video.width or y + h > video.height:
         raise InvalidSource(f"$.source.crop: [{x}, {y}, {w}, {h}] reaches beyond the {video.width}x{video.height} clip")
-    return Video(
-        video.y[:, y : y + h, x : x + w],
-        video.u[:, y // 2 : (y + h) // 2, x // 2 : (x + w) // 2],
-        video.v[:, y // 2 : (y + h) // 2, x // 2 : (x + w) // 2],
-        video.fps,
-    )
+
+    def cut(planes: Planes) -> Planes:
+        luma, u, v = planes
+        chroma = (slice(y // 2, (y + h) // 2), slice(x // 2, (x + w) // 2))
+        return luma[y : y + h, x : x + w], u[chroma], v[chroma]
+
+    return _Mapped(video, w, h, video.pix_fmt, video.fps, cut)
 
 
 def cover_size(width: int, height: int, target_w: int, target_h: int) -> tuple[int, int]:
@@ -275,7 +322,7 @@ def _even_ceil(value: float) -> int:
     return int(-(-rounded // 2) * 2)
 
 
-def _scale_to_cover(video: Video, target_w: int, target_h: int, workdir: Path) -> Video:
+def _scale_to_cover(video: FrameSource, target_w: int, target_h: int, workdir: Path) -> FrameSource:
     if target_w > video.width or target_h > video.height:
         raise InvalidSource(
             f"$.source.size: [{target_w}, {target_h}] is larger than the {video.width}x{video.height} "
@@ -289,11 +336,11 @@ def _scale_to_cover(video: Video, target_w: int, target_h: int, workdir: Path) -
     return _crop(video, [x, y, target_w, target_h])
 
 
-def _ffmpeg_scale(video: Video, width: int, height: int, workdir: Path) -> Video:
+def _ffmpeg_scale(video: FrameSource, width: int, height: int, workdir: Path) -> FrameSource:
     src, dst = workdir / "unscaled.yuv", workdir / "scaled.yuv"
     with src.open("wb") as fh:
-        for raw in video.iter_raw_frames():
-            fh.write(raw)
+        for index in range(video.frames):
+            fh.write(raw_frame(video.frame_planes(index), video.pix_fmt))
     flags = "lanczos+accurate_rnd+full_chroma_int"
     args = [
         "-v",
@@ -317,10 +364,8 @@ def _ffmpeg_scale(video: Video, width: int, height: int, workdir: Path) -> Video
         str(dst),
     ]
     run_ffmpeg(args)
-    data = dst.read_bytes()
     src.unlink()
-    dst.unlink()
-    return Video.from_raw(data, width, height, video.fps, video.pix_fmt)
+    return FrameFile.raw(dst, width, height, video.pix_fmt, video.fps)
 
 
 def _sha256(path: Path) -> str:

@@ -1,20 +1,27 @@
-"""yuv420p video in memory, 8-bit or 10-bit, and the y4m files that keep it on disk."""
+"""yuv420p frames, 8-bit or 10-bit: in memory (`Video`), or in a y4m or raw file read one frame at a time
+(`FrameFile`); both are a `FrameSource`. `Y4MWriter` writes y4m frame by frame."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from types import TracebackType
+from typing import Protocol
 
 import numpy as np
 
 from codeclab.worker.errors import InvalidSource
 
 Y4M_MAGIC = b"YUV4MPEG2"
+Y4M_FRAME = b"FRAME\n"
 
 # Called with the number of frames a stage has finished: drives progress and the stall watchdog.
 FrameCallback = Callable[[int], None]
+# One frame's y, u and v planes: (H, W), (H/2, W/2), (H/2, W/2); uint8 at 8-bit, uint16 at 10-bit.
+Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 # The pixel formats the worker measures, by bit depth; 10-bit samples are little-endian 16-bit words.
 BIT_DEPTHS = {"yuv420p": 8, "yuv420p10le": 10}
@@ -30,9 +37,82 @@ def frame_size(width: int, height: int, pix_fmt: str) -> int:
     return width * height * 3 // 2 * sample_bytes(pix_fmt)
 
 
+class FrameSource(Protocol):
+    """A clip whose frames are read by index: what the metrics, the codecs' encoders and the writers take."""
+
+    @property
+    def frames(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def pix_fmt(self) -> str: ...
+    @property
+    def fps(self) -> Fraction: ...
+    @property
+    def bit_depth(self) -> int: ...
+    @property
+    def peak(self) -> int: ...
+    @property
+    def raw_bits(self) -> int: ...
+
+    def frame_planes(self, index: int) -> Planes: ...
+
+
+class ClipGeometry:
+    """What follows from a clip's size, length and pixel format; a subclass provides those four."""
+
+    width: int
+    height: int
+    frames: int
+    pix_fmt: str
+
+    @property
+    def bit_depth(self) -> int:
+        return BIT_DEPTHS[self.pix_fmt]
+
+    @property
+    def peak(self) -> int:
+        """The largest sample value: 255 at 8-bit, 1023 at 10-bit."""
+        return (1 << self.bit_depth) - 1
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of one frame as stored raw (2 bytes a sample at 10-bit)."""
+        return frame_size(self.width, self.height, self.pix_fmt)
+
+    @property
+    def raw_bytes(self) -> int:
+        """Bytes of the clip as stored raw."""
+        return self.frame_bytes * self.frames
+
+    @property
+    def raw_bits(self) -> int:
+        """Bits of the clip at its bit depth (10 a sample at 10-bit, not 16): the numerator of the compression ratio."""
+        return self.width * self.height * 3 // 2 * self.bit_depth * self.frames
+
+
+def _split(flat: np.ndarray, width: int, height: int, pix_fmt: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, samples of a frame) -> y (N, H, W), u and v (N, H/2, W/2), in native byte order."""
+    luma, chroma = width * height, width * height // 4
+    shape_c = (-1, height // 2, width // 2)
+    # native byte order on any host; no copy on a little-endian one
+    planes = [flat[:, :luma], flat[:, luma : luma + chroma], flat[:, luma + chroma :]]
+    if pix_fmt != "yuv420p":
+        planes = [p.astype(np.uint16, copy=False) for p in planes]
+    return planes[0].reshape(-1, height, width), planes[1].reshape(shape_c), planes[2].reshape(shape_c)
+
+
+def raw_frame(planes: Planes, pix_fmt: str) -> bytes:
+    """One frame as raw bytes of its pix_fmt (10-bit samples little-endian)."""
+    dtype = _DTYPES[pix_fmt]
+    return b"".join(p.astype(dtype, copy=False).tobytes() for p in planes)
+
+
 @dataclass(frozen=True)
-class Video:
-    """Planar 4:2:0 frames: y is (N, H, W), u and v are (N, H/2, W/2); uint8 at 8-bit, uint16 at 10-bit."""
+class Video(ClipGeometry):
+    """Planar 4:2:0 frames in memory: y is (N, H, W), u and v are (N, H/2, W/2); uint8 at 8-bit, uint16 at 10-bit."""
 
     y: np.ndarray
     u: np.ndarray
@@ -50,88 +130,125 @@ class Video:
             )
 
     @property
-    def pix_fmt(self) -> str:
+    def pix_fmt(self) -> str:  # type: ignore[override]  # ClipGeometry's attributes, read from the planes here
         return "yuv420p" if self.y.dtype == np.uint8 else "yuv420p10le"
 
     @property
-    def bit_depth(self) -> int:
-        return BIT_DEPTHS[self.pix_fmt]
-
-    @property
-    def peak(self) -> int:
-        """The largest sample value: 255 at 8-bit, 1023 at 10-bit."""
-        return (1 << self.bit_depth) - 1
-
-    @property
-    def frames(self) -> int:
+    def frames(self) -> int:  # type: ignore[override]
         return int(self.y.shape[0])
 
     @property
-    def height(self) -> int:
+    def height(self) -> int:  # type: ignore[override]
         return int(self.y.shape[1])
 
     @property
-    def width(self) -> int:
+    def width(self) -> int:  # type: ignore[override]
         return int(self.y.shape[2])
 
-    @property
-    def frame_bytes(self) -> int:
-        """Bytes of one frame as stored raw (2 bytes a sample at 10-bit)."""
-        return frame_size(self.width, self.height, self.pix_fmt)
-
-    @property
-    def raw_bytes(self) -> int:
-        """Bytes of the clip as stored raw."""
-        return self.frame_bytes * self.frames
-
-    @property
-    def raw_bits(self) -> int:
-        """Bits of the clip at its bit depth (10 a sample at 10-bit, not 16): the numerator of the compression ratio."""
-        return self.width * self.height * 3 // 2 * self.bit_depth * self.frames
-
     @classmethod
-    def from_raw(cls, data: bytes, width: int, height: int, fps: Fraction, pix_fmt: str = "yuv420p") -> Video:
-        """Split concatenated raw 4:2:0 frames of `pix_fmt` into planes."""
-        frame = frame_size(width, height, pix_fmt)
-        if len(data) % frame:
-            raise ValueError(f"{len(data)} bytes is not a whole number of {width}x{height} {pix_fmt} frames")
-        flat = np.frombuffer(data, dtype=_DTYPES[pix_fmt]).reshape(-1, frame // sample_bytes(pix_fmt))
-        luma, chroma = width * height, width * height // 4
-        shape_c = (-1, height // 2, width // 2)
-        # native byte order on any host; no copy on a little-endian one
-        planes = [flat[:, :luma], flat[:, luma : luma + chroma], flat[:, luma + chroma :]]
-        if pix_fmt != "yuv420p":
-            planes = [p.astype(np.uint16, copy=False) for p in planes]
-        return cls(
-            y=planes[0].reshape(-1, height, width),
-            u=planes[1].reshape(shape_c),
-            v=planes[2].reshape(shape_c),
-            fps=fps,
-        )
+    def of(cls, source: FrameSource) -> Video:
+        """Every frame of `source` in memory (the custom codecs' whole-clip interface, tests)."""
+        dtype = np.uint8 if source.pix_fmt == "yuv420p" else np.uint16
+        chroma = (source.frames, source.height // 2, source.width // 2)
+        y = np.empty((source.frames, source.height, source.width), dtype)
+        u, v = np.empty(chroma, dtype), np.empty(chroma, dtype)
+        for index in range(source.frames):
+            y[index], u[index], v[index] = source.frame_planes(index)
+        return cls(y, u, v, source.fps)
 
-    def frame_planes(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def frame_planes(self, index: int) -> Planes:
         return self.y[index], self.u[index], self.v[index]
 
-    def iter_raw_frames(self) -> Iterator[bytes]:
-        """Each frame as raw bytes of its pix_fmt (10-bit samples little-endian)."""
-        dtype = _DTYPES[self.pix_fmt]
-        for i in range(self.frames):
-            yield b"".join(p.astype(dtype, copy=False).tobytes() for p in self.frame_planes(i))
+
+class FrameFile(ClipGeometry):
+    """Frames [start, start+frames) of a y4m or raw .yuv file, each read from disk when asked for.
+
+    Frames are fixed-size in both (a y4m frame is b"FRAME\\n" and the raw frame), so frame i is at a known
+    offset: nothing but the frame asked for is ever in memory."""
+
+    def __init__(
+        self, path: Path, width: int, height: int, pix_fmt: str, fps: Fraction, offset: int, frames: int, marker: bytes
+    ) -> None:
+        self.path, self.width, self.height, self.pix_fmt, self.fps = path, width, height, pix_fmt, fps
+        self.frames, self._offset, self._marker = frames, offset, marker
+
+    @classmethod
+    def y4m(cls, path: Path, start: int = 0, count: int | None = None) -> FrameFile:
+        """Frames [start, start+count) of an 8- or 10-bit 4:2:0 y4m file (to its end when count is None)."""
+        header = read_y4m_header(path)
+        stride = len(Y4M_FRAME) + frame_size(header.width, header.height, header.pix_fmt)
+        whole, partial = divmod(path.stat().st_size - header.header_bytes, stride)
+        end = whole if count is None else min(start + count, whole)
+        if partial and (count is None or start + count > whole):
+            raise InvalidSource(f"{path}: truncated y4m frame {whole}")
+        offset = header.header_bytes + start * stride
+        return cls(
+            path, header.width, header.height, header.pix_fmt, header.fps, offset, max(end - start, 0), Y4M_FRAME
+        )
+
+    @classmethod
+    def raw(
+        cls, path: Path, width: int, height: int, pix_fmt: str, fps: Fraction, start: int = 0, count: int | None = None
+    ) -> FrameFile:
+        """Frames [start, start+count) of a headerless file of `pix_fmt` frames; ValueError unless whole frames."""
+        size, frame = path.stat().st_size, frame_size(width, height, pix_fmt)
+        if size % frame:
+            raise ValueError(f"{size} bytes is not a whole number of {width}x{height} {pix_fmt} frames")
+        available = max(size // frame - start, 0)
+        frames = available if count is None else min(count, available)
+        return cls(path, width, height, pix_fmt, fps, start * frame, frames, b"")
+
+    def frame_planes(self, index: int) -> Planes:
+        if not 0 <= index < self.frames:
+            raise IndexError(f"frame {index} of a {self.frames}-frame clip")
+        stride = len(self._marker) + self.frame_bytes
+        with self.path.open("rb") as fh:
+            data = os.pread(fh.fileno(), stride, self._offset + index * stride)
+        if len(data) != stride:
+            raise InvalidSource(f"{self.path}: truncated frame {index}")
+        if not data.startswith(self._marker):
+            raise InvalidSource(
+                f"{self.path}: frame {index} does not start with a plain y4m FRAME marker ({data[:16]!r}); frame "
+                "parameters are not supported: rewrite the file with ffmpeg -i <file> -f yuv4mpegpipe <new>.y4m"
+            )
+        flat = np.frombuffer(data, dtype=_DTYPES[self.pix_fmt], offset=len(self._marker)).reshape(1, -1)
+        y, u, v = _split(flat, self.width, self.height, self.pix_fmt)
+        return y[0], u[0], v[0]
 
 
 # y4m's colour tag for each pixel format written; 8-bit keeps the tag it always had.
 _Y4M_TAGS = {"yuv420p": "C420jpeg", "yuv420p10le": "C420p10 XYSCSS=420P10"}
 
 
-def write_y4m(video: Video, path: Path) -> None:
-    fps = video.fps
-    tag = _Y4M_TAGS[video.pix_fmt]
-    header = f"YUV4MPEG2 W{video.width} H{video.height} F{fps.numerator}:{fps.denominator} Ip A1:1 {tag}\n"
-    with path.open("wb") as fh:
-        fh.write(header.encode("ascii"))
-        for raw in video.iter_raw_frames():
-            fh.write(b"FRAME\n")
-            fh.write(raw)
+class Y4MWriter:
+    """Writes a y4m file one frame at a time; the header is written on opening."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: Fraction, pix_fmt: str) -> None:
+        self.pix_fmt, self.frames = pix_fmt, 0
+        self._shape = ((height, width), (height // 2, width // 2), (height // 2, width // 2))
+        tag = _Y4M_TAGS[pix_fmt]
+        self._fh = path.open("wb")
+        self._fh.write(f"YUV4MPEG2 W{width} H{height} F{fps.numerator}:{fps.denominator} Ip A1:1 {tag}\n".encode())
+
+    def write(self, planes: Planes) -> None:
+        shapes = tuple(p.shape for p in planes)
+        if shapes != self._shape:
+            raise ValueError(f"a frame of planes {shapes} in a clip of {self._shape}")
+        self._fh.write(Y4M_FRAME)
+        self._fh.write(raw_frame(planes, self.pix_fmt))
+        self.frames += 1
+
+    def __enter__(self) -> Y4MWriter:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._fh.close()
+
+
+def write_y4m(video: FrameSource, path: Path) -> None:
+    with Y4MWriter(path, video.width, video.height, video.fps, video.pix_fmt) as out:
+        for index in range(video.frames):
+            out.write(video.frame_planes(index))
 
 
 @dataclass(frozen=True)
@@ -195,22 +312,5 @@ def read_y4m_header(path: Path) -> Y4MHeader:
 
 
 def read_y4m(path: Path, start: int = 0, count: int | None = None) -> Video:
-    """Read frames [start, start+count) of an 8- or 10-bit 4:2:0 y4m file (all when count is None)."""
-    header = read_y4m_header(path)
-    frame_bytes = frame_size(header.width, header.height, header.pix_fmt)
-    chunks: list[bytes] = []
-    index = 0
-    with path.open("rb") as fh:
-        fh.seek(header.header_bytes)
-        while (count is None or len(chunks) < count) and (tag := fh.readline(1024)):
-            if not tag.startswith(b"FRAME"):
-                raise InvalidSource(f"{path}: corrupt y4m frame marker {tag[:16]!r}")
-            if index < start:
-                fh.seek(frame_bytes, 1)
-            else:
-                data = fh.read(frame_bytes)
-                if len(data) != frame_bytes:
-                    raise InvalidSource(f"{path}: truncated y4m frame {index}")
-                chunks.append(data)
-            index += 1
-    return Video.from_raw(b"".join(chunks), header.width, header.height, header.fps, header.pix_fmt)
+    """Frames [start, start+count) of an 8- or 10-bit 4:2:0 y4m file (all when count is None), in memory."""
+    return Video.of(FrameFile.y4m(path, start, count))

@@ -130,6 +130,17 @@ def fake_results() -> dict[str, dict[str, Any]]:
                 "page_faults_per_frame": 30.0,
             },
         },
+        "bench_memory": {
+            "conditions": {"frames": [16, 132], "repeats": 2, "vmaf": "off"},
+            "measured": {
+                "x264 1280x720": {
+                    "short": {"worker_mb": 150.0, "children_mb": 90.0},
+                    "long": {"worker_mb": 165.0, "children_mb": 95.0},
+                    "ratio": {"worker_mb": 1.1},
+                    "ratio_range": [1.05, 1.15],
+                }
+            },
+        },
     }
 
 
@@ -202,6 +213,9 @@ def test_rows_carry_each_bench_figure(tmp_path: Path):
     assert speed.value == "0.250"
     assert "spread 0.200-0.300" in speed.how and "distorted by x264 crf=35 threads=1" in speed.how
     assert rows["Metrics: page faults per frame (ours)"].value == "30"
+    memory = rows["Peak memory, 16 against 132 frames: x264 1280x720"]
+    assert memory.value == "worker 150 / 165 MiB (1.10x); largest ffmpeg child 90 / 95 MiB"
+    assert "worker ratio 1.05-1.15" in memory.how
 
 
 def test_main_writes_a_markdown_table(tmp_path: Path):
@@ -212,8 +226,8 @@ def test_main_writes_a_markdown_table(tmp_path: Path):
     assert RUN in lines[0] and "Test CPU, 2 cores" in lines[0]
     assert lines[2] == "| figure | value | conditions / how measured |"
     table = [line for line in lines if line.startswith("| ")]
-    # header, workflow, sweep, metrics, x264, learned, cold, load, sandbox, cost, metrics speed
-    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 1 + 1 + 2 + 2 + 2
+    # header, workflow, sweep, metrics, x264, learned, cold, load, sandbox, cost, metrics speed, memory
+    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 1 + 1 + 2 + 2 + 2 + 1
     assert "ffmpeg n9 \\| test" in out.read_text()  # a | inside a cell must not split it
 
 

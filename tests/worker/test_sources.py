@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from codeclab.worker.errors import InvalidInput
 from codeclab.worker.sources import builtin_clip_path, cover_size, load_reference
-from codeclab.worker.video import read_y4m, write_y4m
+from codeclab.worker.video import FrameFile, Video, Y4MWriter, raw_frame, read_y4m, write_y4m
 from tests.conftest import extract_y4m, ffmpeg
 
 
@@ -30,8 +30,8 @@ def test_builtin_clips_load_as_yuv420p(name: str, size: tuple[int, int], tmp_pat
 
 
 def test_mp4_and_y4m_of_the_same_frames_are_identical(carphone12: Path, tmp_path: Path) -> None:
-    from_mp4 = load_reference({"clip": "builtin:carphone", "frames": 12}, tmp_path).video
-    from_y4m = load_reference({"clip": str(carphone12)}, tmp_path).video
+    from_mp4 = Video.of(load_reference({"clip": "builtin:carphone", "frames": 12}, tmp_path).video)
+    from_y4m = Video.of(load_reference({"clip": str(carphone12)}, tmp_path).video)
     assert from_y4m.frames == 12
     assert np.array_equal(from_mp4.y, from_y4m.y) and np.array_equal(from_mp4.v, from_y4m.v)
     assert from_mp4.fps == from_y4m.fps == Fraction(30000, 1001)
@@ -40,14 +40,14 @@ def test_mp4_and_y4m_of_the_same_frames_are_identical(carphone12: Path, tmp_path
 def test_start_and_frames_select_the_same_frames_in_mp4_and_y4m(carphone12: Path, tmp_path: Path) -> None:
     whole = read_y4m(carphone12)
     for clip in ("builtin:carphone", str(carphone12)):
-        part = load_reference({"clip": clip, "start": 5, "frames": 4}, tmp_path).video
+        part = Video.of(load_reference({"clip": clip, "start": 5, "frames": 4}, tmp_path).video)
         assert np.array_equal(part.y, whole.y[5:9]), clip
         assert np.array_equal(part.u, whole.u[5:9]), clip
 
 
 def test_crop_is_exact(carphone12: Path, tmp_path: Path) -> None:
     whole = read_y4m(carphone12)
-    ref = load_reference({"clip": str(carphone12), "crop": [10, 20, 64, 32]}, tmp_path).video
+    ref = Video.of(load_reference({"clip": str(carphone12), "crop": [10, 20, 64, 32]}, tmp_path).video)
     assert np.array_equal(ref.y, whole.y[:, 20:52, 10:74])
     assert np.array_equal(ref.u, whole.u[:, 10:26, 5:37])
 
@@ -68,7 +68,7 @@ def test_size_scales_to_cover_then_crops_the_centre(tmp_path: Path) -> None:
     ffmpeg("-v", "error", "-i", str(builtin_clip_path("bbb")), "-frames:v", "2",
            "-vf", f"scale=456:256:flags={flags},crop=448:256:4:0", "-pix_fmt", "yuv420p", str(expected))  # fmt: skip
     theirs = read_y4m(expected)
-    assert np.abs(ref.video.y.astype(int) - theirs.y).max() <= 1
+    assert np.abs(Video.of(ref.video).y.astype(int) - theirs.y).max() <= 1
     assert ref.info["scaling"].startswith("ffmpeg swscale lanczos")
 
 
@@ -134,7 +134,7 @@ def test_y4m_written_by_us_reads_back_identically(carphone12: Path, tmp_path: Pa
     # and ffmpeg reads our y4m as the same frames
     raw = tmp_path / "raw.yuv"
     ffmpeg("-v", "error", "-i", str(copy), "-f", "rawvideo", str(raw))
-    assert raw.read_bytes() == b"".join(video.iter_raw_frames())
+    assert raw.read_bytes() == b"".join(raw_frame(video.frame_planes(i), video.pix_fmt) for i in range(video.frames))
 
 
 @mock_aws
@@ -144,7 +144,7 @@ def test_s3_clip_is_downloaded_and_used(carphone12: Path, tmp_path: Path) -> Non
     s3.upload_file(str(carphone12), "clips", "qcif/carphone.y4m")
     ref = load_reference({"clip": "s3://clips/qcif/carphone.y4m", "frames": 3}, tmp_path)
     assert ref.video.frames == 3
-    assert np.array_equal(ref.video.y, read_y4m(carphone12).y[:3])
+    assert np.array_equal(Video.of(ref.video).y, read_y4m(carphone12).y[:3])
 
 
 @mock_aws
@@ -152,3 +152,47 @@ def test_missing_s3_object_is_a_clear_error(tmp_path: Path) -> None:
     boto3.client("s3").create_bucket(Bucket="clips")
     with pytest.raises(InvalidInput, match=r"s3://clips/nope\.mp4 does not exist \(check the bucket and key\)"):
         load_reference({"clip": "s3://clips/nope.mp4"}, tmp_path)
+
+
+# --- reading frame by frame ------------------------------------------------------------
+
+
+def test_frames_are_read_one_at_a_time_from_the_file(carphone12: Path, tmp_path: Path) -> None:
+    whole = read_y4m(carphone12)
+    frames = FrameFile.y4m(carphone12, 3, 4)
+    assert (frames.frames, frames.width, frames.height, frames.pix_fmt) == (4, 176, 144, "yuv420p")
+    for index in (3, 0, 2):  # any order: each frame is at its own offset
+        planes = zip(frames.frame_planes(index), whole.frame_planes(3 + index), strict=True)
+        assert all(np.array_equal(ours, theirs) for ours, theirs in planes)
+    with pytest.raises(IndexError):
+        frames.frame_planes(4)
+
+
+def test_a_truncated_y4m_is_refused_only_where_the_frames_asked_for_reach(carphone12: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.y4m"
+    cut.write_bytes(carphone12.read_bytes()[:-100])  # the 12th frame is incomplete
+    assert FrameFile.y4m(cut, 0, 11).frames == 11
+    with pytest.raises(InvalidInput, match=r"cut\.y4m: truncated y4m frame 11"):
+        load_reference({"clip": str(cut)}, tmp_path)
+
+
+def test_y4m_frame_parameters_are_refused_with_the_fix(carphone12: Path, tmp_path: Path) -> None:
+    data = carphone12.read_bytes()
+    tagged = tmp_path / "tagged.y4m"
+    tagged.write_bytes(data.replace(b"FRAME\n", b"FRAME Ip\n"))
+    with pytest.raises(InvalidInput, match=r"frame 0 does not start with a plain y4m FRAME marker.*yuv4mpegpipe"):
+        load_reference({"clip": str(tagged), "frames": 2}, tmp_path)
+
+
+def test_the_reference_is_written_without_intermediate_files_left(tmp_path: Path) -> None:
+    ref = load_reference({"clip": "builtin:bbb", "frames": 2, "size": [448, 256]}, tmp_path, tmp_path / "ref.y4m")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.y4m"]
+    assert ref.video.path == tmp_path / "ref.y4m" and read_y4m(ref.video.path).frames == 2
+
+
+def test_the_y4m_writer_refuses_a_frame_of_another_size(tmp_path: Path) -> None:
+    with Y4MWriter(tmp_path / "x.y4m", 16, 8, Fraction(25), "yuv420p") as out:
+        out.write((np.zeros((8, 16), np.uint8), np.zeros((4, 8), np.uint8), np.zeros((4, 8), np.uint8)))
+        with pytest.raises(ValueError, match="a frame of planes"):
+            out.write((np.zeros((8, 18), np.uint8), np.zeros((4, 9), np.uint8), np.zeros((4, 9), np.uint8)))
+    assert FrameFile.y4m(tmp_path / "x.y4m").frames == 1

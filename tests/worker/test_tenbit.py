@@ -23,7 +23,7 @@ from codeclab.worker.codecs.base import StreamHeader
 from codeclab.worker.errors import InvalidSource, InvalidSpec
 from codeclab.worker.rawyuv import geometry_from_name
 from codeclab.worker.sources import builtin_clip_path, load_reference
-from codeclab.worker.video import Video, read_y4m, write_y4m
+from codeclab.worker.video import FrameFile, FrameSource, Video, read_y4m, write_y4m
 from tests.conftest import ffmpeg
 from tests.worker.test_entrypoint import ffmpeg_psnr_frames, result_of, run_worker
 
@@ -38,7 +38,7 @@ def _planes(path: Path, pix_fmt: str) -> np.ndarray:
     return np.frombuffer(raw.read_bytes(), dtype=np.uint8 if pix_fmt == "yuv420p" else "<u2")
 
 
-def _flat(video: Video) -> np.ndarray:
+def _flat(video: FrameSource) -> np.ndarray:
     return np.concatenate([np.concatenate([p.ravel() for p in video.frame_planes(i)]) for i in range(video.frames)])
 
 
@@ -58,7 +58,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_control_the_10bit_clip_is_really_10bit(clips: dict[str, Path], tmp_path: Path) -> None:
-    video = load_reference({"clip": str(clips["y4m"]), "start": 0}, tmp_path).video
+    video = Video.of(load_reference({"clip": str(clips["y4m"]), "start": 0}, tmp_path).video)
     assert video.pix_fmt == "yuv420p10le" and video.y.dtype == np.uint16
     assert video.y.max() > 255 and np.any(video.y % 4) and np.any(video.u % 4)
     assert np.array_equal(_flat(video), _planes(clips["y4m"], "yuv420p10le"))
@@ -149,16 +149,16 @@ def test_file_names_without_geometry_or_with_other_formats() -> None:
 
 
 def test_crop_and_size_stay_at_10bit(clips: dict[str, Path], tmp_path: Path) -> None:
-    full = load_reference({"clip": str(clips["y4m"]), "start": 0}, tmp_path).video
-    cropped = load_reference({"clip": str(clips["raw10"]), "crop": [8, 4, 64, 48]}, tmp_path).video
+    full = Video.of(load_reference({"clip": str(clips["y4m"]), "start": 0}, tmp_path).video)
+    cropped = Video.of(load_reference({"clip": str(clips["raw10"]), "crop": [8, 4, 64, 48]}, tmp_path).video)
     assert np.array_equal(cropped.y, full.y[:, 4:52, 8:72]) and np.array_equal(cropped.u, full.u[:, 2:26, 4:36])
     # 88x72 covers 64x48 at 64x54, then the centre: ffmpeg's own 10-bit scale, cut by hand
-    scaled = load_reference({"clip": str(clips["y4m"]), "size": [64, 48]}, tmp_path).video
+    scaled = Video.of(load_reference({"clip": str(clips["y4m"]), "size": [64, 48]}, tmp_path).video)
     raw = tmp_path / "scaled.raw"
     flags = "lanczos+accurate_rnd+full_chroma_int"
     ffmpeg("-v", "error", "-i", str(clips["y4m"]), "-vf", f"scale=64:54:flags={flags}", "-f", "rawvideo",
            "-pix_fmt", "yuv420p10le", str(raw))  # fmt: skip
-    theirs = Video.from_raw(raw.read_bytes(), 64, 54, Fraction(30), "yuv420p10le")
+    theirs = Video.of(FrameFile.raw(raw, 64, 54, "yuv420p10le", Fraction(30)))
     assert scaled.pix_fmt == "yuv420p10le" and np.any(scaled.y % 4)
     assert np.array_equal(scaled.y, theirs.y[:, 2:50]) and np.array_equal(scaled.v, theirs.v[:, 1:25])
 
@@ -212,10 +212,10 @@ def test_8bit_codecs_refuse_10bit_naming_the_way_out(name: str) -> None:
 
 
 def test_convert_to_rounds_like_hm_and_is_recorded(clips: dict[str, Path], tmp_path: Path) -> None:
-    ten = load_reference({"clip": str(clips["y4m"]), "start": 0}, tmp_path).video
+    ten = Video.of(load_reference({"clip": str(clips["y4m"]), "start": 0}, tmp_path).video)
     eight = load_reference({"clip": str(clips["y4m"]), "convert_to": "yuv420p"}, tmp_path)
     assert eight.video.pix_fmt == "yuv420p"
-    assert np.array_equal(eight.video.y, np.minimum((ten.y.astype(np.int32) + 2) // 4, 255))
+    assert np.array_equal(Video.of(eight.video).y, np.minimum((ten.y.astype(np.int32) + 2) // 4, 255))
     assert (eight.info["bit_depth"], eight.info["source_pix_fmt"]) == (8, "yuv420p10le")
     assert eight.info["bit_depth_conversion"].startswith("yuv420p10le to yuv420p after crop and size")
     already = load_reference({"clip": str(clips["raw8"]), "convert_to": "yuv420p"}, tmp_path)
@@ -289,7 +289,7 @@ def test_s3_raw_yuv_takes_its_geometry_from_the_key_name(clips: dict[str, Path],
     s3.upload_file(str(clips["raw10"]), "clips", f"jvet/{clips['raw10'].name}")
     reference = load_reference({"clip": f"s3://clips/jvet/{clips['raw10'].name}", "frames": 2}, tmp_path)
     assert reference.video.pix_fmt == "yuv420p10le" and reference.info["sequence"] == clips["raw10"].stem
-    assert np.array_equal(reference.video.y, read_y4m(clips["y4m"]).y[:2])
+    assert np.array_equal(Video.of(reference.video).y, read_y4m(clips["y4m"]).y[:2])
 
 
 def test_10bit_mp4_decodes_at_10bit(clips: dict[str, Path], tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import ClassVar
 
 from codeclab.experiments.result import CodecConditions
 from codeclab.experiments.schema import CodecParams
-from codeclab.worker.video import FrameCallback, Video
+from codeclab.worker.video import FrameCallback, FrameSource, Video, read_y4m
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class StreamHeader:
     pix_fmt: str = "yuv420p"  # the reference's: the decoder returns frames at its bit depth
 
     @classmethod
-    def of(cls, video: Video) -> StreamHeader:
+    def of(cls, video: FrameSource) -> StreamHeader:
         return cls(video.width, video.height, video.frames, video.fps, video.pix_fmt)
 
 
@@ -54,8 +55,15 @@ class Codec(ABC):
         """Encode the y4m `reference` into the file `bitstream`."""
 
     @abstractmethod
+    def decode_to(self, bitstream: Path, header: StreamHeader, out: Path, on_frame: FrameCallback) -> None:
+        """Decode `bitstream` alone (plus the public header) into the y4m file `out`, at the header's pix_fmt."""
+
     def decode(self, bitstream: Path, header: StreamHeader, on_frame: FrameCallback) -> Video:
-        """Decode `bitstream` alone (plus the public header) into yuv420p frames."""
+        """decode_to(), read back into memory whole: for tests and tools; the worker reads `out` frame by frame."""
+        with tempfile.TemporaryDirectory(prefix="codeclab-decoded-") as tmp:
+            out = Path(tmp) / "decoded.y4m"
+            self.decode_to(bitstream, header, out, on_frame)
+            return read_y4m(out)
 
     @abstractmethod
     def conditions(self) -> CodecConditions:

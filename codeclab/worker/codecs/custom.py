@@ -25,7 +25,7 @@ from codeclab.worker.sandbox.protocol import RGB_FRAMES, YUV420_PLANES, PublicHe
 from codeclab.worker.sandbox.runner import ChildJob, run_child
 from codeclab.worker.sandbox.static_check import allowed_imports, check_source
 from codeclab.worker.sources import read_s3_text
-from codeclab.worker.video import FrameCallback, Video, read_y4m
+from codeclab.worker.video import FrameCallback, FrameFile, Video, write_y4m
 
 # Far beyond the raw video it codes, a bitstream is a broken codec or an attempt to fill the disk.
 MAX_EXPANSION, SLACK_BYTES = 2, 1 << 20
@@ -75,8 +75,8 @@ class CustomCodec(Codec):
         self.hidden = list(copies)
 
     def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
-        video = read_y4m(reference)
-        payload = b"".join(plane.tobytes() for plane in (video.y, video.u, video.v))
+        video = FrameFile.y4m(reference)
+        payload = _planes_payload(video)
         cap = MAX_EXPANSION * video.raw_bytes + SLACK_BYTES
         job = self._job("encode", StreamHeader.of(video), payload, cap)
         result = run_child(job, self.limits, self.policy, on_frame)
@@ -84,16 +84,16 @@ class CustomCodec(Codec):
         bitstream.write_bytes(result.output)
         on_frame(video.frames)
 
-    def decode(self, bitstream: Path, header: StreamHeader, on_frame: FrameCallback) -> Video:
+    def decode_to(self, bitstream: Path, header: StreamHeader, out: Path, on_frame: FrameCallback) -> None:
         sizes = _frame_sizes(header)
         job = self._job("decode", header, bitstream.read_bytes(), 1 + max(sizes.values()))
         result = run_child(job, self.limits, self.policy, on_frame)
         self.applied["decoder"] = result.applied
         video = _as_video(result.output, header, sizes)
+        write_y4m(video, out)
         on_frame(video.frames)
-        return video
 
-    def _job(self, role: str, header: StreamHeader, payload: bytes, max_output: int) -> ChildJob:
+    def _job(self, role: str, header: StreamHeader, payload: bytes | bytearray, max_output: int) -> ChildJob:
         public = PublicHeader(header.width, header.height, header.frames, str(header.fps))
         return ChildJob(
             role=role, code=self.code, header=public, payload=payload, max_output_bytes=max_output,
@@ -135,6 +135,19 @@ def load_code(entry: CodecSpec) -> str:
     if not path.is_file():
         raise InvalidSpec(f"$.codec.code_uri: no such file {uri!r}")
     return path.read_text(encoding="utf-8")
+
+
+def _planes_payload(video: FrameFile) -> bytearray:
+    """The clip as the child takes it, all of y, then all of u, then all of v, read from the file frame by frame
+    into the one buffer: the worker holds the clip once."""
+    luma, chroma = video.width * video.height, video.width * video.height // 4
+    payload = bytearray(video.frames * (luma + 2 * chroma))
+    view = memoryview(payload)
+    starts = (0, video.frames * luma, video.frames * (luma + chroma))
+    for index in range(video.frames):
+        for start, size, plane in zip(starts, (luma, chroma, chroma), video.frame_planes(index), strict=True):
+            view[start + index * size : start + (index + 1) * size] = plane.tobytes()
+    return payload
 
 
 def _frame_sizes(header: StreamHeader) -> dict[bytes, int]:

@@ -18,7 +18,7 @@ from codeclab.experiments.result import CodecConditions
 from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.errors import CodecFailure
 from codeclab.worker.ffmpeg import FFmpegFailed, ffmpeg_version, run_ffmpeg
-from codeclab.worker.video import FrameCallback, Video
+from codeclab.worker.video import FrameCallback, FrameFile, write_y4m
 
 
 class FFmpegVideoCodec(Codec):
@@ -43,14 +43,14 @@ class FFmpegVideoCodec(Codec):
         except FFmpegFailed as exc:
             raise CodecFailure(f"{self.name} encoder failed: {exc}") from None
 
-    def decode(self, bitstream: Path, header: StreamHeader, on_frame: FrameCallback) -> Video:
+    def decode_to(self, bitstream: Path, header: StreamHeader, out: Path, on_frame: FrameCallback) -> None:
         raw = bitstream.with_suffix(".decoded.yuv")
         args = ["-v", "error", "-threads", str(self.params["threads"]), "-f", self.muxer]
         args += ["-i", str(bitstream), "-fps_mode", "passthrough", "-f", "rawvideo"]
         args += ["-pix_fmt", header.pix_fmt, str(raw)]
         try:
             run_ffmpeg(args, on_frame=on_frame)
-            return Video.from_raw(raw.read_bytes(), header.width, header.height, header.fps, header.pix_fmt)
+            write_y4m(FrameFile.raw(raw, header.width, header.height, header.pix_fmt, header.fps), out)
         except (FFmpegFailed, ValueError) as exc:
             raise CodecFailure(f"{self.name} decoder failed: {exc}") from None
         finally:

@@ -24,7 +24,7 @@ from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.codecs.framing import read_payloads, write_payload
 from codeclab.worker.colour import RGB_CONVERSION, rgb_to_yuv420, yuv420_to_rgb
 from codeclab.worker.errors import CodecFailure
-from codeclab.worker.video import FrameCallback, Video, read_y4m
+from codeclab.worker.video import FrameCallback, FrameFile, Y4MWriter
 
 MAGIC = b"CLF1"
 _HEADER = struct.Struct("<4s4sHHIII")
@@ -42,7 +42,7 @@ class ImageCodec(Codec):
         """cv2.imencode options for the configured quality."""
 
     def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
-        video = read_y4m(reference)
+        video = FrameFile.y4m(reference)
         with bitstream.open("wb") as fh:
             fps = video.fps
             tag = self.name.encode("ascii")[:4].ljust(4, b"_")
@@ -65,17 +65,15 @@ class ImageCodec(Codec):
                 write_payload(fh, data.tobytes())
                 on_frame(index + 1)
 
-    def decode(self, bitstream: Path, header: StreamHeader, on_frame: FrameCallback) -> Video:
+    def decode_to(self, bitstream: Path, header: StreamHeader, out: Path, on_frame: FrameCallback) -> None:
         width, height, fps, payloads = self._unpack(bitstream)
-        planes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for index, payload in enumerate(payloads):
-            image = cv2.imdecode(payload, cv2.IMREAD_COLOR)
-            if image is None or image.shape[:2] != (height, width):
-                raise CodecFailure(f"{self.name}: frame {index} does not decode to {width}x{height}")
-            planes.append(rgb_to_yuv420(image[..., ::-1]))
-            on_frame(index + 1)
-        y, u, v = (np.stack(p) for p in zip(*planes, strict=True))
-        return Video(y, u, v, fps)
+        with Y4MWriter(out, width, height, fps, "yuv420p") as decoded:
+            for index, payload in enumerate(payloads):
+                image = cv2.imdecode(payload, cv2.IMREAD_COLOR)
+                if image is None or image.shape[:2] != (height, width):
+                    raise CodecFailure(f"{self.name}: frame {index} does not decode to {width}x{height}")
+                decoded.write(rgb_to_yuv420(image[..., ::-1]))
+                on_frame(index + 1)
 
     def _unpack(self, bitstream: Path) -> tuple[int, int, Fraction, list[np.ndarray]]:
         """Split the container into its frames' image files; refuse a damaged one."""

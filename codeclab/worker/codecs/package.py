@@ -73,7 +73,7 @@ class PackageCodec(CustomCodec):
     def device(self) -> str:  # type: ignore[override]  # where the package runs, not the worker's class default
         return self.package.device
 
-    def _job(self, role: str, header: StreamHeader, payload: bytes, max_output: int) -> ChildJob:
+    def _job(self, role: str, header: StreamHeader, payload: bytes | bytearray, max_output: int) -> ChildJob:
         public = PublicHeader(header.width, header.height, header.frames, str(header.fps))
         return ChildJob(
             role=role, code="", header=public, payload=payload, max_output_bytes=max_output,

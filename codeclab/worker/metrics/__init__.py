@@ -7,7 +7,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from codeclab.worker.metrics.ssim import (
     ssim_and_ms_ssim,
 )
 from codeclab.worker.metrics.vmaf import VMAF_MODEL, vmaf_per_frame, vmaf_version
-from codeclab.worker.video import FrameCallback
+from codeclab.worker.video import FrameCallback, FrameSource
 
 if TYPE_CHECKING:
     from codeclab.worker.metrics.torch_ssim import TorchSsimWorkspace
@@ -31,27 +31,6 @@ if TYPE_CHECKING:
 MAX_WORKERS = 4
 
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-class FrameSource(Protocol):
-    """A clip that measure_quality reads frame by frame: a Video, or a y4m file streamed from disk.
-
-    frame_planes(index) returns the Y, U and V planes of frame `index` (uint8 at 8-bit, uint16
-    at 10-bit). It is called from one thread, in increasing order, and the arrays it returns
-    must stay as they are while held: up to metrics_workers() + 1 frames are measured at once.
-    """
-
-    @property
-    def frames(self) -> int: ...
-    @property
-    def width(self) -> int: ...
-    @property
-    def height(self) -> int: ...
-    @property
-    def pix_fmt(self) -> str: ...
-    @property
-    def peak(self) -> int: ...
-    def frame_planes(self, index: int) -> Planes: ...
 
 
 __all__ = [

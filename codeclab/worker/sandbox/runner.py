@@ -58,7 +58,7 @@ class ChildJob:
     role: str  # "encode" or "decode"
     code: str
     header: PublicHeader
-    payload: bytes
+    payload: bytes | bytearray  # the clip (encode) or the bitstream (decode), as the child reads it
     max_output_bytes: int
     params: CodecParams = field(default_factory=dict)
     allowed_imports: Sequence[str] = ()
@@ -379,7 +379,7 @@ def _read_exactly(pipe: IO[bytes], size: int) -> bytearray | None:
     return buffer
 
 
-def _write_quietly(stream: IO[bytes], data: bytes, close: bool = False) -> None:
+def _write_quietly(stream: IO[bytes], data: bytes | bytearray, close: bool = False) -> None:
     """A child that died early closes its stdin: what it said (or its exit) tells why."""
     try:
         stream.write(data)

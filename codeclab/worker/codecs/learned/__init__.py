@@ -10,14 +10,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from codeclab.experiments.result import CodecConditions
 from codeclab.worker.codecs.base import Codec, StreamHeader
 from codeclab.worker.codecs.framing import write_payload
 from codeclab.worker.codecs.learned.stream import StreamInfo, read_stream
 from codeclab.worker.errors import CodecFailure, InvalidSpec
-from codeclab.worker.video import FrameCallback, Video, read_y4m
+from codeclab.worker.video import FrameCallback, FrameFile, Y4MWriter
 
 if TYPE_CHECKING:
     import torch
@@ -83,7 +81,7 @@ class LearnedCodec(Codec):
         _ = self._coder  # weights, the float64 hyper-synthesis and the probability tables
 
     def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
-        video = read_y4m(reference)
+        video = FrameFile.y4m(reference)
         model = self._model
         info = StreamInfo(model.quality, model.fingerprint, video.width, video.height, video.frames, video.fps)
         with bitstream.open("wb") as fh:
@@ -93,21 +91,20 @@ class LearnedCodec(Codec):
                 write_payload(fh, payload)
                 on_frame(index + 1)
 
-    def decode(self, bitstream: Path, header: StreamHeader, on_frame: FrameCallback) -> Video:
+    def decode_to(self, bitstream: Path, header: StreamHeader, out: Path, on_frame: FrameCallback) -> None:
         try:
             info, payloads = read_stream(bitstream.read_bytes())
             info.check_weights(self._model.quality, self._model.fingerprint)
         except ValueError as exc:
             raise CodecFailure(f"learned: {bitstream.name}: {exc}") from None
-        planes = []
-        for index, payload in enumerate(payloads):
-            try:
-                planes.append(self._coder.decode(bytes(payload), info.width, info.height))
-            except (AssertionError, ValueError) as exc:  # constriction reports bad data with AssertionError
-                raise CodecFailure(f"learned: frame {index} of {bitstream.name} does not decode: {exc}") from None
-            on_frame(index + 1)
-        y, u, v = (np.stack(p) for p in zip(*planes, strict=True))
-        return Video(y, u, v, info.fps)
+        with Y4MWriter(out, info.width, info.height, info.fps, "yuv420p") as decoded:
+            for index, payload in enumerate(payloads):
+                try:
+                    planes = self._coder.decode(bytes(payload), info.width, info.height)
+                except (AssertionError, ValueError) as exc:  # constriction reports bad data with AssertionError
+                    raise CodecFailure(f"learned: frame {index} of {bitstream.name} does not decode: {exc}") from None
+                decoded.write(planes)
+                on_frame(index + 1)
 
     def conditions(self) -> CodecConditions:
         from codeclab.worker.codecs.learned.entropy import PRECISION, SCALE_TABLE, TAIL_MASS
