@@ -70,7 +70,7 @@ def test_values_far_outside_every_table_round_trip_through_the_escape_code() -> 
 
 @pytest.fixture(scope="module")
 def encoded(carphone_y4m: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
-    """Carphone's first 3 frames at quality 2, and the encoder-side reconstruction of each."""
+    """Carphone's first 3 frames at quality 2, and each one's reconstruction, decoded in this process."""
     out = tmp_path_factory.mktemp("learned")
     reference = out / "ref.y4m"
     video = read_y4m(carphone_y4m, count=3)
@@ -79,7 +79,7 @@ def encoded(carphone_y4m: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     bitstream = out / "stream.cln"
     codec.encode(reference, bitstream, ignore)
     coder = FrameCoder(load_model(builtin_weights(2)).net, torch.device("cpu"))
-    recon = [coder.encode(video.frame_planes(i))[1] for i in range(video.frames)]
+    recon = [coder.decode(coder.encode(video.frame_planes(i)), video.width, video.height) for i in range(3)]
     return bitstream, recon
 
 
