@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import json
+import os
 import platform
 import re
 import statistics
@@ -24,7 +26,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,10 +39,9 @@ from safetensors.torch import load_file
 
 from codeclab.training.data import EVAL_SOURCES
 from codeclab.worker.codecs import StreamHeader, make_codec
-from codeclab.worker.codecs.learned import frame_coder, model
 from codeclab.worker.codecs.learned.weights import builtin_weights, load_model, read_record
 from codeclab.worker.sources import load_reference
-from codeclab.worker.video import Video, write_y4m
+from codeclab.worker.video import Video, read_y4m, write_y4m
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "302c6cd"  # main when issue 18's learned-codec work began: the code the 26/42 fps were measured on
@@ -51,6 +51,10 @@ IMPORT = re.compile(r"^from codeclab\.worker\.codecs\.learned\.(\w+) import", re
 SOURCE = EVAL_SOURCES[0]  # BBB frames 0-31 at 448x256
 X264 = {"keyint": 1, "crf": 28, "threads": 1}  # bench_worker's all-intra anchor
 THREADS = 2  # the learned codec's default `threads`
+# before: the old code; after: today's; after_spin: today's code with OpenMP's wait policy as it was before
+# codeclab set it (threads spin while idle), to tell the code's share of the gain from the policy's
+SIDES = ("before", "after", "after_spin")
+SPINNING = ("before", "after_spin")
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -58,7 +62,7 @@ def before_modules(workdir: Path, commit: str = BASELINE) -> tuple[ModuleType, M
     """The frame_coder and model modules of `commit`, imported from their sources in git as package
     `learned_before`."""
     package = workdir / "learned_before"
-    package.mkdir()
+    package.mkdir(exist_ok=True)
     (package / "__init__.py").write_text("")
     for name in BEFORE_MODULES:
         source = subprocess.run(
@@ -69,24 +73,49 @@ def before_modules(workdir: Path, commit: str = BASELINE) -> tuple[ModuleType, M
     return importlib.import_module("learned_before.frame_coder"), importlib.import_module("learned_before.model")
 
 
-class Side:
-    """One frame coder (BEFORE or AFTER) on the CPU: its setup time, and its payloads and pixels for a clip."""
+def load_side(side: str, workdir: Path) -> tuple[ModuleType, ModuleType]:
+    """The frame_coder and model modules of one side."""
+    if side == "before":
+        return before_modules(workdir)
+    from codeclab.worker.codecs.learned import frame_coder, model
 
-    def __init__(self, label: str, modules: tuple[ModuleType, ModuleType], quality: int) -> None:
-        self.label = label
-        coder_module, model_module = modules
-        path = builtin_weights(quality)
-        start = time.perf_counter()  # each side loads the weights with its own network code, as a job does
-        net = model_module.load_network(load_file(str(path)), read_record(path))
-        self.coder = coder_module.FrameCoder(net, torch.device("cpu"))
-        self.setup_s = time.perf_counter() - start
+    return frame_coder, model
 
-    def encode(self, frames: list[Planes]) -> list[bytes]:
-        out = [self.coder.encode(planes) for planes in frames]
-        return [item[0] if isinstance(item, tuple) else item for item in out]  # BEFORE returned a reconstruction too
 
-    def decode(self, payloads: list[bytes], width: int, height: int) -> list[Planes]:
-        return [self.coder.decode(payload, width, height) for payload in payloads]
+def run_side(side: str, quality: int, frames: int, workdir: Path) -> dict[str, Any]:
+    """One side's setup time, fps and output digests, in this process (a child of measure())."""
+    coder_module, model_module = load_side(side, workdir)
+    torch.set_num_threads(THREADS)
+    video = read_y4m(workdir / "reference.y4m", count=frames)
+    planes = [video.frame_planes(i) for i in range(video.frames)]
+    path = builtin_weights(quality)
+    setup_s, coder = timed(
+        lambda: coder_module.FrameCoder(
+            model_module.load_network(load_file(str(path)), read_record(path)), torch.device("cpu")
+        )
+    )
+    encode_s, out = timed(lambda: [coder.encode(p) for p in planes])
+    payloads = [item[0] if isinstance(item, tuple) else item for item in out]  # BEFORE returned a reconstruction too
+    decode_s, decoded = timed(lambda: [coder.decode(p, video.width, video.height) for p in payloads])
+    return {
+        "setup_s": setup_s,
+        "encode_fps": video.frames / encode_s,
+        "decode_fps": video.frames / decode_s,
+        "payloads_sha256": hashlib.sha256(b"".join(payloads)).hexdigest(),
+        "decoded_sha256": digest(decoded),
+    }
+
+
+def side_in_child(side: str, quality: int, frames: int, workdir: Path) -> dict[str, Any]:
+    """run_side in a fresh process: OpenMP's wait policy is fixed when torch loads, so each side needs its own."""
+    env = dict(os.environ)
+    if side in SPINNING:
+        env.pop("OMP_WAIT_POLICY", None)  # as it was: the child imports torch before codeclab could set it
+    command = [sys.executable, __file__, "--side", side, "--quality", str(quality), "--frames", str(frames),
+               "--workdir", str(workdir)]  # fmt: skip
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    policy = env.get("OMP_WAIT_POLICY", "unset (libgomp's default: spin, then sleep)")
+    return {**json.loads(proc.stdout.splitlines()[-1]), "omp_wait_policy": policy}
 
 
 def timed(function: Callable[[], Any]) -> tuple[float, Any]:
@@ -116,30 +145,27 @@ def measure(quality: int, repetitions: int, frames: int, workdir: Path, console:
     video = load_reference({**SOURCE, "frames": frames}, workdir).video
     y4m = workdir / "reference.y4m"
     write_y4m(video, y4m)
-    planes = [video.frame_planes(i) for i in range(video.frames)]
-    torch.set_num_threads(THREADS)
-    sides = [Side("before", before_modules(workdir), quality), Side("after", (frame_coder, model), quality)]
     rows: list[dict[str, float]] = []
-    identical = True
+    setup: dict[str, list[float]] = {side: [] for side in SIDES}
+    outputs, policies = set(), {}
     for rep in range(repetitions):
         row: dict[str, float] = {}
-        results = {}
-        for side in sides if rep % 2 == 0 else sides[::-1]:  # alternate which side runs first
-            encode_s, payloads = timed(partial(side.encode, planes))
-            decode_s, decoded = timed(partial(side.decode, payloads, video.width, video.height))
-            row[f"{side.label}_encode_fps"] = video.frames / encode_s
-            row[f"{side.label}_decode_fps"] = video.frames / decode_s
-            results[side.label] = (hashlib.sha256(b"".join(payloads)).hexdigest(), digest(decoded))
+        for side in SIDES if rep % 2 == 0 else SIDES[::-1]:  # alternate which runs first
+            result = side_in_child(side, quality, frames, workdir)
+            row[f"{side}_encode_fps"], row[f"{side}_decode_fps"] = result["encode_fps"], result["decode_fps"]
+            setup[side].append(result["setup_s"])
+            outputs.add((result["payloads_sha256"], result["decoded_sha256"]))
+            policies[side] = result["omp_wait_policy"]
         row["x264_encode_fps"], row["x264_decode_fps"] = x264_fps(video, y4m, workdir)
-        identical &= results["before"] == results["after"]
         rows.append(row)
         console.print(f"repetition {rep + 1}/{repetitions}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()))
     return {
         "quality": quality,
         "frames": video.frames,
         "size": [video.width, video.height],
-        "identical_payloads_and_pixels": identical,
-        "setup_s": {side.label: side.setup_s for side in sides},
+        "identical_payloads_and_pixels": len(outputs) == 1,
+        "omp_wait_policy": policies,
+        "setup_s": {side: statistics.median(times) for side, times in setup.items()},
         "repetitions": rows,
         "median": {key: statistics.median(r[key] for r in rows) for key in rows[0]},
         "ratios": ratios(rows),
@@ -147,16 +173,17 @@ def measure(quality: int, repetitions: int, frames: int, workdir: Path, console:
 
 
 def ratios(rows: list[dict[str, float]]) -> dict[str, float]:
-    """Median over repetitions of each repetition's ratio: after/before, and x264 all-intra / learned."""
+    """Median over repetitions of each repetition's ratio: a side over before, and x264 all-intra over a side."""
     out = {}
     for step in ("encode", "decode"):
-        out[f"{step}_after_over_before"] = statistics.median(
-            r[f"after_{step}_fps"] / r[f"before_{step}_fps"] for r in rows
-        )
-        for side in ("before", "after"):
+        for side in SIDES:
             out[f"{step}_x264_over_{side}"] = statistics.median(
                 r[f"x264_{step}_fps"] / r[f"{side}_{step}_fps"] for r in rows
             )
+            if side != "before":
+                out[f"{step}_{side}_over_before"] = statistics.median(
+                    r[f"{side}_{step}_fps"] / r[f"before_{step}_fps"] for r in rows
+                )
     return out
 
 
@@ -166,6 +193,7 @@ def cuda_fps(quality: int, frames: int, workdir: Path) -> dict[str, float] | Non
         return None
     video = load_reference({**SOURCE, "frames": frames}, workdir).video
     planes = [video.frame_planes(i) for i in range(video.frames)]
+    frame_coder, _ = load_side("after", workdir)
     coder = frame_coder.FrameCoder(load_model(builtin_weights(quality)).net, torch.device("cuda"))
     coder.encode(planes[0])  # warm-up: CUDA context and kernels
     encode_s, payloads = timed(lambda: [coder.encode(p) for p in planes])
@@ -176,26 +204,22 @@ def cuda_fps(quality: int, frames: int, workdir: Path) -> dict[str, float] | Non
 def print_table(console: Console, result: dict[str, Any]) -> None:
     median, ratio = result["median"], result["ratios"]
     table = Table(title=f"learned q{result['quality']} at 448x256, {result['frames']} frames, CPU, {THREADS} threads")
-    for name in ("", "encode fps", "decode fps", "x264 all-intra / learned (enc, dec)", "setup s"):
+    for name in ("", "encode fps", "decode fps", "/ before (enc, dec)", "x264 all-intra / it (enc, dec)", "setup s"):
         table.add_column(name, justify="right")
-    for side in ("before", "after"):
+    for side in SIDES:
         table.add_row(
             side,
             f"{median[f'{side}_encode_fps']:.1f}",
             f"{median[f'{side}_decode_fps']:.1f}",
+            ""
+            if side == "before"
+            else f"{ratio[f'encode_{side}_over_before']:.2f}x, {ratio[f'decode_{side}_over_before']:.2f}x",
             f"{ratio[f'encode_x264_over_{side}']:.1f}x, {ratio[f'decode_x264_over_{side}']:.1f}x",
             f"{result['setup_s'][side]:.2f}",
         )
-    table.add_row("x264 all-intra", f"{median['x264_encode_fps']:.1f}", f"{median['x264_decode_fps']:.1f}", "", "")
-    table.add_row(
-        "after / before",
-        f"{ratio['encode_after_over_before']:.2f}x",
-        f"{ratio['decode_after_over_before']:.2f}x",
-        "",
-        "",
-    )
+    table.add_row("x264 all-intra", f"{median['x264_encode_fps']:.1f}", f"{median['x264_decode_fps']:.1f}", "", "", "")
     console.print(table)
-    console.print(f"identical payloads and pixels: {result['identical_payloads_and_pixels']}")
+    console.print(f"identical payloads and pixels on every side: {result['identical_payloads_and_pixels']}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -206,7 +230,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quality", type=int, default=3, choices=(1, 2, 3, 4))
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--frames", type=int, default=32, help="BBB frames from 0 (default 32)")
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # a child of measure()
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.side:
+        print(json.dumps(run_side(args.side, args.quality, args.frames, args.workdir)))
+        return
     console = Console(width=max(120, Console().width))
     with tempfile.TemporaryDirectory(prefix="codeclab-bench-learned-") as tmp:
         result = measure(args.quality, args.repetitions, args.frames, Path(tmp), console)
