@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,17 @@ def test_decoding_the_file_alone_in_a_fresh_process_gives_the_encoders_reconstru
             # pixel can move by at most one level where the synthesis lands on a rounding boundary
             difference = np.abs(decoded[1][name][index].astype(int) - plane)
             assert difference.max() <= 1 and np.count_nonzero(difference) <= plane.size // 1000, (index, name)
+
+
+def test_a_job_loads_the_weights_once_for_encode_and_decode(carphone_y4m: Path, tmp_path: Path) -> None:
+    write_y4m(read_y4m(carphone_y4m, count=2), tmp_path / "ref.y4m")
+    load_model.cache_clear()
+    codec = make_codec("learned", {"quality": 2, "device": "cpu"})
+    codec.prepare()  # the worker times this as setup_s
+    loaded = load_model.cache_info().misses
+    codec.encode(tmp_path / "ref.y4m", tmp_path / "stream.cln", ignore)
+    codec.decode(tmp_path / "stream.cln", StreamHeader(176, 144, 2, Fraction(30)), ignore)
+    assert loaded == 1 and load_model.cache_info().misses == 1
 
 
 def test_a_damaged_stream_is_a_codec_failure_not_garbage(encoded: tuple[Path, list], tmp_path: Path) -> None:
