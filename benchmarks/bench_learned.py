@@ -1,14 +1,15 @@
 """The learned codec's CPU speed at 448x256, before and after issue 18's speed work, against x264 all-intra.
 
 Run by `make bench` (or alone: `.venv/bin/python benchmarks/bench_learned.py`). BEFORE is the frame
-coder as it was at commit BASELINE, read from git and imported beside today's (its codeclab imports
-made relative, as `codeclab codec export-learned` does); AFTER is today's. Both code BBB frames 0-31
-at 448x256 (the learned codec's evaluation frames) with the shipped weights, side by side in one
-process: every repetition runs BEFORE, AFTER and x264 all-intra (`keyint: 1`) one after the other,
-and each figure is the median over repetitions of that repetition's ratio. The bench also checks
-that BEFORE and AFTER write the same payloads and decode the same pixels. Model loading is timed
-apart (setup_s). CUDA fps are measured only where torch sees a GPU. Writes
-benchmarks/results/bench_learned.json.
+coder as it was at commit BASELINE, read from git and imported as a package of its own (its codeclab
+imports made relative, as `codeclab codec export-learned` does); AFTER is today's; AFTER_SPIN is today's
+with OpenMP's wait policy as it was (idle threads spin). All code BBB frames 0-31 at 448x256 (the
+learned codec's evaluation frames) with the shipped weights. Every repetition runs each learned side in
+a fresh process (the wait policy is fixed when torch loads), alternating which goes first, then x264
+all-intra (`keyint: 1`) on the same frames; each figure is the median over repetitions of that
+repetition's ratio. The bench also checks that every side writes the same payloads and decodes the
+same pixels. Model loading is timed apart (setup_s). CUDA fps are measured only where torch sees a
+GPU. Writes benchmarks/results/bench_learned.json.
 """
 
 from __future__ import annotations
