@@ -40,6 +40,7 @@ BENCHES = (
     "bench_cost",
     "bench_metrics",
     "bench_memory",
+    "bench_learned",
 )
 # Between the per-clip parts of one value; the terminal table breaks the line there instead.
 PART_SEPARATOR = " · "
@@ -417,6 +418,36 @@ def memory_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def learned_speed_rows(data: dict[str, Any]) -> list[Row]:
+    """bench_learned: today's learned codec against the code before issue 18, and against x264 all-intra."""
+    median, ratio, cond = data["median"], data["ratios"], data["conditions"]
+    size = "x".join(map(str, data["size"]))
+    how = (
+        f"q{data['quality']}, BBB {size} frames 0-{data['frames'] - 1}, CPU, {cond['threads']}; before = commit "
+        f"{cond['baseline_commit']}; median of {len(data['repetitions'])} side-by-side repetitions' ratios; "
+        f"identical payloads and pixels: {data['identical_payloads_and_pixels']}"
+    )
+    rows = [
+        Row(
+            "learned",
+            f"Learned codec {step} fps, after / before",
+            f"{median[f'after_{step}_fps']:.1f} / {median[f'before_{step}_fps']:.1f} "
+            f"({ratio[f'{step}_after_over_before']:.2f}x)",
+            how,
+        )
+        for step in ("encode", "decode")
+    ]
+    rows.append(
+        Row(
+            "learned",
+            "x264 all-intra fps / learned fps (encode, decode), after",
+            f"{ratio['encode_x264_over_after']:.1f}x, {ratio['decode_x264_over_after']:.1f}x",
+            f"before: {ratio['encode_x264_over_before']:.1f}x, {ratio['decode_x264_over_before']:.1f}x; {how}",
+        )
+    )
+    return rows
+
+
 def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     return [
         *workflow_rows(results["bench_workflow"]),
@@ -430,6 +461,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
         *cost_rows(results["bench_cost"]),
         *metrics_speed_rows(results["bench_metrics"]),
         *memory_rows(results["bench_memory"]),
+        *learned_speed_rows(results["bench_learned"]),
     ]
 
 

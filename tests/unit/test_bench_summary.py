@@ -141,6 +141,28 @@ def fake_results() -> dict[str, dict[str, Any]]:
                 }
             },
         },
+        "bench_learned": {
+            "quality": 3,
+            "frames": 32,
+            "size": [448, 256],
+            "identical_payloads_and_pixels": True,
+            "repetitions": [{}, {}, {}],
+            "median": {
+                "before_encode_fps": 20.0,
+                "after_encode_fps": 50.0,
+                "before_decode_fps": 40.0,
+                "after_decode_fps": 80.0,
+            },
+            "ratios": {
+                "encode_after_over_before": 2.5,
+                "decode_after_over_before": 2.0,
+                "encode_x264_over_after": 4.0,
+                "decode_x264_over_after": 5.0,
+                "encode_x264_over_before": 10.0,
+                "decode_x264_over_before": 10.0,
+            },
+            "conditions": {"threads": "learned: torch threads 2", "baseline_commit": "302c6cd"},
+        },
     }
 
 
@@ -226,8 +248,9 @@ def test_main_writes_a_markdown_table(tmp_path: Path):
     assert RUN in lines[0] and "Test CPU, 2 cores" in lines[0]
     assert lines[2] == "| figure | value | conditions / how measured |"
     table = [line for line in lines if line.startswith("| ")]
-    # header, workflow, sweep, metrics, x264, learned, cold, load, sandbox, cost, metrics speed, memory
-    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 1 + 1 + 2 + 2 + 2 + 1
+    # header, workflow, sweep, metrics, x264, learned, cold, load, sandbox, cost, metrics speed, memory, learned speed
+    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 1 + 1 + 2 + 2 + 2 + 1 + 3
+    assert "| Learned codec encode fps, after / before | 50.0 / 20.0 (2.50x) |" in out.read_text()
     assert "ffmpeg n9 \\| test" in out.read_text()  # a | inside a cell must not split it
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,7 @@ def test_values_far_outside_every_table_round_trip_through_the_escape_code() -> 
 
 @pytest.fixture(scope="module")
 def encoded(carphone_y4m: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
-    """Carphone's first 3 frames at quality 2, and the encoder-side reconstruction of each."""
+    """Carphone's first 3 frames at quality 2, and each one's reconstruction, decoded in this process."""
     out = tmp_path_factory.mktemp("learned")
     reference = out / "ref.y4m"
     video = read_y4m(carphone_y4m, count=3)
@@ -79,7 +80,7 @@ def encoded(carphone_y4m: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     bitstream = out / "stream.cln"
     codec.encode(reference, bitstream, ignore)
     coder = FrameCoder(load_model(builtin_weights(2)).net, torch.device("cpu"))
-    recon = [coder.encode(video.frame_planes(i))[1] for i in range(video.frames)]
+    recon = [coder.decode(coder.encode(video.frame_planes(i)), video.width, video.height) for i in range(3)]
     return bitstream, recon
 
 
@@ -110,6 +111,17 @@ def test_decoding_the_file_alone_in_a_fresh_process_gives_the_encoders_reconstru
             # pixel can move by at most one level where the synthesis lands on a rounding boundary
             difference = np.abs(decoded[1][name][index].astype(int) - plane)
             assert difference.max() <= 1 and np.count_nonzero(difference) <= plane.size // 1000, (index, name)
+
+
+def test_a_job_loads_the_weights_once_for_encode_and_decode(carphone_y4m: Path, tmp_path: Path) -> None:
+    write_y4m(read_y4m(carphone_y4m, count=2), tmp_path / "ref.y4m")
+    load_model.cache_clear()
+    codec = make_codec("learned", {"quality": 2, "device": "cpu"})
+    codec.prepare()  # the worker times this as setup_s
+    loaded = load_model.cache_info().misses
+    codec.encode(tmp_path / "ref.y4m", tmp_path / "stream.cln", ignore)
+    codec.decode(tmp_path / "stream.cln", StreamHeader(176, 144, 2, Fraction(30)), ignore)
+    assert loaded == 1 and load_model.cache_info().misses == 1
 
 
 def test_a_damaged_stream_is_a_codec_failure_not_garbage(encoded: tuple[Path, list], tmp_path: Path) -> None:

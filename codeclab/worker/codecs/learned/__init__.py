@@ -87,7 +87,7 @@ class LearnedCodec(Codec):
         with bitstream.open("wb") as fh:
             fh.write(info.pack())
             for index in range(video.frames):
-                payload, _ = self._coder.encode(video.frame_planes(index))
+                payload = self._coder.encode(video.frame_planes(index))
                 write_payload(fh, payload)
                 on_frame(index + 1)
 

@@ -35,7 +35,7 @@ def encode(frames: dict[str, np.ndarray], params: dict[str, Any], ctx: Any) -> b
     out = io.BytesIO()
     out.write(StreamInfo(params["quality"], fingerprint, width, height, count, Fraction(ctx.fps)).pack())
     for index in range(count):
-        payload, _ = coder.encode((frames["y"][index], frames["u"][index], frames["v"][index]))
+        payload = coder.encode((frames["y"][index], frames["u"][index], frames["v"][index]))
         write_payload(out, payload)
         ctx.progress(index + 1)
     return out.getvalue()
