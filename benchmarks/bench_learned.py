@@ -42,7 +42,7 @@ from codeclab.training.data import EVAL_SOURCES
 from codeclab.worker.codecs import StreamHeader, make_codec
 from codeclab.worker.codecs.learned.weights import builtin_weights, load_model, read_record
 from codeclab.worker.sources import load_reference
-from codeclab.worker.video import Video, read_y4m, write_y4m
+from codeclab.worker.video import Video, read_y4m
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "302c6cd"  # main when issue 18's learned-codec work began: the code the 26/42 fps were measured on
@@ -143,9 +143,8 @@ def x264_fps(video: Video, y4m: Path, workdir: Path) -> tuple[float, float]:
 
 
 def measure(quality: int, repetitions: int, frames: int, workdir: Path, console: Console) -> dict[str, Any]:
-    video = load_reference({**SOURCE, "frames": frames}, workdir).video
-    y4m = workdir / "reference.y4m"
-    write_y4m(video, y4m)
+    reference = load_reference({**SOURCE, "frames": frames}, workdir)  # written to its y4m frame by frame
+    video, y4m = reference.video, reference.video.path
     rows: list[dict[str, float]] = []
     setup: dict[str, list[float]] = {side: [] for side in SIDES}
     outputs, policies = set(), {}

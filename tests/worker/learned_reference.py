@@ -21,7 +21,7 @@ from codeclab.training.data import EVAL_SOURCES
 from codeclab.worker.codecs import StreamHeader, make_codec
 from codeclab.worker.codecs.learned.weights import QUALITIES
 from codeclab.worker.sources import load_reference
-from codeclab.worker.video import Video, write_y4m
+from codeclab.worker.video import Video, read_y4m
 
 REFERENCE = Path(__file__).with_suffix(".json")
 CLIPS = dict(zip(("bbb 448x256", "carphone 176x144"), EVAL_SOURCES, strict=True))
@@ -43,9 +43,8 @@ def clip_hashes(label: str, workdir: Path) -> dict[str, str]:
     """`<clip>` -> the reference's hash, `<clip> q<Q>` -> the stream's and the decoded video's hashes."""
     clip_dir = workdir / label.split()[0]
     clip_dir.mkdir()
-    reference = load_reference(CLIPS[label], clip_dir).video
-    y4m = clip_dir / "reference.y4m"
-    write_y4m(reference, y4m)
+    y4m = load_reference(CLIPS[label], clip_dir).video.path  # the reference, written frame by frame
+    reference = read_y4m(y4m)
     hashes = {f"{label} reference": video_sha256(reference)}
     for quality in QUALITIES:
         codec = make_codec("learned", {**PARAMS, "quality": quality})
