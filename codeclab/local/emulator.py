@@ -36,7 +36,7 @@ from codeclab.local.deploy import Stack
 from codeclab.local.events import AlertCapture, CapturedAlert, ExecutionDetail, ReconcileRule
 from codeclab.local.faults import FaultState
 from codeclab.local.hooks import Handlers, RecordListener, RecordWrites
-from codeclab.local.jobs import LocalJobRunner
+from codeclab.local.jobs import LocalJobRunner, WarmWorkers, warm_worker_count
 from codeclab.local.runs import SCRATCH_PREFIX
 from codeclab.local.template import REGION, default_cdk_out, synthesized_template
 
@@ -103,6 +103,8 @@ class LocalCloud:
                        **self.lambda_environment})  # fmt: skip
         patches.install(self.handlers.run, self.jobs, self._writes)
         aws_faults.install(self.faults.take_aws)
+        if warm_worker_count():  # they import while the stack deploys, on another core
+            self.jobs.warm = WarmWorkers(warm_worker_count()).start()
         self.timings["emulator_start_s"] = time.perf_counter() - started
         started = time.perf_counter()
         self.stack.deploy()
@@ -110,6 +112,9 @@ class LocalCloud:
         self.timings["deploy_s"] = time.perf_counter() - started
 
     def __exit__(self, *exc: object) -> None:
+        if self.jobs.warm is not None:
+            self.jobs.warm.close()
+            self.jobs.warm = None
         patches.uninstall()
         aws_faults.uninstall()
         if self._server is not None:
