@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_load.py
 	$(PY) benchmarks/bench_sandbox.py
 	$(PY) benchmarks/bench_cost.py
+	$(PY) benchmarks/bench_overhead.py
 	$(PY) benchmarks/bench_summary.py
 
 # The fault-injection matrix on the local workflow (about a minute); exits 1 if any row is not final and correct.

@@ -38,6 +38,7 @@ BENCHES = (
     "bench_load",
     "bench_sandbox",
     "bench_cost",
+    "bench_overhead",
 )
 # Between the per-clip parts of one value; the terminal table breaks the line there instead.
 PART_SEPARATOR = " · "
@@ -374,6 +375,21 @@ def cost_rows(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def overhead_rows(data: dict[str, Any]) -> list[Row]:
+    parts = data["breakdown_median_s"]
+    beyond_worker = parts["job_s"] - parts["worker_s"]
+    how = (
+        f"`codeclab run` of a 1-frame {data['conditions']['spec']['codec']['name']} experiment against "
+        f"`python -m codeclab.worker` on the same spec, fresh processes, alternated, median of "
+        f"{data['conditions']['repeats']} ratios ({data['ratio_min']:.2f}-{data['ratio_max']:.2f}; "
+        f"{data['run_s_median']:.2f} s against {data['worker_s_median']:.2f} s); breakdown: CLI imports "
+        f"{parts['cli_imports_s']:.2f} s, emulator imports {parts['emulator_imports_s']:.2f} s, deploy "
+        f"{parts['deploy_s']:.2f} s, execution {parts['execution_s']:.2f} s, of which the job's start beyond the "
+        f"worker's own time {beyond_worker:.2f} s; target <= 3x"
+    )
+    return [Row("overhead", "Local overhead: 1-frame `codeclab run` / worker alone", f"{data['ratio_median']:.2f}x", how)]
+
+
 def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     return [
         *workflow_rows(results["bench_workflow"]),
@@ -385,6 +401,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
         *load_rows(results["bench_load"]),
         *sandbox_rows(results["bench_sandbox"]),
         *cost_rows(results["bench_cost"]),
+        *overhead_rows(results["bench_overhead"]),
     ]
 
 

@@ -72,6 +72,7 @@ class LocalCloud:
         self._reconcile = ReconcileRule(self.handlers, self.stack.async_retry_attempts("reconcile"))
         self._alerts = AlertCapture()
         self._thread_services = threading.local()  # see services()
+        self._preloading: threading.Thread | None = None  # the handlers' imports (Handlers.preload)
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -110,8 +111,11 @@ class LocalCloud:
         self.stack.deploy()
         self._alerts.subscribe(self.stack.alert_topic_arn)
         self.timings["deploy_s"] = time.perf_counter() - started
+        self._preloading = self.handlers.preload(self.stack.handler_modules)
 
     def __exit__(self, *exc: object) -> None:
+        if self._preloading is not None:
+            self._preloading.join()  # unload() must not race an import still under way
         if self.jobs.warm is not None:
             self.jobs.warm.close()
             self.jobs.warm = None

@@ -26,6 +26,11 @@ a Query (which walks every item for an index) could fail with "dictionary change
 while another thread's put_item added an item. Every item operation of `DynamoDBBackend` takes one lock, so
 each is whole, as DynamoDB's own are. The write listener runs after the lock is released.
 
+And one repeated cost: botocore's `Loader.list_available_services` lists every service in botocore's data folders
+(a scan of some 400 folders). It caches per loader, but moto makes a loader for each model it loads and a session
+for each backend, so a `codeclab run` scanned about 34 times (1 s on a loaded machine). The answer is kept per
+search path and type for the process; the folders do not change while it runs.
+
 And one import: moto's Step Functions interpreter imports `moto.batch.utils` for one enum, and
 `moto/batch/__init__.py` imports Batch's models and, with them, all of EC2's (about 0.8 s of every
 `codeclab run`). `moto.batch` is put in place as a lazy package: its submodules load from moto's own folder,
@@ -74,6 +79,7 @@ def _lazy_moto_batch() -> None:
 _lazy_moto_batch()
 
 from boto3.dynamodb.types import TypeDeserializer
+from botocore.loaders import Loader
 from moto.awslambda.models import LambdaFunction
 from moto.dynamodb.models import DynamoDBBackend
 from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType, TaskFailedEventDetails
@@ -101,16 +107,18 @@ JobRunner = Callable[[SubmitJobParameters, Callable[[], bool]], JobDescription]
 # (table name, a reader of the written item's current state as plain DynamoDB JSON) after a write landed
 ItemWritten = Callable[[str, Callable[[], ExperimentRecord | None]], None]
 
+# The other item operations of moto's DynamoDB backend: each takes the lock (put_item and update_item take it too).
+LOCKED = ("get_item", "query", "scan", "delete_item", "transact_write_items")
 PATCHED = (
+    (Loader, "list_available_services"),
     (LambdaFunction, "_invoke_lambda"),
     (StateTaskServiceBatch, "_eval_service_task"),
     (StateTaskServiceBatch, "_build_sync_resolver"),
     (Environment, "set_error"),
     (DynamoDBBackend, "put_item"),
     (DynamoDBBackend, "update_item"),
-    *((DynamoDBBackend, name) for name in ("get_item", "query", "scan", "delete_item", "transact_write_items")),
+    *((DynamoDBBackend, name) for name in LOCKED),
 )
-WRITES_TOLD = 2  # the two DynamoDBBackend writes above that also tell the listener
 _items_lock = threading.RLock()  # see "one race" above
 
 
@@ -132,9 +140,11 @@ def install(lambda_runner: LambdaRunner, job_runner: JobRunner, item_written: It
     _hooks.lambda_runner, _hooks.job_runner, _hooks.item_written = lambda_runner, job_runner, item_written
     if _originals:
         return
-    replacements = (_invoke_lambda, _eval_batch_task, _build_batch_sync_resolver, _set_error_unless_stopped,
-                    _notifying(DynamoDBBackend.put_item), _notifying(DynamoDBBackend.update_item),
-                    *(_locked(getattr(owner, name)) for owner, name in PATCHED[4 + WRITES_TOLD :]))  # fmt: skip
+    replacements = (
+        _listed_once(Loader.list_available_services), _invoke_lambda, _eval_batch_task, _build_batch_sync_resolver,
+        _set_error_unless_stopped, _notifying(DynamoDBBackend.put_item), _notifying(DynamoDBBackend.update_item),
+        *(_locked(getattr(DynamoDBBackend, name)) for name in LOCKED),
+    )  # fmt: skip
     for (owner, name), replacement in zip(PATCHED, replacements, strict=True):
         _originals[(owner, name)] = getattr(owner, name)
         setattr(owner, name, replacement)
@@ -209,6 +219,18 @@ def _set_error_unless_stopped(self: Environment, error: ExecutionFailedEventDeta
     if isinstance(self.program_state(), ProgramStopped):
         return  # StopExecution already ended it: the stop is the outcome, whatever fails while unwinding
     _originals[(Environment, "set_error")](self, error)
+
+
+def _listed_once(list_services: Callable[..., list[str]]) -> Callable[..., list[str]]:
+    found: dict[tuple[tuple[str, ...], str], list[str]] = {}
+
+    def listed(self: Loader, type_name: str) -> list[str]:
+        key = (tuple(self.search_paths), type_name)
+        if key not in found:
+            found[key] = list_services(self, type_name)
+        return list(found[key])
+
+    return listed
 
 
 def _locked(operation: Callable[..., Any]) -> Callable[..., Any]:
