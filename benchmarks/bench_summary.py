@@ -387,7 +387,8 @@ def overhead_rows(data: dict[str, Any]) -> list[Row]:
         f"{parts['deploy_s']:.2f} s, execution {parts['execution_s']:.2f} s, of which the job's start beyond the "
         f"worker's own time {beyond_worker:.2f} s; target <= 3x"
     )
-    return [Row("overhead", "Local overhead: 1-frame `codeclab run` / worker alone", f"{data['ratio_median']:.2f}x", how)]
+    figure = "Local overhead: 1-frame `codeclab run` / worker alone"
+    return [Row("overhead", figure, f"{data['ratio_median']:.2f}x", how)]
 
 
 def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:

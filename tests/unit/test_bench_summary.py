@@ -123,8 +123,14 @@ def fake_results() -> dict[str, dict[str, Any]]:
             "ratio_max": 2.75,
             "run_s_median": 2.5,
             "worker_s_median": 1.0,
-            "breakdown_median_s": {"cli_imports_s": 0.5, "emulator_imports_s": 0.75, "deploy_s": 0.5,
-                                   "execution_s": 1.5, "job_s": 1.25, "worker_s": 1.0},  # fmt: skip
+            "breakdown_median_s": {
+                "cli_imports_s": 0.5,
+                "emulator_imports_s": 0.75,
+                "deploy_s": 0.5,
+                "execution_s": 1.5,
+                "job_s": 1.25,
+                "worker_s": 1.0,
+            },
         },
     }
 
