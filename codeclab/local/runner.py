@@ -75,6 +75,7 @@ def wait(cloud: LocalCloud, submitted: api.Submitted, on_progress: ProgressCallb
 TICK_SECONDS = 0.25  # the most often a tick reads the execution while records change
 IDLE_SECONDS = 1.0  # how long a tick waits for a write before it looks at the execution anyway
 ENDING_SECONDS = 0.02  # once the record is final, the execution ends within moments
+ENDING_FOR_SECONDS = 2.0  # and if it does not (an alert still being sent), ticks go back to their pace
 
 
 class Follower:
@@ -91,6 +92,7 @@ class Follower:
         self._lock = threading.Lock()
         self._changed = threading.Event()
         self._last_tick = 0.0
+        self._final_since: float | None = None
 
     def __call__(self, read: Callable[[], ExperimentRecord | None]) -> None:
         item = read()
@@ -124,9 +126,13 @@ class Follower:
         return {**record, "progress": progress.as_record_progress(now_ms)}
 
     def next_tick(self) -> None:
-        """Wait for the next tick: a write (no sooner than TICK_SECONDS after the last tick), or IDLE_SECONDS."""
+        """Wait for the next tick: a write (no sooner than TICK_SECONDS after the last tick), or IDLE_SECONDS; every
+        ENDING_SECONDS for the first ENDING_FOR_SECONDS after the record turned final."""
         record = self.record
-        if record is not None and Status(record["status"]).is_final:
+        final = record is not None and Status(record["status"]).is_final
+        if final and self._final_since is None:
+            self._final_since = time.monotonic()
+        if final and time.monotonic() - (self._final_since or 0.0) < ENDING_FOR_SECONDS:
             time.sleep(ENDING_SECONDS)
         else:
             self._changed.wait(IDLE_SECONDS)
