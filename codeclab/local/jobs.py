@@ -425,7 +425,8 @@ class LocalJobRunner:
             if lost_at is not None and time.monotonic() > lost_at:
                 kill_process_group(proc)  # the instance is gone, and the container with it
                 return None, HOST_LOST_REASON, False
-            time.sleep(POLL_SECONDS)
+            with suppress(subprocess.TimeoutExpired):  # returns as soon as it exits, not at the next poll
+                proc.wait(timeout=POLL_SECONDS)
         return proc.returncode, EXITED_REASON, False
 
 

@@ -20,6 +20,7 @@ from codeclab.worker.processes import PARENT_PID_ENV, die_with_parent
 
 # What most jobs import on their own: PyAV reads the built-in and mp4 clips, boto3 the emulator's S3 and table.
 PRELOADED = ("codeclab.worker.entrypoint", "av", "boto3", "botocore.exceptions", "codeclab.experiments.store")
+MODELS = {"s3": ("service-2", "endpoint-rule-set-1"), "dynamodb": ("service-2", "endpoint-rule-set-1", "resources-1")}
 
 
 class JobOrder(TypedDict):
@@ -34,6 +35,7 @@ def main() -> int:
     die_with_parent(int(os.environ[PARENT_PID_ENV]))  # idle or working, it goes with its orchestrator
     for module in PRELOADED:
         importlib.import_module(module)
+    _load_models()
     line = sys.stdin.buffer.readline()
     if not line:  # closed unused: the orchestrator is stopping
         return 0
@@ -42,6 +44,20 @@ def main() -> int:
     from codeclab.worker.entrypoint import main as worker_main
 
     return worker_main(order["argv"])
+
+
+def _load_models() -> None:
+    """boto3's default session, with the models a job's clients read already parsed (S3 for its spec and artifacts,
+    DynamoDB for its progress). Nothing else is resolved yet: credentials, region and endpoint are read from the
+    job's environment when its clients are made."""
+    import boto3
+
+    boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    loader = boto3.DEFAULT_SESSION._session.get_component("data_loader")
+    for service, kinds in MODELS.items():
+        for kind in kinds:
+            loader.load_service_model(service, kind)
 
 
 def become(order: JobOrder) -> None:
