@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_memory.py
 	$(PY) benchmarks/bench_learned.py
+	$(PY) benchmarks/bench_overhead.py
 	$(PY) benchmarks/bench_summary.py
 
 # The fault-injection matrix on the local workflow (about a minute); exits 1 if any row is not final and correct.

@@ -41,6 +41,7 @@ BENCHES = (
     "bench_metrics",
     "bench_memory",
     "bench_learned",
+    "bench_overhead",
 )
 # Between the per-clip parts of one value; the terminal table breaks the line there instead.
 PART_SEPARATOR = " · "
@@ -448,6 +449,22 @@ def learned_speed_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def overhead_rows(data: dict[str, Any]) -> list[Row]:
+    parts = data["breakdown_median_s"]
+    beyond_worker = parts["job_s"] - parts["worker_s"]
+    how = (
+        f"`codeclab run` of a 1-frame {data['conditions']['spec']['codec']['name']} experiment against "
+        f"`python -m codeclab.worker` on the same spec, fresh processes, alternated, median of "
+        f"{data['conditions']['repeats']} ratios ({data['ratio_min']:.2f}-{data['ratio_max']:.2f}; "
+        f"{data['run_s_median']:.2f} s against {data['worker_s_median']:.2f} s); breakdown: CLI imports "
+        f"{parts['cli_imports_s']:.2f} s, emulator imports {parts['emulator_imports_s']:.2f} s, deploy "
+        f"{parts['deploy_s']:.2f} s, execution {parts['execution_s']:.2f} s, of which the job's start beyond the "
+        f"worker's own time {beyond_worker:.2f} s; target <= 3x"
+    )
+    figure = "Local overhead: 1-frame `codeclab run` / worker alone"
+    return [Row("overhead", figure, f"{data['ratio_median']:.2f}x", how)]
+
+
 def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
     return [
         *workflow_rows(results["bench_workflow"]),
@@ -462,6 +479,7 @@ def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:
         *metrics_speed_rows(results["bench_metrics"]),
         *memory_rows(results["bench_memory"]),
         *learned_speed_rows(results["bench_learned"]),
+        *overhead_rows(results["bench_overhead"]),
     ]
 
 

@@ -20,7 +20,7 @@ from jsonschema.exceptions import SchemaError
 
 from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.experiments.schema import CodecParams, SchemaNode, SpecError, SpecProblem, shortened
-from codeclab.experiments.test_sets import CATALOG_ERRORS, reason_of
+from codeclab.experiments.test_sets import catalog_errors, reason_of
 
 PACKAGE_CODEC = "package"  # a spec's codec name for a codec package
 MANIFEST_NAME = "codec.json"
@@ -144,7 +144,7 @@ def read_manifest(uri: str, source: ManifestSource | None = None) -> CodecManife
     try:
         with (source or FileManifestSource()).open_archive(uri) as stream:
             return parse_manifest(_first_member(stream, uri), origin)
-    except (*CATALOG_ERRORS, tarfile.TarError, EOFError) as exc:
+    except _archive_errors() as exc:
         raise SpecError([SpecProblem("$.codec.uri", f"cannot read the package {uri}: {reason_of(exc)}")]) from None
 
 
@@ -260,3 +260,8 @@ def _rate_param(value: object, params: object) -> str:
 
 def _device(value: object) -> str:
     return "" if value in DEVICES else f"{json.dumps(value)} is not a valid choice; valid: {', '.join(DEVICES)}"
+
+
+def _archive_errors() -> tuple[type[Exception], ...]:
+    """What refuses a package archive: its store (catalog_errors), or a damaged or truncated .tar.gz."""
+    return (*catalog_errors(), tarfile.TarError, EOFError)

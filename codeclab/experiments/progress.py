@@ -12,8 +12,6 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from codeclab.experiments.statuses import Status, TransitionError
 
 if TYPE_CHECKING:
@@ -46,6 +44,8 @@ class RecordProgress:
         return cls(ExperimentStore(env[PROGRESS_TABLE_ENV]), key)
 
     def report(self, stage: str, frames_done: int, frames_total: int) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError  # loaded with the store, not at start-up
+
         now = time.monotonic()
         finished = frames_total > 0 and frames_done >= frames_total
         if self._started and not finished and now - self._last < MIN_INTERVAL_SECONDS:

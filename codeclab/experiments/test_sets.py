@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol, cast
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.experiments.schema import ClipEntry, SourceSpec, SpecError, SpecProblem, definition_problems
 from codeclab.experiments.sweep import MAX_POINTS
@@ -31,9 +29,6 @@ CLIP_SUFFIXES = frozenset({".y4m", ".yuv", ".mp4"})
 MANIFEST_SUFFIXES = frozenset({".json", ".csv"})
 # Fields a set passes on to each clip that does not give its own: all but the clip and its name.
 SHARED_FIELDS = ("start", "frames", "crop", "size", "fps", "width", "height", "pix_fmt", "convert_to", "class")
-# A filesystem or S3 refusal: said to the user with the location, never a traceback. ValueError: a path no
-# filesystem takes (a NUL byte, a lone surrogate).
-CATALOG_ERRORS = (OSError, ValueError, LookupError, BotoCoreError, ClientError)
 SEQUENCE_LIMIT = 128  # the schema's limit on $.source.sequence
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024  # 10,000 clips with every field fit in a few megabytes
 # Offline sets built from the shipped clips: two resolution classes, small enough for tests and the demo.
@@ -96,6 +91,15 @@ class FileCatalog:
         return self._s3
 
 
+def catalog_errors() -> tuple[type[Exception], ...]:
+    """A filesystem or S3 refusal: said to the user with the location, never a traceback. ValueError: a path no
+    filesystem takes (a NUL byte, a lone surrogate). botocore is imported here, when a read failed: a spec
+    check and the worker's start-up do not pay for it."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (OSError, ValueError, LookupError, BotoCoreError, ClientError)
+
+
 def _refuse_huge(size: int) -> None:
     if size > MAX_MANIFEST_BYTES:
         raise OSError(errno.EFBIG, f"it is {size} bytes; a manifest may have at most {MAX_MANIFEST_BYTES}")
@@ -131,7 +135,7 @@ def _entries(ref: str | list[str | ClipEntry], origin: str, catalog: ClipCatalog
 def _folder(ref: str, origin: str, catalog: ClipCatalog) -> list[ClipEntry]:
     try:
         clips = catalog.list_clips(ref)
-    except CATALOG_ERRORS as exc:
+    except catalog_errors() as exc:
         raise SpecError([SpecProblem("$.source.test_set", f"cannot list {ref}: {reason_of(exc)}")], origin) from None
     if not clips:
         suffixes = ", ".join(sorted(CLIP_SUFFIXES))
@@ -144,7 +148,7 @@ def _manifest(uri: str, origin: str, catalog: ClipCatalog) -> list[ClipEntry]:
         text = catalog.read_text(uri)
     except UnicodeDecodeError:
         raise SpecError([SpecProblem("$.source.test_set", f"{uri} is not UTF-8 text")], origin) from None
-    except CATALOG_ERRORS as exc:
+    except catalog_errors() as exc:
         raise SpecError([SpecProblem("$.source.test_set", f"cannot read {uri}: {reason_of(exc)}")], origin) from None
     rows = _csv_rows(text, uri, origin) if uri.lower().endswith(".csv") else _json_rows(text, uri, origin)
     if len(rows) > MAX_POINTS:  # before each row is checked: a million-row manifest is refused at once

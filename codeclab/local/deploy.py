@@ -54,6 +54,12 @@ class Stack:
             merged.update(self.resolver.function_variables(logical_id))
         return merged
 
+    @cached_property
+    def handler_modules(self) -> tuple[str, ...]:
+        """The modules in lambdas/ that the functions' handlers live in, the API's first (it answers first)."""
+        modules = {str(r["Properties"]["Handler"]).partition(".")[0]: None for r in self._functions().values()}
+        return tuple(sorted(modules, key=lambda module: module != "api"))
+
     @property
     def bucket(self) -> str:
         return self.function_variables["ARTIFACT_BUCKET"]

@@ -36,7 +36,7 @@ from codeclab.local.deploy import Stack
 from codeclab.local.events import AlertCapture, CapturedAlert, ExecutionDetail, ReconcileRule
 from codeclab.local.faults import FaultState
 from codeclab.local.hooks import Handlers, RecordListener, RecordWrites
-from codeclab.local.jobs import LocalJobRunner
+from codeclab.local.jobs import LocalJobRunner, WarmWorkers, warm_worker_count
 from codeclab.local.runs import SCRATCH_PREFIX
 from codeclab.local.template import REGION, default_cdk_out, synthesized_template
 
@@ -72,6 +72,7 @@ class LocalCloud:
         self._reconcile = ReconcileRule(self.handlers, self.stack.async_retry_attempts("reconcile"))
         self._alerts = AlertCapture()
         self._thread_services = threading.local()  # see services()
+        self._preloading: threading.Thread | None = None  # the handlers' imports (Handlers.preload)
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -103,13 +104,21 @@ class LocalCloud:
                        **self.lambda_environment})  # fmt: skip
         patches.install(self.handlers.run, self.jobs, self._writes)
         aws_faults.install(self.faults.take_aws)
+        if warm_worker_count():  # they import while the stack deploys, on another core
+            self.jobs.warm = WarmWorkers(warm_worker_count()).start()
         self.timings["emulator_start_s"] = time.perf_counter() - started
         started = time.perf_counter()
         self.stack.deploy()
         self._alerts.subscribe(self.stack.alert_topic_arn)
         self.timings["deploy_s"] = time.perf_counter() - started
+        self._preloading = self.handlers.preload(self.stack.handler_modules)
 
     def __exit__(self, *exc: object) -> None:
+        if self._preloading is not None:
+            self._preloading.join()  # unload() must not race an import still under way
+        if self.jobs.warm is not None:
+            self.jobs.warm.close()
+            self.jobs.warm = None
         patches.uninstall()
         aws_faults.uninstall()
         if self._server is not None:

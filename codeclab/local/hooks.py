@@ -61,6 +61,21 @@ class Handlers:
         with lock:
             return getattr(module, attribute)(event, _LocalContext(function_name))
 
+    def preload(self, modules: tuple[str, ...]) -> threading.Thread:
+        """Import the handlers' modules on a thread of their own, so that the first invocation of each does not wait
+        for its imports: most of them run while the first Batch job does, on another core."""
+
+        def load() -> None:
+            for name in modules:
+                try:
+                    self._module(name)
+                except Exception:  # its first invocation imports it again and fails as Lambda would
+                    log.exception("could not import the handler module %s", name)
+
+        thread = threading.Thread(target=load, name="handler-imports", daemon=True)
+        thread.start()
+        return thread
+
     def unload(self) -> None:
         """Forget the imported handlers, so a later emulator's import binds its clients to that one."""
         for module in self._modules:
@@ -103,7 +118,7 @@ class RecordWrites:
     def __call__(self, table_name: str, read: Callable[[], ExperimentRecord | None]) -> None:
         if table_name != self.table_name:
             return
-        for listener in self.listeners:
+        for listener in tuple(self.listeners):  # a copy: `runner.wait` adds and removes its own as writes land
             try:
                 listener(read)
             except Exception:  # a listener must never turn a write that landed into a failed one

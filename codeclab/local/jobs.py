@@ -14,8 +14,10 @@ each of the first N attempts going away. It also says which worker fault the job
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import NotRequired, TypedDict
 
 from codeclab.local.faults import VARIABLES, FaultPlan
+from codeclab.local.standby import JobOrder
 from codeclab.worker.processes import PARENT_PID_ENV, kill_process_group, stop_process_group
 
 log = logging.getLogger("codeclab.local")
@@ -44,6 +47,7 @@ HOST_LOST_REASON = "Host EC2 (instance i-0local00000000000) terminated."
 NO_CAPACITY_REASON = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested"
 CANCELLED_REASON = "Canceled by JobStateTimeLimit action due to reason: {reason}"
 JOB_SLOTS_ENV = "CODECLAB_LOCAL_JOBS"
+WARM_WORKERS_ENV = "CODECLAB_WARM_WORKERS"  # standbys kept ready (WarmWorkers); 0 starts every job cold
 
 
 # What the template's job definition and job queue say (CloudFormation's property names).
@@ -210,6 +214,77 @@ class Attempt:
         }
 
 
+class WarmWorkers:
+    """Job processes started ahead of their jobs, with the worker's imports done (standby.py): a job takes one
+    and hands it its command, environment and log, instead of waiting about a second for Python to start and
+    import. Each standby runs one job at most; taking one starts the next.
+
+    They are all started from one thread of their own that lives as long as this object: a worker's parent-death
+    signal fires when the thread that started it ends, and a job's thread ends with its job.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+        self._ready: queue.Queue[subprocess.Popen[bytes]] = queue.Queue()
+        self._wanted = threading.Semaphore(count)  # one release per standby to start
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._keep_warm, name="warm-workers", daemon=True)
+
+    def start(self) -> WarmWorkers:
+        self._thread.start()
+        return self
+
+    def take(self) -> subprocess.Popen[bytes] | None:
+        """A standby that is still alive, now this caller's (the next one starts), or None when none is ready."""
+        while True:
+            try:
+                proc = self._ready.get_nowait()
+            except queue.Empty:
+                return None
+            self._wanted.release()
+            if proc.poll() is None:
+                return proc
+            log.warning("a standby worker exited before its job (%s); trying another", proc.returncode)
+
+    def close(self) -> None:
+        """Stop starting standbys and end the unused ones (each exits at the end of its stdin)."""
+        self._stopped.set()
+        self._wanted.release()
+        self._thread.join(timeout=10)
+        while True:
+            try:
+                proc = self._ready.get_nowait()
+            except queue.Empty:
+                return
+            if proc.stdin is not None:
+                proc.stdin.close()
+            kill_process_group(proc)
+
+    def _keep_warm(self) -> None:
+        while self._wanted.acquire() and not self._stopped.is_set():
+            try:
+                self._ready.put(_start_standby())
+            except OSError as exc:  # no process to spare now: jobs start cold, as they did before
+                log.warning("cannot start a standby worker: %s", exc)
+                self._stopped.wait(1.0)
+                self._wanted.release()
+
+
+def _start_standby() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "codeclab.local.standby"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env={**_host_environment(), PARENT_PID_ENV: str(os.getpid())},
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def hand_job(proc: subprocess.Popen[bytes], order: JobOrder) -> None:
+    """Give a standby its job: it reads one line, then runs it as `python -m codeclab.worker` would."""
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(order).encode() + b"\n")
+    proc.stdin.close()
+
+
 @dataclass
 class LocalJobRunner:
     job_definition: JobDefinition
@@ -222,6 +297,7 @@ class LocalJobRunner:
     # As a compute environment's vCPUs do: at most this many workers at once, the others wait RUNNABLE. A burst
     # of experiments then queues instead of starting fifty Python processes on two cores.
     slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(job_slots()))
+    warm: WarmWorkers | None = None  # standbys to run jobs in; without them each job starts Python cold
 
     def __call__(self, params: SubmitJobParameters, execution_ended: Callable[[], bool]) -> JobDescription:
         plan = self.fault_plan()
@@ -304,18 +380,30 @@ class LocalJobRunner:
         tmp.mkdir(parents=True, exist_ok=True)
         for folder in (self.log_folder, tmp.parent, tmp):
             folder.chmod(0o711)  # a codec child with its own uid must still reach its scratch folder inside
-        with self.log_of(experiment_id).open("ab") as output:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "codeclab.worker", *command],
-                env={**env, PARENT_PID_ENV: str(os.getpid()), "TMPDIR": str(tmp)}, stdout=output,
+        proc = self._start_worker(command, {**env, PARENT_PID_ENV: str(os.getpid()), "TMPDIR": str(tmp)},
+                                  self.log_of(experiment_id))  # fmt: skip
+        self.running.add(proc)
+        try:
+            exit_code, reason, final = self._watch(proc, limit, execution_ended, host_lost)
+        finally:
+            self.running.discard(proc)
+        return Attempt(exit_code, reason, started, time.time(), final=final)
+
+    def _start_worker(self, command: list[str], env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
+        """`python -m codeclab.worker COMMAND` in a session of its own: a standby if one is ready, else a new one."""
+        standby = self.warm.take() if self.warm is not None else None
+        if standby is not None:
+            try:
+                hand_job(standby, {"argv": command, "env": env, "log": str(log_file)})
+                return standby
+            except OSError as exc:  # it died as it was handed the job: start one cold
+                log.warning("a standby worker refused its job (%s); starting the job cold", exc)
+                kill_process_group(standby)
+        with log_file.open("ab") as output:
+            return subprocess.Popen(
+                [sys.executable, "-m", "codeclab.worker", *command], env=env, stdout=output,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-            self.running.add(proc)
-            try:
-                exit_code, reason, final = self._watch(proc, limit, execution_ended, host_lost)
-            finally:
-                self.running.discard(proc)
-        return Attempt(exit_code, reason, started, time.time(), final=final)
 
     def _watch(
         self,
@@ -337,7 +425,8 @@ class LocalJobRunner:
             if lost_at is not None and time.monotonic() > lost_at:
                 kill_process_group(proc)  # the instance is gone, and the container with it
                 return None, HOST_LOST_REASON, False
-            time.sleep(POLL_SECONDS)
+            with suppress(subprocess.TimeoutExpired):  # returns as soon as it exits, not at the next poll
+                proc.wait(timeout=POLL_SECONDS)
         return proc.returncode, EXITED_REASON, False
 
 
@@ -367,6 +456,12 @@ def _description(
 def job_slots() -> int:
     """How many local jobs run at once: CODECLAB_LOCAL_JOBS, else one per usable core."""
     return max(1, int(os.environ.get(JOB_SLOTS_ENV) or len(os.sched_getaffinity(0))))
+
+
+def warm_worker_count() -> int:
+    """CODECLAB_WARM_WORKERS, else one standby per job slot, two at most: each is an idle Python of about 100 MB."""
+    value = os.environ.get(WARM_WORKERS_ENV)
+    return max(0, int(value)) if value else min(job_slots(), 2)
 
 
 def _host_environment() -> dict[str, str]:

@@ -20,18 +20,66 @@ And one piece of noise: when an execution is stopped during a `.sync` task, moto
 pops the task's output as the timeout (its path is not evaluated once stopped), and the task's side
 thread then dies on a TypeError. The execution ends ABORTED regardless; `threading.excepthook` is
 wrapped to drop exactly that traceback from that thread.
+
+And one race: moto keeps a table's items in plain dicts that the server's threads read and write at once, so
+a Query (which walks every item for an index) could fail with "dictionary changed size during iteration"
+while another thread's put_item added an item. Every item operation of `DynamoDBBackend` takes one lock, so
+each is whole, as DynamoDB's own are. The write listener runs after the lock is released.
+
+And one repeated cost: botocore's `Loader.list_available_services` lists every service in botocore's data folders
+(a scan of some 400 folders). It caches per loader, but moto makes a loader for each model it loads and a session
+for each backend, so a `codeclab run` scanned about 34 times (1 s on a loaded machine). The answer is kept per
+search path and type for the process; the folders do not change while it runs.
+
+And one import: moto's Step Functions interpreter imports `moto.batch.utils` for one enum, and
+`moto/batch/__init__.py` imports Batch's models and, with them, all of EC2's (about 0.8 s of every
+`codeclab run`). `moto.batch` is put in place as a lazy package: its submodules load from moto's own folder,
+and its models (`batch_backends`) only when something asks for them. Local mode never calls Batch's API.
 """
+
+# ruff: noqa: E402 -- the lazy moto.batch must be in place before the interpreter's modules are imported
 
 from __future__ import annotations
 
+import importlib
+import importlib.machinery
+import importlib.util
 import itertools
 import json
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
+LAZY_PACKAGE = "moto.batch"
+
+
+def _lazy_moto_batch() -> None:
+    """`moto.batch` as a package whose __init__ (Batch's models, EC2's models) runs on first attribute access."""
+    import moto  # the imports below need it anyway
+
+    if LAZY_PACKAGE in sys.modules:
+        return
+    spec = importlib.machinery.ModuleSpec(LAZY_PACKAGE, None, is_package=True)
+    spec.submodule_search_locations = [str(Path(next(iter(moto.__path__))) / "batch")]
+    package = importlib.util.module_from_spec(spec)
+
+    def load(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(importlib.import_module(f"{LAZY_PACKAGE}.models"), name)
+
+    cast(Any, package).__getattr__ = load
+    sys.modules[LAZY_PACKAGE] = package
+    moto.batch = package  # as the import system binds a loaded submodule
+
+
+_lazy_moto_batch()
+
 from boto3.dynamodb.types import TypeDeserializer
+from botocore.loaders import Loader
 from moto.awslambda.models import LambdaFunction
 from moto.dynamodb.models import DynamoDBBackend
 from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType, TaskFailedEventDetails
@@ -59,14 +107,19 @@ JobRunner = Callable[[SubmitJobParameters, Callable[[], bool]], JobDescription]
 # (table name, a reader of the written item's current state as plain DynamoDB JSON) after a write landed
 ItemWritten = Callable[[str, Callable[[], ExperimentRecord | None]], None]
 
+# The other item operations of moto's DynamoDB backend: each takes the lock (put_item and update_item take it too).
+LOCKED = ("get_item", "query", "scan", "delete_item", "transact_write_items")
 PATCHED = (
+    (Loader, "list_available_services"),
     (LambdaFunction, "_invoke_lambda"),
     (StateTaskServiceBatch, "_eval_service_task"),
     (StateTaskServiceBatch, "_build_sync_resolver"),
     (Environment, "set_error"),
     (DynamoDBBackend, "put_item"),
     (DynamoDBBackend, "update_item"),
+    *((DynamoDBBackend, name) for name in LOCKED),
 )
+_items_lock = threading.RLock()  # see "one race" above
 
 
 @dataclass
@@ -87,8 +140,11 @@ def install(lambda_runner: LambdaRunner, job_runner: JobRunner, item_written: It
     _hooks.lambda_runner, _hooks.job_runner, _hooks.item_written = lambda_runner, job_runner, item_written
     if _originals:
         return
-    replacements = (_invoke_lambda, _eval_batch_task, _build_batch_sync_resolver, _set_error_unless_stopped,
-                    _notifying(DynamoDBBackend.put_item), _notifying(DynamoDBBackend.update_item))  # fmt: skip
+    replacements = (
+        _listed_once(Loader.list_available_services), _invoke_lambda, _eval_batch_task, _build_batch_sync_resolver,
+        _set_error_unless_stopped, _notifying(DynamoDBBackend.put_item), _notifying(DynamoDBBackend.update_item),
+        *(_locked(getattr(DynamoDBBackend, name)) for name in LOCKED),
+    )  # fmt: skip
     for (owner, name), replacement in zip(PATCHED, replacements, strict=True):
         _originals[(owner, name)] = getattr(owner, name)
         setattr(owner, name, replacement)
@@ -165,9 +221,30 @@ def _set_error_unless_stopped(self: Environment, error: ExecutionFailedEventDeta
     _originals[(Environment, "set_error")](self, error)
 
 
+def _listed_once(list_services: Callable[..., list[str]]) -> Callable[..., list[str]]:
+    found: dict[tuple[tuple[str, ...], str], list[str]] = {}
+
+    def listed(self: Loader, type_name: str) -> list[str]:
+        key = (tuple(self.search_paths), type_name)
+        if key not in found:
+            found[key] = list_services(self, type_name)
+        return list(found[key])
+
+    return listed
+
+
+def _locked(operation: Callable[..., Any]) -> Callable[..., Any]:
+    def whole(*args: Any, **kwargs: Any) -> Any:
+        with _items_lock:
+            return operation(*args, **kwargs)
+
+    return whole
+
+
 def _notifying(write: Callable[..., Any]) -> Callable[..., Any]:
     def written(self: DynamoDBBackend, table_name: str, *args: Any, **kwargs: Any) -> Any:
-        item = write(self, table_name, *args, **kwargs)  # raises for a refused write: nothing to tell
+        with _items_lock:
+            item = write(self, table_name, *args, **kwargs)  # raises for a refused write: nothing to tell
         listener = _hooks.item_written
         if listener is not None and item is not None:
             table = self.get_table(table_name)
@@ -175,10 +252,16 @@ def _notifying(write: Callable[..., Any]) -> Callable[..., Any]:
                 str(table.hash_key_attr): item.hash_key.to_json(),
                 str(table.range_key_attr): item.range_key.to_json(),
             }
-            listener(table_name, lambda: _plain(self.get_item(table_name, keys)))
+            listener(table_name, lambda: _read(self, table_name, keys))
         return item
 
     return written
+
+
+def _read(backend: DynamoDBBackend, table_name: str, keys: dict[str, Any]) -> ExperimentRecord | None:
+    """The item as it stands, read whole: a writer in another thread changes its attributes in place."""
+    with _items_lock:
+        return _plain(backend.get_item(table_name, keys))
 
 
 def _plain(item: Any) -> ExperimentRecord | None:

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from codeclab.experiments import api
-from codeclab.experiments.record import NOT_STARTED, ExperimentRecord, PointSummary
+from codeclab.experiments.record import NOT_STARTED, ExperimentRecord, PointStatus, PointSummary
 from codeclab.experiments.statuses import Status
+from codeclab.experiments.store import ExperimentStore
 from codeclab.experiments.sweep_progress import point_rows, sweep_progress
 from codeclab.experiments.workflow_steps import read_manifest
 from codeclab.local.emulator import LocalCloud
 from codeclab.local.events import CapturedAlert
 from codeclab.local.runs import JOB_LOG, RunsFolder
 
-POLL_SECONDS = 0.25
 CHUNK_BYTES = 1 << 20
 ProgressCallback = Callable[[ExperimentRecord], None]
 
@@ -43,30 +44,101 @@ def submit(cloud: LocalCloud, spec: object, idempotency_key: str | None = None) 
 
 
 def wait(cloud: LocalCloud, submitted: api.Submitted, on_progress: ProgressCallback | None = None) -> ExperimentRecord:
-    """Follow the execution until it ends and its record is final; returns the record."""
-    sfn, store = cloud.sfn, cloud.services().store
-    while True:
-        execution = sfn.describe_execution(executionArn=submitted["execution_arn"])
-        record = store.find(submitted["experiment_id"])
-        if record and on_progress:
-            on_progress(_with_point_progress(cloud, record))
-        if execution["status"] != "RUNNING":
-            break
-        time.sleep(POLL_SECONDS)
+    """Follow the execution until it ends and its record is final; returns the record.
+
+    The records come from the table's writes as they land (Follower), not from reading every point again at every
+    tick: a tick reads the execution's status alone, at most every TICK_SECONDS while something is written, and
+    at once (ENDING_SECONDS) after the record turned final, when the execution is about to end.
+    """
+    sfn, store, experiment_id = cloud.sfn, cloud.services().store, submitted["experiment_id"]
+    follower = Follower(experiment_id)
+    cloud.record_listeners.append(follower)
+    try:
+        follower.start_from(store)
+        while True:
+            execution = sfn.describe_execution(executionArn=submitted["execution_arn"])
+            record = follower.record
+            if record and on_progress:
+                on_progress(follower.with_point_progress(record, store.now_ms()))
+            if execution["status"] != "RUNNING":
+                break
+            follower.next_tick()
+    finally:
+        cloud.record_listeners.remove(follower)
     cloud.reconcile_ended(execution)  # EventBridge's part: a run no Catch saw still ends final
-    record = store.find(submitted["experiment_id"])
-    if record is None or not Status(record["status"]).is_final:
-        raise RuntimeError(f"{submitted['experiment_id']}: execution {execution['status']} left the record {record}")
-    return record
+    final = store.find(experiment_id)
+    if final is None or not Status(final["status"]).is_final:
+        raise RuntimeError(f"{experiment_id}: execution {execution['status']} left the record {final}")
+    return final
 
 
-def _with_point_progress(cloud: LocalCloud, record: ExperimentRecord) -> ExperimentRecord:
-    """A sweep's progress: its points' counts by status, throughput and ETA."""
-    if "point_count" not in record:  # a final sweep too: its last frame of the bar is every point done
-        return record
-    store = cloud.services().store
-    progress = sweep_progress(record, store.point_statuses(record["experiment_id"]), store.now_ms())
-    return {**record, "progress": progress.as_record_progress(store.now_ms())}
+TICK_SECONDS = 0.25  # the most often a tick reads the execution while records change
+IDLE_SECONDS = 1.0  # how long a tick waits for a write before it looks at the execution anyway
+ENDING_SECONDS = 0.02  # once the record is final, the execution ends within moments
+ENDING_FOR_SECONDS = 2.0  # and if it does not (an alert still being sent), ticks go back to their pace
+
+
+class Follower:
+    """A record listener for one experiment: its record, and a sweep's points by id, as each write lands.
+
+    The listener reads each written item once, in this process; `wait` then needs no read of the table to show a
+    sweep's progress, however many points it has (it used to query every point's record four times a second).
+    """
+
+    def __init__(self, experiment_id: str) -> None:
+        self.experiment_id = experiment_id
+        self.record: ExperimentRecord | None = None
+        self._points: dict[str, PointStatus] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+        self._last_tick = 0.0
+        self._final_since: float | None = None
+
+    def __call__(self, read: Callable[[], ExperimentRecord | None]) -> None:
+        item = read()
+        if item is None:
+            return
+        with self._lock:
+            if item["experiment_id"] == self.experiment_id:
+                self.record = item
+            elif item.get("parent_id") == self.experiment_id:
+                self._points[item["experiment_id"]] = item
+            else:
+                return
+        self._changed.set()
+
+    def start_from(self, store: ExperimentStore) -> None:
+        """What was written before this listener was: one read of the record, and for a sweep, of its points."""
+        record = store.find(self.experiment_id)
+        points = list(store.point_statuses(self.experiment_id)) if record and "point_count" in record else []
+        with self._lock:
+            self.record = self.record or record
+            for point in points:  # a write since then is newer: keep it
+                self._points.setdefault(point["experiment_id"], point)
+
+    def with_point_progress(self, record: ExperimentRecord, now_ms: int) -> ExperimentRecord:
+        """A sweep's progress: its points' counts by status, throughput and ETA."""
+        if "point_count" not in record:  # a final sweep too: its last frame of the bar is every point done
+            return record
+        with self._lock:
+            points = list(self._points.values())
+        progress = sweep_progress(record, points, now_ms)
+        return {**record, "progress": progress.as_record_progress(now_ms)}
+
+    def next_tick(self) -> None:
+        """Wait for the next tick: a write (no sooner than TICK_SECONDS after the last tick), or IDLE_SECONDS; every
+        ENDING_SECONDS for the first ENDING_FOR_SECONDS after the record turned final."""
+        record = self.record
+        final = record is not None and Status(record["status"]).is_final
+        if final and self._final_since is None:
+            self._final_since = time.monotonic()
+        if final and time.monotonic() - (self._final_since or 0.0) < ENDING_FOR_SECONDS:
+            time.sleep(ENDING_SECONDS)
+        else:
+            self._changed.wait(IDLE_SECONDS)
+            time.sleep(max(0.0, self._last_tick + TICK_SECONDS - time.monotonic()))
+        self._changed.clear()
+        self._last_tick = time.monotonic()
 
 
 def collect(cloud: LocalCloud, record: ExperimentRecord, runs_dir: Path) -> Outcome:

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 from codeclab.experiments.result import SourceConditions
@@ -212,6 +211,8 @@ def _probe(path: Path, source: SourceSpec) -> _Probe:
     if path.suffix.lower() == ".y4m":
         header = read_y4m_header(path)
         return _Probe(header.width, header.height, header.fps, header.pix_fmt, header.pix_fmt)
+    import av  # imported on use: PyAV costs about 0.1 s, and y4m and raw sources never need it
+
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:

@@ -72,14 +72,16 @@ def running(runs: Path) -> list[dict[str, Any]]:
 
 
 def workers_of(experiment_id: str) -> list[int]:
-    """Live worker processes whose command line names the experiment (its spec's S3 key does)."""
+    """Live worker processes of the experiment: a worker started for it names it on its command line (its spec's S3
+    key does); a warm one (codeclab.local.standby) writes the experiment's job log, <experiment_id>.log, on stdout."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stdout = str((cmdline.parent / "fd" / "1").readlink()) if "codeclab.local.standby" in text else ""
         except OSError:
             continue
-        if "codeclab.worker" in text and experiment_id in text:
+        if ("codeclab.worker" in text and experiment_id in text) or f"/{experiment_id}.log" in stdout:
             found.append(int(cmdline.parent.name))
     return found
 
@@ -223,7 +225,8 @@ def test_serve_and_run_share_a_runs_folder_and_each_cancel_reaches_its_owner(
     runs = tmp_path / "runs"
     serve, url = start_serve(runs, {**env, **SLOW})
     try:
-        served = post(url, spec_file(tmp_path, name="served"))
+        # long enough to be still running once `run` has started on a loaded machine (both are cancelled anyway)
+        served = post(url, spec_file(tmp_path, frames=120, name="served"))
         run = start("run", str(spec_file(tmp_path, name="ran")), "--runs-dir", str(runs), env={**env, **SLOW})
         wait_for("both RUNNING in runs/", lambda: len(running(runs)) == 2)
         assert {endpoint.kind for endpoint in RunsFolder(runs).endpoints()} == {"serve", "run"}

@@ -33,6 +33,7 @@ from codeclab.experiments.redaction import REDACTED, redact_signed_material, wit
 from codeclab.local import emulator, runner
 from codeclab.local.emulator import LocalCloud
 from codeclab.local.http_api import ApiServer
+from codeclab.local.jobs import WARM_WORKERS_ENV
 
 # POWERTOOLS_DEV is on here on purpose (it prints every API event); Powertools warns about it.
 pytestmark = pytest.mark.filterwarnings("ignore:POWERTOOLS_DEV environment variable is enabled")
@@ -186,6 +187,9 @@ def cloud(workers: WorkerEnvironments, signed: SignedRequests) -> Iterator[Local
         for name, value in DEBUG_KNOBS.items():
             patch.setenv(name, value)
         patch.setattr(subprocess, "Popen", workers.popen())
+        # Every job started cold, so that each worker's environment passes through Popen to be seen here (a warm
+        # one gets the same environment on its stdin: tests/local/test_standby.py)
+        patch.setenv(WARM_WORKERS_ENV, "0")
         # A fresh default session: an earlier test's would still hold the credentials it resolved then.
         patch.setattr(boto3, "DEFAULT_SESSION", None)
         boto3.setup_default_session()

@@ -163,6 +163,22 @@ def fake_results() -> dict[str, dict[str, Any]]:
             },
             "conditions": {"threads": "learned: torch threads 2", "baseline_commit": "302c6cd"},
         },
+        "bench_overhead": {
+            "conditions": {"spec": {"codec": {"name": "x264"}}, "repeats": 5},
+            "ratio_median": 2.5,
+            "ratio_min": 2.25,
+            "ratio_max": 2.75,
+            "run_s_median": 2.5,
+            "worker_s_median": 1.0,
+            "breakdown_median_s": {
+                "cli_imports_s": 0.5,
+                "emulator_imports_s": 0.75,
+                "deploy_s": 0.5,
+                "execution_s": 1.5,
+                "job_s": 1.25,
+                "worker_s": 1.0,
+            },
+        },
     }
 
 
@@ -238,6 +254,9 @@ def test_rows_carry_each_bench_figure(tmp_path: Path):
     memory = rows["Peak memory, 16 against 132 frames: x264 1280x720"]
     assert memory.value == "worker 150 / 165 MiB (1.10x); largest ffmpeg child 90 / 95 MiB"
     assert "worker ratio 1.05-1.15" in memory.how
+    overhead = rows["Local overhead: 1-frame `codeclab run` / worker alone"]
+    assert overhead.value == "2.50x"
+    assert "median of 5 ratios (2.25-2.75" in overhead.how and "beyond the worker's own time 0.25 s" in overhead.how
 
 
 def test_main_writes_a_markdown_table(tmp_path: Path):
@@ -248,8 +267,9 @@ def test_main_writes_a_markdown_table(tmp_path: Path):
     assert RUN in lines[0] and "Test CPU, 2 cores" in lines[0]
     assert lines[2] == "| figure | value | conditions / how measured |"
     table = [line for line in lines if line.startswith("| ")]
-    # header, workflow, sweep, metrics, x264, learned, cold, load, sandbox, cost, metrics speed, memory, learned speed
-    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 1 + 1 + 2 + 2 + 2 + 1 + 3
+    # header, workflow, sweep, metrics, x264, learned, cold, load, sandbox, cost, metrics speed, memory, learned speed,
+    # overhead
+    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 1 + 1 + 2 + 2 + 2 + 1 + 3 + 1
     assert "| Learned codec encode fps, after / before | 50.0 / 20.0 (2.50x) |" in out.read_text()
     assert "ffmpeg n9 \\| test" in out.read_text()  # a | inside a cell must not split it
 

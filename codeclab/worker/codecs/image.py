@@ -16,7 +16,6 @@ from functools import cache
 from pathlib import Path
 from typing import ClassVar
 
-import cv2
 import numpy as np
 
 from codeclab.experiments.result import CodecConditions
@@ -42,6 +41,8 @@ class ImageCodec(Codec):
         """cv2.imencode options for the configured quality."""
 
     def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
+        import cv2  # imported on use: OpenCV costs about 0.25 s, which a job of another codec never needs
+
         video = FrameFile.y4m(reference)
         with bitstream.open("wb") as fh:
             fps = video.fps
@@ -66,6 +67,8 @@ class ImageCodec(Codec):
                 on_frame(index + 1)
 
     def decode_to(self, bitstream: Path, header: StreamHeader, out: Path, on_frame: FrameCallback) -> None:
+        import cv2
+
         width, height, fps, payloads = self._unpack(bitstream)
         with Y4MWriter(out, width, height, fps, "yuv420p") as decoded:
             for index, payload in enumerate(payloads):
@@ -88,6 +91,8 @@ class ImageCodec(Codec):
             raise CodecFailure(f"{self.name}: {bitstream.name} is truncated or damaged") from None
 
     def conditions(self) -> CodecConditions:
+        import cv2
+
         return {
             "codec": self.name,
             "implementation": f"{_opencv_library(self.build_info_key)} via OpenCV {cv2.__version__} imencode/imdecode",
@@ -100,6 +105,8 @@ class ImageCodec(Codec):
 @cache
 def _opencv_library(name: str) -> str:
     """The image library OpenCV was built with, e.g. 'libjpeg-turbo 3.1.2-70'."""
+    import cv2
+
     info = cv2.getBuildInformation()
     match = re.search(rf"^\s*{name}:\s*(.+)$", info, flags=re.MULTILINE)
     return match.group(1).strip() if match else name
@@ -112,6 +119,8 @@ class Jpeg(ImageCodec):
     build_info_key = "JPEG"
 
     def imwrite_params(self) -> list[int]:
+        import cv2
+
         return [cv2.IMWRITE_JPEG_QUALITY, self.params["quality"]]
 
 
@@ -122,6 +131,8 @@ class WebP(ImageCodec):
     build_info_key = "WEBP"
 
     def imwrite_params(self) -> list[int]:
+        import cv2
+
         return [cv2.IMWRITE_WEBP_QUALITY, self.params["quality"]]
 
 
@@ -132,6 +143,8 @@ class Avif(ImageCodec):
     build_info_key = "AVIF"
 
     def imwrite_params(self) -> list[int]:
+        import cv2
+
         return [
             cv2.IMWRITE_AVIF_QUALITY,
             self.params["quality"],

@@ -13,8 +13,6 @@ import stat
 from pathlib import Path
 from typing import IO, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from codeclab.experiments.s3_uri import split_s3_uri
 from codeclab.worker.packages.manifest import PackageError
 from codeclab.worker.packages.verify import CHUNK, sha256_file
@@ -24,6 +22,8 @@ MAX_FILE_BYTES = 2 * 1024**3  # a large checkpoint, as for a whole package
 
 def download(uri: str, target: Path, max_bytes: int, field: str, s3: Any = None) -> Path:
     """The s3:// object `uri` into the new file `target`; a missing, denied or oversized object names `field`."""
+    from botocore.exceptions import BotoCoreError, ClientError  # only S3 reads need botocore: not every job's start-up
+
     if s3 is None:
         import boto3
 
