@@ -660,6 +660,8 @@ def _range(schema: dict[str, Any]) -> str:
         return ", ".join(map(str, schema["enum"]))
     if "minimum" in schema:
         return f"{schema['minimum']}..{schema.get('maximum', '')}"
+    if schema.get("type") == "object" and "properties" in schema:
+        return "{" + ", ".join(schema["properties"]) + "}"  # e.g. learned's weights: {uri, sha256}
     return ""
 
 
