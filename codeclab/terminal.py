@@ -75,10 +75,17 @@ def summary_table(records: Sequence[Mapping[str, Any]], title: str | None = None
         size = str((result.get("bitstream") or {}).get("bytes", "-"))
         error = (record.get("error") or {}).get("type", "")
         named = [sequence or ""] if by_sequence else []
-        table.add_row(
-            record["experiment_id"], record["status"], *named, codec.get("name", ""), params, size, *numbers, error
-        )
+        name = _codec_name(codec.get("name", ""), result)
+        table.add_row(record["experiment_id"], record["status"], *named, name, params, size, *numbers, error)
     return table
+
+
+def _codec_name(name: str, result: Mapping[str, Any]) -> str:
+    """A codec package by the name and version its result records (as reports name its curve), not `package`."""
+    package = ((result.get("conditions") or {}).get("codec") or {}).get("package")
+    if name == "package" and isinstance(package, Mapping) and {"name", "version"} <= package.keys():
+        return f"{package['name']} {package['version']}"
+    return name
 
 
 def _fps_digits(fps: float | None) -> int:
