@@ -111,11 +111,11 @@ def side_in_child(side: str, quality: int, frames: int, workdir: Path) -> dict[s
     """run_side in a fresh process: OpenMP's wait policy is fixed when torch loads, so each side needs its own."""
     env = dict(os.environ)
     if side in SPINNING:
-        env.pop("OMP_WAIT_POLICY", None)  # as it was: the child imports torch before codeclab could set it
+        env.pop("GOMP_SPINCOUNT", None)  # as it was: the child imports torch before codeclab could set it
     command = [sys.executable, __file__, "--side", side, "--quality", str(quality), "--frames", str(frames),
                "--workdir", str(workdir)]  # fmt: skip
     proc = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    policy = env.get("OMP_WAIT_POLICY", "unset (libgomp's default: spin, then sleep)")
+    policy = env.get("GOMP_SPINCOUNT", "unset (libgomp's default: spin 300,000 times, then sleep)")
     return {**json.loads(proc.stdout.splitlines()[-1]), "omp_wait_policy": policy}
 
 
