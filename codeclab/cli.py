@@ -481,7 +481,7 @@ def train(quality: int, steps: int, device: str, threads: int, out: Path | None,
                 bar.update(task, completed=report.step, description=label)
 
         run_training(config, target, show)
-    from codeclab.worker.packages.verify import sha256_file
+    from codeclab.worker.hashing import sha256_file
 
     weights = json.dumps({"uri": str(target), "sha256": sha256_file(target)})
     console.print(

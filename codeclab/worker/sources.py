@@ -10,7 +10,6 @@ It all goes frame by frame, from files on disk into the reference y4m: memory do
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from codeclab.experiments.schema import SourceSpec
 from codeclab.experiments.test_sets import sequence_name
 from codeclab.worker.errors import InvalidInput, InvalidSource, InvalidSpec
 from codeclab.worker.ffmpeg import FFmpegFailed, run_ffmpeg
+from codeclab.worker.hashing import sha256_file
 from codeclab.worker.rawyuv import RawGeometry, raw_frames, raw_geometry
 from codeclab.worker.video import (
     ClipGeometry,
@@ -133,7 +133,7 @@ def load_reference(
     info: SourceConditions = {
         "clip": source["clip"],
         "file": path.name,
-        "sha256": _sha256(path),
+        "sha256": sha256_file(path),
         "sequence": source.get("sequence", sequence_name(source["clip"])),
         "source_size": [probe.width, probe.height],
         "source_pix_fmt": probe.pix_fmt,
@@ -367,11 +367,3 @@ def _ffmpeg_scale(video: FrameSource, width: int, height: int, workdir: Path) ->
     run_ffmpeg(args)
     src.unlink()
     return FrameFile.raw(dst, width, height, video.pix_fmt, video.fps)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

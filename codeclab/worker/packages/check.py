@@ -13,8 +13,8 @@ from codeclab.experiments.codec_package import is_archive_uri, read_manifest, re
 from codeclab.experiments.result import Result
 from codeclab.experiments.schema import CodecLimitsSpec, CodecParams, SpecDocument
 from codeclab.worker.codecs import package_codec
+from codeclab.worker.hashing import sha256_file
 from codeclab.worker.packages.unpack import PackageDir, unpack
-from codeclab.worker.packages.verify import sha256_file
 from codeclab.worker.progress import Progress
 from codeclab.worker.run import RunOptions, run_experiment
 

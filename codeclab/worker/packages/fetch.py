@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from codeclab.experiments.s3_uri import split_s3_uri
+from codeclab.worker.hashing import CHUNK, sha256_file
 from codeclab.worker.packages.manifest import PackageError
-from codeclab.worker.packages.verify import CHUNK, sha256_file
 
 MAX_FILE_BYTES = 2 * 1024**3  # a large checkpoint, as for a whole package
 

@@ -14,9 +14,10 @@ import tarfile
 from pathlib import Path
 
 from codeclab.experiments.codec_package import MANIFEST_NAME
+from codeclab.worker.hashing import sha256_file
 from codeclab.worker.packages.manifest import PackageError, load_manifest
 from codeclab.worker.packages.unpack import folder_files
-from codeclab.worker.packages.verify import sha256_file, verify_weights
+from codeclab.worker.packages.verify import verify_weights
 
 
 def pack(folder: Path, out_dir: Path) -> tuple[Path, str]:

@@ -21,9 +21,10 @@ from typing import Any
 
 from codeclab.experiments.codec_package import MANIFEST_NAME, CodecManifest, is_archive_uri
 from codeclab.experiments.result import PackageConditions
+from codeclab.worker.hashing import sha256_file
 from codeclab.worker.packages.fetch import copy_exactly, download
 from codeclab.worker.packages.manifest import PackageError, load_manifest
-from codeclab.worker.packages.verify import sha256_file, verify_weights
+from codeclab.worker.packages.verify import verify_weights
 
 MAX_FILES = 10_000
 MAX_TOTAL_BYTES = 2 * 1024**3  # a 500 MB checkpoint, several of them, and the code

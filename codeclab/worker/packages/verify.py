@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from codeclab.experiments.codec_package import CodecManifest
+from codeclab.worker.hashing import sha256_file
 from codeclab.worker.packages.manifest import PackageError
 
-CHUNK = 1024 * 1024
 # Files that hold weights: a .safetensors file must be listed in codec.json; the others are pickle-based or
 # unchecked formats, which a package may not carry at all.
 SAFETENSORS_SUFFIX = ".safetensors"
 REFUSED_WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".npy", ".npz", ".h5", ".onnx")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_weights(root: Path, manifest: CodecManifest, files: list[str]) -> None:

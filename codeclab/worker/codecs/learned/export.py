@@ -23,8 +23,8 @@ from codeclab import __version__
 from codeclab.experiments.codec_package import MANIFEST_NAME
 from codeclab.worker.codecs.learned.package_entry import weights_file
 from codeclab.worker.codecs.learned.weights import read_record
+from codeclab.worker.hashing import sha256_file
 from codeclab.worker.packages.manifest import PackageError
-from codeclab.worker.packages.verify import sha256_file
 
 # codeclab module -> its file in the package's folder
 MODULES = {

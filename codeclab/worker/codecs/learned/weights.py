@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -15,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from codeclab.worker.codecs.learned.model import RECORD_KEY, ScaleHyperprior, load_network
 from codeclab.worker.errors import InvalidInput
+from codeclab.worker.hashing import sha256_file
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # Rate-distortion trade-off per quality: loss = lambda * 255^2 * MSE_yuv + bpp. Log-spaced (x2.4) from
@@ -68,7 +68,7 @@ def load_model(path: Path) -> LoadedModel:
     """The model in a weights file, on the CPU; cached per process (a fetched file is named by its hash)."""
     metadata = read_record(path)
     net = load_network(load_file(str(path)), metadata)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)  # in blocks: a checkpoint may be hundreds of MB
     return LoadedModel(net, metadata["quality"], digest, metadata)
 
 
