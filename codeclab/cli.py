@@ -98,8 +98,7 @@ def _load_spec(path: Path) -> Spec:
     try:
         return load_spec_file(path)
     except SpecError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        sys.exit(2)
+        _refuse(str(exc))
 
 
 @cli.command()
@@ -214,8 +213,7 @@ def codec_pack(path: Path, out_dir: Path) -> None:
     try:
         archive, digest = pack(path, out_dir)
     except PackageError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        sys.exit(2)
+        _refuse(str(exc))
     console.print(f"{digest}  {escape(str(archive))}")
 
 
@@ -244,11 +242,9 @@ def codec_export_learned(
         files = [builtin_weights(q) for q in qualities or ((3,) if not weights else ())] + list(weights)
         exported = export_learned(files, out, name, replace)
     except InvalidInput as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        sys.exit(2)
+        _refuse(str(exc))
     except OSError as exc:
-        err.print(f"[red]error:[/] cannot write {escape(str(out))}: {escape(exc.strerror or str(exc))}")
-        sys.exit(1)
+        _refuse(f"cannot write {out}: {exc.strerror or str(exc)}", 1)
     console.print(f"wrote {escape(str(exported.root))}: {exported.name} {exported.version}")
     imports = ", ".join(f'"{module}"' for module in EXTRA_IMPORTS)
     uri = escape(str(exported.root))
@@ -298,8 +294,7 @@ def codec_check(
             checked = check_package(str(path), Path(cache))
             spec = trial_spec(str(path), Trial(clip, frames, params, trusted, limits, allow_imports))
         except (PackageError, SpecError) as exc:
-            err.print(f"[red]error:[/] {escape(str(exc))}")
-            sys.exit(2)
+            _refuse(str(exc))
         for line in checked.lines():
             console.print(escape(line))
         result = _codec_trial(checked, spec)
@@ -314,8 +309,7 @@ def _json_option(option: str, text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        err.print(f"[red]error:[/] {option}: not JSON ({escape(str(exc))}); give an object, e.g. '{{\"step\": 8}}'")
-        sys.exit(2)
+        _refuse(f"{option}: not JSON ({exc}); give an object, e.g. '{{\"step\": 8}}'")
 
 
 def _codec_trial(checked: CheckedPackage, spec: SpecDocument) -> Result:
@@ -400,8 +394,7 @@ def doctor() -> None:
         diagnosis = diagnose()
     console.print(f"host: {diagnosis.host}")
     if diagnosis.error:
-        err.print(f"[red]error:[/] the probe child did not run: {diagnosis.error}")
-        sys.exit(1)
+        _refuse(f"the probe child did not run: {diagnosis.error}", 1)
     table = Table(title="custom-codec sandbox")
     for column in ("layer", "needed for untrusted code", "here", "what was checked, or why not"):
         table.add_column(column, overflow="fold")
@@ -465,12 +458,10 @@ def train(quality: int, steps: int, device: str, threads: int, out: Path | None,
     from codeclab.worker.codecs.learned.weights import weights_path
 
     if (out is None) == (not replace_builtin):
-        err.print("[red]error:[/] give --out FILE (your weights), or --replace-builtin (the shipped ones), not both")
-        sys.exit(2)
+        _refuse("give --out FILE (your weights), or --replace-builtin (the shipped ones), not both")
     target = out or weights_path(quality)
     if out is not None and out.exists():
-        err.print(f"[red]error:[/] --out {escape(str(out))} exists; training never overwrites a weights file")
-        sys.exit(2)
+        _refuse(f"--out {out} exists; training never overwrites a weights file")
     config = TrainConfig(quality=quality, steps=steps, device=device, threads=threads)
     with progress_bar(console) as bar:
         task = bar.add_task(f"train q{quality}", total=steps)
@@ -539,8 +530,7 @@ def report(
     try:
         make_report(ids, runs_dir, metric, anchor, target, allow_mismatch, console, log_rate)
     except ReportError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        sys.exit(2)
+        _refuse(str(exc))
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -568,6 +558,12 @@ def _run_here(client: LocalClient, spec: Spec, service: LocalService) -> RecordS
             return client.wait(submission, lambda r: show_record_progress(bar, task, r, r["status"].lower()))
     except KeyboardInterrupt:
         _stop(service)
+
+
+def _refuse(message: str, code: int = 2) -> NoReturn:
+    """The one way a command stops on a fault: the message (never read as markup), then exit 2, or `code`."""
+    err.print(f"[red]error:[/] {escape(message)}")
+    sys.exit(code)
 
 
 def _show_outcome(outcome: RecordSummary, folder: Path) -> NoReturn:
@@ -603,8 +599,7 @@ def _local_service(runs_dir: Path, kind: str, port: int = 0) -> Iterator[LocalSe
         with console.status("starting the local AWS emulator (synthesizing the stack if it changed)"):
             service.__enter__()
     except (CdkAppNotFound, FaultPlanError) as exc:  # local mode cannot start here, as asked
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        sys.exit(2)
+        _refuse(str(exc))
     try:
         _say_recovered(service.recovered, runs_dir)
         yield service
@@ -651,8 +646,7 @@ def _check_local_clips(parsed: Spec, path: Path) -> None:
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         listed = ", ".join(repr(c[:200]) for c in missing[:5]) + more
-        err.print(f"[red]error:[/] {path}: $.source: no such file {listed} (relative to {Path.cwd()})")
-        sys.exit(2)
+        _refuse(f"{path}: $.source: no such file {listed} (relative to {Path.cwd()})")
 
 
 def _range(schema: dict[str, Any]) -> str:
