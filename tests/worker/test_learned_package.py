@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from codeclab.cli import cli
+from codeclab.worker.codecs.learned import export as export_module
 from codeclab.worker.codecs.learned.export import EXTRA_IMPORTS, MODULES, export_learned, portable_source
 from codeclab.worker.codecs.learned.weights import builtin_weights
 from codeclab.worker.errors import SandboxViolation
@@ -70,6 +71,24 @@ def test_export_learned_refuses_an_existing_folder_and_a_file_that_is_not_learne
     assert sorted(manifest["weights"]) == ["q1.safetensors", "q2.safetensors"]
     quality = manifest["params"]["properties"]["quality"]
     assert quality["enum"] == [1, 2] and quality["default"] == 2
+
+
+def test_an_export_that_lands_at_out_meanwhile_is_never_replaced_without_replace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "hyperprior"
+    real_write = export_module._write
+
+    def racing_write(*args: object) -> None:
+        real_write(*args)  # type: ignore[arg-type]
+        out.mkdir()  # a second export, started at the same time, finished first
+        (out / "theirs").write_text("theirs")
+
+    monkeypatch.setattr(export_module, "_write", racing_write)
+    with pytest.raises(PackageError, match=r"appeared while exporting"):
+        export_learned([builtin_weights(1)], out)
+    assert [p.name for p in out.iterdir()] == ["theirs"]
+    assert [p.name for p in tmp_path.iterdir()] == ["hyperprior"], "no staging folder is left behind"
 
 
 @pytest.mark.slow  # two worker runs, one of them a sandboxed child loading torch, scipy and constriction twice

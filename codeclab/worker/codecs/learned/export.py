@@ -61,9 +61,12 @@ def export_learned(weights: list[Path], out: Path, name: str = "hyperprior", rep
     shutil.rmtree(staging, ignore_errors=True)
     try:
         _write(staging, name, version, by_quality, digests)
-        if out.exists():
+        if replace and out.exists():
             shutil.rmtree(out)
-        staging.rename(out)
+        try:
+            staging.rename(out)
+        except OSError as exc:  # another export landed at `out` meanwhile: its files are not ours to replace
+            raise PackageError(f"{out} appeared while exporting ({exc.strerror}); nothing was written there") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Exported(out, name, version, digests)
