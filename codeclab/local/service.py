@@ -32,6 +32,7 @@ log = logging.getLogger("codeclab.local")
 
 COLLECT_EVERY_SECONDS = 1.0
 STOP_WAIT_SECONDS = 60.0
+CANCELLED = "cancelled: the local codeclab process running it was interrupted"
 DRAINING: ProxyResponse = {"statusCode": 503, "headers": {"Retry-After": "5", "Content-Type": "application/json"},
             "body": '{"message": "codeclab is stopping: it takes no new experiments"}'}  # fmt: skip
 
@@ -183,13 +184,27 @@ class LocalService:
         return [record for status in (Status.QUEUED, Status.RUNNING) for record in _all(store, status)]
 
     def stop_all(self) -> list[str]:
-        """Cancel every unfinished experiment as `codeclab cancel` does; wait until each is final and in runs/."""
+        """Cancel every unfinished experiment as `codeclab cancel` does; wait until each is final and in runs/.
+
+        An experiment is unfinished while its execution runs, recorded or not: a burst of POSTs is answered
+        before CreateRecord has written each record, and Reconcile writes the record of one stopped before.
+        """
         assert self.cloud is not None
         self._draining = True
         services, stopped = self.cloud.services(), []
-        for record in self.unfinished():
-            if record.get("parent_id"):
-                continue  # a sweep's point: stopping the sweep's execution ends it
+        for execution in _executions(self.cloud.sfn, self.cloud.state_machine_arn, "RUNNING"):
+            experiment_id = experiment_id_of_execution(execution["name"], execution["executionArn"])
+            record = services.store.find(experiment_id)
+            if record is not None and (record.get("parent_id") or Status(record["status"]).is_final):
+                continue  # a sweep's point (stopping the sweep's execution ends it), or one already final
+            try:
+                self.cloud.sfn.stop_execution(executionArn=execution["executionArn"], error="ABORTED", cause=CANCELLED)
+            except self.cloud.sfn.exceptions.ExecutionDoesNotExist:  # gone meanwhile
+                continue
+            stopped.append(experiment_id)
+        for record in self.unfinished():  # a record whose execution never started or is gone
+            if record.get("parent_id") or record["experiment_id"] in stopped:
+                continue
             try:
                 api.cancel(record["experiment_id"], services)
             except api.ApiError:  # it ended meanwhile
@@ -199,7 +214,7 @@ class LocalService:
         while _executions(self.cloud.sfn, self.cloud.state_machine_arn, "RUNNING") and time.monotonic() < deadline:
             time.sleep(0.1)
         self.collect_ended()
-        return stopped
+        return [i for i in stopped if (record := services.store.find(i)) and record["status"] == Status.ABORTED]
 
     def abort_now(self, reason: str) -> list[str]:
         """Mark every unfinished experiment ABORTED at once and kill its job; runs/ follows each write."""

@@ -246,8 +246,9 @@ def test_serve_and_run_share_a_runs_folder_and_each_cancel_reaches_its_owner(
 
 
 def test_serve_takes_a_burst_of_50_posts_and_answers_reads_meanwhile(tmp_path: Path, env: dict[str, str]) -> None:
+    """...and, interrupted, stops all 50: most have no record yet (CreateRecord is still queued), only an execution."""
     runs = tmp_path / "runs"
-    serve, url = start_serve(runs, {**env, **SLOW})
+    serve, url = start_serve(runs, {**env, "CODECLAB_FAULT": "slow:encode:60"})  # none can end on its own
     body = spec_file(tmp_path, frames=2).read_bytes()
     try:
         with ThreadPoolExecutor(max_workers=100) as pool:
@@ -268,7 +269,8 @@ def test_serve_takes_a_burst_of_50_posts_and_answers_reads_meanwhile(tmp_path: P
         serve.send_signal(signal.SIGINT)
         returncode, stderr = ended(serve, timeout=180)
     assert returncode == 130 and "Traceback" not in stderr and "BrokenPipe" not in stderr
-    assert len(assert_all_final_and_tidy(runs, env)) == 50
+    assert "50 experiment(s) ended ABORTED" in stderr, stderr
+    assert {r["status"] for r in assert_all_final_and_tidy(runs, env)} == {"ABORTED"}
 
 
 def _address(url: str) -> tuple[str, int]:
