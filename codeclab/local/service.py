@@ -194,8 +194,8 @@ class LocalService:
         services, stopped = self.cloud.services(), []
         for execution in _executions(self.cloud.sfn, self.cloud.state_machine_arn, "RUNNING"):
             experiment_id = experiment_id_of_execution(execution["name"], execution["executionArn"])
-            record = services.store.find(experiment_id)
-            if record is not None and (record.get("parent_id") or Status(record["status"]).is_final):
+            found = services.store.find(experiment_id)
+            if found is not None and (found.get("parent_id") or Status(found["status"]).is_final):
                 continue  # a sweep's point (stopping the sweep's execution ends it), or one already final
             try:
                 self.cloud.sfn.stop_execution(executionArn=execution["executionArn"], error="ABORTED", cause=CANCELLED)
@@ -214,7 +214,7 @@ class LocalService:
         while _executions(self.cloud.sfn, self.cloud.state_machine_arn, "RUNNING") and time.monotonic() < deadline:
             time.sleep(0.1)
         self.collect_ended()
-        return [i for i in stopped if (record := services.store.find(i)) and record["status"] == Status.ABORTED]
+        return [i for i in stopped if (ended := services.store.find(i)) and ended["status"] == Status.ABORTED]
 
     def abort_now(self, reason: str) -> list[str]:
         """Mark every unfinished experiment ABORTED at once and kill its job; runs/ follows each write."""

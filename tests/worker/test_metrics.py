@@ -35,7 +35,7 @@ from codeclab.worker.metrics import (
     vmaf_per_frame,
     vmaf_version,
 )
-from codeclab.worker.metrics.ssim import MS_SSIM_WEIGHTS
+from codeclab.worker.metrics.ssim import MS_SSIM_WEIGHTS, TAPS
 from codeclab.worker.metrics.torch_ssim import TORCH_TOLERANCE, TorchSsimWorkspace
 from codeclab.worker.video import Video, read_y4m
 
@@ -291,7 +291,7 @@ def test_metric_conditions_describe_every_metric_at_its_bit_depth():
         assert f"{peak}^2/MSE" in conditions["psnr"] and f"L={peak}" in conditions["ssim"]
         # the implementation, with its version, is pinned with the definition
         for name in ("ssim", "ms_ssim"):
-            assert re.search(r"computed with OpenCV \d+\.\d+\.\d+ sepFilter2D in float32", conditions[name])
+            assert re.search(r"computed with codeclab's ssim_kernel compiled by numba \d+\.\d+\.\d+", conditions[name])
 
 
 def test_ssim_refuses_planes_it_cannot_measure():
@@ -364,7 +364,7 @@ def test_memory_inside_measure_quality_does_not_grow_with_the_clip(carphone):
     assert few > 2 * 176 * 144 * 4  # control: the float32 buffers themselves were traced
 
 
-def test_torch_path_matches_the_opencv_path(carphone, carphone_quality, bbb10):
+def test_torch_path_matches_the_cpu_kernel(carphone, carphone_quality, bbb10):
     ref, dec = read_y4m(carphone["ref"]), read_y4m(carphone["crf35"])
     on_torch = measure_quality(ref, dec, torch_device="cpu")
     for cpu, gpu_code in zip(carphone_quality[0], on_torch, strict=True):
@@ -389,3 +389,9 @@ def test_torch_path_matches_pytorch_msssim(bbb):
         ssim, ms_ssim = workspace.measure(ref, dec, 255)
         assert ms_ssim == pytest.approx(expected, abs=2e-6)
         assert ssim == pytest.approx(_skimage_ssim(ref, dec), abs=1e-5)
+
+
+def test_the_kernel_may_pair_the_window_taps_because_the_window_is_symmetric():
+    # ssim_kernel adds the two taps at each distance from the centre before multiplying: only right for these taps
+    assert TAPS.shape == (11,) and np.array_equal(TAPS, TAPS[::-1])
+    assert TAPS.sum() == pytest.approx(1.0, abs=1e-6)

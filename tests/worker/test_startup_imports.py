@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 # Heavy, and unused by an x264 job on a local clip with a local output: S3 (boto3 and botocore, about 0.25 s),
-# PyAV (mp4 sources), the learned codec's torch and scipy, OpenCV's image codecs' callers, the emulator.
-UNNEEDED = ("boto3", "botocore", "av", "torch", "scipy", "moto", "requests")
+# PyAV (mp4 sources), the learned codec's torch and scipy.special, OpenCV's image codecs' callers, the emulator,
+# and scipy.linalg (0.4 s), which numba would load only to look for a BLAS the SSIM kernel does not use.
+# (numba itself imports scipy's top-level package, 8 ms, to check its version.)
+UNNEEDED = ("boto3", "botocore", "av", "torch", "scipy.special", "scipy.linalg", "moto", "requests")
 PROBE = """\
 import json, sys
 from codeclab.worker.entrypoint import main

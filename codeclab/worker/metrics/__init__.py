@@ -13,9 +13,9 @@ import numpy as np
 
 from codeclab.worker.metrics.psnr import PSNR_CAP_DB, plane_psnr, psnr_yuv
 from codeclab.worker.metrics.ssim import (
-    CPU_IMPLEMENTATION,
     SsimWorkspace,
     check_planes,
+    cpu_implementation,
     ms_ssim_scales,
     plane_ms_ssim,
     plane_ssim,
@@ -57,7 +57,7 @@ def metric_conditions(bit_depth: int) -> dict[str, str]:
     """Written into every result: the same name can hide different variants across tools.
 
     8-bit keeps the definitions' words it always had; SSIM's and MS-SSIM's end by naming the
-    implementation that computed them, so results from the OpenCV and the torch paths (whose
+    implementation that computed them, so results from the CPU kernel and the torch paths (whose
     values differ by up to TORCH_TOLERANCE) are told apart.
     """
     peak = (1 << bit_depth) - 1
@@ -101,7 +101,7 @@ def measure_quality(
     `workers` threads (default: metrics_workers()) each measure whole frames with their own
     buffers, so the values are the same whatever their number. Frames are read in order from
     this thread, and at most workers + 1 of them are held at once. SSIM and MS-SSIM run with
-    torch on `torch_device` when one is given (default: metrics_torch_device()), else with OpenCV.
+    torch on `torch_device` when one is given (default: metrics_torch_device()), else with the compiled CPU kernel.
     """
     if (ref.frames, ref.width, ref.height, ref.pix_fmt) != (dec.frames, dec.width, dec.height, dec.pix_fmt):
         raise ValueError(
@@ -138,7 +138,7 @@ def metrics_workers() -> int:
 
 @cache
 def metrics_torch_device() -> str | None:
-    """ "cuda" on a host where torch sees a CUDA device: SSIM and MS-SSIM then run there. None: OpenCV on the CPU."""
+    """ "cuda" on a host where torch sees a CUDA device: SSIM and MS-SSIM then run there. None: the CPU kernel."""
     from codeclab.worker.codecs.custom import has_cuda
 
     if not has_cuda():
@@ -151,7 +151,7 @@ def metrics_torch_device() -> str | None:
 def ssim_implementation(torch_device: str | None) -> str:
     """What computes SSIM and MS-SSIM, with its version: pinned in the conditions of every result."""
     if torch_device is None:
-        return CPU_IMPLEMENTATION
+        return cpu_implementation()
     from codeclab.worker.metrics.torch_ssim import torch_implementation
 
     return torch_implementation(torch_device)
@@ -186,7 +186,7 @@ class _FrameMeter:
 
 
 def make_workspace(height: int, width: int, torch_device: str | None) -> SsimWorkspace | TorchSsimWorkspace:
-    """The SSIM workspace: OpenCV's, or torch's on `torch_device`."""
+    """The SSIM workspace: the CPU kernel's, or torch's on `torch_device`."""
     if torch_device is None:
         return SsimWorkspace(height, width)
     from codeclab.worker.metrics.torch_ssim import TorchSsimWorkspace

@@ -7,13 +7,18 @@ Every statistic is taken over the valid region only: the pixels where the whole 
 window fits, which is what scikit-image's crop and pytorch_msssim's unpadded
 convolution both give.
 
-Speed: the planes are measured in strips of STRIP_ROWS output rows, so every float32
-temporary stays in the CPU's cache, and all of them live in an SsimWorkspace that is
-allocated once per plane size and reused for every frame (no allocation, and so no page
-faults, per frame). Per-pixel maps are float32; the sums over them are float64.
+Speed: each scale is one call of a compiled kernel (ssim_kernel.py) that filters and sums in one
+pass, with no plane-sized temporaries; the planes and the kernel's scratch live in an SsimWorkspace
+allocated once per plane size and reused for every frame (no allocation, and so no page faults,
+per frame).
 """
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import cache
+from importlib.metadata import version
 
 import cv2
 import numpy as np
@@ -27,13 +32,34 @@ C2 = (0.03 * 255) ** 2
 KERNEL = cv2.getGaussianKernel(_WINDOW, _SIGMA, cv2.CV_32F)
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _DTYPE_OF_PEAK = {255: (np.dtype(np.uint8),) * 2, 1023: (np.dtype(np.uint16),) * 2}
-_HALF_C1, _C1_32 = np.float32(C1 / 2), np.float32(C1)
-# Output rows per strip: the strip's ten float32 buffers then fit a core's L2 cache at 720p.
-STRIP_ROWS = 64
-CPU_IMPLEMENTATION = (
-    f"OpenCV {cv2.__version__} sepFilter2D in float32 over {STRIP_ROWS}-row strips, "
-    "sums in float64; the same values whatever the thread count"
-)
+# The window's taps for the compiled kernel, which pairs the taps at the same distance from the centre.
+TAPS = np.ascontiguousarray(KERNEL.ravel())
+_C1_32, _C2_32 = np.float32(C1), np.float32(C2)
+# numba imports this only to look for a BLAS, which the kernel does not use: 0.4 s of scipy.linalg a job.
+_UNUSED_BLAS = "scipy.linalg.cython_blas"
+
+
+def cpu_implementation() -> str:
+    """What computes SSIM and MS-SSIM on the CPU, with versions: pinned in the conditions of every result."""
+    return (
+        f"codeclab's ssim_kernel compiled by numba {version('numba')}: separable window in float32 with FMA, "
+        f"row sums in float32, totals in float64; OpenCV {cv2.__version__} INTER_AREA for the 2x2 pooling; "
+        "the same values whatever the thread count"
+    )
+
+
+@cache
+def load_kernel() -> Callable[..., tuple[float, float]]:
+    """The compiled kernel, imported on first use (numba and its on-disk cache load in about 0.5 s)."""
+    hide_blas = "numba" not in sys.modules and _UNUSED_BLAS not in sys.modules
+    if hide_blas:
+        sys.modules[_UNUSED_BLAS] = None  # type: ignore[assignment]  # its import raises ImportError
+    try:
+        from codeclab.worker.metrics.ssim_kernel import ssim_sums
+    finally:
+        if hide_blas:
+            del sys.modules[_UNUSED_BLAS]
+    return ssim_sums
 
 
 def plane_ssim(ref: np.ndarray, dec: np.ndarray, peak: int = 255) -> float:
@@ -98,70 +124,20 @@ def _scale_weights(scales: int) -> np.ndarray:
     return used * (sum(MS_SSIM_WEIGHTS) / used.sum())
 
 
-class _Strip:
-    """float32 scratch for one strip of a plane `width` wide."""
-
-    def __init__(self, width: int) -> None:
-        rows, valid = (STRIP_ROWS + 2 * BORDER, width), (STRIP_ROWS, width - 2 * BORDER)
-        self.squares, self.product = np.empty(rows, np.float32), np.empty(rows, np.float32)
-        self.blurred = [np.empty(rows, np.float32) for _ in range(4)]
-        self.a, self.b, self.c = (np.empty(valid, np.float32) for _ in range(3))
-
-    def sums(self, x: np.ndarray, y: np.ndarray, means_of: tuple[np.ndarray, np.ndarray]) -> tuple[float, float]:
-        """Sums of contrast-structure and of SSIM over the valid rows of the strip x, y (float64).
-
-        `means_of` is what to filter for E[x] and E[y]: x and y, or the same rows as 8-bit
-        samples, which filter faster to the same float32 values.
-        """
-        rows = x.shape[0]
-        out = rows - 2 * BORDER
-        squares, product = self.squares[:rows], self.product[:rows]
-        cv2.multiply(x, x, dst=squares)
-        cv2.accumulateSquare(y, squares)
-        cv2.multiply(x, y, dst=product)
-        # Only E[x^2] + E[y^2] is ever needed, so x^2 + y^2 is filtered once.
-        for src, dst in zip((*means_of, squares, product), self.blurred, strict=True):
-            # The border mode never matters: the border it touches is cropped away.
-            cv2.sepFilter2D(src, cv2.CV_32F, KERNEL, KERNEL, dst=dst[:rows], borderType=cv2.BORDER_REFLECT)
-        mx, my, e_squares, e_product = (b[BORDER : rows - BORDER, BORDER:-BORDER] for b in self.blurred)
-        a, b, c = self.a[:out], self.b[:out], self.c[:out]
-        cv2.multiply(mx, my, dst=a)  # E[x]E[y]
-        cv2.multiply(mx, mx, dst=b)
-        cv2.accumulateSquare(my, b)  # E[x]^2 + E[y]^2
-        # Population (co)variances under the window: 2cov + C2 over var_x + var_y + C2.
-        cv2.addWeighted(e_product, 2.0, a, -2.0, C2, dst=e_product)
-        cv2.addWeighted(e_squares, 1.0, b, -1.0, C2, dst=e_squares)
-        cv2.divide(e_product, e_squares, dst=c)  # contrast-structure
-        cs = cv2.sumElems(c)[0]
-        # Luminance (2 E[x]E[y] + C1) / (E[x]^2 + E[y]^2 + C1), the 2 taken out as the divide's scale.
-        np.add(a, _HALF_C1, out=a)
-        np.add(b, _C1_32, out=b)
-        cv2.divide(a, b, dst=a, scale=2.0)
-        cv2.multiply(a, c, dst=a)
-        return cs, cv2.sumElems(a)[0]
-
-
 class _Scale:
-    """One scale of the pyramid: the two planes in float32, and the strip scratch for their width."""
+    """One scale of the pyramid: the two planes in float32, and the kernel's ring of rows for their width."""
 
     def __init__(self, height: int, width: int) -> None:
         self.x, self.y = np.empty((height, width), np.float32), np.empty((height, width), np.float32)
-        self.strip = _Strip(width)
+        self.ring = np.empty((_WINDOW, 4, width - 2 * BORDER), np.float32)
         odd = (height % 2, width % 2)
         # avg_pool2d's zero padding of an odd side, written once: only the interior is rewritten per frame.
         self.padded = np.zeros((height + odd[0], width + odd[1]), np.float32) if any(odd) else None
         self.count = (height - 2 * BORDER) * (width - 2 * BORDER)
 
-    def means(self, samples: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, float]:
-        """Mean contrast-structure and mean SSIM over the valid region; `samples`: x and y as 8-bit planes."""
-        height = self.x.shape[0]
-        means_of = samples or (self.x, self.y)
-        cs = ssim = 0.0
-        for top in range(0, height - 2 * BORDER, STRIP_ROWS):
-            bottom = min(top + STRIP_ROWS + 2 * BORDER, height)
-            rows = slice(top, bottom)
-            strip_cs, strip_ssim = self.strip.sums(self.x[rows], self.y[rows], (means_of[0][rows], means_of[1][rows]))
-            cs, ssim = cs + strip_cs, ssim + strip_ssim
+    def means(self) -> tuple[float, float]:
+        """Mean contrast-structure and mean SSIM over the valid region."""
+        cs, ssim = load_kernel()(self.x, self.y, TAPS, _C1_32, _C2_32, self.ring)
         return cs / self.count, ssim / self.count
 
     def halve_into(self, coarser: _Scale) -> None:
@@ -191,6 +167,9 @@ class SsimWorkspace:
 
     def measure(self, ref: np.ndarray, dec: np.ndarray, peak: int) -> tuple[float, float]:
         """SSIM and MS-SSIM of two checked planes of this workspace's size."""
+        if cv2.norm(ref, dec, cv2.NORM_INF) == 0:
+            # Exactly 1 by definition; the kernel's float32 rounding would give 1 - 4e-8 for a lossless frame.
+            return 1.0, 1.0
         first = self.scales[0]
         if peak == 255:
             np.copyto(first.x, ref)
@@ -203,7 +182,7 @@ class SsimWorkspace:
         for index, scale in enumerate(self.scales):
             if index:
                 self.scales[index - 1].halve_into(scale)
-            means.append(scale.means((ref, dec) if index == 0 and peak == 255 else None))
+            means.append(scale.means())
         # Contrast-structure at every scale but the coarsest, which takes the full SSIM.
         terms = [cs for cs, _ in means[:-1]] + [means[-1][1]]
         return means[0][1], combine_ms_ssim(terms)

@@ -1,9 +1,9 @@
 """SSIM and MS-SSIM with torch, for CUDA hosts: ssim.py's definition and arithmetic on another device.
 
-The same float32 taps, the same x^2 + y^2 filtering and the same float32 maps as the
-OpenCV path, with float64 sums; only the order of the additions inside each filter tap
-differs, so the values agree with the CPU path's to within TORCH_TOLERANCE, not bit for
-bit. The filter is a plain convolution with unpadded ("valid") output, so no border is
+The same float32 taps and the same x^2 + y^2 filtering as the CPU kernel (ssim_kernel.py),
+with float64 sums; the order of the additions differs (the kernel pairs symmetric taps and
+fuses multiply-adds), so the values agree with the CPU path's to within TORCH_TOLERANCE, not
+bit for bit. The filter is a plain convolution with unpadded ("valid") output, so no border is
 ever computed. Runs on any torch device: the tests run it on the CPU.
 """
 
@@ -15,9 +15,10 @@ import torch.nn.functional as F  # noqa: N812  (torch's own convention)
 
 from codeclab.worker.metrics.ssim import C1, C2, KERNEL, combine_ms_ssim, ms_ssim_scales
 
-# The largest difference from the OpenCV path's SSIM and MS-SSIM seen on real x264 frames is
-# 9e-7 (carphone, 176x144); 3e-7 at 448x256 and 720p. Both paths are float32 maps.
-TORCH_TOLERANCE = 2e-6
+# The largest difference from the CPU kernel's SSIM and MS-SSIM seen on real x264 frames is
+# 3.1e-6 (carphone at crf 25, 35 and 45, 176x144), most of it torch's own: the kernel stays
+# within 1.8e-6 of scikit-image on the same frames. Both paths are float32.
+TORCH_TOLERANCE = 5e-6
 
 
 def torch_implementation(device: str) -> str:
