@@ -208,7 +208,9 @@ def environment() -> Environment:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "ffmpeg": library_versions(),
-        "packages": {p: version(p) for p in ("numpy", "opencv-python-headless", "av", "imageio-ffmpeg", "torch")},
+        "packages": {
+            p: version(p) for p in ("numpy", "numba", "opencv-python-headless", "av", "imageio-ffmpeg", "torch")
+        },
     }
 
 
