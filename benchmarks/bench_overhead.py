@@ -1,8 +1,10 @@
 """Local mode's fixed costs: `codeclab run` of a 1-frame experiment against the worker alone, side by side.
 
-Each repeat runs the two commands back to back, in alternating order, as fresh processes from the checkout:
-`python -m codeclab.worker SPEC --out DIR` and `python -m codeclab.cli run SPEC --runs-dir DIR`. The figure is
-the median over the repeats of each repeat's ratio (run wall / worker wall), so a load that moves during the
+Each repeat runs three commands back to back, in alternating order, as fresh processes from the checkout:
+`python -m codeclab.worker SPEC --out DIR`, `python -m codeclab.cli run SPEC --own-stack --runs-dir DIR` (a
+stack of its own, as with no serve running) and `python -m codeclab.cli run SPEC --runs-dir SERVED`, where a
+`codeclab serve` started before the repeats runs on SERVED (run joins its warm stack). The figures are the
+medians over the repeats of each repeat's ratios (run wall / worker wall), so a load that moves during the
 run moves both sides of a ratio alike. The breakdown comes from one more fresh process per repeat that does
 what `codeclab run` does, timing each part: the CLI's imports, the emulator's imports, synthesis (or the
 cached template), the emulator's start, the deploy, the execution, and within it the Batch job (the worker
@@ -15,11 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +86,27 @@ def worker_alone(spec: Path, scratch: Path) -> float:
 
 
 def codeclab_run(spec: Path, scratch: Path) -> float:
-    return _timed([sys.executable, "-m", "codeclab.cli", "run", str(spec), "--runs-dir", str(scratch / "runs")])[0]
+    command = [sys.executable, "-m", "codeclab.cli", "run", str(spec), "--own-stack", "--runs-dir", str(scratch)]
+    return _timed(command)[0]
+
+
+def joined_run(spec: Path, served: Path) -> float:
+    return _timed([sys.executable, "-m", "codeclab.cli", "run", str(spec), "--runs-dir", str(served)])[0]
+
+
+@contextmanager
+def serving(runs: Path) -> Iterator[None]:
+    """A `codeclab serve` on `runs` for the block's duration, its stack up before the block starts."""
+    command = [sys.executable, "-m", "codeclab.cli", "serve", "--port", "0", "--runs-dir", str(runs)]
+    serve = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = serve.stdout.readline()  # type: ignore[union-attr]
+        if "codeclab API on " not in line:
+            raise RuntimeError(f"codeclab serve did not start: {line}{serve.stderr.read()}")  # type: ignore[union-attr]
+        yield
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.communicate(timeout=120)
 
 
 def breakdown(spec: Path) -> dict[str, float]:
@@ -89,28 +114,34 @@ def breakdown(spec: Path) -> dict[str, float]:
     return parts
 
 
-def one_repeat(index: int, spec: Path) -> dict[str, Any]:
-    """Both sides, the worker first on even repeats and last on odd ones, then the breakdown."""
+def one_repeat(index: int, spec: Path, served: Path) -> dict[str, Any]:
+    """The three sides, in forward order on even repeats and backward on odd ones, then the breakdown."""
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as folder:
         scratch = Path(folder)
-        if index % 2 == 0:
-            worker = worker_alone(spec, scratch)
-            run = codeclab_run(spec, scratch)
-        else:
-            run = codeclab_run(spec, scratch)
-            worker = worker_alone(spec, scratch)
-    return {"worker_s": worker, "run_s": run, "ratio": run / worker, "breakdown": breakdown(spec)}
+        sides = {
+            "worker_s": lambda: worker_alone(spec, scratch),
+            "run_s": lambda: codeclab_run(spec, scratch / "runs"),
+            "joined_s": lambda: joined_run(spec, served),
+        }
+        order = list(sides) if index % 2 == 0 else list(reversed(sides))
+        wall = {side: sides[side]() for side in order}
+    return {**wall, "ratio": wall["run_s"] / wall["worker_s"], "ratio_joined": wall["joined_s"] / wall["worker_s"],
+            "breakdown": breakdown(spec)}  # fmt: skip
 
 
 def summarize(repeats: list[dict[str, Any]]) -> dict[str, Any]:
-    ratios = [r["ratio"] for r in repeats]
+    ratios, joined = [r["ratio"] for r in repeats], [r["ratio_joined"] for r in repeats]
     parts = repeats[0]["breakdown"].keys()
     return {
         "ratio_median": statistics.median(ratios),
         "ratio_min": min(ratios),
         "ratio_max": max(ratios),
+        "ratio_joined_median": statistics.median(joined),
+        "ratio_joined_min": min(joined),
+        "ratio_joined_max": max(joined),
         "worker_s_median": statistics.median(r["worker_s"] for r in repeats),
         "run_s_median": statistics.median(r["run_s"] for r in repeats),
+        "joined_s_median": statistics.median(r["joined_s"] for r in repeats),
         "breakdown_median_s": {p: statistics.median(r["breakdown"][p] for r in repeats) for p in parts},
     }
 
@@ -127,11 +158,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-overhead-spec-") as folder:
         spec = Path(folder) / "one-frame.json"
         spec.write_text(json.dumps(SPEC))
-        codeclab_run(spec, Path(folder))  # untimed: synthesizes the template if its sources changed, warms caches
-        repeats = [one_repeat(index, spec) for index in range(args.repeats)]
+        codeclab_run(spec, Path(folder) / "runs")  # untimed: synthesizes the template if changed, warms caches
+        served = Path(folder) / "served"
+        with serving(served):
+            joined_run(spec, served)  # untimed: the serve's first job starts its warm worker
+            repeats = [one_repeat(index, spec, served) for index in range(args.repeats)]
     summary = summarize(repeats)
     console.print(_table(summary, args.repeats))
-    conditions = {"spec": SPEC, "repeats": args.repeats, "order": "alternating, worker first on even repeats",
+    conditions = {"spec": SPEC, "repeats": args.repeats,
+                  "order": "worker, run --own-stack, run joining a serve; backward on odd repeats",
                   "statistic": "median of the per-repeat ratios run wall / worker wall"}  # fmt: skip
     out = write_stamped("bench_overhead", {"conditions": conditions, **summary, "repeats": repeats})
     console.print(f"wrote {out}")
@@ -142,9 +177,12 @@ def _table(summary: dict[str, Any], repeats: int) -> Table:
     table.add_column("what")
     table.add_column("seconds", justify="right")
     table.add_row("worker alone (python -m codeclab.worker)", f"{summary['worker_s_median']:.3f}")
-    table.add_row("codeclab run", f"{summary['run_s_median']:.3f}")
+    table.add_row("codeclab run --own-stack (no serve running)", f"{summary['run_s_median']:.3f}")
+    table.add_row("codeclab run joining a running serve", f"{summary['joined_s_median']:.3f}")
     spread = f"{summary['ratio_min']:.2f}-{summary['ratio_max']:.2f}"
-    table.add_row("ratio run / worker (median of ratios)", f"{summary['ratio_median']:.2f}x ({spread})")
+    table.add_row("ratio run --own-stack / worker (median of ratios)", f"{summary['ratio_median']:.2f}x ({spread})")
+    spread = f"{summary['ratio_joined_min']:.2f}-{summary['ratio_joined_max']:.2f}"
+    table.add_row("ratio run joining serve / worker", f"{summary['ratio_joined_median']:.2f}x ({spread})")
     for part, seconds in summary["breakdown_median_s"].items():
         table.add_row(f"  breakdown: {part}", f"{seconds:.3f}")
     return table

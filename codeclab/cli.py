@@ -105,8 +105,13 @@ def _load_spec(path: Path) -> Spec:
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @runs_dir_option
 @click.option("--no-wait", is_flag=True, help="submit to a running `codeclab serve` and return at once")
-def run(spec: Path, runs_dir: Path, no_wait: bool) -> None:
+@click.option("--own-stack", is_flag=True,
+              help="start a local stack of its own even when a `codeclab serve` runs on --runs-dir")  # fmt: skip
+def run(spec: Path, runs_dir: Path, no_wait: bool, own_stack: bool) -> None:
     """Run SPEC through the local workflow.
+
+    When a `codeclab serve` runs on --runs-dir, SPEC runs there, on its warm stack (seconds sooner);
+    otherwise, or with --own-stack, this process starts a local stack of its own for it.
 
     Exit 0 when it SUCCEEDED, 1 otherwise, 2 for a bad spec; 130 (143) when Ctrl-C (SIGTERM) stopped it,
     after cancelling what ran and keeping it, ABORTED, in runs/. A second Ctrl-C stops at once.
@@ -116,6 +121,11 @@ def run(spec: Path, runs_dir: Path, no_wait: bool) -> None:
     if no_wait:
         _submit(_client(None, runs_dir), parsed)
         return
+    if not own_stack and RunsFolder(runs_dir).endpoints(kind="serve"):
+        client = LocalClient(runs_dir)
+        _say_recovered(client.recovered, runs_dir)
+        outcome = _run_on_serve(client, parsed)
+        _show_outcome(outcome, RunsFolder(runs_dir).folder(outcome.experiment_id))
     with _local_service(runs_dir, kind="run") as service:
         outcome = _run_here(LocalClient(runs_dir, host=service), parsed, service)
     _show_outcome(outcome, service.runs.folder(outcome.experiment_id))
@@ -558,6 +568,30 @@ def _run_here(client: LocalClient, spec: Spec, service: LocalService) -> RecordS
             return client.wait(submission, lambda r: show_record_progress(bar, task, r, r["status"].lower()))
     except KeyboardInterrupt:
         _stop(service)
+
+
+def _run_on_serve(client: LocalClient, spec: Spec) -> RecordSummary:
+    """Submit to the `codeclab serve` on the folder and follow runs/ until it is final. Ctrl-C or SIGTERM cancels
+    it as `codeclab cancel` would and waits for it to be final (a second one stops waiting; serve still ends it)."""
+    submission = client.submit(spec)
+    console.print(f"{submission.experiment_id}  {submission.execution_arn}")
+    _say_answered_by(submission.answered_by)
+    try:
+        with progress_bar(console) as bar:
+            task = bar.add_task("queued", total=None)
+            return client.wait(submission, lambda r: show_record_progress(bar, task, r, r["status"].lower()))
+    except KeyboardInterrupt:
+        code = _interrupt_exit_code()
+        err.print(f"[yellow]interrupted:[/] cancelling {submission.experiment_id}, as `codeclab cancel` would")
+        try:
+            client.cancel(submission.experiment_id)
+            final = client.wait(submission)
+            err.print(f"{submission.experiment_id} ended {final.status}; its record is in {client.runs_root}/")
+        except Refused as exc:  # it ended meanwhile, or its serve is gone (the next command finalises it)
+            err.print(f"{submission.experiment_id}: {escape(exc.message)}")
+        except KeyboardInterrupt:
+            err.print(f"stopped waiting; the serve on {client.runs_root} ends {submission.experiment_id}")
+        sys.exit(code)
 
 
 def _refuse(message: str, code: int = 2) -> NoReturn:

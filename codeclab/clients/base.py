@@ -147,7 +147,11 @@ class ExperimentsClient(Protocol):
         """Experiments, newest first, all or in one status."""
 
 
-def follow(read: Callable[[], ExperimentRecord | None], on_progress: ProgressCallback | None) -> ExperimentRecord:
+def follow(
+    read: Callable[[], ExperimentRecord | None],
+    on_progress: ProgressCallback | None,
+    every_seconds: float = POLL_SECONDS,
+) -> ExperimentRecord:
     """Read the record until it is final, showing each reading; None is a record not written yet
     (`read` raises Refused when it never will be)."""
     while True:
@@ -157,4 +161,4 @@ def follow(read: Callable[[], ExperimentRecord | None], on_progress: ProgressCal
                 on_progress(record)
             if Status(record["status"]).is_final:
                 return record
-        time.sleep(POLL_SECONDS)
+        time.sleep(every_seconds)

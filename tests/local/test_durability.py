@@ -227,7 +227,8 @@ def test_serve_and_run_share_a_runs_folder_and_each_cancel_reaches_its_owner(
     try:
         # long enough to be still running once `run` has started on a loaded machine (both are cancelled anyway)
         served = post(url, spec_file(tmp_path, frames=120, name="served"))
-        run = start("run", str(spec_file(tmp_path, name="ran")), "--runs-dir", str(runs), env={**env, **SLOW})
+        run = start("run", str(spec_file(tmp_path, name="ran")), "--own-stack", "--runs-dir", str(runs),
+                    env={**env, **SLOW})  # fmt: skip
         wait_for("both RUNNING in runs/", lambda: len(running(runs)) == 2)
         assert {endpoint.kind for endpoint in RunsFolder(runs).endpoints()} == {"serve", "run"}
         (ran,) = [r for r in running(runs) if r["experiment_id"] != served["experiment_id"]]
@@ -243,6 +244,35 @@ def test_serve_and_run_share_a_runs_folder_and_each_cancel_reaches_its_owner(
         serve.send_signal(signal.SIGINT)
         assert ended(serve)[0] == 130
     assert {r["status"] for r in assert_all_final_and_tidy(runs, env)} == {"ABORTED"}
+
+
+def test_run_joins_the_serve_on_its_folder_and_ctrl_c_cancels_only_its_own_experiment(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    runs = tmp_path / "runs"
+    serve, url = start_serve(runs, {**env, **SLOW})
+    try:
+        served = post(url, spec_file(tmp_path, frames=120, name="served"))
+        quick = codeclab("run", str(spec_file(tmp_path, frames=1, name="quick")), "--runs-dir", str(runs), env=env)
+        assert quick.returncode == 0, quick.stderr
+        assert f"answered by: codeclab serve at {url}" in quick.stderr  # its warm stack ran it
+        (kept,) = [r for r in RunsFolder(runs).records() if r["spec"]["name"] == "quick"]
+        assert kept["status"] == "SUCCEEDED" and (runs / kept["experiment_id"] / "result.json").is_file()
+        joined = start("run", str(spec_file(tmp_path, name="joined")), "--runs-dir", str(runs), env=env)
+        wait_for("both RUNNING in runs/", lambda: len(running(runs)) == 2)
+        assert [endpoint.kind for endpoint in RunsFolder(runs).endpoints()] == ["serve"]
+        (own,) = [r for r in running(runs) if r["experiment_id"] != served["experiment_id"]]
+        joined.send_signal(signal.SIGINT)
+        returncode, stderr = ended(joined)
+        assert returncode == 130 and "Traceback" not in stderr and "ended ABORTED" in stderr, stderr
+        assert RunsFolder(runs).record(own["experiment_id"])["status"] == "ABORTED"
+        assert RunsFolder(runs).record(served["experiment_id"])["status"] == "RUNNING"  # the serve's own goes on
+        assert serve.poll() is None
+    finally:
+        serve.send_signal(signal.SIGINT)
+        assert ended(serve)[0] == 130
+    statuses = {r["spec"]["name"]: r["status"] for r in assert_all_final_and_tidy(runs, env)}
+    assert statuses == {"served": "ABORTED", "quick": "SUCCEEDED", "joined": "ABORTED"}
 
 
 def test_serve_takes_a_burst_of_50_posts_and_answers_reads_meanwhile(tmp_path: Path, env: dict[str, str]) -> None:

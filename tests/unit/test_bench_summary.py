@@ -168,7 +168,11 @@ def fake_results() -> dict[str, dict[str, Any]]:
             "ratio_median": 2.5,
             "ratio_min": 2.25,
             "ratio_max": 2.75,
+            "ratio_joined_median": 1.75,
+            "ratio_joined_min": 1.5,
+            "ratio_joined_max": 2.0,
             "run_s_median": 2.5,
+            "joined_s_median": 1.75,
             "worker_s_median": 1.0,
             "breakdown_median_s": {
                 "cli_imports_s": 0.5,
@@ -257,6 +261,8 @@ def test_rows_carry_each_bench_figure(tmp_path: Path):
     overhead = rows["Local overhead: 1-frame `codeclab run` / worker alone"]
     assert overhead.value == "2.50x"
     assert "median of 5 ratios (2.25-2.75" in overhead.how and "beyond the worker's own time 0.25 s" in overhead.how
+    joined = rows["Local overhead: 1-frame `codeclab run` joining a serve / worker alone"]
+    assert joined.value == "1.75x" and "(1.50-2.00; 1.75 s)" in joined.how
 
 
 def test_main_writes_a_markdown_table(tmp_path: Path):
@@ -269,7 +275,7 @@ def test_main_writes_a_markdown_table(tmp_path: Path):
     table = [line for line in lines if line.startswith("| ")]
     # header, workflow, sweep, metrics, x264, learned, cold, load, sandbox, cost, metrics speed, memory, learned speed,
     # overhead
-    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 1 + 1 + 2 + 2 + 2 + 1 + 3 + 1
+    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 1 + 1 + 2 + 2 + 2 + 1 + 3 + 2
     assert "| Learned codec encode fps, after / before | 50.0 / 20.0 (2.50x) |" in out.read_text()
     assert "ffmpeg n9 \\| test" in out.read_text()  # a | inside a cell must not split it
 
