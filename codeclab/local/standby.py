@@ -16,6 +16,7 @@ import sys
 import tempfile
 from typing import TypedDict
 
+from codeclab.worker.metrics.ssim import load_kernel
 from codeclab.worker.processes import PARENT_PID_ENV, die_with_parent
 
 # What most jobs import on their own: PyAV reads the built-in and mp4 clips, boto3 the emulator's S3 and table.
@@ -35,6 +36,7 @@ def main() -> int:
     die_with_parent(int(os.environ[PARENT_PID_ENV]))  # idle or working, it goes with its orchestrator
     for module in PRELOADED:
         importlib.import_module(module)
+    load_kernel()  # every job measures SSIM: numba and the compiled kernel take 0.6 s to load
     _load_models()
     line = sys.stdin.buffer.readline()
     if not line:  # closed unused: the orchestrator is stopping
