@@ -5,7 +5,9 @@ Peak memory: a process's ru_maxrss counts the memory of whatever process exec'd 
 image's high-water mark across exec), and subprocess starts children with vfork from the worker, so a
 child's rusage repeats the worker's own peak. `own_peak_rss_mb` reads this process's own high-water mark
 (VmHWM, which exec resets), and `SPAWN_MEASURED` starts a command from a fresh, small interpreter that
-waits for it and reports its real ru_maxrss, collected by `record_child_peak`."""
+waits for it and reports its real ru_maxrss, collected by `record_child_peak`. A child that must be the
+worker's own (the sandboxed codec: the worker verifies its layers through its pid) is measured from outside
+instead, by reading its VmHWM while it lives (`live_peak_rss_kib`)."""
 
 from __future__ import annotations
 
@@ -54,9 +56,24 @@ def record_child_peak(report_fd: int) -> None:
         report = pipe.read(_MAX_REPORT_BYTES + 1)
     if not re.fullmatch(rb"[0-9]{1,%d}" % _MAX_REPORT_BYTES, report):
         return  # killed before it could report (a stall, a signal): nothing measured
+    keep_child_peak(int(report))
+
+
+def keep_child_peak(kib: int) -> None:
+    """Count a child's peak RSS, in KiB, into children_peak_rss_mb()."""
     global _children_peak_kib
     with _children_lock:
-        _children_peak_kib = max(_children_peak_kib, int(report))
+        _children_peak_kib = max(_children_peak_kib, kib)
+
+
+def live_peak_rss_kib(pid: int) -> int | None:
+    """The high-water mark (VmHWM) of a child this process has not reaped yet, in KiB; None once its memory is gone.
+
+    Read from the kernel, so a child cannot misreport it; unreaped, its pid cannot belong to anyone else."""
+    try:
+        return _vm_hwm_kib(Path(f"/proc/{pid}/status"))
+    except OSError:
+        return None
 
 
 def children_peak_rss_mb() -> float:
@@ -67,11 +84,17 @@ def children_peak_rss_mb() -> float:
 
 def own_peak_rss_mb() -> float:
     """This process's peak RSS since it started (VmHWM), in MiB, without what its parent had when it exec'd."""
-    status = Path("/proc/self/status").read_text(encoding="ascii", errors="replace")
-    match = re.search(r"^VmHWM:\s+(\d+) kB$", status, flags=re.MULTILINE)
-    if match is None:
+    kib = _vm_hwm_kib(Path("/proc/self/status"))
+    if kib is None:
         raise RuntimeError("/proc/self/status has no VmHWM line: peak memory cannot be measured on this kernel")
-    return int(match.group(1)) / 1024
+    return kib / 1024
+
+
+def _vm_hwm_kib(status_path: Path) -> int | None:
+    """VmHWM from a /proc status file; None where it has none (a process whose memory is gone)."""
+    status = status_path.read_text(encoding="ascii", errors="replace")
+    match = re.search(r"^VmHWM:\s+(\d+) kB$", status, flags=re.MULTILINE)
+    return int(match.group(1)) if match else None
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], grace_seconds: float) -> None:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from codeclab.worker.processes import measured_command
 from tests.conftest import REPO
@@ -83,3 +84,38 @@ def test_the_measured_child_ends_as_the_command_did_with_default_signals() -> No
 def test_the_command_does_not_get_the_report_pipe() -> None:
     _, listing, _ = _run_measured(["/bin/sh", "-c", "ls /proc/self/fd"])
     assert sorted(int(fd) for fd in listing.split()) == [0, 1, 2, 3]  # stdio and ls's own directory handle
+
+
+# A sandboxed codec holding `held` MiB while it encodes; the children's peak the worker measured, printed.
+SANDBOXED = """
+import sys
+from pathlib import Path
+from codeclab.worker.codecs import make_codec
+from codeclab.worker.processes import children_peak_rss_mb
+from tests.worker.sandbox.support import codec, write_reference
+tmp, held = Path(sys.argv[1]), int(sys.argv[2])
+encode = (f"import numpy as np\\nheld = np.ones({held} << 20, np.uint8)\\n"
+          "return np.concatenate([frames[p].ravel() for p in 'yuv']).tobytes()")
+custom = make_codec("custom", {}, code=codec(encode, "return None"))
+reference = write_reference(tmp / "ref.y4m")
+custom.protect_source([reference, tmp])
+custom.encode(reference, tmp / "b.bin", lambda _: None)
+print(children_peak_rss_mb())
+"""
+
+
+def _sandboxed_peak_mib(tmp_path: Path, held_mib: int) -> float:
+    folder = tmp_path / str(held_mib)
+    folder.mkdir()
+    proc = subprocess.run([sys.executable, "-c", SANDBOXED, str(folder), str(held_mib)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return float(proc.stdout.split()[-1])
+
+
+def test_a_sandboxed_codecs_peak_is_read_from_outside_while_it_runs(tmp_path: Path) -> None:
+    small, large = _sandboxed_peak_mib(tmp_path, 0), _sandboxed_peak_mib(tmp_path, HELD_MIB)
+    # the child cannot go through SPAWN_MEASURED (the worker checks its layers through its own pid): without
+    # reading its VmHWM from /proc, the children's peak of a custom codec's encode was 0
+    assert 5 < small < HELD_MIB / 2
+    assert HELD_MIB <= large < HELD_MIB + small + 100

@@ -28,7 +28,7 @@ from typing import IO, Any
 from codeclab.experiments.limits import CODEC_CAPS
 from codeclab.experiments.schema import CodecParams
 from codeclab.worker.errors import CodecFailure, SandboxUnavailable, SandboxViolation, WorkerError
-from codeclab.worker.processes import kill_process_group
+from codeclab.worker.processes import keep_child_peak, kill_process_group, live_peak_rss_kib
 from codeclab.worker.sandbox import identity, readable
 from codeclab.worker.sandbox.landlock import Rule
 from codeclab.worker.sandbox.layers import SCRATCH_ROOT_ENV, Applied, SandboxLimits, SandboxPolicy
@@ -48,6 +48,8 @@ from codeclab.worker.sandbox.verify import verify
 # Only these reach the child; nothing with AWS_, no tokens, no HOME of the worker.
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "OPENBLAS_CORETYPE")
 LOG_TAIL_BYTES = 64 << 10
+# How often the child's memory high-water mark is read between its frames.
+PEAK_SAMPLE_SECONDS = 0.25
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -170,6 +172,7 @@ class _Supervision:
                 kill_process_group(proc)
             for thread in threads:
                 thread.join()
+            keep_child_peak(self.frames.peak_kib)
 
     def _supervise(self, proc: subprocess.Popen[bytes]) -> ChildResult:
         assert proc.stdin is not None
@@ -199,8 +202,7 @@ class _Supervision:
 
     def _collect(self, proc: subprocess.Popen[bytes]) -> bytearray:
         try:
-            while (done := self.frames.progress.get(timeout=self._remaining())) is not None:
-                self.on_progress(done)  # here, not on the reader's thread: the watchdog's signal lands here too
+            self._follow_progress()
             returncode = proc.wait(timeout=self._remaining())
         except (queue.Empty, subprocess.TimeoutExpired):
             kill_process_group(proc)
@@ -222,6 +224,22 @@ class _Supervision:
         if kind is Kind.ERROR:
             raise self._user_failure(body)
         raise SandboxViolation(f"{self.who} sent a second READY: its code wrote to the sandbox's result channel")
+
+    def _follow_progress(self) -> None:
+        """Pass on each PROGRESS until the child's pipe ends, reading its memory's high-water mark meanwhile.
+
+        Raises queue.Empty at the wall-clock limit."""
+        while True:
+            try:
+                done = self.frames.progress.get(timeout=min(self._remaining(), PEAK_SAMPLE_SECONDS))
+            except queue.Empty:
+                if self._remaining() <= 0:
+                    raise
+                self.frames.sample_peak()
+                continue
+            if done is None:
+                return
+            self.on_progress(done)  # here, not on the reader's thread: the watchdog's signal lands here too
 
     def _end(self, proc: subprocess.Popen[bytes]) -> None:
         kill_process_group(proc)
@@ -264,6 +282,8 @@ class _FrameReader:
         self.frames: list[tuple[Kind, bytearray]] = []
         self.progress: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._done_so_far = 0
+        self.peak_kib = 0  # the child's VmHWM, as last read while it lived
+        self._peak_lock = threading.Lock()
         self.violation = ""
         self._changed = threading.Condition()
         self._done = False
@@ -285,6 +305,15 @@ class _FrameReader:
     def join(self) -> None:
         self._thread.join()
 
+    def sample_peak(self) -> None:
+        """Read the child's high-water mark while it lives (it only grows): at each frame, as its answer begins
+        (the child is still writing it), and every PEAK_SAMPLE_SECONDS. What it takes after answering is not
+        counted."""
+        kib = live_peak_rss_kib(self.pid) if self.pid else None
+        if kib is not None:
+            with self._peak_lock:
+                self.peak_kib = max(self.peak_kib, kib)
+
     def _read(self) -> None:
         with os.fdopen(self.fd, "rb", buffering=0) as pipe:
             try:
@@ -292,6 +321,7 @@ class _FrameReader:
                     header = _read_exactly(pipe, FRAME_HEADER.size)
                     if header is None:
                         break
+                    self.sample_peak()
                     self._take(pipe, *FRAME_HEADER.unpack(header))
                     if len(self.frames) > 2:  # READY and one answer: a third frame is the codec's own
                         self.violation = "wrote more than one answer: its code wrote to the result channel"
