@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from codeclab.clients import open_client
-from codeclab.clients.base import ExperimentsClient, Reason, RecordSummary, Refused
+from codeclab.clients.base import ExperimentsClient, Reason, RecordSummary, Refused, Submission
 from codeclab.clients.local import LocalClient
 from codeclab.experiments import Spec, SpecError, codec_names, codec_param_schema, load_spec_file
 from codeclab.experiments.record import RecordError
@@ -559,27 +559,31 @@ def _submit(client: ExperimentsClient, spec: Spec, idempotency_key: str | None =
 
 def _run_here(client: LocalClient, spec: Spec, service: LocalService) -> RecordSummary:
     """Submit to this process's workflow and follow it with a progress bar until it is final and in runs/."""
-    submission = client.submit(spec)
-    console.print(f"{submission.experiment_id}  {submission.execution_arn}")
-    _say_answered_by(submission.answered_by)
+    submission = _announce(client.submit(spec))
     try:
-        with progress_bar(console) as bar:
-            task = bar.add_task("queued", total=None)
-            return client.wait(submission, lambda r: show_record_progress(bar, task, r, r["status"].lower()))
+        return _follow(client, submission)
     except KeyboardInterrupt:
         _stop(service)
+
+
+def _announce(submission: Submission) -> Submission:
+    console.print(f"{submission.experiment_id}  {submission.execution_arn}")
+    _say_answered_by(submission.answered_by)
+    return submission
+
+
+def _follow(client: LocalClient, submission: Submission) -> RecordSummary:
+    with progress_bar(console) as bar:
+        task = bar.add_task("queued", total=None)
+        return client.wait(submission, lambda r: show_record_progress(bar, task, r, r["status"].lower()))
 
 
 def _run_on_serve(client: LocalClient, spec: Spec) -> RecordSummary:
     """Submit to the `codeclab serve` on the folder and follow runs/ until it is final. Ctrl-C or SIGTERM cancels
     it as `codeclab cancel` would and waits for it to be final (a second one stops waiting; serve still ends it)."""
-    submission = client.submit(spec)
-    console.print(f"{submission.experiment_id}  {submission.execution_arn}")
-    _say_answered_by(submission.answered_by)
+    submission = _announce(client.submit(spec))
     try:
-        with progress_bar(console) as bar:
-            task = bar.add_task("queued", total=None)
-            return client.wait(submission, lambda r: show_record_progress(bar, task, r, r["status"].lower()))
+        return _follow(client, submission)
     except KeyboardInterrupt:
         code = _interrupt_exit_code()
         err.print(f"[yellow]interrupted:[/] cancelling {submission.experiment_id}, as `codeclab cancel` would")
