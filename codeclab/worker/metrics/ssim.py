@@ -50,7 +50,7 @@ def cpu_implementation() -> str:
 
 @cache
 def load_kernel() -> Callable[..., tuple[float, float]]:
-    """The compiled kernel, imported on first use (numba and its on-disk cache load in about 0.5 s)."""
+    """The compiled kernel, imported on first use (numba and its on-disk cache load in about 0.6 s)."""
     hide_blas = "numba" not in sys.modules and _UNUSED_BLAS not in sys.modules
     if hide_blas:
         sys.modules[_UNUSED_BLAS] = None  # type: ignore[assignment]  # its import raises ImportError
