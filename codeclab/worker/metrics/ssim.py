@@ -16,6 +16,7 @@ per frame).
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from functools import cache
 from importlib.metadata import version
@@ -37,6 +38,7 @@ TAPS = np.ascontiguousarray(KERNEL.ravel())
 _C1_32, _C2_32 = np.float32(C1), np.float32(C2)
 # numba imports this only to look for a BLAS, which the kernel does not use: 0.4 s of scipy.linalg a job.
 _UNUSED_BLAS = "scipy.linalg.cython_blas"
+_LOADING = threading.Lock()
 
 
 def cpu_implementation() -> str:
@@ -51,14 +53,16 @@ def cpu_implementation() -> str:
 @cache
 def load_kernel() -> Callable[..., tuple[float, float]]:
     """The compiled kernel, imported on first use (numba and its on-disk cache load in about 0.6 s)."""
-    hide_blas = "numba" not in sys.modules and _UNUSED_BLAS not in sys.modules
-    if hide_blas:
-        sys.modules[_UNUSED_BLAS] = None  # type: ignore[assignment]  # its import raises ImportError
-    try:
-        from codeclab.worker.metrics.ssim_kernel import ssim_sums
-    finally:
+    # measure_quality's threads all ask at once: one import at a time, so two never interleave the hiding
+    with _LOADING:
+        hide_blas = "numba" not in sys.modules and _UNUSED_BLAS not in sys.modules
         if hide_blas:
-            del sys.modules[_UNUSED_BLAS]
+            sys.modules[_UNUSED_BLAS] = None  # type: ignore[assignment]  # its import raises ImportError
+        try:
+            from codeclab.worker.metrics.ssim_kernel import ssim_sums
+        finally:
+            if hide_blas:
+                del sys.modules[_UNUSED_BLAS]
     return ssim_sums
 
 
