@@ -6,6 +6,7 @@ import json
 import re
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from fractions import Fraction
@@ -229,28 +230,23 @@ def codec_pack(path: Path, out_dir: Path) -> None:
 
 @codec.command("export-learned")
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--quality", "qualities", type=click.IntRange(1, 4), multiple=True,
-              help="a shipped quality level to include; repeat for several [default: 3]")  # fmt: skip
-@click.option("--weights", "weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
-              help="a weights file `codeclab train --out` wrote, to include; repeat for several")  # fmt: skip
-@click.option("--name", default="hyperprior", show_default=True, help="the package's name and module folder")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="a weights file `codeclab train --out` wrote [default: the shipped weights]")  # fmt: skip
+@click.option("--name", default="learnedvideo", show_default=True, help="the package's name and module folder")
 @click.option("--replace", is_flag=True, help="overwrite OUT if it exists")
-def codec_export_learned(
-    out: Path, qualities: tuple[int, ...], weights: tuple[Path, ...], name: str, replace: bool
-) -> None:
-    """Write the built-in learned codec, with the weights of one or more quality levels, as a codec package
-    folder OUT; its `quality` param picks one, by default the highest.
+def codec_export_learned(out: Path, weights: Path | None, name: str, replace: bool) -> None:
+    """Write the built-in learned codec, with its weights, as a codec package folder OUT; its `quality` and
+    `intra_period` params are the built-in codec's.
 
     The package runs the learned codec's own modules in the sandbox and writes the same bitstream, byte for
-    byte; run it with "allow_imports": ["constriction", "scipy"] (see examples/hyperprior.json).
+    byte; run it with "allow_imports": ["constriction", "scipy"] (see examples/learnedvideo.json).
     """
     from codeclab.worker.codecs.learned.export import EXTRA_IMPORTS, export_learned
     from codeclab.worker.codecs.learned.weights import builtin_weights
     from codeclab.worker.errors import InvalidInput
 
     try:
-        files = [builtin_weights(q) for q in qualities or ((3,) if not weights else ())] + list(weights)
-        exported = export_learned(files, out, name, replace)
+        exported = export_learned(weights or builtin_weights(), out, name, replace)
     except InvalidInput as exc:
         _refuse(str(exc))
     except OSError as exc:
@@ -448,46 +444,87 @@ def submit(spec: Path, stack: str, idempotency_key: str | None) -> None:
 
 
 @cli.command()
-@click.option("--quality", type=click.IntRange(1, 4), required=True, help="the rate point to train (1 = fewest bits)")
-@click.option("--steps", type=click.IntRange(min=1), default=4000, show_default=True, help="optimiser steps")
+@click.option("--steps", type=click.IntRange(min=1), default=6000, show_default=True, help="optimiser steps in all")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA when present, else CPU), cpu or cuda")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="CPU threads for torch")
+@click.option("--seed", type=int, default=20261130, show_default=True, help="seeds the data sampler and torch")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="crops per network per step")
+@click.option(
+    "--max-frames", type=click.IntRange(min=2), help="use each training source's first N frames only (a quick trial)"
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="where to write the weights (a new file); give it to a spec as codec.params.weights")  # fmt: skip
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path),
+              help="where to keep the training state; an existing one is resumed  [default: OUT.ckpt]")  # fmt: skip
 @click.option("--replace-builtin", is_flag=True,
-              help="write the shipped qQ.safetensors in the source tree instead (maintainers only)")  # fmt: skip
-def train(quality: int, steps: int, device: str, threads: int, out: Path | None, replace_builtin: bool) -> None:
-    """Train the built-in learned codec's weights for one quality, from scratch, with the pinned seed.
+              help="write the shipped video.safetensors in the source tree instead (maintainers only)")  # fmt: skip
+def train(
+    steps: int,
+    device: str,
+    threads: int,
+    seed: int,
+    batch: int,
+    max_frames: int | None,
+    out: Path | None,
+    checkpoint: Path | None,
+    replace_builtin: bool,
+) -> None:
+    """Train the built-in learned codec's weights: both networks, every quality level, from the pinned seed.
 
-    It writes --out FILE, never the shipped weights unless --replace-builtin says so. Use the file with
+    It saves a checkpoint every 100 steps and on Ctrl-C; the same command resumes from it, and ends with the
+    same weights as an unbroken run (same seed, steps and threads). It writes --out FILE, never the shipped
+    weights unless --replace-builtin says so. Use the file with
     "codec": {"name": "learned", "params": {"quality": Q, "weights": {"uri": FILE, "sha256": ...}}}, or
     package it with `codeclab codec export-learned --weights FILE`.
     """
-    from codeclab.training.trainer import StepReport, TrainConfig
+    from codeclab.training.trainer import CheckpointMismatch, StepReport, TrainConfig
     from codeclab.training.trainer import train as run_training
-    from codeclab.worker.codecs.learned.weights import weights_path
+    from codeclab.worker.codecs.learned.weights import BUILTIN
 
     if (out is None) == (not replace_builtin):
         _refuse("give --out FILE (your weights), or --replace-builtin (the shipped ones), not both")
-    target = out or weights_path(quality)
+    target = out or BUILTIN
     if out is not None and out.exists():
         _refuse(f"--out {out} exists; training never overwrites a weights file")
-    config = TrainConfig(quality=quality, steps=steps, device=device, threads=threads)
-    with progress_bar(console) as bar:
-        task = bar.add_task(f"train q{quality}", total=steps)
+    state = checkpoint or (target.with_name(target.name + ".ckpt") if out else Path(BUILTIN.name + ".ckpt"))
+    config = TrainConfig(steps=steps, batch=batch, device=device, threads=threads, seed=seed, max_frames=max_frames)
+    interrupted = threading.Event()
+    console.print(f"loading the training data; the checkpoint is {escape(str(state))}")
+    with progress_bar(console) as bar, _interrupt_sets(interrupted):
+        task = bar.add_task("train (loading the data)", total=steps)
 
         def show(report: StepReport) -> None:
             if report.step % 10 == 0 or report.step == steps:
-                label = f"q{quality} bpp {report.bpp:.3f} PSNR {report.psnr:.2f}"
+                label = (
+                    f"I {report.intra_bpp:.3f} bpp {report.intra_psnr:.2f} dB, "
+                    f"P {report.inter_bpp:.3f} bpp {report.inter_psnr:.2f} dB"
+                )
                 bar.update(task, completed=report.step, description=label)
 
-        run_training(config, target, show)
+        try:
+            written = run_training(config, target, state, show, interrupted.is_set)
+        except CheckpointMismatch as exc:
+            _refuse(f"--checkpoint: {exc}")
+    if written is None:
+        console.print(f"stopped; the state is in {escape(str(state))}: run the same command again to resume")
+        raise SystemExit(130)
     from codeclab.worker.hashing import sha256_file
 
     weights = json.dumps({"uri": str(target), "sha256": sha256_file(target)})
     console.print(
-        f"wrote {escape(str(target))}; use it as", escape(f'"params": {{"quality": {quality}, "weights": {weights}}}')
+        f"wrote {escape(str(target))}; use it as", escape(f'"params": {{"quality": Q, "weights": {weights}}}')
     )
+
+
+@contextmanager
+def _interrupt_sets(event: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set `event` (the trainer stops at the next step and saves) instead of raising."""
+    previous = {sig: signal.signal(sig, lambda *_: event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @cli.command()

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 from waitress.server import create_server
 
 from codeclab.experiments.api_contract import ProxyEvent, ProxyResponse
+from codeclab.experiments.limits import CodecCaps
 from codeclab.local.openapi import openapi_document
 
 Invoke = Callable[[ProxyEvent], ProxyResponse]
@@ -85,8 +86,8 @@ class _Refused(Exception):
 class _App:
     """The WSGI application: each request as an API Gateway REST proxy event, the handler's answer as HTTP."""
 
-    def __init__(self, invoke: Invoke) -> None:
-        self.invoke = invoke
+    def __init__(self, invoke: Invoke, caps: CodecCaps | None) -> None:
+        self.invoke, self.caps = invoke, caps
         self.url = ""  # set once the server is bound (the OpenAPI document names it)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -101,7 +102,7 @@ class _App:
     def _respond(self, method: str, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
         target = urlsplit(environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/"))  # as sent, not decoded
         if method == "GET" and target.path == OPENAPI_PATH:
-            return _json(200, openapi_document(self.url))
+            return _json(200, openapi_document(self.url, self.caps))
         try:
             body = _read_body(environ)
             _check_method(method, target.path)
@@ -224,8 +225,9 @@ class ApiServer:
     Bound on creation; serve it with start()/stop(), as a context manager, or serve_forever().
     """
 
-    def __init__(self, invoke: Invoke, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._app = _App(invoke)
+    def __init__(self, invoke: Invoke, host: str = "127.0.0.1", port: int = 0, caps: CodecCaps | None = None) -> None:
+        """`caps`: the deployment's limits.codec caps, which its OpenAPI document states as maxima."""
+        self._app = _App(invoke, caps)
         self._server: Any = create_server(
             self._app, host=loopback_address(host), port=port, threads=THREADS, backlog=BACKLOG,
             connection_limit=CONNECTION_LIMIT, channel_timeout=30, max_request_body_size=DRAIN_LIMIT_BYTES,

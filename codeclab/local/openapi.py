@@ -23,6 +23,7 @@ from codeclab.experiments.api_contract import (
     request_schemas,
     response_schemas,
 )
+from codeclab.experiments.limits import CodecCaps
 
 _DEFS = "#/$defs/"
 
@@ -36,8 +37,11 @@ _SIGV4 = {
 }
 
 
-def openapi_document(server_url: str | None = None) -> dict[str, Any]:
-    """The whole document; `server_url` (e.g. the local server's) becomes its one server."""
+def openapi_document(server_url: str | None = None, caps: CodecCaps | None = None) -> dict[str, Any]:
+    """The whole document; `server_url` (e.g. the local server's) becomes its one server, and `caps` (a
+    deployment's caps on limits.codec, as a server knows them) become those fields' maxima, so a request its
+    schema allows is never refused for asking more than the deployment gives. Without caps it is the contract
+    API Gateway's model shares, where CreateRecord's 400 names the cap."""
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -48,7 +52,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
         },
         "paths": _paths(),
         "components": {
-            "schemas": {**spec_schemas(), **response_schemas()},
+            "schemas": {**spec_schemas(caps or {}), **response_schemas()},
             "securitySchemes": {"sigv4": _SIGV4},
         },
         # Either alternative satisfies it: signed on AWS, nothing on the loopback-only local server.
@@ -59,9 +63,12 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     return copy.deepcopy(document)  # callers may edit it; the module's shared parts must not change
 
 
-def spec_schemas() -> dict[str, Any]:
-    """The spec schema and its $defs as components, with every `#/$defs/X` ref now `#/components/schemas/X`."""
+def spec_schemas(caps: CodecCaps) -> dict[str, Any]:
+    """The spec schema and its $defs as components, with every `#/$defs/X` ref now `#/components/schemas/X`,
+    and each limits.codec field's maximum the deployment's cap."""
     schema = request_schemas()[SPEC_COMPONENT]
+    for field, cap in caps.items():
+        schema["$defs"]["limits"]["properties"]["codec"]["properties"][field]["maximum"] = cap
     defs: dict[str, Any] = schema.pop("$defs", {})
     # Without $id, refs resolve against this document; $schema is the document's dialect (2020-12) already.
     root = {key: value for key, value in schema.items() if key not in {"$id", "$schema"}}

@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from codeclab.experiments import api
 from codeclab.experiments.api_contract import ProxyEvent, ProxyResponse
+from codeclab.experiments.limits import codec_caps
 from codeclab.experiments.statuses import Status
 from codeclab.experiments.store import ExperimentKey, from_dynamo, to_dynamo
 from codeclab.experiments.workflow_steps import experiment_id_of_execution
@@ -73,7 +74,8 @@ class LocalService:
         self.cloud = LocalCloud().__enter__()
         self._import_finished()
         self.cloud.record_listeners.append(self._mirror)
-        self.api = ApiServer(self.handle_api, port=self.port).start()
+        caps = codec_caps(self.cloud.lambda_environment)  # what CreateRecord holds requests to
+        self.api = ApiServer(self.handle_api, port=self.port, caps=caps).start()
         self.endpoint = self.runs.register(self.url, self.kind, self.cloud.job_folder)
         self._collector.start()
 

@@ -32,6 +32,7 @@ from schemathesis.core.transport import Response
 from schemathesis.generation.feedback import NO_FEEDBACK
 from schemathesis.pytest._test_builder import build_operation_test
 
+from codeclab.experiments.limits import codec_caps
 from codeclab.experiments.statuses import Status
 from codeclab.local.client import call_api
 from codeclab.local.openapi import openapi_document
@@ -82,7 +83,9 @@ def _rule_names(rule: dict[str, Any]) -> set[str]:
     return {condition["const"]} if "const" in condition else set(condition["enum"])
 
 
-schema = schemathesis.openapi.from_dict(generation_friendly(openapi_document()))
+# The document as a local server serves it: its limits.codec maxima are local mode's caps, the defaults.
+CAPS = codec_caps({})
+schema = schemathesis.openapi.from_dict(generation_friendly(openapi_document(caps=CAPS)))
 schema.config.seed = SEED
 schema.config.update(suppress_health_check=[HealthCheck.too_slow])  # CI's two busy cores must not fail it
 schema.config.generation.update(
@@ -249,8 +252,8 @@ def test_every_execution_was_started_by_an_accepted_request(served: LocalService
 
 def test_the_fuzzed_document_is_the_served_one_with_the_codec_rules_restated(served: LocalService) -> None:
     status, served_document = call_api(f"{served.url}/openapi.json")
-    assert status == 200 and served_document == openapi_document(served.url)
-    fuzzed = generation_friendly(openapi_document(served.url))
+    assert status == 200 and served_document == openapi_document(served.url, CAPS)
+    fuzzed = generation_friendly(openapi_document(served.url, CAPS))
     assert fuzzed["paths"] == served_document["paths"]
     fuzzed_schemas, served_schemas = fuzzed["components"]["schemas"], served_document["components"]["schemas"]
     assert {**fuzzed_schemas, "codec": None} == {**served_schemas, "codec": None}

@@ -1,6 +1,6 @@
-"""The built-in learned codec: a scale-hyperprior autoencoder, entropy-coded with constriction.
+"""The built-in learned video codec: conditional P-frames on block motion, I-frames from a scale hyperprior.
 
-The container is CLN1 (stream.py). Decoding needs that file and the same weights, nothing else.
+The container is CLN2 (stream.py). Decoding needs that file and the same weights, nothing else.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ if TYPE_CHECKING:
 
 class LearnedCodec(Codec):
     name = "learned"
-    summary = "built-in scale hyperprior (Ballé 2018) on yuv420p, plain torch + constriction, per frame"
+    summary = (
+        "built-in learned video codec on yuv420p: P-frames coded conditioned on block-motion prediction, "
+        "I-frames by a scale hyperprior (Ballé 2018); plain torch + constriction"
+    )
     bitstream_suffix = ".cln"
 
     @property
@@ -49,7 +52,7 @@ class LearnedCodec(Codec):
 
         given = self.params.get("weights")
         if given is None:
-            return builtin_weights(self.params["quality"])
+            return builtin_weights()
         from codeclab.worker.packages.fetch import fetch_checked
         from codeclab.worker.packages.unpack import default_cache_dir
 
@@ -60,11 +63,11 @@ class LearnedCodec(Codec):
         from codeclab.worker.codecs.learned.weights import load_model
 
         model = load_model(self._weights_file)
-        if model.quality != self.params["quality"]:
+        if self.params["quality"] > model.qualities:
+            source = self.params["weights"]["uri"] if "weights" in self.params else "the shipped weights"
             raise InvalidSpec(
-                f"$.codec.params.quality: the weights in {self.params['weights']['uri']} were trained for quality "
-                f"{model.quality} (lambda {model.metadata.get('lambda')}), and the spec says {self.params['quality']}; "
-                f"set quality to {model.quality}"
+                f"$.codec.params.quality: {source} have quality levels 1 to {model.qualities}, and the spec says "
+                f"{self.params['quality']}; choose one of those"
             )
         return model
 
@@ -81,26 +84,35 @@ class LearnedCodec(Codec):
         _ = self._coder  # weights, the float64 hyper-synthesis and the probability tables
 
     def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
+        from codeclab.worker.codecs.learned.frame_coder import SequenceEncoder
+
         video = FrameFile.y4m(reference)
-        model = self._model
-        info = StreamInfo(model.quality, model.fingerprint, video.width, video.height, video.frames, video.fps)
+        quality, period, threads = self.params["quality"], self.params["intra_period"], self.params["threads"]
+        fingerprint = self._model.fingerprint
+        info = StreamInfo(quality, period, threads, fingerprint, video.width, video.height, video.frames, video.fps)
+        sequence = SequenceEncoder(self._coder, quality, period)
         with bitstream.open("wb") as fh:
             fh.write(info.pack())
             for index in range(video.frames):
-                payload = self._coder.encode(video.frame_planes(index))
-                write_payload(fh, payload)
+                write_payload(fh, sequence.encode(video.frame_planes(index)))
                 on_frame(index + 1)
 
     def decode_to(self, bitstream: Path, header: StreamHeader, out: Path, on_frame: FrameCallback) -> None:
+        import torch
+
+        from codeclab.worker.codecs.learned.frame_coder import SequenceDecoder
+
         try:
             info, payloads = read_stream(bitstream.read_bytes())
-            info.check_weights(self._model.quality, self._model.fingerprint)
+            info.check_weights(self._model.fingerprint, self._model.qualities)
         except ValueError as exc:
             raise CodecFailure(f"learned: {bitstream.name}: {exc}") from None
+        sequence = SequenceDecoder(self._coder, info.quality, info.intra_period, info.width, info.height)
+        torch.set_num_threads(info.threads)  # the encoder's, after _coder set the params' (see stream.py)
         with Y4MWriter(out, info.width, info.height, info.fps, "yuv420p") as decoded:
             for index, payload in enumerate(payloads):
                 try:
-                    planes = self._coder.decode(bytes(payload), info.width, info.height)
+                    planes = sequence.decode(bytes(payload))
                 except (AssertionError, ValueError) as exc:  # constriction reports bad data with AssertionError
                     raise CodecFailure(f"learned: frame {index} of {bitstream.name} does not decode: {exc}") from None
                 decoded.write(planes)
@@ -108,23 +120,30 @@ class LearnedCodec(Codec):
 
     def conditions(self) -> CodecConditions:
         from codeclab.worker.codecs.learned.entropy import PRECISION, SCALE_TABLE, TAIL_MASS
+        from codeclab.worker.codecs.learned.motion import BLOCK, SEARCH
 
         meta = self._model.metadata
         return {
             "codec": self.name,
             "implementation": (
-                f"codeclab scale hyperprior, torch {version('torch')}, constriction {version('constriction')}"
+                f"codeclab learned video codec, torch {version('torch')}, constriction {version('constriction')}"
             ),
             "params": self.params,
             "device": self.device,
             "weights": {
                 "quality": self.params["quality"],
+                "lambda": meta["lambdas"][self.params["quality"] - 1],
                 "source": self.params["weights"]["uri"] if "weights" in self.params else "built-in",
                 "sha256": self._model.sha256,
                 "fingerprint": self._model.fingerprint.hex(),
-                "architecture": {"N": meta["n"], "M": meta["m"]},
-                "training": {k: meta[k] for k in ("lambda", "steps", "batch", "seed", "device", "train_seconds")},
+                "architecture": {"N": meta["n"], "M": meta["m"], "qualities": meta["qualities"]},
+                "training": {k: meta[k] for k in ("steps", "batch", "seed", "device", "threads", "train_seconds")},
             },
+            "temporal_coding": (
+                f"intra period {self.params['intra_period']}; P-frames: one vector per {BLOCK}x{BLOCK} luma block "
+                f"(half-pel, +-{SEARCH} samples, integer bilinear compensation) and latents coded conditioned on "
+                "the prediction; the reference is the previous decoded frame"
+            ),
             "colour_conversion": meta["colour"],
             "entropy_coding": (
                 f"constriction range coder; y: zero-mean Gaussian snapped to {len(SCALE_TABLE)} log-spaced scales "
@@ -132,5 +151,5 @@ class LearnedCodec(Codec):
                 f"tail mass {TAIL_MASS:g} escaped with Exp-Golomb; table indexes from float64 hyper-synthesis on CPU"
             ),
             "padding": "edge-replicated to a multiple of 64 luma samples, cropped after decoding",
-            "bitstream_format": "codeclab learned stream CLN1 (25 bytes + 4 per frame)",
+            "bitstream_format": "codeclab learned stream CLN2 (28 bytes + 4 per frame)",
         }

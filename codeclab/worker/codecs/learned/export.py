@@ -1,16 +1,15 @@
-"""The built-in learned codec, with the weights of one or more quality levels, written out as a codec package.
+"""The built-in learned codec, with a weights file, written out as a codec package.
 
-`codeclab codec export-learned` writes it (a `quality` param picks the level); `examples/codecs/hyperprior/` is
-its output for the shipped quality 3 (a test regenerates it and compares). The package's modules are this
-codec's own source files, with their codeclab imports made relative, so the package and `learned` run the
-same code on the same weights and write the same bytes. The one file written by hand for the package is
-`package_entry.py`, its `codec.py`.
+`codeclab codec export-learned` writes it (`quality` and `intra_period` params, as the built-in codec
+has); `examples/codecs/learnedvideo/` is its output for the shipped weights (a test regenerates it and
+compares). The package's modules are this codec's own source files, with their codeclab imports made
+relative, so the package and `learned` run the same code on the same weights and write the same bytes.
+The one file written by hand for the package is `package_entry.py`, its `codec.py`.
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import os
 import re
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from codeclab import __version__
 from codeclab.experiments.codec_package import MANIFEST_NAME
-from codeclab.worker.codecs.learned.package_entry import weights_file
+from codeclab.worker.codecs.learned.package_entry import WEIGHTS_FILE
 from codeclab.worker.codecs.learned.weights import read_record
 from codeclab.worker.hashing import sha256_file
 from codeclab.worker.packages.manifest import PackageError
@@ -30,6 +29,7 @@ from codeclab.worker.packages.manifest import PackageError
 MODULES = {
     "codeclab.worker.codecs.learned.package_entry": "codec.py",
     "codeclab.worker.codecs.learned.frame_coder": "frame_coder.py",
+    "codeclab.worker.codecs.learned.motion": "motion.py",
     "codeclab.worker.codecs.learned.model": "model.py",
     "codeclab.worker.codecs.learned.entropy": "entropy.py",
     "codeclab.worker.codecs.learned.stream": "stream.py",
@@ -48,19 +48,17 @@ class Exported:
     weights: dict[str, str]  # file -> sha256
 
 
-def export_learned(weights: list[Path], out: Path, name: str = "hyperprior", replace: bool = False) -> Exported:
-    """Write the package for `weights` (files of distinct qualities) into the folder `out` (new, or replaced
-    when told); its `quality` param picks among them, by default the highest."""
-    by_quality = _by_quality(weights)
-    digests = {weights_file(q): sha256_file(path) for q, path in by_quality.items()}
-    tag = hashlib.sha256("".join(sorted(digests.values())).encode()).hexdigest()[:12]
-    version = f"{__version__}+q{''.join(map(str, by_quality))}.{tag}"
+def export_learned(weights: Path, out: Path, name: str = "learnedvideo", replace: bool = False) -> Exported:
+    """Write the package for the weights file `weights` into the folder `out` (new, or replaced when told)."""
+    record = read_record(weights)
+    digests = {WEIGHTS_FILE: sha256_file(weights)}
+    version = f"{__version__}+{digests[WEIGHTS_FILE][:12]}"
     if out.exists() and not replace:
         raise PackageError(f"{out} exists; choose a new folder, or pass --replace to overwrite it")
     staging = out.with_name(f".{out.name}.{os.getpid()}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        _write(staging, name, version, by_quality, digests)
+        _write(staging, name, version, weights, record["qualities"], digests)
         if replace and out.exists():
             shutil.rmtree(out)
         try:
@@ -72,34 +70,33 @@ def export_learned(weights: list[Path], out: Path, name: str = "hyperprior", rep
     return Exported(out, name, version, digests)
 
 
-def _by_quality(weights: list[Path]) -> dict[int, Path]:
-    found: dict[int, Path] = {}
-    for path in weights:
-        quality = read_record(path)["quality"]
-        if quality in found:
-            raise PackageError(f"{found[quality]} and {path} are both quality {quality}; give one file per quality")
-        found[quality] = path
-    return dict(sorted(found.items()))
-
-
-def _write(root: Path, name: str, version: str, weights: dict[int, Path], digests: dict[str, str]) -> None:
+def _write(root: Path, name: str, version: str, weights: Path, qualities: int, digests: dict[str, str]) -> None:
     modules = root / name
     modules.mkdir(parents=True)
     (modules / "__init__.py").write_text(
-        '"""The codeclab learned codec (scale hyperprior), exported by `codeclab codec export-learned`."""\n'
+        '"""The codeclab learned video codec, exported by `codeclab codec export-learned`."""\n'
     )
     for module, filename in MODULES.items():
         (modules / filename).write_text(portable_source(module))
-    for quality, path in weights.items():
-        shutil.copyfile(path, root / weights_file(quality))
-    qualities = list(weights)
-    param = {"enum": qualities, "default": qualities[-1], "description": "rate point: 1 = fewest bits"}
+    shutil.copyfile(weights, root / WEIGHTS_FILE)
+    quality = {
+        "type": "integer", "minimum": 1, "maximum": qualities, "default": min(4, qualities),
+        "description": "rate point: 1 = fewest bits",
+    }  # fmt: skip
+    intra_period = {
+        "type": "integer", "minimum": 1, "maximum": 65535, "default": 32,
+        "description": "frames per group: an I-frame, then P-frames; 1 = all-intra",
+    }  # fmt: skip
     manifest = {
         "name": name,
         "version": version,
         "entry": f"{name}.codec",
         "weights": digests,
-        "params": {"type": "object", "additionalProperties": False, "properties": {"quality": param}},
+        "params": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"quality": quality, "intra_period": intra_period},
+        },
         "device": "any",
         "rate_param": "quality",
     }

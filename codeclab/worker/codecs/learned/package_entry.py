@@ -1,10 +1,9 @@
 """The entry module of the built-in learned codec exported as a codec package (`codeclab codec export-learned`).
 
-It is copied into the package as `codec.py`, beside copies of model.py, entropy.py, frame_coder.py, stream.py
-and framing.py whose codeclab imports become relative ones. It writes the same CLN1 stream as the built-in
-codec, byte for byte, from the weights file of the `quality` param (qQ.safetensors, one per quality the
-package ships). The decoder sees only the bitstream and the header: the stream names its quality, and the
-decoder loads that quality's weights itself.
+It is copied into the package as `codec.py`, beside copies of the codec's own modules whose codeclab imports
+become relative ones. It writes the same CLN2 stream as the built-in codec, byte for byte, from the package's
+one weights file. The decoder sees only the bitstream and the header: the stream names its quality and intra
+period.
 """
 
 import io
@@ -16,49 +15,47 @@ import numpy as np
 import torch
 
 from codeclab.worker.codecs.framing import write_payload
-from codeclab.worker.codecs.learned.frame_coder import FrameCoder
+from codeclab.worker.codecs.learned.frame_coder import FrameCoder, SequenceDecoder, SequenceEncoder
 from codeclab.worker.codecs.learned.model import RECORD_KEY, load_network
 from codeclab.worker.codecs.learned.stream import StreamInfo, read_stream
 
-# The built-in codec's default `threads`: float sums, so the reconstruction's bytes, can depend on it.
+# The built-in codec's default `threads`, so the package writes its bytes; a decoder uses the stream's.
 THREADS = 2
-
-
-def weights_file(quality: int) -> str:
-    """The package's weights file for a quality level, as `codeclab codec export-learned` names it."""
-    return f"q{quality}.safetensors"
+WEIGHTS_FILE = "video.safetensors"
 
 
 def encode(frames: dict[str, np.ndarray], params: dict[str, Any], ctx: Any) -> bytes:
-    coder, fingerprint = _coder(ctx, params["quality"])
+    coder, fingerprint, qualities = _coder(ctx)
+    quality, period = params["quality"], params["intra_period"]
+    if quality > qualities:
+        raise ValueError(f"quality {quality}: the package's weights have levels 1 to {qualities}")
     count, height, width = frames["y"].shape
     out = io.BytesIO()
-    out.write(StreamInfo(params["quality"], fingerprint, width, height, count, Fraction(ctx.fps)).pack())
+    out.write(StreamInfo(quality, period, THREADS, fingerprint, width, height, count, Fraction(ctx.fps)).pack())
+    sequence = SequenceEncoder(coder, quality, period)
     for index in range(count):
-        payload = coder.encode((frames["y"][index], frames["u"][index], frames["v"][index]))
-        write_payload(out, payload)
+        write_payload(out, sequence.encode((frames["y"][index], frames["u"][index], frames["v"][index])))
         ctx.progress(index + 1)
     return out.getvalue()
 
 
 def decode(bitstream: bytes, header: dict[str, Any], ctx: Any) -> dict[str, np.ndarray]:
     info, payloads = read_stream(bitstream)
-    coder, fingerprint = _coder(ctx, info.quality)  # the stream names its quality, so its weights
-    info.check_weights(info.quality, fingerprint)
+    coder, fingerprint, qualities = _coder(ctx)
+    info.check_weights(fingerprint, qualities)
+    torch.set_num_threads(info.threads)  # the encoder's: see stream.py
+    sequence = SequenceDecoder(coder, info.quality, info.intra_period, info.width, info.height)
     planes = []
     for index, payload in enumerate(payloads):
-        planes.append(coder.decode(bytes(payload), info.width, info.height))
+        planes.append(sequence.decode(bytes(payload)))
         ctx.progress(index + 1)
     return {name: np.stack(plane) for name, plane in zip("yuv", zip(*planes, strict=True), strict=True)}
 
 
-def _coder(ctx: Any, quality: int) -> tuple[FrameCoder, bytes]:
-    """The frame coder of a quality's weights on ctx.device, and the first 4 bytes of their checked sha256."""
+def _coder(ctx: Any) -> tuple[FrameCoder, bytes, int]:
+    """The frame coder on ctx.device, the first 4 bytes of the weights' checked sha256, and their quality levels."""
     torch.set_num_threads(THREADS)
-    name = weights_file(quality)
-    record = json.loads(ctx.weights_metadata(name)[RECORD_KEY])
-    if record["quality"] != quality:
-        raise ValueError(f"{name} holds the weights of quality {record['quality']}, not {quality}")
-    net = load_network(ctx.weights(name), record)
-    fingerprint = bytes.fromhex(ctx.weights_sha256(name))[:4]
-    return FrameCoder(net, torch.device(ctx.device)), fingerprint
+    record = json.loads(ctx.weights_metadata(WEIGHTS_FILE)[RECORD_KEY])
+    net = load_network(ctx.weights(WEIGHTS_FILE), record)
+    fingerprint = bytes.fromhex(ctx.weights_sha256(WEIGHTS_FILE))[:4]
+    return FrameCoder(net, torch.device(ctx.device)), fingerprint, net.arch.qualities

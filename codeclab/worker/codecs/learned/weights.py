@@ -1,4 +1,5 @@
-"""The shipped weights: one safetensors file per quality level, read with safetensors only (never pickle)."""
+"""The shipped weights: one safetensors file holding both networks and every quality level, read with
+safetensors only (never pickle)."""
 
 from __future__ import annotations
 
@@ -12,25 +13,26 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from codeclab.worker.codecs.learned.model import RECORD_KEY, ScaleHyperprior, load_network
+from codeclab.worker.codecs.learned.model import RECORD_KEY, VideoNet, load_network
 from codeclab.worker.errors import InvalidInput
 from codeclab.worker.hashing import sha256_file
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-# Rate-distortion trade-off per quality: loss = lambda * 255^2 * MSE_yuv + bpp. Log-spaced (x2.4) from
-# 0.0035 to 0.0483 (CompressAI's q2 and q6), so the four points span about 0.1 to 1 bpp.
-LAMBDAS = {1: 0.0035, 2: 0.0084, 3: 0.0201, 4: 0.0483}
-QUALITIES = tuple(LAMBDAS)
+BUILTIN = WEIGHTS_DIR / "video.safetensors"
+QUALITIES = 6  # the shipped file's levels; a file's own record says how many it has
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     """A model in eval mode, with its training record and the hash of the exact weights file."""
 
-    net: ScaleHyperprior
-    quality: int
+    net: VideoNet
     sha256: str
     metadata: dict[str, Any]
+
+    @property
+    def qualities(self) -> int:
+        return self.net.arch.qualities
 
     @property
     def fingerprint(self) -> bytes:
@@ -38,25 +40,20 @@ class LoadedModel:
         return bytes.fromhex(self.sha256)[:4]
 
 
-def weights_path(quality: int, directory: Path = WEIGHTS_DIR) -> Path:
-    return directory / f"q{quality}.safetensors"
-
-
-def builtin_weights(quality: int) -> Path:
-    """The shipped weights file of a quality level."""
-    path = weights_path(quality)
-    if not path.is_file():
+def builtin_weights() -> Path:
+    """The shipped weights file."""
+    if not BUILTIN.is_file():
         raise InvalidInput(
-            f"$.codec.params.quality: no weights for quality {quality} at {path}; train them with "
-            f"`codeclab train --quality {quality} --out FILE` and give the file as codec.params.weights"
+            f"$.codec.params: the shipped weights {BUILTIN} are missing from this install; train your own with "
+            "`codeclab train --out FILE` and give the file as codec.params.weights"
         )
-    return path
+    return BUILTIN
 
 
-def save_model(net: ScaleHyperprior, quality: int, metadata: dict[str, Any], path: Path) -> None:
+def save_model(net: VideoNet, metadata: dict[str, Any], path: Path) -> None:
     """Write the float32 state dict with the architecture and training record as metadata."""
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
-    record = {"quality": quality, "n": net.arch.n, "m": net.arch.m, **metadata}
+    record = {"n": net.arch.n, "m": net.arch.m, "qualities": net.arch.qualities, **metadata}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")  # an interrupted write leaves no half file under the name
     save_file(state, str(partial), metadata={RECORD_KEY: json.dumps(record, sort_keys=True)})
@@ -69,7 +66,7 @@ def load_model(path: Path) -> LoadedModel:
     metadata = read_record(path)
     net = load_network(load_file(str(path)), metadata)
     digest = sha256_file(path)  # in blocks: a checkpoint may be hundreds of MB
-    return LoadedModel(net, metadata["quality"], digest, metadata)
+    return LoadedModel(net, digest, metadata)
 
 
 def read_record(path: Path) -> dict[str, Any]:
@@ -78,8 +75,8 @@ def read_record(path: Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as fh:
             header = fh.metadata() or {}
         record = json.loads(header[RECORD_KEY])
-        if not all(isinstance(record.get(key), int) for key in ("quality", "n", "m")):
-            raise KeyError("quality, n or m")
+        if not all(isinstance(record.get(key), int) for key in ("qualities", "n", "m")):
+            raise KeyError("qualities, n or m")
     except (OSError, SafetensorError, KeyError, ValueError, AttributeError) as exc:
         raise InvalidInput(
             f"{path} is not a weights file of the learned codec ({type(exc).__name__}: {exc}): it needs the "
