@@ -2,14 +2,18 @@
 
 Usage: python scripts/gpu_check.py [--package FOLDER] [--rehearse-on-cpu]
 
-On a host with a CUDA device it codes 8 frames of BBB at 448x256 (evaluation frames, shipped offline):
-1. the built-in `learned` codec (quality 3) on CUDA, in the worker: encode and decode fps;
-2. the package (default: examples/codecs/hyperprior, the same codec exported as a package) on CUDA inside
+On a host with a CUDA device it codes 8 frames of BBB at 448x256 (evaluation frames, shipped offline; with
+the default intra period, an I-frame and 7 P-frames):
+1. the built-in `learned` codec (its default quality) on CUDA, in the worker: encode and decode fps;
+2. the package (default: examples/codecs/learnedvideo, the same codec exported as a package) on CUDA inside
    the sandbox, every layer required: encode and decode fps, and whether its bitstream is the learned
    codec's, byte for byte (for the default package);
 3. the package's bitstream decoded again in a CPU-only sandboxed child, compared with the CUDA decode.
-It exits 1 unless the CPU decode is byte-identical, 2 on a host without CUDA. `--rehearse-on-cpu` runs the
-same steps with every device set to the CPU, so the script can be exercised where there is no GPU.
+The latents, vectors and tables are exact on any device, so the CPU decode always decodes; its pixels are the
+CUDA decode's only where both synthesise the same float32 sums, and a P-chain carries any last-level
+difference forward. It prints which it is, and exits 1 if the CPU decode fails or drifts below 40 dB PSNR
+from the CUDA decode, 2 on a host without CUDA. `--rehearse-on-cpu` runs the same steps with every device
+set to the CPU (there the decodes must be identical), so the script can be exercised where there is no GPU.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from codeclab.worker.sources import load_reference
 from codeclab.worker.video import Video
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_PACKAGE = REPO / "examples" / "codecs" / "hyperprior"
+DEFAULT_PACKAGE = REPO / "examples" / "codecs" / "learnedvideo"
+DRIFT_FLOOR_DB = 40.0  # a CPU decode of a device stream further from the device decode than this fails
 CLIP: SourceSpec = {"clip": "builtin:bbb", "start": 0, "frames": 8, "size": [448, 256]}
 
 
@@ -51,7 +56,7 @@ def main(argv: list[str]) -> int:
         reference = load_reference(CLIP, work, work / "reference.y4m").video
         header = StreamHeader(reference.width, reference.height, reference.frames, reference.fps)
         print(f"{reference.frames} frames of BBB {reference.width}x{reference.height}, on {device}")
-        learned = make_codec("learned", {"quality": 3, "device": "cuda" if device == "cuda" else "cpu"})
+        learned = make_codec("learned", {"device": "cuda" if device == "cuda" else "cpu"})
         learned_stream, _ = _round_trip("learned (worker)", learned, work, header, "learned.cln")
         gpu, cpu = _package(args.package, device, work), _package(args.package, "cpu", work)
         stream, on_device = _round_trip(f"package {gpu.implementation} (sandbox)", gpu, work, header, "package.bin")
@@ -96,13 +101,18 @@ def _timed_decode(label: str, codec: Codec, stream: Path, header: StreamHeader) 
 
 
 def _compare(on_device: Video, on_cpu: Video) -> int:
-    differing = sum(int(np.count_nonzero(getattr(on_device, p) != getattr(on_cpu, p))) for p in ("y", "u", "v"))
+    planes = [(getattr(on_device, p).astype(np.int64), getattr(on_cpu, p).astype(np.int64)) for p in ("y", "u", "v")]
+    differing = sum(int(np.count_nonzero(a != b)) for a, b in planes)
     if differing == 0:
         print("the CPU decode is byte-identical to the device's")
         return 0
-    total = sum(getattr(on_device, p).size for p in ("y", "u", "v"))
-    print(f"the CPU decode DIFFERS from the device's in {differing} of {total} samples")
-    return 1
+    total = sum(a.size for a, _ in planes)
+    squared = sum(float(((a - b) ** 2).sum()) for a, b in planes)
+    psnr = 10 * np.log10(255**2 * total / squared)
+    largest = max(int(np.abs(a - b).max()) for a, b in planes)
+    print(f"the CPU decode differs from the device's in {differing} of {total} samples (at most {largest} levels, ")
+    print(f"PSNR {psnr:.2f} dB between the two): float32 sums differ across devices, and P-frames carry it forward")
+    return 0 if psnr >= DRIFT_FLOOR_DB else 1
 
 
 def _timed(step: Callable[[], object]) -> float:

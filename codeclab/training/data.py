@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,7 @@ def limited(sources: tuple[SourceSpec, ...], max_frames: int | None) -> tuple[So
     return tuple({**s, "frames": min(s.get("frames", max_frames), max_frames)} for s in sources)  # type: ignore[typeddict-item]
 
 
+@cache  # read only: a process that trains twice (the tests) loads once
 def load_training_data(max_frames: int | None = None) -> tuple[list[Video], list[InterClip]]:
     """Decode and scale the training sources, code the stand-in references and predict every P-frame
     (about two minutes on 2 cores: x264, and the motion search on each consecutive pair). `max_frames`

@@ -117,7 +117,7 @@ def test_the_wheel_carries_the_package_data(wheel: Path) -> None:
         "codeclab/py.typed",
         "codeclab/demo-sweep.json",
         "codeclab/experiments/experiment.schema.json",
-        *(f"codeclab/worker/codecs/learned/weights/q{quality}.safetensors" for quality in (1, 2, 3, 4)),
+        "codeclab/worker/codecs/learned/weights/video.safetensors",
     }
     assert shipped <= names
     # the package and its metadata, nothing else of the checkout (tests, stacks, lambdas)
@@ -136,7 +136,7 @@ from codeclab.experiments import validate_spec
 from codeclab.experiments.schema import SCHEMA_FILE, load_schema
 validate_spec(json.loads(sys.argv[1]))
 validate_spec(json.loads(resources.files("codeclab").joinpath("demo-sweep.json").read_text()))
-weights = resources.files("codeclab.worker.codecs.learned") / "weights" / "q1.safetensors"
+weights = resources.files("codeclab.worker.codecs.learned") / "weights" / "video.safetensors"
 print(json.dumps([codeclab.__file__, str(SCHEMA_FILE), str(weights), load_schema()["$id"]]))
 """
     spec = (REPO / "examples" / "x264.json").read_text()

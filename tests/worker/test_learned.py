@@ -1,7 +1,9 @@
-"""The built-in learned codec: exact entropy coding, standalone decoding, and the shipped weights."""
+"""The built-in learned codec: exact entropy coding, a P-chain decoded exactly in a fresh process, the shipped
+weights, and resumable training."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -22,13 +24,15 @@ from codeclab.worker.codecs.learned.entropy import (
     prior_tables,
     scale_indexes,
 )
-from codeclab.worker.codecs.learned.frame_coder import FrameCoder
-from codeclab.worker.codecs.learned.weights import QUALITIES, WEIGHTS_DIR, builtin_weights, load_model, weights_path
-from codeclab.worker.errors import CodecFailure, InvalidInput
+from codeclab.worker.codecs.learned.frame_coder import FrameCoder, SequenceEncoder, crop
+from codeclab.worker.codecs.learned.model import Architecture
+from codeclab.worker.codecs.learned.stream import read_stream
+from codeclab.worker.codecs.learned.weights import BUILTIN, QUALITIES, WEIGHTS_DIR, builtin_weights, load_model
+from codeclab.worker.errors import CodecFailure
 from codeclab.worker.metrics import plane_psnr
 from codeclab.worker.video import read_y4m, write_y4m
 
-from ..conftest import REPO
+from ..conftest import REPO, extract_y4m
 
 
 def ignore(_count: int) -> None:
@@ -39,7 +43,8 @@ def ignore(_count: int) -> None:
 
 
 def test_every_table_is_exact_fixed_point_and_can_code_every_symbol() -> None:
-    tables = [*gaussian_tables(), *prior_tables(load_model(builtin_weights(1)).net.prior)]
+    net = load_model(builtin_weights()).net
+    tables = [*gaussian_tables(), *prior_tables(net.intra.entropy.prior), *prior_tables(net.inter.entropy.prior)]
     for table in tables:
         assert table.counts.sum() == 2**PRECISION
         assert table.counts.min() >= 1
@@ -66,26 +71,31 @@ def test_values_far_outside_every_table_round_trip_through_the_escape_code() -> 
         assert np.array_equal(got, want)
 
 
-# --- the codec -------------------------------------------------------------------------
+# --- the codec ----------------------------------------------------------------------------
+
+FRAMES, PERIOD = 33, 32  # a whole group of 32 (an I-frame and 31 P-frames), and the next group's I-frame
 
 
 @pytest.fixture(scope="module")
-def encoded(carphone_y4m: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
-    """Carphone's first 3 frames at quality 2, and each one's reconstruction, decoded in this process."""
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    """Carphone's first 33 frames at quality 2, and the reconstruction the encoder kept of each."""
     out = tmp_path_factory.mktemp("learned")
-    reference = out / "ref.y4m"
-    video = read_y4m(carphone_y4m, count=3)
-    write_y4m(video, reference)
-    codec = make_codec("learned", {"quality": 2, "device": "cpu"})
+    reference = extract_y4m("carphone", out / "ref.y4m", FRAMES)
+    video = read_y4m(reference)
+    codec = make_codec("learned", {"quality": 2, "device": "cpu", "intra_period": PERIOD})
     bitstream = out / "stream.cln"
     codec.encode(reference, bitstream, ignore)
-    coder = FrameCoder(load_model(builtin_weights(2)).net, torch.device("cpu"))
-    recon = [coder.decode(coder.encode(video.frame_planes(i)), video.width, video.height) for i in range(3)]
+    torch.set_num_threads(2)  # the codec's default, as the stream records
+    sequence = SequenceEncoder(FrameCoder(load_model(builtin_weights()).net, torch.device("cpu")), 2, PERIOD)
+    recon = []
+    for index in range(FRAMES):
+        sequence.encode(video.frame_planes(index))
+        recon.append(crop(sequence.reference, video.width, video.height))  # type: ignore[arg-type]
     return bitstream, recon
 
 
 @pytest.mark.slow
-def test_decoding_the_file_alone_in_a_fresh_process_gives_the_encoders_reconstruction(
+def test_a_32_frame_p_chain_decoded_alone_in_a_fresh_process_is_the_encoders_reconstruction(
     encoded: tuple[Path, list], tmp_path: Path
 ) -> None:
     bitstream, recon = encoded
@@ -98,19 +108,24 @@ def test_decoding_the_file_alone_in_a_fresh_process_gives_the_encoders_reconstru
         "video = codec.decode(Path(sys.argv[1]), StreamHeader(0, 0, 0, Fraction(1)), lambda n: None)\n"
         "np.savez(sys.argv[2], y=video.y, u=video.u, v=video.v)\n"
     )
-    decoded = {}
+    # A decoder set to another thread count still decodes with the encoder's, which the stream records: the
+    # order of float sums can move a sample by one level, and a P-chain would carry that from frame to frame.
     for threads in (2, 1):
         out = tmp_path / f"decoded{threads}.npz"
         subprocess.run([sys.executable, "-c", script, str(bitstream), str(out), str(threads)], check=True, cwd=REPO)
-        decoded[threads] = np.load(out)
-    for index, planes in enumerate(recon):
-        for name, plane in zip("yuv", planes, strict=True):
-            # the same pinned threads as the encoder: byte for byte
-            assert np.array_equal(decoded[2][name][index], plane), (index, name)
-            # another thread count sums floats in another order; the latents are the same, so a
-            # pixel can move by at most one level where the synthesis lands on a rounding boundary
-            difference = np.abs(decoded[1][name][index].astype(int) - plane)
-            assert difference.max() <= 1 and np.count_nonzero(difference) <= plane.size // 1000, (index, name)
+        decoded = np.load(out)
+        for index, planes in enumerate(recon):
+            for name, plane in zip("yuv", planes, strict=True):
+                assert np.array_equal(decoded[name][index], plane), (threads, index, name)
+
+
+def test_p_frames_cost_a_fraction_of_an_i_frame(encoded: tuple[Path, list]) -> None:
+    info, payloads = read_stream(encoded[0].read_bytes())
+    assert (info.intra_period, info.threads, info.frames) == (PERIOD, 2, FRAMES)
+    sizes = [len(p) for p in payloads]
+    intra = (sizes[0] + sizes[PERIOD]) / 2
+    inter = np.mean(sizes[1:PERIOD])
+    assert inter < 0.5 * intra, sizes
 
 
 def test_a_job_loads_the_weights_once_for_encode_and_decode(carphone_y4m: Path, tmp_path: Path) -> None:
@@ -124,23 +139,30 @@ def test_a_job_loads_the_weights_once_for_encode_and_decode(carphone_y4m: Path, 
     assert loaded == 1 and load_model.cache_info().misses == 1
 
 
-def test_a_damaged_stream_is_a_codec_failure_not_garbage(encoded: tuple[Path, list], tmp_path: Path) -> None:
+def test_a_damaged_or_foreign_stream_is_a_codec_failure_not_garbage(encoded: tuple[Path, list], tmp_path: Path) -> None:
     bitstream, _ = encoded
     codec = make_codec("learned", {"quality": 2})
-    header = StreamHeader(176, 144, 3, 1)
-    truncated = tmp_path / "truncated.cln"
-    truncated.write_bytes(bitstream.read_bytes()[:-50])
-    with pytest.raises(CodecFailure, match="truncated or damaged"):
-        codec.decode(truncated, header, ignore)
-    with pytest.raises(CodecFailure, match=r"quality 2 weights \w+, but this decoder has quality 3"):
-        make_codec("learned", {"quality": 3}).decode(bitstream, header, ignore)
+    header = StreamHeader(176, 144, FRAMES, 1)
+    data = bitstream.read_bytes()
+    damaged = {
+        "truncated": (data[:-50], "truncated or damaged"),
+        "other weights": (data[:8] + bytes(4) + data[12:], r"made by weights 00000000, but this decoder has"),
+        "no such quality": (data[:4] + bytes([9]) + data[5:], "says quality 9, and its weights have 1 to 6"),
+        "no magic": (b"CLN1" + data[4:], "no CLN2 magic"),
+        "zero threads": (data[:7] + bytes(1) + data[8:], "truncated or damaged"),  # byte 7: the encoder's threads
+    }
+    for name, (content, message) in damaged.items():
+        path = tmp_path / f"{name}.cln"
+        path.write_bytes(content)
+        with pytest.raises(CodecFailure, match=message):
+            codec.decode(path, header, ignore)
 
 
 def test_more_quality_costs_more_bits_and_gives_more_psnr(carphone_y4m: Path, tmp_path: Path) -> None:
-    reference = read_y4m(carphone_y4m, count=2)
+    reference = read_y4m(carphone_y4m, count=3)
     write_y4m(reference, tmp_path / "ref.y4m")
     sizes, psnrs = [], []
-    for quality in QUALITIES:
+    for quality in range(1, QUALITIES + 1):
         codec = make_codec("learned", {"quality": quality})
         bitstream = tmp_path / f"q{quality}.cln"
         codec.encode(tmp_path / "ref.y4m", bitstream, ignore)
@@ -155,36 +177,36 @@ def test_more_quality_costs_more_bits_and_gives_more_psnr(carphone_y4m: Path, tm
 # --- the shipped weights ---------------------------------------------------------------
 
 
-def test_shipped_weights_are_small_safetensors_loaded_without_pickle(monkeypatch: pytest.MonkeyPatch) -> None:
-    files = [weights_path(q) for q in QUALITIES]
-    assert sum(f.stat().st_size for f in files) <= 20 * 2**20
-    assert sorted(WEIGHTS_DIR.iterdir()) == sorted(files), "only the shipped levels live there"
+def test_shipped_weights_are_one_small_safetensors_file_that_says_how_it_was_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert sorted(WEIGHTS_DIR.iterdir()) == [BUILTIN], "only the shipped file lives there"
+    assert BUILTIN.stat().st_size <= 20 * 2**20
 
     def no_pickle(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("weights must not be unpickled")
 
     monkeypatch.setattr(torch, "load", no_pickle)
     load_model.cache_clear()
-    for quality in QUALITIES:
-        model = load_model(builtin_weights(quality))
-        assert model.metadata["quality"] == quality
-        assert model.metadata["steps"] >= 1000 and model.metadata["seed"] == 20261128
-        header_length = int.from_bytes(files[quality - 1].read_bytes()[:8], "little")
-        header = json.loads(files[quality - 1].read_bytes()[8 : 8 + header_length])
-        assert all(v["dtype"] == "F32" for k, v in header.items() if k != "__metadata__")
-
-
-def test_a_missing_quality_names_the_field_and_the_command() -> None:
-    with pytest.raises(InvalidInput, match=r"\$\.codec\.params\.quality: .*codeclab train --quality 7 --out FILE"):
-        builtin_weights(7)
+    model = load_model(builtin_weights())
+    record = model.metadata
+    assert model.qualities == QUALITIES == len(record["lambdas"])
+    assert record["steps"] >= 1000 and record["seed"] == 20261130 and record["max_frames"] is None
+    sittings = record["sittings"]
+    assert sittings[0]["first_step"] == 1 and sittings[-1]["last_step"] == record["steps"]
+    assert all(a["last_step"] + 1 == b["first_step"] for a, b in itertools.pairwise(sittings))
+    assert record["train_seconds"] == pytest.approx(sum(s["seconds"] for s in sittings), abs=0.2)
+    header_length = int.from_bytes(BUILTIN.read_bytes()[:8], "little")
+    header = json.loads(BUILTIN.read_bytes()[8 : 8 + header_length])
+    assert all(v["dtype"] == "F32" for k, v in header.items() if k != "__metadata__")
 
 
 # --- the worker and training -----------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_the_worker_records_the_device_weights_and_colour_handling(tmp_path: Path) -> None:
-    codec = {"name": "learned", "params": {"quality": 1}}
+def test_the_worker_records_the_device_weights_and_temporal_coding(tmp_path: Path) -> None:
+    codec = {"name": "learned", "params": {"quality": 1, "intra_period": 4}}
     spec = {"name": "learned-q1", "source": {"clip": "builtin:carphone", "frames": 2}, "codec": codec}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     cmd = [sys.executable, "-m", "codeclab.worker", str(tmp_path / "spec.json"), "--out", str(tmp_path / "out")]
@@ -193,33 +215,54 @@ def test_the_worker_records_the_device_weights_and_colour_handling(tmp_path: Pat
     assert result["status"] == "SUCCEEDED"
     assert result["resources"]["device"] == "cpu"
     codec = result["conditions"]["codec"]
-    assert codec["weights"]["fingerprint"] == load_model(builtin_weights(1)).fingerprint.hex()
+    assert codec["weights"]["fingerprint"] == load_model(builtin_weights()).fingerprint.hex()
+    assert codec["weights"]["lambda"] == load_model(builtin_weights()).metadata["lambdas"][0]
+    assert codec["temporal_coding"].startswith("intra period 4; P-frames")
     assert "no RGB conversion" in codec["colour_conversion"]
     assert result["metrics"]["bpp"] == (tmp_path / "out" / "bitstream.cln").stat().st_size * 8 / (176 * 144 * 2)
 
 
+TINY = Architecture(n=8, m=8, qualities=3)
+
+
+def _train(tmp_path: Path, name: str, stop_after: int | None = None) -> Path | None:
+    from codeclab.training.trainer import TrainConfig, train
+
+    config = TrainConfig(steps=4, batch=2, max_frames=3, arch=TINY)
+    done: list[int] = []
+
+    def count(report: object) -> None:
+        done.append(1)
+
+    return train(
+        config, tmp_path / f"{name}.safetensors", tmp_path / f"{name}.ckpt", count,
+        lambda: stop_after is not None and len(done) >= stop_after,
+    )  # fmt: skip
+
+
 @pytest.mark.slow
-def test_training_is_seeded_so_a_rerun_writes_the_same_weights(tmp_path: Path) -> None:
+def test_training_resumed_from_its_checkpoint_writes_the_same_weights_as_an_unbroken_run(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    outputs = []
-    for run in ("a", "b"):
-        out = tmp_path / run / "q1.safetensors"
-        cmd = [sys.executable, "-m", "codeclab.cli", "train", "--quality", "1", "--steps", "2", "--out", str(out)]
-        subprocess.run(cmd, check=True, cwd=REPO, capture_output=True)
-        outputs.append(load_file(str(out)))
-    assert outputs[0].keys() == outputs[1].keys()
-    for name in outputs[0]:
-        assert torch.equal(outputs[0][name], outputs[1][name]), name
-    trained = load_model(tmp_path / "a" / "q1.safetensors")
-    assert trained.metadata["steps"] == 2 and trained.metadata["lambda"] == 0.0035
-    assert trained.metadata["train_sources"][0] == {"clip": "builtin:bikes", "start": 0}
+    unbroken = _train(tmp_path, "unbroken")
+    assert _train(tmp_path, "resumed", stop_after=2) is None, "stopped: no weights yet"
+    assert not (tmp_path / "resumed.safetensors").exists() and (tmp_path / "resumed.ckpt").exists()
+    resumed = _train(tmp_path, "resumed")
+    assert unbroken is not None and resumed is not None
+    a, b = load_file(str(unbroken)), load_file(str(resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    record = load_model(resumed).metadata
+    assert [(s["first_step"], s["last_step"]) for s in record["sittings"]] == [(1, 2), (3, 4)]
+    assert record["steps"] == 4 and record["max_frames"] == 3 and record["lambdas"][:1] == [0.0035]
+    assert record["train_sources"][0] == {"clip": "builtin:bikes", "start": 0, "frames": 3}
+    assert [(s["first_step"], s["last_step"]) for s in load_model(unbroken).metadata["sittings"]] == [(1, 4)]
 
 
 def test_training_and_evaluation_frames_are_disjoint() -> None:
-    from codeclab.training.data import EVAL_SOURCES, TRAIN_SOURCES, frame_ranges
+    from codeclab.training.data import EVAL_SOURCES, INTER_SOURCES, TRAIN_SOURCES, frame_ranges
 
     train, evaluation = frame_ranges(TRAIN_SOURCES), frame_ranges(EVAL_SOURCES)
     for clip, frames in evaluation.items():
         assert not frames & train.get(clip, set()), clip
     assert evaluation == {"builtin:bbb": set(range(32)), "builtin:carphone": set(range(120))}
+    assert set(map(str, INTER_SOURCES)) <= set(map(str, TRAIN_SOURCES))

@@ -14,19 +14,21 @@ from click.testing import CliRunner, Result
 from codeclab.cli import cli
 from codeclab.worker.codecs.learned import export as export_module
 from codeclab.worker.codecs.learned.export import EXTRA_IMPORTS, MODULES, export_learned, portable_source
-from codeclab.worker.codecs.learned.weights import builtin_weights
+from codeclab.worker.codecs.learned.model import Architecture, VideoNet
+from codeclab.worker.codecs.learned.weights import builtin_weights, save_model
 from codeclab.worker.errors import SandboxViolation
+from codeclab.worker.hashing import sha256_file
 from codeclab.worker.packages.manifest import PackageError
 from codeclab.worker.packages.unpack import folder_files, tree_sha256
 from codeclab.worker.sandbox.static_check import allowed_imports, check_package
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "codecs" / "hyperprior"
+EXAMPLE = REPO / "examples" / "codecs" / "learnedvideo"
 
 
 def test_the_example_package_is_exactly_what_export_writes_from_todays_modules_and_weights(tmp_path: Path) -> None:
-    fresh = export_learned([builtin_weights(3)], tmp_path / "hyperprior").root
-    files, stale = folder_files(fresh), "stale: codeclab codec export-learned --replace examples/codecs/hyperprior"
+    fresh = export_learned(builtin_weights(), tmp_path / "learnedvideo").root
+    files, stale = folder_files(fresh), "stale: codeclab codec export-learned --replace examples/codecs/learnedvideo"
     assert folder_files(EXAMPLE) == files, stale
     assert tree_sha256(EXAMPLE, files) == tree_sha256(fresh, files), stale
 
@@ -37,7 +39,7 @@ def test_the_package_carries_only_relative_imports_of_its_own_modules_and_names_
     imported = check_package(EXAMPLE, allowed_imports(EXTRA_IMPORTS))
     assert not any(name.startswith("codeclab") for name in imported)
     for filename in MODULES.values():
-        assert "codeclab." not in (EXAMPLE / "hyperprior" / filename).read_text().split('"""', 2)[-1]
+        assert "codeclab." not in (EXAMPLE / "learnedvideo" / filename).read_text().split('"""', 2)[-1]
 
 
 def test_a_module_that_needs_more_of_codeclab_cannot_be_exported() -> None:
@@ -60,23 +62,23 @@ def test_export_learned_refuses_an_existing_folder_and_a_file_that_is_not_learne
     plain = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "p"), "--weights", plain_weights])
     assert plain.exit_code == 2 and "is not a weights file of the learned codec" in said(plain)
     assert "codeclab train --out" in said(plain) and not (tmp_path / "p").exists()
-    twice = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "t2"), "--quality", "1", "--weights",
-                                str(builtin_weights(1))])  # fmt: skip
-    assert twice.exit_code == 2 and "are both quality 1; give one" in said(twice)
-    made = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "taken"), "--quality", "1", "--quality", "2",
+    three_levels = tmp_path / "three.safetensors"
+    save_model(VideoNet(Architecture(n=8, m=8, qualities=3)), {"steps": 0}, three_levels)
+    made = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "taken"), "--weights", str(three_levels),
                                "--replace"])  # fmt: skip
     assert made.exit_code == 0, made.output
     manifest = json.loads((tmp_path / "taken" / "codec.json").read_text())
-    assert manifest["version"].startswith("0.1.0+q12.")
-    assert sorted(manifest["weights"]) == ["q1.safetensors", "q2.safetensors"]
-    quality = manifest["params"]["properties"]["quality"]
-    assert quality["enum"] == [1, 2] and quality["default"] == 2
+    assert manifest["version"] == "0.1.0+" + sha256_file(three_levels)[:12]
+    assert list(manifest["weights"]) == ["video.safetensors"]
+    params = manifest["params"]["properties"]
+    assert (params["quality"]["maximum"], params["quality"]["default"]) == (3, 3)
+    assert params["intra_period"]["default"] == 32
 
 
 def test_an_export_that_lands_at_out_meanwhile_is_never_replaced_without_replace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = tmp_path / "hyperprior"
+    out = tmp_path / "learnedvideo"
     real_write = export_module._write
 
     def racing_write(*args: object) -> None:
@@ -86,9 +88,9 @@ def test_an_export_that_lands_at_out_meanwhile_is_never_replaced_without_replace
 
     monkeypatch.setattr(export_module, "_write", racing_write)
     with pytest.raises(PackageError, match=r"appeared while exporting"):
-        export_learned([builtin_weights(1)], out)
+        export_learned(builtin_weights(), out)
     assert [p.name for p in out.iterdir()] == ["theirs"]
-    assert [p.name for p in tmp_path.iterdir()] == ["hyperprior"], "no staging folder is left behind"
+    assert [p.name for p in tmp_path.iterdir()] == ["learnedvideo"], "no staging folder is left behind"
 
 
 @pytest.mark.slow  # two worker runs, one of them a sandboxed child loading torch, scipy and constriction twice
@@ -96,17 +98,18 @@ def test_run_through_the_sandbox_the_package_writes_the_learned_codecs_bitstream
     tmp_path: Path,
 ) -> None:
     source = {"clip": "builtin:carphone", "frames": 3}
-    learned = run_worker(tmp_path / "learned", {"name": "learned", "params": {"quality": 3}}, source)
+    params = {"quality": 4, "intra_period": 2}  # I, P, I: both networks
+    learned = run_worker(tmp_path / "learned", {"name": "learned", "params": params}, source)
     package = run_worker(
         tmp_path / "package",
-        {"name": "package", "uri": str(EXAMPLE), "allow_imports": list(EXTRA_IMPORTS)},
+        {"name": "package", "uri": str(EXAMPLE), "allow_imports": list(EXTRA_IMPORTS), "params": params},
         source,
     )
     assert (learned / "bitstream.cln").read_bytes() == (package / "bitstream.bin").read_bytes()
     assert (learned / "recon.y4m").read_bytes() == (package / "recon.y4m").read_bytes()
     result = json.loads((package / "result.json").read_text())
     recorded = result["conditions"]["codec"]
-    assert recorded["package"]["name"] == "hyperprior" and recorded["sandbox"]["encoder"]["missing"] == {}
+    assert recorded["package"]["name"] == "learnedvideo" and recorded["sandbox"]["encoder"]["missing"] == {}
     weights = json.loads((EXAMPLE / "codec.json").read_text())["weights"]
     assert recorded["package"]["weights"] == weights
 
@@ -121,22 +124,22 @@ def test_codec_check_runs_the_exported_package_once_its_two_libraries_are_allowe
     checked = runner.invoke(cli, ["codec", "check", str(EXAMPLE), *allowed], terminal_width=200)
     assert checked.exit_code == 0, checked.output
     two_frames = {"clip": "builtin:carphone", "frames": 2}
-    learned = run_worker(tmp_path / "learned", {"name": "learned", "params": {"quality": 3}}, two_frames)
+    learned = run_worker(tmp_path / "learned", {"name": "learned", "params": {"quality": 4}}, two_frames)
     size = (learned / "bitstream.cln").stat().st_size
     assert f"│ {size:>5} │" in checked.output  # the RD point's bytes are the learned codec's
 
 
 @pytest.mark.slow
 def test_a_tampered_copy_of_the_example_is_refused_before_anything_runs(tmp_path: Path) -> None:
-    copy = shutil.copytree(EXAMPLE, tmp_path / "hyperprior")
-    weights = copy / "q3.safetensors"
+    copy = shutil.copytree(EXAMPLE, tmp_path / "learnedvideo")
+    weights = copy / "video.safetensors"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 1
     weights.write_bytes(bytes(data))
     codec = {"name": "package", "uri": str(copy), "allow_imports": list(EXTRA_IMPORTS)}
     out = run_worker(tmp_path / "run", codec, {"clip": "builtin:carphone", "frames": 1}, expect=2)
     error = json.loads((out / "result.json").read_text())["error"]
-    assert error["type"] == "INVALID_SPEC" and "q3.safetensors" in error["message"]
+    assert error["type"] == "INVALID_SPEC" and "video.safetensors" in error["message"]
 
 
 def run_worker(folder: Path, codec: dict[str, object], source: dict[str, object], expect: int = 0) -> Path:

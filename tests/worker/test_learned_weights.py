@@ -20,16 +20,17 @@ from moto import mock_aws
 from codeclab.cli import cli
 from codeclab.experiments import SpecError, validate_spec
 from codeclab.worker.codecs import make_codec
-from codeclab.worker.codecs.learned.weights import WEIGHTS_DIR, builtin_weights
+from codeclab.worker.codecs.learned.model import Architecture, VideoNet
+from codeclab.worker.codecs.learned.weights import WEIGHTS_DIR, builtin_weights, save_model
 from codeclab.worker.errors import InvalidInput, InvalidSpec
 from codeclab.worker.packages.fetch import fetch_checked
 
 from ..conftest import REPO
 
 
-def own_weights(tmp_path: Path, quality: int = 1) -> tuple[Path, str]:
+def own_weights(tmp_path: Path) -> tuple[Path, str]:
     """A weights file outside the source tree: a copy of the shipped one (a trained file has the same shape)."""
-    mine = Path(shutil.copyfile(builtin_weights(quality), tmp_path / "mine.safetensors"))
+    mine = Path(shutil.copyfile(builtin_weights(), tmp_path / "mine.safetensors"))
     return mine, hashlib.sha256(mine.read_bytes()).hexdigest()
 
 
@@ -49,10 +50,12 @@ def test_a_file_whose_hash_is_not_the_specs_is_refused_before_it_is_loaded(tmp_p
         codec.prepare()
 
 
-def test_weights_trained_for_another_quality_name_the_quality_to_set(tmp_path: Path) -> None:
-    mine, digest = own_weights(tmp_path, quality=1)
-    codec = make_codec("learned", {"quality": 2, "weights": {"uri": str(mine), "sha256": digest}})
-    with pytest.raises(InvalidSpec, match=r"\$\.codec\.params\.quality: .* trained for quality 1 .* set quality to 1"):
+def test_a_quality_beyond_the_files_levels_names_the_levels_it_has(tmp_path: Path) -> None:
+    three_levels = tmp_path / "three.safetensors"
+    save_model(VideoNet(Architecture(n=8, m=8, qualities=3)), {"steps": 0}, three_levels)
+    digest = hashlib.sha256(three_levels.read_bytes()).hexdigest()
+    codec = make_codec("learned", {"quality": 5, "weights": {"uri": str(three_levels), "sha256": digest}})
+    with pytest.raises(InvalidSpec, match=r"\$\.codec\.params\.quality: .* have quality levels 1 to 3, .* says 5"):
         codec.prepare()
 
 
@@ -123,17 +126,13 @@ def test_own_weights_run_through_the_worker_and_the_result_names_them(tmp_path: 
 def test_train_writes_only_a_new_out_file_unless_told_to_replace_the_shipped_weights(tmp_path: Path) -> None:
     shipped = {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()}
     runner = CliRunner()
-    one_step = ["train", "--quality", "1", "--steps", "1"]
+    one_step = ["train", "--steps", "1"]
     bare = runner.invoke(cli, one_step)
     assert bare.exit_code == 2 and "give --out FILE (your weights), or --replace-builtin" in bare.output
-    both = runner.invoke(
-        cli, ["train", "--quality", "1", "--steps", "1", "--out", str(tmp_path / "a"), "--replace-builtin"]
-    )
+    both = runner.invoke(cli, [*one_step, "--out", str(tmp_path / "a"), "--replace-builtin"])
     assert both.exit_code == 2
     (tmp_path / "taken.safetensors").write_bytes(b"mine")
-    taken = runner.invoke(
-        cli, ["train", "--quality", "1", "--steps", "1", "--out", str(tmp_path / "taken.safetensors")]
-    )
+    taken = runner.invoke(cli, [*one_step, "--out", str(tmp_path / "taken.safetensors")])
     assert taken.exit_code == 2 and "never overwrites" in taken.output
     assert (tmp_path / "taken.safetensors").read_bytes() == b"mine"
     assert {p.name: p.stat().st_mtime_ns for p in WEIGHTS_DIR.iterdir()} == shipped

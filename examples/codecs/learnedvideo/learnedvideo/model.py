@@ -1,4 +1,5 @@
-"""The Ballé et al. (2018) scale-hyperprior autoencoder, in plain torch, coding yuv420p directly.
+"""The learned codec's networks, in plain torch, coding yuv420p directly: a scale-hyperprior autoencoder
+(Ballé et al. 2018) for I-frames, and a conditional one for P-frames.
 
 The luma plane is folded 2x2 into four channels (pixel-unshuffle) and stacked with the two
 chroma planes, so a 4:2:0 frame of W x H enters the network as 6 x H/2 x W/2 with no colour
@@ -30,10 +31,11 @@ RECORD_KEY = "codeclab"  # the safetensors metadata entry holding the architectu
 
 @dataclass(frozen=True)
 class Architecture:
-    """Channel widths: N in the transforms and the hyper-latents, M in the latents."""
+    """Channel widths (N in the transforms and the hyper-latents, M in the latents) and quality levels."""
 
     n: int = 64
     m: int = 96
+    qualities: int = 6
 
 
 class GDN(nn.Module):
@@ -123,35 +125,115 @@ def _std_normal_cdf(x: Tensor) -> Tensor:
     return 0.5 * torch.erfc(-x / math.sqrt(2.0))
 
 
-class ScaleHyperprior(nn.Module):
-    """g_a, g_s, h_a, h_s and the factorized prior on z."""
+class Hyperprior(nn.Module):
+    """The entropy model both networks share the shape of: gains per quality, h_a, h_s and the prior on z.
+
+    Quality q (0-based here) scales the latents by its gain before rounding (Cui et al. 2021's gain units),
+    so one network covers every rate point; the scales h_s predicts are multiplied by the same gain.
+    """
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
         n, m = arch.n, arch.m
-        self.arch = arch
+        self.h_a = nn.Sequential(_conv(m, n, 3, 1), nn.ReLU(), _conv(n, n), nn.ReLU(), _conv(n, n))
+        self.h_s = nn.Sequential(_deconv(n, n), nn.ReLU(), _deconv(n, n), nn.ReLU(), _conv(n, m, 3, 1), nn.ReLU())
+        self.prior = FactorizedPrior(n)
+        self.log_gain = nn.Parameter(torch.zeros(arch.qualities, m))
+        self.log_inverse_gain = nn.Parameter(torch.zeros(arch.qualities, m))
+
+    def gain(self, quality: Tensor) -> Tensor:
+        return self.log_gain[quality].exp()[:, :, None, None]
+
+    def inverse_gain(self, quality: Tensor) -> Tensor:
+        return self.log_inverse_gain[quality].exp()[:, :, None, None]
+
+    def forward(self, y: Tensor, quality: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Training: (latents for the synthesis, likelihoods of y, likelihoods of z) for one quality per image.
+
+        The rate sees additive noise (Ballé 2017); the synthesis sees rounded latents through a
+        straight-through gradient, as it will at inference."""
+        z = self.h_a(y.abs())
+        z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+        gain = self.gain(quality)
+        scales = self.h_s(z_noisy) * gain
+        y_gained = y * gain
+        y_noisy = y_gained + torch.empty_like(y).uniform_(-0.5, 0.5)
+        y_rounded = y_gained + (torch.round(y_gained) - y_gained).detach()
+        synthesis_input = y_rounded * self.inverse_gain(quality)
+        return synthesis_input, gaussian_likelihood(y_noisy, scales), self.prior.likelihood(z_noisy)
+
+
+class IntraNet(nn.Module):
+    """An I-frame: the image alone through g_a and g_s (Ballé 2018's scale hyperprior)."""
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        n, m = arch.n, arch.m
         self.g_a = nn.Sequential(_conv(PLANES, n), GDN(n), _conv(n, n), GDN(n), _conv(n, m))
         self.g_s = nn.Sequential(
             _deconv(m, n), GDN(n, inverse=True), _deconv(n, n), GDN(n, inverse=True), _deconv(n, PLANES)
         )
-        self.h_a = nn.Sequential(_conv(m, n, 3, 1), nn.ReLU(), _conv(n, n), nn.ReLU(), _conv(n, n))
-        self.h_s = nn.Sequential(_deconv(n, n), nn.ReLU(), _deconv(n, n), nn.ReLU(), _conv(n, m, 3, 1), nn.ReLU())
-        self.prior = FactorizedPrior(n)
+        self.entropy = Hyperprior(arch)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Training pass with noise: (reconstruction, likelihoods of y, likelihoods of z)."""
-        y = self.g_a(x)
-        z = self.h_a(y.abs())
-        z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-        scales = self.h_s(z_noisy)
-        y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-        x_hat = self.g_s(y_noisy)
-        return x_hat, gaussian_likelihood(y_noisy, scales), self.prior.likelihood(z_noisy)
+    def analyse(self, x: Tensor) -> Tensor:
+        return self.g_a(x)
+
+    def synthesise(self, latents: Tensor) -> Tensor:
+        return self.g_s(latents)
+
+    def forward(self, x: Tensor, quality: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Training: (reconstruction, likelihoods of y, likelihoods of z)."""
+        latents, y_likelihoods, z_likelihoods = self.entropy(self.analyse(x), quality)
+        return self.synthesise(latents), y_likelihoods, z_likelihoods
 
 
-def load_network(state: Mapping[str, Tensor], record: Mapping[str, Any]) -> ScaleHyperprior:
+class InterNet(nn.Module):
+    """A P-frame, coded conditioned on its motion-compensated prediction (conditional coding).
+
+    The analysis sees the frame and its prediction; the synthesis decodes features at half
+    resolution, fuses them with the prediction, and adds a correction to it. So the latents
+    carry only what the prediction lacks, and a perfect prediction costs almost nothing.
+    """
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        n, m = arch.n, arch.m
+        self.g_a = nn.Sequential(_conv(2 * PLANES, n), GDN(n), _conv(n, n), GDN(n), _conv(n, m))
+        # the fusion runs at half the luma resolution, so it is kept narrow (n/2): it is most of a P-frame's cost
+        f = n // 2
+        self.g_s = nn.Sequential(
+            _deconv(m, n), GDN(n, inverse=True), _deconv(n, n), GDN(n, inverse=True), _deconv(n, f)
+        )
+        self.fuse = nn.Sequential(
+            nn.Conv2d(f + PLANES, f, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(f, PLANES, 3, padding=1)
+        )
+        self.entropy = Hyperprior(arch)
+
+    def analyse(self, x: Tensor, prediction: Tensor) -> Tensor:
+        return self.g_a(torch.cat([x, prediction], dim=1))
+
+    def synthesise(self, latents: Tensor, prediction: Tensor) -> Tensor:
+        return prediction + self.fuse(torch.cat([self.g_s(latents), prediction], dim=1))
+
+    def forward(self, x: Tensor, prediction: Tensor, quality: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Training: (reconstruction, likelihoods of y, likelihoods of z)."""
+        latents, y_likelihoods, z_likelihoods = self.entropy(self.analyse(x, prediction), quality)
+        return self.synthesise(latents, prediction), y_likelihoods, z_likelihoods
+
+
+class VideoNet(nn.Module):
+    """The whole codec: an I-frame network and a P-frame network, in one weights file."""
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        self.arch = arch
+        self.intra = IntraNet(arch)
+        self.inter = InterNet(arch)
+
+
+def load_network(state: Mapping[str, Tensor], record: Mapping[str, Any]) -> VideoNet:
     """The network of a weights file's tensors and training record, in eval mode, gradients off."""
-    net = ScaleHyperprior(Architecture(n=record["n"], m=record["m"]))
+    net = VideoNet(Architecture(n=record["n"], m=record["m"], qualities=record["qualities"]))
     net.load_state_dict(state)
     return net.eval().requires_grad_(False)
 

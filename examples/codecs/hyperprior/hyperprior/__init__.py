@@ -1,1 +1,0 @@
-"""The codeclab learned codec (scale hyperprior), exported by `codeclab codec export-learned`."""

@@ -1,0 +1,1 @@
+"""The codeclab learned video codec, exported by `codeclab codec export-learned`."""

@@ -1,0 +1,188 @@
+"""Block motion for the learned codec's P-frames: find it, apply it exactly, and write it.
+
+One vector per 16x16 luma block (one latent position), in half-pel luma units, which are
+quarter-pel chroma units. Compensation is integer bilinear interpolation (H.264's chroma
+filter), so encoder and decoder predict the same bytes on any machine: no float touches
+the prediction. The search is the encoder's alone and runs on the luma plane: a full search
+at a quarter of the size, refined at half and full size, then to half-pel. Everything is
+numpy, so the exported package needs nothing the sandbox does not already allow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .entropy import Decoder, Encoder, SymbolTable, quantised_table
+
+BLOCK = 16  # luma samples per block side: one block per latent position
+SEARCH = 16  # full-pel luma samples each way; vectors are within +-2*SEARCH half-pel units
+LIMIT = 2 * SEARCH
+# A vector's half-pel cost in SAD units, so that a flat area keeps the vector its neighbours agree on.
+VECTOR_PENALTY = 2
+# Two-sided geometric tables p(k) ~ r^|k| for the vector differences; the encoder picks one per component.
+# Literal ratios and products only, so every machine builds the same tables.
+VECTOR_RATIOS = (0.05, 0.2, 0.4, 0.6, 0.75, 0.85, 0.92, 0.97)
+
+Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def compensate(reference: Planes, vectors: np.ndarray) -> Planes:
+    """The prediction of a frame from the reference's planes and one (dy, dx) vector per block."""
+    luma = _sample(reference[0], vectors, BLOCK, frac_bits=1)
+    chroma = tuple(_sample(plane, vectors, BLOCK // 2, frac_bits=2) for plane in reference[1:])
+    return luma, chroma[0], chroma[1]
+
+
+def _sample(plane: np.ndarray, vectors: np.ndarray, block: int, frac_bits: int) -> np.ndarray:
+    """Each block moved by its vector, in 1/2**frac_bits sample units, with integer bilinear weights."""
+    rows, cols = vectors.shape[:2]
+    scale = 1 << frac_bits
+    pad = LIMIT // scale + 1
+    padded = np.pad(plane, pad, mode="edge").astype(np.int32)
+    vy, vx = vectors[..., 0][:, :, None, None], vectors[..., 1][:, :, None, None]
+    offsets = np.arange(block)
+    top = (np.arange(rows) * block)[:, None, None, None] + offsets[None, None, :, None] + pad + (vy >> frac_bits)
+    left = (np.arange(cols) * block)[None, :, None, None] + offsets[None, None, None, :] + pad + (vx >> frac_bits)
+    fy, fx = vy & (scale - 1), vx & (scale - 1)
+    total = (
+        (scale - fy) * (scale - fx) * padded[top, left]
+        + (scale - fy) * fx * padded[top, left + 1]
+        + fy * (scale - fx) * padded[top + 1, left]
+        + fy * fx * padded[top + 1, left + 1]
+    )
+    out = (total + (scale * scale) // 2) >> (2 * frac_bits)
+    return out.transpose(0, 2, 1, 3).reshape(rows * block, cols * block).astype(np.uint8)
+
+
+def estimate(current: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Vectors (rows, cols, 2) for the luma plane `current` predicted from `reference` (both uint8, the
+    same size, a multiple of BLOCK): coarse-to-fine block matching on sums of absolute differences."""
+    cur = [current.astype(np.int32)]
+    ref = [reference.astype(np.int32)]
+    for _ in range(2):
+        cur.append(_halve(cur[-1]))
+        ref.append(_halve(ref[-1]))
+    rows, cols = current.shape[0] // BLOCK, current.shape[1] // BLOCK
+    coarse = SEARCH // 4
+    deltas = [(dy, dx) for dy in range(-coarse, coarse + 1) for dx in range(-coarse, coarse + 1)]
+    full_pel = _best(cur[2], ref[2], 2, np.zeros((rows, cols, 2), np.int64), deltas)
+    step = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    for level in (1, 0):
+        full_pel = _best(cur[level], ref[level], level, 2 * full_pel, step)
+    half_pel = 2 * full_pel
+    candidates = [half_pel + np.array(d) for d in step]
+    costs = [_half_pel_cost(current, reference, np.clip(c, -LIMIT, LIMIT)) for c in candidates]
+    best = np.argmin(np.stack(costs), axis=0)
+    return np.clip(np.take_along_axis(np.stack(candidates), best[None, :, :, None], 0)[0], -LIMIT, LIMIT)
+
+
+def _halve(plane: np.ndarray) -> np.ndarray:
+    h, w = plane.shape
+    return (plane.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) + 2) >> 2
+
+
+def _best(
+    cur: np.ndarray, ref: np.ndarray, level: int, centres: np.ndarray, deltas: list[tuple[int, int]]
+) -> np.ndarray:
+    """For each block, the candidate centre + delta (full-pel at this pyramid level) of least cost: the SAD
+    scaled to full size plus the vector's penalty in full-size half-pel units. Ties go to the smaller delta."""
+    block, limit = BLOCK >> level, SEARCH >> level
+    pad = limit + 1
+    padded = np.pad(ref, pad, mode="edge")
+    rows, cols = centres.shape[:2]
+    offsets = np.arange(block)
+    base_y = (np.arange(rows) * block)[:, None, None, None] + offsets[None, None, :, None] + pad
+    base_x = (np.arange(cols) * block)[None, :, None, None] + offsets[None, None, None, :] + pad
+    blocks = cur.reshape(rows, block, cols, block).transpose(0, 2, 1, 3)
+    best_cost = np.full((rows, cols), np.iinfo(np.int64).max)
+    best = centres.copy()
+    for dy, dx in sorted(deltas, key=lambda d: abs(d[0]) + abs(d[1])):
+        candidate = np.clip(centres + np.array([dy, dx]), -limit, limit)
+        vy, vx = candidate[..., 0][:, :, None, None], candidate[..., 1][:, :, None, None]
+        sad = np.abs(blocks - padded[base_y + vy, base_x + vx]).sum(axis=(2, 3))
+        cost = (sad << (2 * level)) + VECTOR_PENALTY * (np.abs(candidate).sum(axis=2) << (level + 1))
+        better = cost < best_cost
+        best_cost = np.where(better, cost, best_cost)
+        best = np.where(better[..., None], candidate, best)
+    return best
+
+
+def _half_pel_cost(current: np.ndarray, reference: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    predicted = _sample(reference, vectors, BLOCK, frac_bits=1).astype(np.int32)
+    rows, cols = vectors.shape[:2]
+    diff = np.abs(current.astype(np.int32) - predicted).reshape(rows, BLOCK, cols, BLOCK).sum(axis=(1, 3))
+    return diff + VECTOR_PENALTY * np.abs(vectors).sum(axis=2)
+
+
+# --- writing the vectors: differences from the left neighbour (the first column: from above) ---
+
+
+def _differences(vectors: np.ndarray) -> np.ndarray:
+    diff = vectors.copy()
+    diff[:, 1:] -= vectors[:, :-1]
+    diff[1:, 0] -= vectors[:-1, 0]
+    return diff
+
+
+def _undifference(diff: np.ndarray) -> np.ndarray:
+    vectors = diff.copy()
+    vectors[:, 0] = np.cumsum(diff[:, 0], axis=0)
+    return np.cumsum(vectors, axis=1)
+
+
+def _vector_tables() -> list[SymbolTable]:
+    span = 4 * LIMIT  # differences of two vectors in [-LIMIT, LIMIT]
+    tables = []
+    for ratio in VECTOR_RATIOS:
+        weights = np.ones(span + 1)
+        for k in range(1, span + 1):
+            weights[k] = weights[k - 1] * ratio
+        pmf = np.concatenate([weights[:0:-1], weights])
+        tables.append(quantised_table(-span, pmf / pmf.sum()))
+    return tables
+
+
+_TABLES = _vector_tables()
+
+
+def write_vectors(coder: Encoder, vectors: np.ndarray) -> None:
+    """Each component's differences, with the table that codes them in the fewest bits (its index first; the
+    index after the last table says every difference is zero, and nothing follows)."""
+    diff = _differences(vectors)
+    for component in (0, 1):
+        values = diff[..., component].ravel()
+        if not values.any():
+            coder.encode(np.array([_ALL_ZERO]), _INDEX_TABLE)
+            continue
+        choice = int(np.argmin([_bits(values, table) for table in _TABLES]))
+        coder.encode(np.array([choice]), _INDEX_TABLE)
+        coder.encode(values, _TABLES[choice])
+    coder.flush_escapes()
+
+
+def read_vectors(coder: Decoder, rows: int, cols: int) -> np.ndarray:
+    """The vectors write_vectors wrote; ValueError when they leave the search range (a damaged stream)."""
+    components = []
+    for _ in (0, 1):
+        choice = int(coder.decode(1, _INDEX_TABLE)[0])
+        if choice == _ALL_ZERO:
+            components.append(np.zeros(rows * cols, dtype=np.int64))
+        elif choice < len(_TABLES):
+            components.append(coder.decode(rows * cols, _TABLES[choice]))
+        else:
+            raise ValueError("a motion table index is out of range")
+    coder.resolve_escapes()
+    vectors = _undifference(np.stack(components, axis=-1).reshape(rows, cols, 2))
+    if np.abs(vectors).max(initial=0) > LIMIT:
+        raise ValueError("a motion vector is beyond the search range")
+    return vectors
+
+
+def _bits(values: np.ndarray, table: SymbolTable) -> float:
+    counts = table.counts
+    categories = np.clip(values - table.offset, 0, table.size)
+    return float(-np.log2(counts[categories] / counts.sum()).sum())
+
+
+_ALL_ZERO = len(VECTOR_RATIOS)
+_INDEX_TABLE = quantised_table(0, np.full(_ALL_ZERO + 1, 1 / (_ALL_ZERO + 1)))
