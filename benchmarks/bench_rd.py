@@ -1,12 +1,15 @@
-"""Rate-distortion benchmark: the built-in learned codec against the classical anchors.
+"""Rate-distortion benchmark: the built-in learned video codec against its own all-intra mode and the anchors.
 
 Run by `make bench` (or alone: `.venv/bin/python benchmarks/bench_rd.py`). On the two
 evaluation clips, which the learned codec never saw in training (BBB frames 0-31 scaled to
-448x256, and carphone's 120 frames), every codec codes four rate points. Each point is a
-real bitstream, decoded from the file alone and measured with codeclab's own metrics. The
-script prints the RD table, BD-rates against x264 all-intra (PCHIP), encode and decode
-speed, and the learned codec's speed at 720p; it writes the figures to
-benchmarks/results/bench_rd.json and an RD plot per clip as PNG.
+448x256, and carphone's 120 frames), the learned codec codes its six quality levels twice,
+with its default intra period (32) and all-intra (intra_period 1), and every other codec
+codes four rate points. Each point is a real bitstream, decoded from the file alone and
+measured with codeclab's own metrics. The script prints the RD table with BD-rates against
+x264 all-intra (PCHIP), then the learned codec's targets (issue 19): BD-rate against x264
+all-intra and against its own all-intra mode, its gap to x264 and x265 medium, and its top
+PSNR on BBB; and its speed at 720p. It writes the figures to benchmarks/results/bench_rd.json
+and an RD plot per clip as PNG.
 """
 
 from __future__ import annotations
@@ -55,16 +58,18 @@ class Family:
     values: tuple[int, ...]
 
 
-# Rate points chosen so every curve overlaps the learned codec's quality range (about 27-31 dB
-# PSNR-YUV here), which BD figures need; the usual CTC QPs (22-37) would all sit above it.
+# Rate points chosen so every curve overlaps the learned codec's quality range (about 27-35 dB
+# PSNR-YUV here), which BD figures need; the usual CTC QPs (22-37) would mostly sit above it.
+LEARNED, LEARNED_INTRA = "learned", "learned all-intra"
 FAMILIES = (
-    Family("learned", "learned", {"device": "cpu", "threads": 2}, "quality", (1, 2, 3, 4)),
+    Family(LEARNED, "learned", {"device": "cpu", "threads": 2, "intra_period": 32}, "quality", (1, 2, 3, 4, 5, 6)),
+    Family(LEARNED_INTRA, "learned", {"device": "cpu", "threads": 2, "intra_period": 1}, "quality", (1, 2, 3, 4, 5, 6)),
     Family("jpeg", "jpeg", {}, "quality", (5, 10, 20, 35)),
     Family("webp", "webp", {}, "quality", (1, 5, 15, 35)),
     Family("avif", "avif", {"speed": 6}, "quality", (5, 15, 30, 50)),
     Family(ANCHOR, "x264", {"keyint": 1, "threads": 1}, "qp", (36, 41, 46, 51)),
-    Family("x264", "x264", {"threads": 1}, "crf", (28, 33, 38, 43)),
-    Family("x265", "x265", {"threads": 1}, "crf", (28, 33, 38, 43)),
+    Family("x264", "x264", {"threads": 1}, "crf", (23, 28, 33, 38, 43)),
+    Family("x265", "x265", {"threads": 1}, "crf", (23, 28, 33, 38, 43)),
     Family("svtav1", "svtav1", {"preset": 8, "threads": 1}, "crf", (48, 54, 59, 63)),
 )
 # The learned codec's evaluation split, which its training never touches.
@@ -113,28 +118,76 @@ def code_point(codec_name: str, params: dict[str, Any], ref: Video, ref_y4m: Pat
 
 def bd_figures(points: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float | str]]:
     """BD-rate (PSNR-YUV and MS-SSIM dB) and BD-PSNR of every family against the anchor."""
+    return {label: bd_against(points, ANCHOR, label) for label in points}
 
-    def curve(label: str, metric: str) -> Curve:
-        rows = points[label]
-        return Curve(label, [r["bpp"] for r in rows], [r[metric] for r in rows])
 
-    out: dict[str, dict[str, float | str]] = {}
-    for label in points:
-        figures: dict[str, float | str] = {}
-        for key, metric, function in (
-            ("bd_rate_psnr_yuv", "psnr_yuv", bd_rate),
-            ("bd_rate_ms_ssim", "ms_ssim_db", bd_rate),
-            ("bd_psnr_yuv", "psnr_yuv", bd_quality),
-        ):
-            try:
-                figures[key] = function(curve(ANCHOR, metric), curve(label, metric))
-            except BDError as exc:
-                figures[key] = f"n/a: {exc}"
-        anchor_psnr, psnr = curve(ANCHOR, "psnr_yuv").qualities, curve(label, "psnr_yuv").qualities
-        # BD figures average over the quality range both curves cover; say how wide that is
-        figures["psnr_overlap"] = f"{max(min(anchor_psnr), min(psnr)):.1f}-{min(max(anchor_psnr), max(psnr)):.1f}"
-        out[label] = figures
-    return out
+def bd_against(points: dict[str, list[dict[str, Any]]], anchor: str, label: str) -> dict[str, float | str]:
+    """One family's BD figures against another's, and the PSNR-YUV range both cover."""
+
+    def curve(name: str, metric: str) -> Curve:
+        rows = points[name]
+        return Curve(name, [r["bpp"] for r in rows], [r[metric] for r in rows])
+
+    figures: dict[str, float | str] = {}
+    for key, metric, function in (
+        ("bd_rate_psnr_yuv", "psnr_yuv", bd_rate),
+        ("bd_rate_ms_ssim", "ms_ssim_db", bd_rate),
+        ("bd_psnr_yuv", "psnr_yuv", bd_quality),
+    ):
+        try:
+            figures[key] = function(curve(anchor, metric), curve(label, metric))
+        except BDError as exc:
+            figures[key] = f"n/a: {exc}"
+    anchor_psnr, psnr = curve(anchor, "psnr_yuv").qualities, curve(label, "psnr_yuv").qualities
+    # BD figures average over the quality range both curves cover; say how wide that is
+    low, high = max(min(anchor_psnr), min(psnr)), min(max(anchor_psnr), max(psnr))
+    figures["psnr_overlap"] = f"{low:.1f}-{high:.1f}"
+    figures["psnr_overlap_db"] = round(high - low, 2)
+    return figures
+
+
+# Issue 19's targets: (what, the anchor it is measured against, the most BD-rate that meets it)
+TARGETS = (
+    ("BD-rate against x264 all-intra", ANCHOR, 0.0),
+    ("BD-rate against its own all-intra mode", LEARNED_INTRA, -30.0),
+    ("gap to x264 medium", "x264", None),
+    ("gap to x265 medium", "x265", None),
+)
+MIN_OVERLAP_DB = 2.0
+TOP_PSNR_DB = 34.0  # the top quality on BBB, PSNR-YUV
+
+
+def learned_targets(clips: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target on each clip: the figure, the overlap it averages over, and whether it is met."""
+    rows = []
+    for label, clip in clips.items():
+        for what, anchor, most in TARGETS:
+            if what.startswith("BD-rate against its own") and not label.startswith("carphone"):
+                continue  # the issue sets this one on carphone
+            figures = bd_against(clip["points"], anchor, LEARNED)
+            value = figures["bd_rate_psnr_yuv"]
+            met = None if most is None else isinstance(value, float) and value <= most
+            if met and most == 0.0:
+                met = bool(value < 0 and float(figures["psnr_overlap_db"]) >= MIN_OVERLAP_DB)
+            rows.append({"clip": label, "target": what, "anchor": anchor, "bd_rate_psnr_yuv": value,
+                         "psnr_overlap": figures["psnr_overlap"], "met": met})  # fmt: skip
+        if label.startswith("bbb"):
+            top = max(point["psnr_yuv"] for point in clip["points"][LEARNED])
+            rows.append({"clip": label, "target": f"top quality >= {TOP_PSNR_DB:g} dB PSNR-YUV", "anchor": "",
+                         "bd_rate_psnr_yuv": round(top, 2), "psnr_overlap": "", "met": top >= TOP_PSNR_DB})  # fmt: skip
+    return rows
+
+
+def print_targets(console: Console, rows: list[dict[str, Any]]) -> None:
+    table = Table(title="The learned codec's targets (PSNR-YUV, PCHIP; 'gap' rows have no target, only the figure)")
+    for name in ("clip", "target", "figure", "PSNR overlap dB", "met"):
+        table.add_column(name, justify="left" if name in ("clip", "target") else "right")
+    for row in rows:
+        value = row["bd_rate_psnr_yuv"]
+        figure = f"{value:.2f} dB" if row["target"].startswith("top") else _pct(value)
+        met = {True: "yes", False: "NO", None: "-"}[row["met"]]
+        table.add_row(row["clip"], row["target"], figure, row["psnr_overlap"], met)
+    console.print(table)
 
 
 def run_clip(label: str, source: dict[str, Any], workdir: Path, progress: Progress) -> dict[str, Any]:
@@ -159,7 +212,7 @@ def learned_speed_720p(workdir: Path) -> dict[str, Any]:
     ref_y4m = speed_dir / "reference.y4m"
     ref = Video.of(load_reference(SPEED_720P, speed_dir, ref_y4m).video)
     rows = {}
-    for quality in (1, 4):
+    for quality in (1, 6):
         point = code_point("learned", {"quality": quality, "device": "cpu", "threads": 2}, ref, ref_y4m, speed_dir)
         rows[f"q{quality}"] = {k: point[k] for k in ("bpp", "psnr_yuv", "encode_fps", "decode_fps")}
     return {"source": SPEED_720P, "size": [ref.width, ref.height], "rows": rows}
@@ -173,6 +226,7 @@ def conditions() -> dict[str, Any]:
         "torch": torch.__version__,
         "ffmpeg": libs["ffmpeg"],
         "threads": "classical codecs threads=1; learned torch threads=2 on the CPU",
+        "learned": "intra_period 32 (the default: an I-frame, then P-frames) and intra_period 1 (all-intra)",
         "rate": "bpp = 8 * bitstream bytes / (width * height * frames), container overhead included",
         "quality": "PSNR-YUV = (6Y+U+V)/8 and MS-SSIM-Y, per frame, mean over frames (codeclab metrics)",
         "bd": f"PCHIP (bjontegaard package), bpp against PSNR-YUV or MS-SSIM dB, anchor {ANCHOR}",
@@ -223,7 +277,7 @@ def plot_clip(label: str, clip: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for family in FAMILIES:
         rows = clip["points"][family.label]
-        style = {"linewidth": 2.5, "color": "black"} if family.label == "learned" else {}
+        style = {"linewidth": 2.5, "color": "black"} if family.label == LEARNED else {}
         for axis, metric in zip(axes, ("psnr_yuv", "ms_ssim_db"), strict=True):
             axis.plot([r["bpp"] for r in rows], [r[metric] for r in rows], marker="o", label=family.label, **style)
     axes[0].set_ylabel("PSNR-YUV (dB)")
@@ -260,6 +314,8 @@ def main(argv: list[str] | None = None) -> None:
         png = args.out / f"rd_{label.split()[0]}.png"
         plot_clip(label, clip, png)
         console.print(f"  plot: {png}")
+    results["targets"] = learned_targets(results["clips"])
+    print_targets(console, results["targets"])
     speed = results["learned_720p"]
     for name, row in speed["rows"].items():
         console.print(

@@ -70,6 +70,24 @@ def fake_results() -> dict[str, dict[str, Any]]:
                 "bbb 448x256": {"size": [448, 256], "frames": 32, "points": {"learned": learned_points}},
                 "carphone 176x144": {"size": [176, 144], "frames": 120, "points": {"learned": learned_points}},
             },
+            "targets": [
+                {
+                    "clip": "bbb 448x256",
+                    "target": "BD-rate against x264 all-intra",
+                    "anchor": "x264 all-intra",
+                    "bd_rate_psnr_yuv": -12.5,
+                    "psnr_overlap": "28.0-33.0",
+                    "met": True,
+                },
+                {
+                    "clip": "bbb 448x256",
+                    "target": "top quality >= 34 dB PSNR-YUV",
+                    "anchor": "",
+                    "bd_rate_psnr_yuv": 33.1,
+                    "psnr_overlap": "",
+                    "met": False,
+                },
+            ],
             "learned_720p": {
                 "size": [1280, 720],
                 "source": {"frames": 8},
@@ -142,26 +160,24 @@ def fake_results() -> dict[str, dict[str, Any]]:
             },
         },
         "bench_learned": {
-            "quality": 3,
+            "quality": 4,
             "frames": 32,
             "size": [448, 256],
-            "identical_payloads_and_pixels": True,
             "repetitions": [{}, {}, {}],
             "median": {
-                "before_encode_fps": 20.0,
-                "after_encode_fps": 50.0,
-                "before_decode_fps": 40.0,
-                "after_decode_fps": 80.0,
+                "video_encode_fps": 20.0,
+                "video_decode_fps": 40.0,
+                "all-intra_encode_fps": 50.0,
+                "all-intra_decode_fps": 80.0,
             },
             "ratios": {
-                "encode_after_over_before": 2.5,
-                "decode_after_over_before": 2.0,
-                "encode_x264_over_after": 4.0,
-                "decode_x264_over_after": 5.0,
-                "encode_x264_over_before": 10.0,
-                "decode_x264_over_before": 10.0,
+                "encode_x264_over_video": 10.0,
+                "decode_x264_over_video": 10.0,
+                "encode_x264_over_all-intra": 4.0,
+                "decode_x264_over_all-intra": 5.0,
             },
-            "conditions": {"threads": "learned: torch threads 2", "baseline_commit": "302c6cd"},
+            "cuda": None,
+            "conditions": {"threads": "learned: torch threads 2"},
         },
         "bench_overhead": {
             "conditions": {"spec": {"codec": {"name": "x264"}}, "repeats": 5},
@@ -273,10 +289,13 @@ def test_main_writes_a_markdown_table(tmp_path: Path):
     assert RUN in lines[0] and "Test CPU, 2 cores" in lines[0]
     assert lines[2] == "| figure | value | conditions / how measured |"
     table = [line for line in lines if line.startswith("| ")]
-    # header, workflow, sweep, metrics, x264, learned, cold, load, sandbox, cost, metrics speed, memory, learned speed,
-    # overhead
-    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 1 + 1 + 2 + 2 + 2 + 1 + 3 + 2
-    assert "| Learned codec encode fps, after / before | 50.0 / 20.0 (2.50x) |" in out.read_text()
+    # header, workflow, sweep, metrics, x264, learned, learned targets, cold, load, sandbox, cost, metrics speed,
+    # memory, learned speed, overhead
+    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 2 + 1 + 1 + 2 + 2 + 2 + 1 + 2 + 2
+    text = out.read_text()
+    assert "| Learned codec fps (encode, decode), video | 20.0, 40.0 (x264 all-intra 10.0x, 10.0x as fast) |" in text
+    assert "| Learned codec on bbb 448x256: BD-rate against x264 all-intra | -12.5% | PSNR-YUV, PCHIP" in text
+    assert "| Learned codec on bbb 448x256: top quality >= 34 dB PSNR-YUV | 33.10 dB | NOT met |" in text
     assert "ffmpeg n9 \\| test" in out.read_text()  # a | inside a cell must not split it
 
 
