@@ -489,8 +489,8 @@ def train(
     state = checkpoint or (target.with_name(target.name + ".ckpt") if out else Path(BUILTIN.name + ".ckpt"))
     config = TrainConfig(steps=steps, batch=batch, device=device, threads=threads, seed=seed, max_frames=max_frames)
     interrupted = threading.Event()
-    console.print(f"loading the training data; the checkpoint is {escape(str(state))}")
-    with progress_bar(console) as bar, _interrupt_sets(interrupted):
+    with _interrupt_sets(interrupted), progress_bar(console) as bar:
+        console.print(f"loading the training data; the checkpoint is {escape(str(state))}")
         task = bar.add_task("train (loading the data)", total=steps)
 
         def show(report: StepReport) -> None:

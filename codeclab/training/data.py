@@ -118,7 +118,7 @@ class PatchSampler:
             )
             if flip:
                 crops = (crops[0][:, ::-1], crops[1][:, ::-1], crops[2][:, ::-1])
-            out.append(tuple(np.ascontiguousarray(c) for c in crops))
+            out.append((np.ascontiguousarray(crops[0]), np.ascontiguousarray(crops[1]), np.ascontiguousarray(crops[2])))
         return out
 
 
@@ -131,7 +131,7 @@ def limited(sources: tuple[SourceSpec, ...], max_frames: int | None) -> tuple[So
     """The sources cut to their first `max_frames` frames (None: whole)."""
     if max_frames is None:
         return sources
-    return tuple({**s, "frames": min(s.get("frames", max_frames), max_frames)} for s in sources)  # type: ignore[typeddict-item]
+    return tuple({**s, "frames": min(s.get("frames", max_frames), max_frames)} for s in sources)
 
 
 @cache  # read only: a process that trains twice (the tests) loads once

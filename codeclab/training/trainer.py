@@ -101,7 +101,7 @@ def rd_loss(
 ) -> tuple[torch.Tensor, float, float]:
     """(loss, mean bpp, PSNR of the mean weighted MSE) for a packed batch; bpp counts bits per luma sample."""
     luma_samples = x.shape[2] * x.shape[3] * 4
-    bits = sum(-torch.log2(lik).sum(dim=(1, 2, 3)) for lik in likelihoods)
+    bits = -(torch.log2(likelihoods[0]).sum(dim=(1, 2, 3)) + torch.log2(likelihoods[1]).sum(dim=(1, 2, 3)))
     bpp = bits / luma_samples
     mse = weighted_mse(x_hat, x)
     lam = torch.tensor(LAMBDAS, dtype=mse.dtype, device=mse.device)[quality]
@@ -129,11 +129,12 @@ def train(
     Returns `out`, or None when should_stop() asked to stop first (the checkpoint then holds the last step)."""
     torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
+    meta = _checkpoint_meta(checkpoint, config) if checkpoint.exists() else None  # refused before the data loads
     sampler = PatchSampler(*load_training_data(config.max_frames), seed=config.seed)
     torch.manual_seed(config.seed)
     state = _fresh(config, device)
-    if checkpoint.exists():
-        _restore(checkpoint, config, state, sampler, device)
+    if meta is not None:
+        _restore(checkpoint, meta, state, sampler, device)
     first_step, started = state.step + 1, time.monotonic()
 
     def sitting() -> Sitting:
@@ -206,11 +207,11 @@ def _save_checkpoint(
     partial.replace(path)
 
 
-def _restore(path: Path, config: TrainConfig, state: _State, sampler: PatchSampler, device: torch.device) -> None:
+def _checkpoint_meta(path: Path, config: TrainConfig) -> dict[str, Any]:
+    """The checkpoint's record, if a run with this config may resume it; CheckpointMismatch otherwise."""
     try:
         with safe_open(str(path), framework="pt") as fh:
-            meta = json.loads((fh.metadata() or {})[CHECKPOINT_KEY])
-        tensors = load_file(str(path))
+            meta: dict[str, Any] = json.loads((fh.metadata() or {})[CHECKPOINT_KEY])
     except (OSError, SafetensorError, KeyError, ValueError) as exc:
         raise CheckpointMismatch(f"{path} is not a training checkpoint ({type(exc).__name__}: {exc})") from None
     if meta["identity"] != config.identity():
@@ -218,6 +219,11 @@ def _restore(path: Path, config: TrainConfig, state: _State, sampler: PatchSampl
             f"{path} was written with {meta['identity']}, and this run has {config.identity()}; "
             "resume with the same settings, or give another --checkpoint to start afresh"
         )
+    return meta
+
+
+def _restore(path: Path, meta: dict[str, Any], state: _State, sampler: PatchSampler, device: torch.device) -> None:
+    tensors = load_file(str(path))
     try:
         state.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
     except RuntimeError as exc:  # the same settings, but another version of the networks wrote it

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ from codeclab.cli import cli
 from codeclab.experiments import SpecError, validate_spec
 from codeclab.worker.codecs import make_codec
 from codeclab.worker.codecs.learned.model import Architecture, VideoNet
-from codeclab.worker.codecs.learned.weights import WEIGHTS_DIR, builtin_weights, save_model
+from codeclab.worker.codecs.learned.weights import WEIGHTS_DIR, builtin_weights, read_record, save_model
 from codeclab.worker.errors import InvalidInput, InvalidSpec
 from codeclab.worker.packages.fetch import fetch_checked
 
@@ -164,3 +165,25 @@ def test_a_fifo_or_device_named_like_weights_is_refused_not_read_forever(tmp_pat
         assert not worker.is_alive(), f"{name} kept the fetch reading"
         assert len(outcome) == 1 and f"{name} is not a regular file" in str(outcome[0])
     assert list((tmp_path / "cache" / "files").iterdir()) == []
+
+
+@pytest.mark.slow  # three training processes, each loading a few frames of data
+def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes_it(tmp_path: Path) -> None:
+    out, checkpoint = tmp_path / "mine.safetensors", tmp_path / "mine.safetensors.ckpt"
+    command = [sys.executable, "-m", "codeclab.cli", "train", "--steps", "3", "--batch", "1", "--max-frames", "3",
+               "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("loading the training data; the checkpoint is"), first
+    proc.send_signal(signal.SIGINT)  # the handler is in place from that line on
+    said = first + proc.stdout.read()
+    assert proc.wait(timeout=300) == 130, said
+    assert "run the same command again to resume" in said and checkpoint.exists() and not out.exists()
+    other_seed = subprocess.run([*command, "--seed", "1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    refusal = " ".join(other_seed.stderr.split())
+    assert other_seed.returncode == 2 and "--checkpoint:" in refusal and "'seed': 1" in refusal, refusal
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    record = read_record(out)
+    assert record["steps"] == 3 and record["sittings"][-1]["last_step"] == 3 and record["max_frames"] == 3
