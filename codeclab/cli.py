@@ -518,8 +518,16 @@ def train(
 
 @contextmanager
 def _interrupt_sets(event: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM set `event` (the trainer stops at the next step and saves) instead of raising."""
-    previous = {sig: signal.signal(sig, lambda *_: event.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    """The first SIGINT or SIGTERM sets `event` (the trainer saves at the next step boundary and stops); a second
+    one raises KeyboardInterrupt at once, leaving the last checkpoint as it was."""
+
+    def interrupted(*_: object) -> None:
+        if event.is_set():
+            raise KeyboardInterrupt
+        event.set()
+        console.print("stopping after this step (or once the data has loaded); Ctrl-C again to stop now")
+
+    previous = {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:

@@ -149,7 +149,8 @@ def test_a_damaged_or_foreign_stream_is_a_codec_failure_not_garbage(encoded: tup
         "other weights": (data[:8] + bytes(4) + data[12:], r"made by weights 00000000, but this decoder has"),
         "no such quality": (data[:4] + bytes([9]) + data[5:], "says quality 9, and its weights have 1 to 6"),
         "no magic": (b"CLN1" + data[4:], "no CLN2 magic"),
-        "zero threads": (data[:7] + bytes(1) + data[8:], "truncated or damaged"),  # byte 7: the encoder's threads
+        "zero threads": (data[:7] + bytes([0]) + data[8:], "truncated or damaged"),  # byte 7: the encoder's threads
+        "255 threads": (data[:7] + bytes([255]) + data[8:], "truncated or damaged"),
     }
     for name, (content, message) in damaged.items():
         path = tmp_path / f"{name}.cln"

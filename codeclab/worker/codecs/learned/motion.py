@@ -70,10 +70,11 @@ def estimate(current: np.ndarray, reference: np.ndarray) -> np.ndarray:
     for level in (1, 0):
         full_pel = _best(cur[level], ref[level], level, 2 * full_pel, step)
     half_pel = 2 * full_pel
-    candidates = [half_pel + np.array(d) for d in step]
-    costs = [_half_pel_cost(current, reference, np.clip(c, -LIMIT, LIMIT)) for c in candidates]
+    phases = _half_pel_phases(reference.astype(np.int32), LIMIT // 2 + 1)
+    candidates = [np.clip(half_pel + np.array(d), -LIMIT, LIMIT) for d in step]
+    costs = [_half_pel_cost(cur[0], phases, c) for c in candidates]
     best = np.argmin(np.stack(costs), axis=0)
-    return np.clip(np.take_along_axis(np.stack(candidates), best[None, :, :, None], 0)[0], -LIMIT, LIMIT)
+    return np.take_along_axis(np.stack(candidates), best[None, :, :, None], 0)[0]
 
 
 def _halve(plane: np.ndarray) -> np.ndarray:
@@ -107,11 +108,24 @@ def _best(
     return best
 
 
-def _half_pel_cost(current: np.ndarray, reference: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    predicted = _sample(reference, vectors, BLOCK, frac_bits=1).astype(np.int32)
+def _half_pel_phases(plane: np.ndarray, pad: int) -> np.ndarray:
+    """The padded plane at its four half-pel phases (whole, right, down, diagonal), as _sample's bilinear
+    weights give them: each candidate vector is then a plain gather from one phase."""
+    p = np.pad(plane, pad, mode="edge")
+    return np.stack([p[:-1, :-1], (p[:-1, :-1] + p[:-1, 1:] + 1) >> 1, (p[:-1, :-1] + p[1:, :-1] + 1) >> 1,
+                     (p[:-1, :-1] + p[:-1, 1:] + p[1:, :-1] + p[1:, 1:] + 2) >> 2])  # fmt: skip
+
+
+def _half_pel_cost(current: np.ndarray, phases: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     rows, cols = vectors.shape[:2]
-    diff = np.abs(current.astype(np.int32) - predicted).reshape(rows, BLOCK, cols, BLOCK).sum(axis=(1, 3))
-    return diff + VECTOR_PENALTY * np.abs(vectors).sum(axis=2)
+    pad = LIMIT // 2 + 1
+    vy, vx = vectors[..., 0][:, :, None, None], vectors[..., 1][:, :, None, None]
+    offsets = np.arange(BLOCK)
+    top = (np.arange(rows) * BLOCK)[:, None, None, None] + offsets[None, None, :, None] + pad + (vy >> 1)
+    left = (np.arange(cols) * BLOCK)[None, :, None, None] + offsets[None, None, None, :] + pad + (vx >> 1)
+    predicted = phases[2 * (vy & 1) + (vx & 1), top, left]
+    blocks = current.reshape(rows, BLOCK, cols, BLOCK).transpose(0, 2, 1, 3)
+    return np.abs(blocks - predicted).sum(axis=(2, 3)) + VECTOR_PENALTY * np.abs(vectors).sum(axis=2)
 
 
 # --- writing the vectors: differences from the left neighbour (the first column: from above) ---
