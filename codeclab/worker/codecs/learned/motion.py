@@ -39,10 +39,8 @@ def _sample(plane: np.ndarray, vectors: np.ndarray, block: int, frac_bits: int) 
     scale = 1 << frac_bits
     pad = LIMIT // scale + 1
     padded = np.pad(plane, pad, mode="edge").astype(np.int32)
-    vy, vx = vectors[..., 0][:, :, None, None], vectors[..., 1][:, :, None, None]
-    offsets = np.arange(block)
-    top = (np.arange(rows) * block)[:, None, None, None] + offsets[None, None, :, None] + pad + (vy >> frac_bits)
-    left = (np.arange(cols) * block)[None, :, None, None] + offsets[None, None, None, :] + pad + (vx >> frac_bits)
+    vy, vx = _components(vectors)
+    top, left = _sample_grid(rows, cols, block, pad, vy >> frac_bits, vx >> frac_bits)
     fy, fx = vy & (scale - 1), vx & (scale - 1)
     total = (
         (scale - fy) * (scale - fx) * padded[top, left]
@@ -91,15 +89,13 @@ def _best(
     pad = limit + 1
     padded = np.pad(ref, pad, mode="edge")
     rows, cols = centres.shape[:2]
-    offsets = np.arange(block)
-    base_y = (np.arange(rows) * block)[:, None, None, None] + offsets[None, None, :, None] + pad
-    base_x = (np.arange(cols) * block)[None, :, None, None] + offsets[None, None, None, :] + pad
-    blocks = cur.reshape(rows, block, cols, block).transpose(0, 2, 1, 3)
+    base_y, base_x = _sample_grid(rows, cols, block, pad, 0, 0)
+    blocks = _blocks(cur, block)
     best_cost = np.full((rows, cols), np.iinfo(np.int64).max)
     best = centres.copy()
     for dy, dx in sorted(deltas, key=lambda d: abs(d[0]) + abs(d[1])):
         candidate = np.clip(centres + np.array([dy, dx]), -limit, limit)
-        vy, vx = candidate[..., 0][:, :, None, None], candidate[..., 1][:, :, None, None]
+        vy, vx = _components(candidate)
         sad = np.abs(blocks - padded[base_y + vy, base_x + vx]).sum(axis=(2, 3))
         cost = (sad << (2 * level)) + VECTOR_PENALTY * (np.abs(candidate).sum(axis=2) << (level + 1))
         better = cost < best_cost
@@ -117,15 +113,33 @@ def _half_pel_phases(plane: np.ndarray, pad: int) -> np.ndarray:
 
 
 def _half_pel_cost(current: np.ndarray, phases: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    vy, vx = _components(vectors)
     rows, cols = vectors.shape[:2]
-    pad = LIMIT // 2 + 1
-    vy, vx = vectors[..., 0][:, :, None, None], vectors[..., 1][:, :, None, None]
-    offsets = np.arange(BLOCK)
-    top = (np.arange(rows) * BLOCK)[:, None, None, None] + offsets[None, None, :, None] + pad + (vy >> 1)
-    left = (np.arange(cols) * BLOCK)[None, :, None, None] + offsets[None, None, None, :] + pad + (vx >> 1)
+    top, left = _sample_grid(rows, cols, BLOCK, LIMIT // 2 + 1, vy >> 1, vx >> 1)
     predicted = phases[2 * (vy & 1) + (vx & 1), top, left]
-    blocks = current.reshape(rows, BLOCK, cols, BLOCK).transpose(0, 2, 1, 3)
-    return np.abs(blocks - predicted).sum(axis=(2, 3)) + VECTOR_PENALTY * np.abs(vectors).sum(axis=2)
+    return np.abs(_blocks(current, BLOCK) - predicted).sum(axis=(2, 3)) + VECTOR_PENALTY * np.abs(vectors).sum(axis=2)
+
+
+def _components(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (rows, cols, 2) vectors as two (rows, cols, 1, 1) arrays, to broadcast over each block's samples."""
+    return vectors[..., 0][:, :, None, None], vectors[..., 1][:, :, None, None]
+
+
+def _sample_grid(
+    rows: int, cols: int, block: int, pad: int, dy: np.ndarray | int, dx: np.ndarray | int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indexes (rows, cols, block, block) into a plane padded by `pad`, each block moved by
+    (dy, dx) whole samples."""
+    offsets = np.arange(block)
+    top = (np.arange(rows) * block)[:, None, None, None] + offsets[None, None, :, None] + pad + dy
+    left = (np.arange(cols) * block)[None, :, None, None] + offsets[None, None, None, :] + pad + dx
+    return top, left
+
+
+def _blocks(plane: np.ndarray, block: int) -> np.ndarray:
+    """A plane as (rows, cols, block, block): one view, no copy."""
+    h, w = plane.shape
+    return plane.reshape(h // block, block, w // block, block).transpose(0, 2, 1, 3)
 
 
 # --- writing the vectors: differences from the left neighbour (the first column: from above) ---
