@@ -1,7 +1,8 @@
 """`make demo`: a small test-set evaluation through the local workflow, then its BD-rate table.
 
-The sweep (codeclab/demo-sweep.json, package data) runs x264 at four CRFs and the built-in
-learned codec at its four qualities on each sequence of builtin:mini (3 sequences, 2 classes).
+The sweep (codeclab/demo-sweep.json, package data) runs x264 and x265 at four CRFs each and the
+built-in learned video codec at four of its six qualities on each sequence of builtin:mini (3
+sequences, 2 classes).
 It goes through the synthesized state machine on the local emulator: CreateRecord, one Batch
 job (the worker as a local process) per point, and AggregateSweep. `codeclab report` then draws
 the RD curves per sequence and computes BD-rates against x264: per sequence, per class, on average.

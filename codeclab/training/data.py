@@ -6,9 +6,10 @@ the benchmark. P-frames train on consecutive pairs of the scaled-down ones. Eval
 BBB frames 0-31 and carphone, which training never touches. BBB's training frames are later
 shots of the same film, so the two sets share a style but no frame.
 
-A P-frame's reference at coding time is a decoded frame, not an original. Training stands one
-in with the previous frame coded by x264 all-intra at a QP matched to each quality level, and
-predicts from it with the codec's own motion search and compensation.
+A P-frame's reference at coding time is a decoded frame, not an original. Training codes the
+previous frame (with a margin the vectors can reach into) through the I-network as it stands at
+that step, at the crop's quality, and predicts from that reconstruction with the codec's own
+compensation; the vectors are searched once, on the originals.
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ import numpy as np
 import torch
 
 from codeclab.experiments.schema import SourceSpec
-from codeclab.worker.codecs.learned.model import pack_yuv420
-from codeclab.worker.codecs.learned.motion import compensate, estimate
-from codeclab.worker.ffmpeg import run_ffmpeg
+from codeclab.worker.codecs.learned.model import pack_yuv420, unpack_yuv420
+from codeclab.worker.codecs.learned.motion import BLOCK, compensate, estimate
 from codeclab.worker.sources import load_reference
-from codeclab.worker.video import FrameFile, Planes, Video, write_y4m
+from codeclab.worker.video import Planes, Video
 
 TRAIN_SOURCES: tuple[SourceSpec, ...] = (
     {"clip": "builtin:bikes", "start": 0},
@@ -41,8 +41,9 @@ EVAL_SOURCES: tuple[SourceSpec, ...] = (
 )
 INTER_SOURCES: tuple[SourceSpec, ...] = TRAIN_SOURCES[1:2] + TRAIN_SOURCES[3:5]
 PATCH = 256  # luma samples per side of a training crop
-# x264 all-intra QP of the stand-in reference for each quality level, 1 (fewest bits) first
-REFERENCE_QPS = (47, 44, 41, 38, 35, 32)
+# Luma samples of reference around a P-frame crop: a vector reaches 17 beyond its block. 32 keeps the
+# reference crop (PATCH + 2 * MARGIN) a multiple of the networks' alignment, and of the 16-sample blocks.
+MARGIN = 32
 
 
 def frame_ranges(sources: tuple[SourceSpec, ...]) -> dict[str, set[int]]:
@@ -58,17 +59,28 @@ def frame_ranges(sources: tuple[SourceSpec, ...]) -> dict[str, set[int]]:
 
 @dataclass(frozen=True)
 class InterClip:
-    """A clip's frames and, per quality level, each frame's prediction from its stand-in reference."""
+    """A clip's frames and, for each frame after the first, its vectors from the frame before (one per
+    16x16 block, searched on the originals)."""
 
     video: Video
-    predictions: list[list[Planes]]  # [quality][frame - 1]
+    vectors: list[np.ndarray]  # [frame - 1]: (rows, cols, 2)
+
+
+@dataclass(frozen=True)
+class InterBatch:
+    """P-frame crops, the previous frame's crops with MARGIN around them, and each reference crop's vectors."""
+
+    current: torch.Tensor  # packed, (B, 6, PATCH/2, PATCH/2)
+    references: torch.Tensor  # packed, (B, 6, PATCH/2 + MARGIN, PATCH/2 + MARGIN)
+    vectors: list[np.ndarray]  # per crop: ((PATCH + 2 * MARGIN) / 16, (PATCH + 2 * MARGIN) / 16, 2)
 
 
 class PatchSampler:
-    """Random 256x256 luma crops (with their chroma) and horizontal flips, from a seeded generator.
+    """Random 256x256 luma crops (with their chroma) from a seeded generator.
 
-    I-frame batches are crops of one frame; P-frame batches are crops of a frame and of its prediction at the
-    same place, at a quality drawn for each crop. The generator's state is part of a training checkpoint."""
+    I-frame batches are crops of one frame, flipped at random. P-frame batches are crops of a frame at block
+    boundaries, with the previous frame around the same place (unflipped: a flip would turn the vectors).
+    The generator's state is part of a training checkpoint."""
 
     def __init__(self, videos: list[Video], inter: list[InterClip], seed: int) -> None:
         self.videos = videos
@@ -86,44 +98,64 @@ class PatchSampler:
         for _ in range(size):
             video_index, frame = self.index[self.rng.integers(len(self.index))]
             video = self.videos[video_index]
-            crops.append(self._crop(video.width, video.height, [video.frame_planes(frame)])[0])
+            top = 2 * int(self.rng.integers((video.height - PATCH) // 2 + 1))
+            left = 2 * int(self.rng.integers((video.width - PATCH) // 2 + 1))
+            crop = _crop(video.frame_planes(frame), top, left, PATCH)
+            if self.rng.integers(2):
+                crop = (crop[0][:, ::-1], crop[1][:, ::-1], crop[2][:, ::-1])
+            crops.append(crop)
         return _packed(crops)
 
-    def inter_batch(self, qualities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(frames, predictions) in packed layout, one pair per entry of `qualities` (0-based)."""
-        currents, predictions = [], []
-        for quality in qualities.tolist():
+    def inter_batch(self, size: int) -> InterBatch:
+        currents, references, vectors = [], [], []
+        for _ in range(size):
             clip_index, frame = self.pairs[self.rng.integers(len(self.pairs))]
             clip = self.inter[clip_index]
-            current, predicted = self._crop(
-                clip.video.width,
-                clip.video.height,
-                [clip.video.frame_planes(frame), clip.predictions[quality][frame - 1]],
-            )
-            currents.append(current)
-            predictions.append(predicted)
-        return _packed(currents), _packed(predictions)
+            top = BLOCK * int(self.rng.integers((clip.video.height - PATCH) // BLOCK + 1))
+            left = BLOCK * int(self.rng.integers((clip.video.width - PATCH) // BLOCK + 1))
+            currents.append(_crop(clip.video.frame_planes(frame), top, left, PATCH))
+            previous = _edge_padded(clip.video.frame_planes(frame - 1), MARGIN)
+            references.append(_crop(previous, top, left, PATCH + 2 * MARGIN))
+            field = np.pad(clip.vectors[frame - 1], ((MARGIN // BLOCK,) * 2, (MARGIN // BLOCK,) * 2, (0, 0)))
+            span = (PATCH + 2 * MARGIN) // BLOCK
+            vectors.append(field[top // BLOCK : top // BLOCK + span, left // BLOCK : left // BLOCK + span])
+        return InterBatch(_packed(currents), _packed(references), vectors)
 
-    def _crop(self, width: int, height: int, frames: list[Planes]) -> list[Planes]:
-        """The same crop (and flip) of each of `frames`."""
-        top = 2 * self.rng.integers((height - PATCH) // 2 + 1)
-        left = 2 * self.rng.integers((width - PATCH) // 2 + 1)
-        flip = bool(self.rng.integers(2))
-        out = []
-        for y, u, v in frames:
-            crops = (
-                y[top : top + PATCH, left : left + PATCH],
-                u[top // 2 : (top + PATCH) // 2, left // 2 : (left + PATCH) // 2],
-                v[top // 2 : (top + PATCH) // 2, left // 2 : (left + PATCH) // 2],
-            )
-            if flip:
-                crops = (crops[0][:, ::-1], crops[1][:, ::-1], crops[2][:, ::-1])
-            out.append((np.ascontiguousarray(crops[0]), np.ascontiguousarray(crops[1]), np.ascontiguousarray(crops[2])))
-        return out
+
+def predictions(reconstructed: torch.Tensor, vectors: list[np.ndarray]) -> torch.Tensor:
+    """Each P crop's prediction: its reference crop as reconstructed (packed floats, rounded to 8 bits as a
+    decoder's would be), compensated with its vectors, the margin cut away."""
+    samples = reconstructed.detach().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).cpu()
+    luma, u, v = unpack_yuv420(samples)
+    out = []
+    for index, field in enumerate(vectors):
+        planes = (luma[index].numpy(), u[index].numpy(), v[index].numpy())
+        predicted = compensate(planes, field)
+        out.append(_crop(predicted, MARGIN, MARGIN, PATCH))
+    return _packed(out).to(reconstructed.device)
+
+
+def _crop(planes: Planes, top: int, left: int, size: int) -> Planes:
+    y, u, v = planes
+    return (
+        np.ascontiguousarray(y[top : top + size, left : left + size]),
+        np.ascontiguousarray(u[top // 2 : (top + size) // 2, left // 2 : (left + size) // 2]),
+        np.ascontiguousarray(v[top // 2 : (top + size) // 2, left // 2 : (left + size) // 2]),
+    )
+
+
+def _edge_padded(planes: Planes, margin: int) -> Planes:
+    return (
+        np.pad(planes[0], margin, mode="edge"),
+        np.pad(planes[1], margin // 2, mode="edge"),
+        np.pad(planes[2], margin // 2, mode="edge"),
+    )
 
 
 def _packed(crops: list[Planes]) -> torch.Tensor:
-    y, u, v = (torch.from_numpy(np.stack(p)).float().div_(255.0) for p in zip(*crops, strict=True))
+    y, u, v = (
+        torch.from_numpy(np.ascontiguousarray(np.stack(p))).float().div_(255.0) for p in zip(*crops, strict=True)
+    )
     return pack_yuv420(y, u, v)
 
 
@@ -136,38 +168,18 @@ def limited(sources: tuple[SourceSpec, ...], max_frames: int | None) -> tuple[So
 
 @cache  # read only: a process that trains twice (the tests) loads once
 def load_training_data(max_frames: int | None = None) -> tuple[list[Video], list[InterClip]]:
-    """Decode and scale the training sources, code the stand-in references and predict every P-frame
-    (about two minutes on 2 cores: x264, and the motion search on each consecutive pair). `max_frames`
-    keeps each source's first frames only, for a quick trial."""
+    """Decode and scale the training sources, and search the vectors of every P-frame pair (under a minute on
+    2 cores). `max_frames` keeps each source's first frames only, for a quick trial."""
     inter_sources = limited(INTER_SOURCES, max_frames)
     with tempfile.TemporaryDirectory(prefix="codeclab-train-") as tmp:
         workdir = Path(tmp)
         videos, inter = [], []
         for index, source in enumerate(limited(TRAIN_SOURCES, max_frames)):
             (workdir / str(index)).mkdir()
-            reference = load_reference(source, workdir / str(index))
-            videos.append(Video.of(reference.video))
+            videos.append(Video.of(load_reference(source, workdir / str(index)).video))
             if source in inter_sources:
-                inter.append(_inter_clip(videos[-1], workdir / f"{index}-refs"))
+                video = videos[-1]
+                pairs = range(1, video.frames)
+                vectors = [estimate(video.frame_planes(f)[0], video.frame_planes(f - 1)[0]) for f in pairs]
+                inter.append(InterClip(video, vectors))
         return videos, inter
-
-
-def _inter_clip(video: Video, workdir: Path) -> InterClip:
-    workdir.mkdir()
-    y4m = workdir / "source.y4m"
-    write_y4m(video, y4m)
-    pairs = range(1, video.frames)
-    vectors = [estimate(video.frame_planes(f)[0], video.frame_planes(f - 1)[0]) for f in pairs]
-    predictions = []
-    for qp in REFERENCE_QPS:
-        coded = _x264_intra_copy(y4m, qp, workdir)
-        predictions.append([compensate(coded.frame_planes(f - 1), vectors[f - 1]) for f in pairs])
-    return InterClip(video, predictions)
-
-
-def _x264_intra_copy(y4m: Path, qp: int, workdir: Path) -> Video:
-    """The clip coded by x264 all-intra at `qp` and decoded again (one thread: the same bytes every time)."""
-    coded, decoded = workdir / f"qp{qp}.mkv", workdir / f"qp{qp}.y4m"
-    run_ffmpeg(["-i", str(y4m), "-c:v", "libx264", "-qp", str(qp), "-g", "1", "-threads", "1", str(coded)])
-    run_ffmpeg(["-threads", "1", "-i", str(coded), "-f", "yuv4mpegpipe", "-pix_fmt", "yuv420p", str(decoded)])
-    return Video.of(FrameFile.y4m(decoded))

@@ -2,10 +2,13 @@
 
 Every step trains both networks: the I-frame network on a batch of crops, the P-frame network on a
 batch of (frame, prediction) crops, each crop at a quality level drawn for it, with that level's
-lambda in its loss. A checkpoint beside the weights holds the networks, Adam's moments and both
-random generators, so a run stopped (Ctrl-C, or killed) resumes where its last checkpoint left
-it, and a resumed run writes the same weights as an unbroken one with the same seed, steps and
-threads. Each sitting appends its steps and wall time to the record the weights carry.
+lambda in its loss. A P crop's prediction comes from the previous frame as the I-network, at that
+step, reconstructs it: what a decoder would hold, not an original.
+
+A checkpoint beside the weights holds the networks, Adam's moments and both random generators, so
+a run stopped (Ctrl-C, or killed) resumes where its last checkpoint left it, and a resumed run
+writes the same weights as an unbroken one with the same seed, steps and threads. Each sitting
+appends its steps and wall time to the record the weights carry.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from safetensors.torch import load_file, save_file
 from codeclab.training.data import (
     EVAL_SOURCES,
     INTER_SOURCES,
+    MARGIN,
     PATCH,
-    REFERENCE_QPS,
     TRAIN_SOURCES,
     PatchSampler,
     limited,
     load_training_data,
+    predictions,
 )
 from codeclab.worker.codecs.learned.model import Architecture, VideoNet, resolve_device, weighted_mse
 from codeclab.worker.codecs.learned.weights import save_model
@@ -173,7 +177,10 @@ def _step(config: TrainConfig, state: _State, sampler: PatchSampler, device: tor
     x_hat, *intra_lik = state.net.intra(x, intra_q.to(device))
     intra_loss, intra_bpp, intra_psnr = rd_loss(x_hat, x, (intra_lik[0], intra_lik[1]), intra_q.to(device))
     inter_q = sampler.qualities(config.batch, levels)
-    current, prediction = (t.to(device) for t in sampler.inter_batch(inter_q))
+    pairs = sampler.inter_batch(config.batch)
+    with torch.no_grad():  # the reference as this step's I-network reconstructs it, at the crop's quality
+        reference_hat = state.net.intra(pairs.references.to(device), inter_q.to(device))[0]
+    current, prediction = pairs.current.to(device), predictions(reference_hat, pairs.vectors)
     p_hat, *inter_lik = state.net.inter(current, prediction, inter_q.to(device))
     inter_loss, inter_bpp, inter_psnr = rd_loss(p_hat, current, (inter_lik[0], inter_lik[1]), inter_q.to(device))
     loss = intra_loss + inter_loss
@@ -259,7 +266,10 @@ def _record(config: TrainConfig, sittings: list[Sitting]) -> dict[str, Any]:
         "python": platform.python_version(),
         "train_sources": list(limited(TRAIN_SOURCES, config.max_frames)),
         "inter_sources": list(limited(INTER_SOURCES, config.max_frames)),
-        "inter_references": f"the previous frame coded by x264 all-intra at QP {list(REFERENCE_QPS)} per quality",
+        "inter_references": (
+            f"the previous frame, with a {MARGIN}-sample margin, as the I-network reconstructs it at that step "
+            "and at the crop's quality; vectors searched on the originals"
+        ),
         "eval_sources": list(EVAL_SOURCES),
         "colour": "yuv420p coded directly (luma pixel-unshuffled 2x2), no RGB conversion",
     }

@@ -25,7 +25,8 @@ from codeclab.worker.codecs.learned.entropy import (
     scale_indexes,
 )
 from codeclab.worker.codecs.learned.frame_coder import FrameCoder, SequenceEncoder, crop
-from codeclab.worker.codecs.learned.model import Architecture
+from codeclab.worker.codecs.learned.model import Architecture, unpack_yuv420
+from codeclab.worker.codecs.learned.motion import compensate
 from codeclab.worker.codecs.learned.stream import read_stream
 from codeclab.worker.codecs.learned.weights import BUILTIN, QUALITIES, WEIGHTS_DIR, builtin_weights, load_model
 from codeclab.worker.errors import CodecFailure
@@ -257,6 +258,27 @@ def test_training_resumed_from_its_checkpoint_writes_the_same_weights_as_an_unbr
     assert record["steps"] == 4 and record["max_frames"] == 3 and record["lambdas"][:1] == [0.0035]
     assert record["train_sources"][0] == {"clip": "builtin:bikes", "start": 0, "frames": 3}
     assert [(s["first_step"], s["last_step"]) for s in load_model(unbroken).metadata["sittings"]] == [(1, 4)]
+
+
+@pytest.mark.slow  # loads a few frames of each training source and searches their vectors
+def test_a_p_crops_training_prediction_is_the_codecs_own_compensation_at_that_place() -> None:
+    from codeclab.training.data import PATCH, PatchSampler, load_training_data, predictions
+
+    videos, inter = load_training_data(4)
+    batch = PatchSampler(videos, inter, seed=1).inter_batch(6)
+    # the references as they are (a perfect reconstruction): the prediction must be the full frame's
+    predicted = predictions(batch.references, batch.vectors)
+    replay = PatchSampler(videos, inter, seed=1)  # the same draws, to know where each crop came from
+    for index in range(6):
+        clip_index, frame = replay.pairs[replay.rng.integers(len(replay.pairs))]
+        clip = inter[clip_index]
+        top = 16 * int(replay.rng.integers((clip.video.height - PATCH) // 16 + 1))
+        left = 16 * int(replay.rng.integers((clip.video.width - PATCH) // 16 + 1))
+        whole = compensate(clip.video.frame_planes(frame - 1), clip.vectors[frame - 1])
+        got = unpack_yuv420(predicted[index : index + 1].mul(255).round().to(torch.uint8))
+        for plane, want, scale in zip(got, whole, (1, 2, 2), strict=True):
+            area = want[top // scale : (top + PATCH) // scale, left // scale : (left + PATCH) // scale]
+            assert np.array_equal(plane[0].numpy(), area), (index, top, left)
 
 
 def test_training_and_evaluation_frames_are_disjoint() -> None:

@@ -138,8 +138,11 @@ class Hyperprior(nn.Module):
         self.h_a = nn.Sequential(_conv(m, n, 3, 1), nn.ReLU(), _conv(n, n), nn.ReLU(), _conv(n, n))
         self.h_s = nn.Sequential(_deconv(n, n), nn.ReLU(), _deconv(n, n), nn.ReLU(), _conv(n, m, 3, 1), nn.ReLU())
         self.prior = FactorizedPrior(n)
-        self.log_gain = nn.Parameter(torch.zeros(arch.qualities, m))
-        self.log_inverse_gain = nn.Parameter(torch.zeros(arch.qualities, m))
+        # Quality q starts with gain e^-1 .. e^1 (a quantisation step 7x finer at the top than at the bottom), so
+        # the levels differ from the first step: Adam moves a log-gain by about the learning rate a step.
+        spread = torch.linspace(-1.0, 1.0, arch.qualities)[:, None].expand(arch.qualities, m)
+        self.log_gain = nn.Parameter(spread.clone())
+        self.log_inverse_gain = nn.Parameter(-spread.clone())
 
     def gain(self, quality: Tensor) -> Tensor:
         return self.log_gain[quality].exp()[:, :, None, None]

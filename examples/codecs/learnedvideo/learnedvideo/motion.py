@@ -39,10 +39,8 @@ def _sample(plane: np.ndarray, vectors: np.ndarray, block: int, frac_bits: int) 
     scale = 1 << frac_bits
     pad = LIMIT // scale + 1
     padded = np.pad(plane, pad, mode="edge").astype(np.int32)
-    vy, vx = vectors[..., 0][:, :, None, None], vectors[..., 1][:, :, None, None]
-    offsets = np.arange(block)
-    top = (np.arange(rows) * block)[:, None, None, None] + offsets[None, None, :, None] + pad + (vy >> frac_bits)
-    left = (np.arange(cols) * block)[None, :, None, None] + offsets[None, None, None, :] + pad + (vx >> frac_bits)
+    vy, vx = _components(vectors)
+    top, left = _sample_grid(rows, cols, block, pad, vy >> frac_bits, vx >> frac_bits)
     fy, fx = vy & (scale - 1), vx & (scale - 1)
     total = (
         (scale - fy) * (scale - fx) * padded[top, left]
@@ -70,10 +68,11 @@ def estimate(current: np.ndarray, reference: np.ndarray) -> np.ndarray:
     for level in (1, 0):
         full_pel = _best(cur[level], ref[level], level, 2 * full_pel, step)
     half_pel = 2 * full_pel
-    candidates = [half_pel + np.array(d) for d in step]
-    costs = [_half_pel_cost(current, reference, np.clip(c, -LIMIT, LIMIT)) for c in candidates]
+    phases = _half_pel_phases(reference.astype(np.int32), LIMIT // 2 + 1)
+    candidates = [np.clip(half_pel + np.array(d), -LIMIT, LIMIT) for d in step]
+    costs = [_half_pel_cost(cur[0], phases, c) for c in candidates]
     best = np.argmin(np.stack(costs), axis=0)
-    return np.clip(np.take_along_axis(np.stack(candidates), best[None, :, :, None], 0)[0], -LIMIT, LIMIT)
+    return np.take_along_axis(np.stack(candidates), best[None, :, :, None], 0)[0]
 
 
 def _halve(plane: np.ndarray) -> np.ndarray:
@@ -90,15 +89,13 @@ def _best(
     pad = limit + 1
     padded = np.pad(ref, pad, mode="edge")
     rows, cols = centres.shape[:2]
-    offsets = np.arange(block)
-    base_y = (np.arange(rows) * block)[:, None, None, None] + offsets[None, None, :, None] + pad
-    base_x = (np.arange(cols) * block)[None, :, None, None] + offsets[None, None, None, :] + pad
-    blocks = cur.reshape(rows, block, cols, block).transpose(0, 2, 1, 3)
+    base_y, base_x = _sample_grid(rows, cols, block, pad, 0, 0)
+    blocks = _blocks(cur, block)
     best_cost = np.full((rows, cols), np.iinfo(np.int64).max)
     best = centres.copy()
     for dy, dx in sorted(deltas, key=lambda d: abs(d[0]) + abs(d[1])):
         candidate = np.clip(centres + np.array([dy, dx]), -limit, limit)
-        vy, vx = candidate[..., 0][:, :, None, None], candidate[..., 1][:, :, None, None]
+        vy, vx = _components(candidate)
         sad = np.abs(blocks - padded[base_y + vy, base_x + vx]).sum(axis=(2, 3))
         cost = (sad << (2 * level)) + VECTOR_PENALTY * (np.abs(candidate).sum(axis=2) << (level + 1))
         better = cost < best_cost
@@ -107,11 +104,42 @@ def _best(
     return best
 
 
-def _half_pel_cost(current: np.ndarray, reference: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    predicted = _sample(reference, vectors, BLOCK, frac_bits=1).astype(np.int32)
+def _half_pel_phases(plane: np.ndarray, pad: int) -> np.ndarray:
+    """The padded plane at its four half-pel phases (whole, right, down, diagonal), as _sample's bilinear
+    weights give them: each candidate vector is then a plain gather from one phase."""
+    p = np.pad(plane, pad, mode="edge")
+    return np.stack([p[:-1, :-1], (p[:-1, :-1] + p[:-1, 1:] + 1) >> 1, (p[:-1, :-1] + p[1:, :-1] + 1) >> 1,
+                     (p[:-1, :-1] + p[:-1, 1:] + p[1:, :-1] + p[1:, 1:] + 2) >> 2])  # fmt: skip
+
+
+def _half_pel_cost(current: np.ndarray, phases: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    vy, vx = _components(vectors)
     rows, cols = vectors.shape[:2]
-    diff = np.abs(current.astype(np.int32) - predicted).reshape(rows, BLOCK, cols, BLOCK).sum(axis=(1, 3))
-    return diff + VECTOR_PENALTY * np.abs(vectors).sum(axis=2)
+    top, left = _sample_grid(rows, cols, BLOCK, LIMIT // 2 + 1, vy >> 1, vx >> 1)
+    predicted = phases[2 * (vy & 1) + (vx & 1), top, left]
+    return np.abs(_blocks(current, BLOCK) - predicted).sum(axis=(2, 3)) + VECTOR_PENALTY * np.abs(vectors).sum(axis=2)
+
+
+def _components(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (rows, cols, 2) vectors as two (rows, cols, 1, 1) arrays, to broadcast over each block's samples."""
+    return vectors[..., 0][:, :, None, None], vectors[..., 1][:, :, None, None]
+
+
+def _sample_grid(
+    rows: int, cols: int, block: int, pad: int, dy: np.ndarray | int, dx: np.ndarray | int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indexes (rows, cols, block, block) into a plane padded by `pad`, each block moved by
+    (dy, dx) whole samples."""
+    offsets = np.arange(block)
+    top = (np.arange(rows) * block)[:, None, None, None] + offsets[None, None, :, None] + pad + dy
+    left = (np.arange(cols) * block)[None, :, None, None] + offsets[None, None, None, :] + pad + dx
+    return top, left
+
+
+def _blocks(plane: np.ndarray, block: int) -> np.ndarray:
+    """A plane as (rows, cols, block, block): one view, no copy."""
+    h, w = plane.shape
+    return plane.reshape(h // block, block, w // block, block).transpose(0, 2, 1, 3)
 
 
 # --- writing the vectors: differences from the left neighbour (the first column: from above) ---

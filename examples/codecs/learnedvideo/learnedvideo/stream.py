@@ -19,6 +19,7 @@ from fractions import Fraction
 from .framing import read_payloads
 
 MAGIC = b"CLN2"
+MAX_THREADS = 64  # the params' maximum: a stream cannot make its decoder start more
 HEADER = struct.Struct("<4sBHB4sHHIII")
 
 
@@ -59,7 +60,7 @@ def read_stream(data: bytes) -> tuple[StreamInfo, list[memoryview]]:
         raise damaged from None
     if magic != MAGIC:
         raise ValueError("not a codeclab learned-codec stream (no CLN2 magic)")
-    if period < 1 or threads < 1 or width < 2 or height < 2:
+    if period < 1 or not 1 <= threads <= MAX_THREADS or width < 2 or height < 2:
         raise damaged
     try:
         payloads, fps = read_payloads(data, HEADER.size, frames), Fraction(num, den)
