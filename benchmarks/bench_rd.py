@@ -141,8 +141,8 @@ def bd_against(points: dict[str, list[dict[str, Any]]], anchor: str, label: str)
     anchor_psnr, psnr = curve(anchor, "psnr_yuv").qualities, curve(label, "psnr_yuv").qualities
     # BD figures average over the quality range both curves cover; say how wide that is
     low, high = max(min(anchor_psnr), min(psnr)), min(max(anchor_psnr), max(psnr))
-    figures["psnr_overlap"] = f"{low:.1f}-{high:.1f}"
-    figures["psnr_overlap_db"] = round(high - low, 2)
+    figures["psnr_overlap"] = f"{low:.1f}-{high:.1f}" if high > low else f"none ({high:.1f} < {low:.1f})"
+    figures["psnr_overlap_db"] = round(max(0.0, high - low), 2)
     return figures
 
 

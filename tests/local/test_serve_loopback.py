@@ -24,6 +24,7 @@ class NoCloud:
     def __init__(self) -> None:
         self.record_listeners: list[object] = []
         self.job_folder = Path(tempfile.gettempdir()) / "codeclab-jobs-none"
+        self.lambda_environment: dict[str, str] = {}  # no caps set: the API states the defaults
 
     def __enter__(self):
         return self
