@@ -84,6 +84,8 @@ class LearnedCodec(Codec):
         _ = self._coder  # weights, the float64 hyper-synthesis and the probability tables
 
     def encode(self, reference: Path, bitstream: Path, on_frame: FrameCallback) -> None:
+        import torch
+
         from codeclab.worker.codecs.learned.frame_coder import SequenceEncoder
 
         video = FrameFile.y4m(reference)
@@ -91,6 +93,7 @@ class LearnedCodec(Codec):
         fingerprint = self._model.fingerprint
         info = StreamInfo(quality, period, threads, fingerprint, video.width, video.height, video.frames, video.fps)
         sequence = SequenceEncoder(self._coder, quality, period)
+        torch.set_num_threads(threads)  # the count the header records, whatever ran in this process before
         with bitstream.open("wb") as fh:
             fh.write(info.pack())
             for index in range(video.frames):
