@@ -152,6 +152,7 @@ def test_a_damaged_or_foreign_stream_is_a_codec_failure_not_garbage(encoded: tup
         "no magic": (b"CLN1" + data[4:], "no CLN2 magic"),
         "zero threads": (data[:7] + bytes([0]) + data[8:], "truncated or damaged"),  # byte 7: the encoder's threads
         "255 threads": (data[:7] + bytes([255]) + data[8:], "truncated or damaged"),
+        "huge frames": (data[:12] + (65535).to_bytes(2, "little") * 2 + data[16:], r"says 65535x65535, and the clip"),
     }
     for name, (content, message) in damaged.items():
         path = tmp_path / f"{name}.cln"

@@ -108,6 +108,7 @@ class LearnedCodec(Codec):
         try:
             info, payloads = read_stream(bitstream.read_bytes())
             info.check_weights(self._model.fingerprint, self._model.qualities)
+            _check_size(info, header)
         except ValueError as exc:
             raise CodecFailure(f"learned: {bitstream.name}: {exc}") from None
         sequence = SequenceDecoder(self._coder, info.quality, info.intra_period, info.width, info.height)
@@ -156,3 +157,12 @@ class LearnedCodec(Codec):
             "padding": "edge-replicated to a multiple of 64 luma samples, cropped after decoding",
             "bitstream_format": "codeclab learned stream CLN2 (28 bytes + 4 per frame)",
         }
+
+
+def _check_size(info: StreamInfo, header: StreamHeader) -> None:
+    """ValueError when the stream's size is not the clip's (a zero in the header: not known to the caller).
+
+    A damaged header could otherwise ask the decoder for a frame of up to 65535x65535 before the range
+    decoder finds its payloads short."""
+    if header.width and (info.width, info.height) != (header.width, header.height):
+        raise ValueError(f"the stream says {info.width}x{info.height}, and the clip is {header.width}x{header.height}")
