@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from codeclab.experiments.schema import SourceSpec
-from codeclab.worker.codecs.learned.model import pack_yuv420, unpack_yuv420
+from codeclab.worker.codecs.learned.model import pack_yuv420, quantise_, unpack_yuv420
 from codeclab.worker.codecs.learned.motion import BLOCK, compensate, estimate
 from codeclab.worker.sources import load_reference
 from codeclab.worker.video import Planes, Video
@@ -124,8 +124,8 @@ class PatchSampler:
 
 def predictions(reconstructed: torch.Tensor, vectors: list[np.ndarray]) -> torch.Tensor:
     """Each P crop's prediction: its reference crop as reconstructed (packed floats, rounded to 8 bits as a
-    decoder's would be), compensated with its vectors, the margin cut away."""
-    samples = reconstructed.detach().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).cpu()
+    decoder's are, in place: `reconstructed` is used up), compensated with its vectors, the margin cut away."""
+    samples = quantise_(reconstructed.detach()).cpu()
     luma, u, v = unpack_yuv420(samples)
     out = []
     for index, field in enumerate(vectors):

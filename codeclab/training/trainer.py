@@ -172,17 +172,17 @@ def _step(config: TrainConfig, state: _State, sampler: PatchSampler, device: tor
     for group in state.optimiser.param_groups:
         group["lr"] = learning_rate(config, state.step)
     levels = config.arch.qualities
-    intra_q = sampler.qualities(config.batch, levels)
+    intra_q = sampler.qualities(config.batch, levels).to(device)
     x = sampler.batch(config.batch).to(device)
-    x_hat, *intra_lik = state.net.intra(x, intra_q.to(device))
-    intra_loss, intra_bpp, intra_psnr = rd_loss(x_hat, x, (intra_lik[0], intra_lik[1]), intra_q.to(device))
-    inter_q = sampler.qualities(config.batch, levels)
+    x_hat, *intra_lik = state.net.intra(x, intra_q)
+    intra_loss, intra_bpp, intra_psnr = rd_loss(x_hat, x, (intra_lik[0], intra_lik[1]), intra_q)
+    inter_q = sampler.qualities(config.batch, levels).to(device)
     pairs = sampler.inter_batch(config.batch)
     with torch.no_grad():  # the reference as this step's I-network reconstructs it, at the crop's quality
-        reference_hat = state.net.intra(pairs.references.to(device), inter_q.to(device))[0]
+        reference_hat = state.net.intra(pairs.references.to(device), inter_q)[0]
     current, prediction = pairs.current.to(device), predictions(reference_hat, pairs.vectors)
-    p_hat, *inter_lik = state.net.inter(current, prediction, inter_q.to(device))
-    inter_loss, inter_bpp, inter_psnr = rd_loss(p_hat, current, (inter_lik[0], inter_lik[1]), inter_q.to(device))
+    p_hat, *inter_lik = state.net.inter(current, prediction, inter_q)
+    inter_loss, inter_bpp, inter_psnr = rd_loss(p_hat, current, (inter_lik[0], inter_lik[1]), inter_q)
     loss = intra_loss + inter_loss
     state.optimiser.zero_grad(set_to_none=True)
     if not torch.isfinite(loss):  # a rare diverged batch is skipped rather than poisoning Adam's moments

@@ -28,7 +28,7 @@ from .entropy import (
     prior_tables,
     scale_indexes,
 )
-from .model import ALIGN, SCALE_BOUND, Hyperprior, VideoNet
+from .model import ALIGN, SCALE_BOUND, Hyperprior, VideoNet, quantise_
 from .motion import compensate, estimate, read_vectors, write_vectors
 
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -86,11 +86,11 @@ class FrameCoder:
         else:
             vectors = estimate(padded[0], reference[0])
             write_vectors(coder, vectors)
-            prediction = compensate(reference, vectors)
-            latents = self.net.inter.analyse(_tensor(padded, self.device), _tensor(prediction, self.device))
+            prediction = _tensor(compensate(reference, vectors), self.device)
+            latents = self.net.inter.analyse(_tensor(padded, self.device), prediction)
             entropy, hyperprior = self.inter_entropy, self.net.inter.entropy
         z = _integers(hyperprior.h_a(latents.abs()))
-        y = _integers(latents * hyperprior.log_gain[quality].exp()[:, None, None])
+        y = _integers(latents * hyperprior.gain(self._level(quality)))
         for channel, table in zip(z, entropy.z_tables, strict=True):
             coder.encode(channel.ravel(), table)
         coder.flush_escapes()
@@ -108,7 +108,7 @@ class FrameCoder:
         entropy = self.intra_entropy
         if reference is not None:
             vectors = read_vectors(coder, shape.y[1], shape.y[2])
-            prediction = compensate(reference, vectors)
+            prediction = _tensor(compensate(reference, vectors), self.device)
             entropy = self.inter_entropy
         z_count = shape.z[1] * shape.z[2]
         z = np.stack([coder.decode(z_count, table) for table in entropy.z_tables])
@@ -129,15 +129,19 @@ class FrameCoder:
         ends = np.cumsum(counts)
         return [(order[e - c : e], t) for c, e, t in zip(counts, ends, self.y_tables, strict=True) if c]
 
-    def _reconstruct(self, y: np.ndarray, quality: int, prediction: Planes | None) -> Planes:
+    def _reconstruct(self, y: np.ndarray, quality: int, prediction: torch.Tensor | None) -> Planes:
         """The padded planes the integer latents decode to: the one function encoder and decoder both run."""
         latents = torch.from_numpy(y.astype(np.float32))[None].to(self.device)
+        level = self._level(quality)
         if prediction is None:
-            x_hat = self.net.intra.synthesise(latents * _inverse_gain(self.net.intra.entropy, quality))
+            x_hat = self.net.intra.synthesise(latents * self.net.intra.entropy.inverse_gain(level))
         else:
-            inverse = _inverse_gain(self.net.inter.entropy, quality)
-            x_hat = self.net.inter.synthesise(latents * inverse, _tensor(prediction, self.device))
+            x_hat = self.net.inter.synthesise(latents * self.net.inter.entropy.inverse_gain(level), prediction)
         return _planes(x_hat)
+
+    def _level(self, quality: int) -> torch.Tensor:
+        """A 0-based quality as the index tensor the networks' gains take (one image)."""
+        return torch.tensor([quality], device=self.device)
 
 
 class _Chain:
@@ -175,10 +179,6 @@ class SequenceDecoder(_Chain):
         return crop(self.reference, self.width, self.height)
 
 
-def _inverse_gain(hyperprior: Hyperprior, quality: int) -> torch.Tensor:
-    return hyperprior.log_inverse_gain[quality].exp()[:, None, None]
-
-
 def crop(planes: Planes, width: int, height: int) -> Planes:
     """A padded reconstruction cut back to the picture."""
     return (
@@ -194,7 +194,7 @@ def _integers(latents: torch.Tensor) -> np.ndarray:
 
 def _planes(x_hat: torch.Tensor) -> Planes:
     """The network's (1, 6, H/2, W/2) output as uint8 planes (unpack_yuv420's pixel-shuffle, in numpy)."""
-    samples = x_hat.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)[0].cpu().numpy()
+    samples = quantise_(x_hat)[0].cpu().numpy()
     half_h, half_w = samples.shape[1:]
     luma = samples[:4].reshape(2, 2, half_h, half_w).transpose(2, 0, 3, 1).reshape(2 * half_h, 2 * half_w)
     return np.ascontiguousarray(luma), np.ascontiguousarray(samples[4]), np.ascontiguousarray(samples[5])

@@ -125,6 +125,23 @@ def _std_normal_cdf(x: Tensor) -> Tensor:
     return 0.5 * torch.erfc(-x / math.sqrt(2.0))
 
 
+def _analysis(planes: int, arch: Architecture) -> nn.Sequential:
+    """g_a: three 5x5 stride-2 convolutions with GDN between them, from `planes` input planes to M latents."""
+    n, m = arch.n, arch.m
+    return nn.Sequential(_conv(planes, n), GDN(n), _conv(n, n), GDN(n), _conv(n, m))
+
+
+def _synthesis(arch: Architecture, planes: int) -> nn.Sequential:
+    """g_s: g_a mirrored with inverse GDN, from M latents to `planes` output planes at half the luma size."""
+    n, m = arch.n, arch.m
+    return nn.Sequential(_deconv(m, n), GDN(n, inverse=True), _deconv(n, n), GDN(n, inverse=True), _deconv(n, planes))
+
+
+def quantise_(x_hat: Tensor) -> Tensor:
+    """A network's output as a decoder's 8-bit samples: clamped to [0, 1], scaled and rounded, in place."""
+    return x_hat.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+
+
 class Hyperprior(nn.Module):
     """The entropy model both networks share the shape of: gains per quality, h_a, h_s and the prior on z.
 
@@ -171,11 +188,8 @@ class IntraNet(nn.Module):
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
-        n, m = arch.n, arch.m
-        self.g_a = nn.Sequential(_conv(PLANES, n), GDN(n), _conv(n, n), GDN(n), _conv(n, m))
-        self.g_s = nn.Sequential(
-            _deconv(m, n), GDN(n, inverse=True), _deconv(n, n), GDN(n, inverse=True), _deconv(n, PLANES)
-        )
+        self.g_a = _analysis(PLANES, arch)
+        self.g_s = _synthesis(arch, PLANES)
         self.entropy = Hyperprior(arch)
 
     def analyse(self, x: Tensor) -> Tensor:
@@ -200,13 +214,10 @@ class InterNet(nn.Module):
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
-        n, m = arch.n, arch.m
-        self.g_a = nn.Sequential(_conv(2 * PLANES, n), GDN(n), _conv(n, n), GDN(n), _conv(n, m))
+        self.g_a = _analysis(2 * PLANES, arch)
         # the fusion runs at half the luma resolution, so it is kept narrow (n/2): it is most of a P-frame's cost
-        f = n // 2
-        self.g_s = nn.Sequential(
-            _deconv(m, n), GDN(n, inverse=True), _deconv(n, n), GDN(n, inverse=True), _deconv(n, f)
-        )
+        f = arch.n // 2
+        self.g_s = _synthesis(arch, f)
         self.fuse = nn.Sequential(
             nn.Conv2d(f + PLANES, f, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(f, PLANES, 3, padding=1)
         )

@@ -68,7 +68,7 @@ def estimate(current: np.ndarray, reference: np.ndarray) -> np.ndarray:
     for level in (1, 0):
         full_pel = _best(cur[level], ref[level], level, 2 * full_pel, step)
     half_pel = 2 * full_pel
-    phases = _half_pel_phases(reference.astype(np.int32), LIMIT // 2 + 1)
+    phases = _half_pel_phases(ref[0], LIMIT // 2 + 1)
     candidates = [np.clip(half_pel + np.array(d), -LIMIT, LIMIT) for d in step]
     costs = [_half_pel_cost(cur[0], phases, c) for c in candidates]
     best = np.argmin(np.stack(costs), axis=0)
