@@ -13,11 +13,13 @@ appends its steps and wall time to the record the weights carry.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -88,7 +90,8 @@ class Sitting(TypedDict):
 
 
 class CheckpointMismatch(ValueError):
-    """The checkpoint was written by a run with another seed, batch, learning rate or architecture."""
+    """The checkpoint was written by a run with another seed, batch, learning rate or architecture, or another
+    run is training with it right now."""
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -131,6 +134,32 @@ def train(
     """Train to config.steps, resuming from `checkpoint` if it exists; write `out` at the end.
 
     Returns `out`, or None when should_stop() asked to stop first (the checkpoint then holds the last step)."""
+    with _only_run(checkpoint):
+        return _train(config, out, checkpoint, on_step, should_stop)
+
+
+@contextmanager
+def _only_run(checkpoint: Path) -> Iterator[None]:
+    """Hold the checkpoint's lock for the whole run: two runs on one checkpoint would overwrite each other's
+    state (and weights) step by step. The kernel drops the lock when the process dies, even by kill -9."""
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    with checkpoint.with_name(f".{checkpoint.name}.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointMismatch(
+                f"{checkpoint} is in use by another training run; wait for it, or give another --checkpoint"
+            ) from None
+        yield
+
+
+def _train(
+    config: TrainConfig,
+    out: Path,
+    checkpoint: Path,
+    on_step: Callable[[StepReport], None],
+    should_stop: Callable[[], bool],
+) -> Path | None:
     torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     meta = _checkpoint_meta(checkpoint, config) if checkpoint.exists() else None  # refused before the data loads

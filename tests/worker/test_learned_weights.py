@@ -187,3 +187,17 @@ def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes_it(tmp_path: Pat
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     record = read_record(out)
     assert record["steps"] == 3 and record["sittings"][-1]["last_step"] == 3 and record["max_frames"] == 3
+
+
+def test_a_second_training_on_the_same_checkpoint_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    import fcntl
+
+    out = tmp_path / "mine.safetensors"
+    with (tmp_path / ".mine.safetensors.ckpt.lock").open("a") as lock:
+        fcntl.flock(
+            lock, fcntl.LOCK_EX | fcntl.LOCK_NB
+        )  # as a running `codeclab train --out mine.safetensors` holds it
+        refused = CliRunner().invoke(cli, ["train", "--steps", "1", "--max-frames", "2", "--out", str(out)])
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "is in use by another training run" in said, said
+    assert not out.exists() and not (tmp_path / "mine.safetensors.ckpt").exists()
