@@ -40,12 +40,9 @@ from codeclab.training.data import (
     load_training_data,
     predictions,
 )
-from codeclab.worker.codecs.learned.model import Architecture, VideoNet, resolve_device, weighted_mse
+from codeclab.worker.codecs.learned.model import LAMBDAS, Architecture, VideoNet, resolve_device, weighted_mse
 from codeclab.worker.codecs.learned.weights import save_model
 
-# Rate-distortion trade-off per quality level, 1 (fewest bits) first: loss = lambda * 255^2 * MSE_yuv + bpp.
-# Log-spaced (x2.14) from CompressAI's q2 (0.0035) up to where P-frames pass 34 dB PSNR-YUV.
-LAMBDAS = (0.0035, 0.0075, 0.016, 0.034, 0.072, 0.154)
 CHECKPOINT_EVERY = 100  # steps; a kill loses at most this many
 CHECKPOINT_KEY = "codeclab-checkpoint"
 
@@ -59,7 +56,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 2
     max_frames: int | None = None  # of each training source: a quick trial; the shipped weights use all
-    arch: Architecture = field(default_factory=lambda: Architecture(qualities=len(LAMBDAS)))
+    arch: Architecture = field(default_factory=Architecture)
 
     def identity(self) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the checkpoint."""

@@ -25,7 +25,13 @@ from codeclab.worker.codecs.learned.entropy import (
     scale_indexes,
 )
 from codeclab.worker.codecs.learned.frame_coder import FrameCoder, SequenceEncoder, crop
-from codeclab.worker.codecs.learned.model import Architecture, unpack_yuv420
+from codeclab.worker.codecs.learned.model import (
+    Architecture,
+    VideoNet,
+    initial_log_gains,
+    pack_yuv420,
+    unpack_yuv420,
+)
 from codeclab.worker.codecs.learned.motion import compensate
 from codeclab.worker.codecs.learned.stream import read_stream
 from codeclab.worker.codecs.learned.weights import BUILTIN, QUALITIES, WEIGHTS_DIR, builtin_weights, load_model
@@ -177,6 +183,33 @@ def test_more_quality_costs_more_bits_and_gives_more_psnr(carphone_y4m: Path, tm
     assert psnrs[0] > 24, "even the lowest rate point is a recognisable picture"
 
 
+# --- the networks ----------------------------------------------------------------------
+
+
+def test_an_untrained_network_is_the_orthonormal_block_dct_of_an_independent_implementation() -> None:
+    """Training starts from a working transform codec (ADR 0024): the linear analysis is scipy's 8x8 DCT of each
+    luma block and 4x4 DCT of each chroma block, the branches add nothing, and the synthesis inverts it."""
+    from scipy.fft import dctn
+
+    net = VideoNet(Architecture(n=8, qualities=3)).eval()
+    rng = np.random.default_rng(7)
+    y, u, v = (torch.from_numpy(rng.random(shape, dtype=np.float32))[None] for shape in ((16, 24), (8, 12), (8, 12)))
+    packed = pack_yuv420(y, u, v)
+    with torch.no_grad():
+        latents = net.intra.analyse(packed)[0].numpy()
+        back = net.intra.synthesise(torch.from_numpy(latents)[None])
+        residual = net.inter.synthesise(net.inter.analyse(packed, packed * 0.5), packed * 0.5)
+    centred = y[0].numpy() - 0.5
+    luma_block = dctn(centred[8:16, 16:24], norm="ortho")
+    assert np.allclose(latents[:64, 1, 2].reshape(8, 8), luma_block, atol=1e-5)
+    chroma_block = dctn(v[0].numpy()[4:8, 0:4] - 0.5, norm="ortho")
+    assert np.allclose(latents[80:, 1, 0].reshape(4, 4), chroma_block, atol=1e-5)
+    assert torch.allclose(back, packed, atol=1e-5)
+    assert torch.allclose(residual, packed, atol=1e-5), "prediction + residual gives the frame back"
+    gains = initial_log_gains(3).exp()
+    assert torch.all(gains[1:] > gains[:-1]), "higher levels quantise finer"
+
+
 # --- the shipped weights ---------------------------------------------------------------
 
 
@@ -225,7 +258,7 @@ def test_the_worker_records_the_device_weights_and_temporal_coding(tmp_path: Pat
     assert result["metrics"]["bpp"] == (tmp_path / "out" / "bitstream.cln").stat().st_size * 8 / (176 * 144 * 2)
 
 
-TINY = Architecture(n=8, m=8, qualities=3)
+TINY = Architecture(n=8, qualities=3)
 
 
 def _train(tmp_path: Path, name: str, stop_after: int | None = None) -> Path | None:

@@ -63,7 +63,7 @@ def test_export_learned_refuses_an_existing_folder_and_a_file_that_is_not_learne
     assert plain.exit_code == 2 and "is not a weights file of the learned codec" in said(plain)
     assert "codeclab train --out" in said(plain) and not (tmp_path / "p").exists()
     three_levels = tmp_path / "three.safetensors"
-    save_model(VideoNet(Architecture(n=8, m=8, qualities=3)), {"steps": 0}, three_levels)
+    save_model(VideoNet(Architecture(n=8, qualities=3)), {"steps": 0}, three_levels)
     made = runner.invoke(cli, ["codec", "export-learned", str(tmp_path / "taken"), "--weights", str(three_levels),
                                "--replace"])  # fmt: skip
     assert made.exit_code == 0, made.output

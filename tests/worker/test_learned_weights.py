@@ -15,6 +15,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import torch
 from click.testing import CliRunner
 from moto import mock_aws
 
@@ -53,7 +54,7 @@ def test_a_file_whose_hash_is_not_the_specs_is_refused_before_it_is_loaded(tmp_p
 
 def test_a_quality_beyond_the_files_levels_names_the_levels_it_has(tmp_path: Path) -> None:
     three_levels = tmp_path / "three.safetensors"
-    save_model(VideoNet(Architecture(n=8, m=8, qualities=3)), {"steps": 0}, three_levels)
+    save_model(VideoNet(Architecture(n=8, qualities=3)), {"steps": 0}, three_levels)
     digest = hashlib.sha256(three_levels.read_bytes()).hexdigest()
     codec = make_codec("learned", {"quality": 5, "weights": {"uri": str(three_levels), "sha256": digest}})
     with pytest.raises(InvalidSpec, match=r"\$\.codec\.params\.quality: .* have quality levels 1 to 3, .* says 5"):
@@ -145,6 +146,20 @@ def test_a_file_that_is_not_learned_weights_is_named_as_such(tmp_path: Path) -> 
     (tmp_path / "x.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
     with pytest.raises(InvalidInput, match=r"is not a weights file of the learned codec"):
         read_record(tmp_path / "x.safetensors")
+
+
+def test_weights_of_another_architecture_are_refused_with_a_message_not_a_traceback(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from codeclab.worker.codecs.learned.weights import load_model
+
+    net = VideoNet(Architecture(n=8, qualities=3))
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    state["intra.g_a.linear.weight"] = torch.zeros(96, 6, 8, 8)  # the shape an older network had there
+    record = json.dumps({"n": 8, "qualities": 3, "steps": 0})
+    save_file(state, str(tmp_path / "old.safetensors"), metadata={"codeclab": record})
+    with pytest.raises(InvalidInput, match=r"is not a weights file of this version of the learned codec"):
+        load_model(tmp_path / "old.safetensors")
 
 
 def test_a_fifo_or_device_named_like_weights_is_refused_not_read_forever(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def builtin_weights() -> Path:
 def save_model(net: VideoNet, metadata: dict[str, Any], path: Path) -> None:
     """Write the float32 state dict with the architecture and training record as metadata."""
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
-    record = {"n": net.arch.n, "m": net.arch.m, "qualities": net.arch.qualities, **metadata}
+    record = {"n": net.arch.n, "qualities": net.arch.qualities, **metadata}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")  # an interrupted write leaves no half file under the name
     save_file(state, str(partial), metadata={RECORD_KEY: json.dumps(record, sort_keys=True)})
@@ -64,7 +64,13 @@ def save_model(net: VideoNet, metadata: dict[str, Any], path: Path) -> None:
 def load_model(path: Path) -> LoadedModel:
     """The model in a weights file, on the CPU; cached per process (a fetched file is named by its hash)."""
     metadata = read_record(path)
-    net = load_network(load_file(str(path)), metadata)
+    try:
+        net = load_network(load_file(str(path)), metadata)
+    except RuntimeError as exc:  # tensors of another architecture, e.g. the 1/16-latent network before ADR 0024
+        raise InvalidInput(
+            f"{path} is not a weights file of this version of the learned codec: its networks have another shape "
+            f"({str(exc).splitlines()[0]}); train weights for it with `codeclab train --out FILE`"
+        ) from None
     digest = sha256_file(path)  # in blocks: a checkpoint may be hundreds of MB
     return LoadedModel(net, digest, metadata)
 
@@ -75,8 +81,8 @@ def read_record(path: Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as fh:
             header = fh.metadata() or {}
         record = json.loads(header[RECORD_KEY])
-        if not all(isinstance(record.get(key), int) for key in ("qualities", "n", "m")):
-            raise KeyError("qualities, n or m")
+        if not all(isinstance(record.get(key), int) for key in ("qualities", "n")):
+            raise KeyError("qualities or n")
     except (OSError, SafetensorError, KeyError, ValueError, AttributeError) as exc:
         raise InvalidInput(
             f"{path} is not a weights file of the learned codec ({type(exc).__name__}: {exc}): it needs the "
