@@ -289,7 +289,7 @@ def test_training_resumed_from_its_checkpoint_writes_the_same_weights_as_an_unbr
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     record = load_model(resumed).metadata
     assert [(s["first_step"], s["last_step"]) for s in record["sittings"]] == [(1, 2), (3, 4)]
-    assert record["steps"] == 4 and record["max_frames"] == 3 and record["lambdas"][:1] == [0.0035]
+    assert record["steps"] == 4 and record["max_frames"] == 3 and record["lambdas"][:1] == [0.002]
     assert record["train_sources"][0] == {"clip": "builtin:bikes", "start": 0, "frames": 3}
     assert [(s["first_step"], s["last_step"]) for s in load_model(unbroken).metadata["sittings"]] == [(1, 4)]
 

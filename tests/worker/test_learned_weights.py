@@ -156,7 +156,7 @@ def test_weights_of_another_architecture_are_refused_with_a_message_not_a_traceb
     net = VideoNet(Architecture(n=8, qualities=3))
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     state["intra.g_a.linear.weight"] = torch.zeros(96, 6, 8, 8)  # the shape an older network had there
-    record = json.dumps({"n": 8, "qualities": 3, "steps": 0})
+    record = json.dumps({"n": 8, "hyper": 16, "qualities": 3, "steps": 0})
     save_file(state, str(tmp_path / "old.safetensors"), metadata={"codeclab": record})
     with pytest.raises(InvalidInput, match=r"is not a weights file of this version of the learned codec"):
         load_model(tmp_path / "old.safetensors")

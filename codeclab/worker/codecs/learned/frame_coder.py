@@ -52,11 +52,11 @@ class LatentShape:
     blocks: tuple[int, int]  # the motion vectors' grid
 
     @classmethod
-    def of(cls, width: int, height: int, n: int) -> LatentShape:
+    def of(cls, width: int, height: int, hyper: int) -> LatentShape:
         padded_h, padded_w = _ceil_to(height, ALIGN), _ceil_to(width, ALIGN)
         return cls(
             (LATENTS, padded_h // LATENT_STRIDE, padded_w // LATENT_STRIDE),
-            (n, padded_h // HYPER_STRIDE, padded_w // HYPER_STRIDE),
+            (hyper, padded_h // HYPER_STRIDE, padded_w // HYPER_STRIDE),
             (padded_h // BLOCK, padded_w // BLOCK),
         )
 
@@ -116,7 +116,7 @@ class FrameCoder:
     @torch.inference_mode()
     def decode(self, payload: bytes, width: int, height: int, quality: int, reference: Planes | None) -> Planes:
         """The frame's padded reconstruction from its payload, its size and quality, and the previous one."""
-        shape = LatentShape.of(width, height, self.arch.n)
+        shape = LatentShape.of(width, height, self.arch.hyper)
         coder = Decoder(payload)
         prediction = None
         entropy = self.intra_entropy

@@ -46,10 +46,11 @@ RECORD_KEY = "codeclab"  # the safetensors metadata entry holding the architectu
 
 @dataclass(frozen=True)
 class Architecture:
-    """The nonlinear branches' and hyper-latents' width N, and the quality levels. The latents' width is fixed
-    at LATENTS by the block transform."""
+    """The nonlinear branches' and hyper-transforms' width N, the hyper-latents' channels, and the quality levels.
+    The latents' width is fixed at LATENTS by the block transform."""
 
     n: int = 64
+    hyper: int = 16  # z at 1/32 of the luma size: 16 channels make 1/64 of a symbol per pixel
     qualities: int = len(LAMBDAS)
 
 
@@ -239,10 +240,10 @@ class Hyperprior(nn.Module):
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
-        n, m = arch.n, LATENTS
-        self.h_a = nn.Sequential(_conv(m, n, 3, 1), nn.ReLU(), _conv(n, n), nn.ReLU(), _conv(n, n))
-        self.h_s = nn.Sequential(_deconv(n, n), nn.ReLU(), _deconv(n, n), nn.ReLU(), _conv(n, m, 3, 1), nn.ReLU())
-        self.prior = FactorizedPrior(n)
+        n, m, k = arch.n, LATENTS, arch.hyper
+        self.h_a = nn.Sequential(_conv(m, n, 3, 1), nn.ReLU(), _conv(n, n), nn.ReLU(), _conv(n, k))
+        self.h_s = nn.Sequential(_deconv(k, n), nn.ReLU(), _deconv(n, n), nn.ReLU(), _conv(n, m, 3, 1), nn.ReLU())
+        self.prior = FactorizedPrior(k)
         log_gain = initial_log_gains(arch.qualities)
         self.log_gain = nn.Parameter(log_gain.clone())
         self.log_inverse_gain = nn.Parameter(-log_gain)
@@ -341,7 +342,7 @@ class VideoNet(nn.Module):
 
 def load_network(state: Mapping[str, Tensor], record: Mapping[str, Any]) -> VideoNet:
     """The network of a weights file's tensors and training record, in eval mode, gradients off."""
-    net = VideoNet(Architecture(n=record["n"], qualities=record["qualities"]))
+    net = VideoNet(Architecture(n=record["n"], hyper=record["hyper"], qualities=record["qualities"]))
     net.load_state_dict(state)
     return net.eval().requires_grad_(False)
 

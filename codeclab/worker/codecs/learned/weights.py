@@ -4,7 +4,7 @@ safetensors only (never pickle)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ def builtin_weights() -> Path:
 def save_model(net: VideoNet, metadata: dict[str, Any], path: Path) -> None:
     """Write the float32 state dict with the architecture and training record as metadata."""
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
-    record = {"n": net.arch.n, "qualities": net.arch.qualities, **metadata}
+    record = {**asdict(net.arch), **metadata}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")  # an interrupted write leaves no half file under the name
     save_file(state, str(partial), metadata={RECORD_KEY: json.dumps(record, sort_keys=True)})
@@ -81,8 +81,8 @@ def read_record(path: Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as fh:
             header = fh.metadata() or {}
         record = json.loads(header[RECORD_KEY])
-        if not all(isinstance(record.get(key), int) for key in ("qualities", "n")):
-            raise KeyError("qualities or n")
+        if not all(isinstance(record.get(key), int) for key in ("qualities", "n", "hyper")):
+            raise KeyError("qualities, n or hyper")
     except (OSError, SafetensorError, KeyError, ValueError, AttributeError) as exc:
         raise InvalidInput(
             f"{path} is not a weights file of the learned codec ({type(exc).__name__}: {exc}): it needs the "
