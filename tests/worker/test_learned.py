@@ -37,7 +37,7 @@ from codeclab.worker.codecs.learned.stream import read_stream
 from codeclab.worker.codecs.learned.weights import BUILTIN, QUALITIES, WEIGHTS_DIR, builtin_weights, load_model
 from codeclab.worker.errors import CodecFailure
 from codeclab.worker.metrics import plane_psnr
-from codeclab.worker.video import read_y4m, write_y4m
+from codeclab.worker.video import Video, read_y4m, write_y4m
 
 from ..conftest import REPO, extract_y4m
 
@@ -84,8 +84,8 @@ FRAMES, PERIOD = 33, 32  # a whole group of 32 (an I-frame and 31 P-frames), and
 
 
 @pytest.fixture(scope="module")
-def encoded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
-    """Carphone's first 33 frames at quality 2, and the reconstruction the encoder kept of each."""
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list, Video]:
+    """Carphone's first 33 frames at quality 2, the reconstruction the encoder kept of each, and the frames."""
     out = tmp_path_factory.mktemp("learned")
     reference = extract_y4m("carphone", out / "ref.y4m", FRAMES)
     video = read_y4m(reference)
@@ -98,14 +98,14 @@ def encoded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     for index in range(FRAMES):
         sequence.encode(video.frame_planes(index))
         recon.append(crop(sequence.reference, video.width, video.height))  # type: ignore[arg-type]
-    return bitstream, recon
+    return bitstream, recon, video
 
 
 @pytest.mark.slow
 def test_a_32_frame_p_chain_decoded_alone_in_a_fresh_process_is_the_encoders_reconstruction(
-    encoded: tuple[Path, list], tmp_path: Path
+    encoded: tuple[Path, list, Video], tmp_path: Path
 ) -> None:
-    bitstream, recon = encoded
+    bitstream, recon, _ = encoded
     script = (
         "import sys, numpy as np\n"
         "from pathlib import Path\n"
@@ -126,7 +126,15 @@ def test_a_32_frame_p_chain_decoded_alone_in_a_fresh_process_is_the_encoders_rec
                 assert np.array_equal(decoded[name][index], plane), (threads, index, name)
 
 
-def test_p_frames_cost_a_fraction_of_an_i_frame(encoded: tuple[Path, list]) -> None:
+def test_the_p_chain_holds_its_quality_along_a_group(encoded: tuple[Path, list, Video]) -> None:
+    """Each P-frame's error is its own residual's quantisation (ADR 0024), so errors do not add up along the
+    chain: no P-frame of the group is more than 1 dB (PSNR-Y) below the first one."""
+    _, recon, video = encoded
+    psnrs = [plane_psnr(video.frame_planes(i)[0], recon[i][0]) for i in range(PERIOD)]
+    assert min(psnrs[1:]) > psnrs[1] - 1.0, [round(p, 2) for p in psnrs]
+
+
+def test_p_frames_cost_a_fraction_of_an_i_frame(encoded: tuple[Path, list, Video]) -> None:
     info, payloads = read_stream(encoded[0].read_bytes())
     assert (info.intra_period, info.threads, info.frames) == (PERIOD, 2, FRAMES)
     sizes = [len(p) for p in payloads]
@@ -146,8 +154,10 @@ def test_a_job_loads_the_weights_once_for_encode_and_decode(carphone_y4m: Path, 
     assert loaded == 1 and load_model.cache_info().misses == 1
 
 
-def test_a_damaged_or_foreign_stream_is_a_codec_failure_not_garbage(encoded: tuple[Path, list], tmp_path: Path) -> None:
-    bitstream, _ = encoded
+def test_a_damaged_or_foreign_stream_is_a_codec_failure_not_garbage(
+    encoded: tuple[Path, list, Video], tmp_path: Path
+) -> None:
+    bitstream, _, _ = encoded
     codec = make_codec("learned", {"quality": 2})
     header = StreamHeader(176, 144, FRAMES, 1)
     data = bitstream.read_bytes()

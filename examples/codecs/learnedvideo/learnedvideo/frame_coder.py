@@ -28,8 +28,17 @@ from .entropy import (
     prior_tables,
     scale_indexes,
 )
-from .model import ALIGN, SCALE_BOUND, Hyperprior, VideoNet, quantise_
-from .motion import compensate, estimate, read_vectors, write_vectors
+from .model import (
+    ALIGN,
+    HYPER_STRIDE,
+    LATENT_STRIDE,
+    LATENTS,
+    SCALE_BOUND,
+    Hyperprior,
+    VideoNet,
+    quantise_,
+)
+from .motion import BLOCK, compensate, estimate, read_vectors, write_vectors
 
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -40,11 +49,16 @@ class LatentShape:
 
     y: tuple[int, int, int]
     z: tuple[int, int, int]
+    blocks: tuple[int, int]  # the motion vectors' grid
 
     @classmethod
-    def of(cls, width: int, height: int, m: int, n: int) -> LatentShape:
+    def of(cls, width: int, height: int, hyper: int) -> LatentShape:
         padded_h, padded_w = _ceil_to(height, ALIGN), _ceil_to(width, ALIGN)
-        return cls((m, padded_h // 16, padded_w // 16), (n, padded_h // 64, padded_w // 64))
+        return cls(
+            (LATENTS, padded_h // LATENT_STRIDE, padded_w // LATENT_STRIDE),
+            (hyper, padded_h // HYPER_STRIDE, padded_w // HYPER_STRIDE),
+            (padded_h // BLOCK, padded_w // BLOCK),
+        )
 
 
 class _EntropyModel:
@@ -102,12 +116,12 @@ class FrameCoder:
     @torch.inference_mode()
     def decode(self, payload: bytes, width: int, height: int, quality: int, reference: Planes | None) -> Planes:
         """The frame's padded reconstruction from its payload, its size and quality, and the previous one."""
-        shape = LatentShape.of(width, height, self.arch.m, self.arch.n)
+        shape = LatentShape.of(width, height, self.arch.hyper)
         coder = Decoder(payload)
         prediction = None
         entropy = self.intra_entropy
         if reference is not None:
-            vectors = read_vectors(coder, shape.y[1], shape.y[2])
+            vectors = read_vectors(coder, *shape.blocks)
             prediction = _tensor(compensate(reference, vectors), self.device)
             entropy = self.inter_entropy
         z_count = shape.z[1] * shape.z[2]

@@ -1,10 +1,17 @@
 """The learned codec's networks, in plain torch, coding yuv420p directly: a scale-hyperprior autoencoder
-(Ballé et al. 2018) for I-frames, and a conditional one for P-frames.
+(Ballé et al. 2018) for I-frames, and a motion-compensated conditional one for P-frames.
 
 The luma plane is folded 2x2 into four channels (pixel-unshuffle) and stacked with the two
 chroma planes, so a 4:2:0 frame of W x H enters the network as 6 x H/2 x W/2 with no colour
-conversion. Three stride-2 convolutions then reach the latents `y` at 1/16 of the luma size,
-and the hyper-analysis reaches `z` at 1/64.
+conversion. The latents `y` sit at 1/8 of the luma size (M = 96 per position: as many as the
+samples of an 8x8 block and its chroma), the hyper-latents `z` at 1/32.
+
+Each transform is a learned linear block transform plus a learned nonlinear branch (two strided
+convolutions with GDN). The linear part starts as the orthonormal DCT (8x8 luma, 4x4 chroma) and
+the branch's last layer at zero, so training starts from a working transform codec and learns
+what improves on it, instead of from noise: what makes the networks trainable on two CPU cores.
+A P-frame's linear path codes the residual from its prediction; its synthesis adds a learned
+correction, fused with the prediction, to prediction + residual.
 
 Training replaces rounding by additive uniform noise (Ballé 2017); inference rounds.
 """
@@ -23,7 +30,15 @@ from torch import Tensor, nn
 SCALE_BOUND = 0.11  # the smallest Gaussian scale, as in the literature
 LIKELIHOOD_BOUND = 1e-9
 PLANES = 6  # 4 folded luma + U + V
-ALIGN = 64  # luma samples; the hyper-latents sit at 1/64 of the frame
+LATENT_STRIDE = 8  # luma samples per latent position
+HYPER_STRIDE = 32  # luma samples per hyper-latent position
+ALIGN = HYPER_STRIDE  # frames are padded to a multiple of this many luma samples
+FOLD = LATENT_STRIDE // 2  # packed samples per latent position, each way
+LATENTS = PLANES * FOLD * FOLD  # M: one latent per sample of an 8x8 luma block and its chroma
+LUMA_LATENTS = 4 * FOLD * FOLD  # the first 64 latents transform luma, the rest chroma
+# Rate-distortion trade-off per quality level, 1 (fewest bits) first: loss = lambda * 255^2 * MSE_yuv + bpp.
+# Log-spaced (x2.09): at the start of training (the DCT and the gains below) they code BBB at about 28 to 38 dB.
+LAMBDAS = (0.002, 0.0042, 0.0088, 0.0183, 0.0383, 0.08)
 # Distortion weights of (Y, U, V) in the training loss, the PSNR-YUV weighting (6Y+U+V)/8.
 YUV_WEIGHTS = (6 / 8, 1 / 8, 1 / 8)
 RECORD_KEY = "codeclab"  # the safetensors metadata entry holding the architecture and training record (JSON)
@@ -31,11 +46,12 @@ RECORD_KEY = "codeclab"  # the safetensors metadata entry holding the architectu
 
 @dataclass(frozen=True)
 class Architecture:
-    """Channel widths (N in the transforms and the hyper-latents, M in the latents) and quality levels."""
+    """The nonlinear branches' and hyper-transforms' width N, the hyper-latents' channels, and the quality levels.
+    The latents' width is fixed at LATENTS by the block transform."""
 
     n: int = 64
-    m: int = 96
-    qualities: int = 6
+    hyper: int = 16  # z at 1/32 of the luma size: 16 channels make 1/64 of a symbol per pixel
+    qualities: int = len(LAMBDAS)
 
 
 class GDN(nn.Module):
@@ -125,21 +141,94 @@ def _std_normal_cdf(x: Tensor) -> Tensor:
     return 0.5 * torch.erfc(-x / math.sqrt(2.0))
 
 
-def _analysis(planes: int, arch: Architecture) -> nn.Sequential:
-    """g_a: three 5x5 stride-2 convolutions with GDN between them, from `planes` input planes to M latents."""
-    n, m = arch.n, arch.m
-    return nn.Sequential(_conv(planes, n), GDN(n), _conv(n, n), GDN(n), _conv(n, m))
+def dct_basis(size: int) -> Tensor:
+    """The orthonormal DCT-II matrix, rows = frequencies."""
+    k = torch.arange(size, dtype=torch.float64)
+    basis = torch.cos(math.pi * (2 * k[None] + 1) * k[:, None] / (2 * size)) * math.sqrt(2 / size)
+    basis[0] /= math.sqrt(2)
+    return basis
 
 
-def _synthesis(arch: Architecture, planes: int) -> nn.Sequential:
-    """g_s: g_a mirrored with inverse GDN, from M latents to `planes` output planes at half the luma size."""
-    n, m = arch.n, arch.m
-    return nn.Sequential(_deconv(m, n), GDN(n, inverse=True), _deconv(n, n), GDN(n, inverse=True), _deconv(n, planes))
+def block_dct() -> Tensor:
+    """The (M, PLANES, FOLD, FOLD) weight of a stride-FOLD convolution on packed planes that is the orthonormal
+    8x8 DCT of each luma block (64 outputs) and the 4x4 DCT of each chroma block (16 + 16).
+
+    Packed luma plane 2*dy + dx holds luma sample (2i + dy, 2j + dx) of a block at packed offset (i, j)."""
+    luma, chroma = dct_basis(2 * FOLD), dct_basis(FOLD)
+    weight = torch.zeros(PLANES * FOLD * FOLD, PLANES, FOLD, FOLD, dtype=torch.float64)
+    for u in range(2 * FOLD):
+        for v in range(2 * FOLD):
+            for dy in range(2):
+                for dx in range(2):
+                    rows, cols = luma[u, dy::2], luma[v, dx::2]
+                    weight[u * 2 * FOLD + v, 2 * dy + dx] = rows[:, None] * cols[None]
+    for plane, first in ((4, 64), (5, 80)):
+        for u in range(FOLD):
+            for v in range(FOLD):
+                weight[first + u * FOLD + v, plane] = chroma[u][:, None] * chroma[v][None]
+    return weight.float()
+
+
+def _zero_last(layers: nn.Sequential) -> nn.Sequential:
+    """A branch whose last layer starts at zero: it adds nothing until training finds what to add."""
+    last = layers[-1]
+    assert isinstance(last, nn.Conv2d | nn.ConvTranspose2d)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return layers
+
+
+class Analysis(nn.Module):
+    """g_a: the block transform of `base` (the frame, or its residual from the prediction) plus a nonlinear
+    branch (two 5x5 stride-2 convolutions with GDN) on the `planes` it is given."""
+
+    def __init__(self, planes: int, arch: Architecture) -> None:
+        super().__init__()
+        self.linear = nn.Conv2d(PLANES, LATENTS, FOLD, stride=FOLD)
+        with torch.no_grad():
+            self.linear.weight.copy_(block_dct())
+            self.linear.bias.zero_()
+        self.branch = _zero_last(nn.Sequential(_conv(planes, arch.n), GDN(arch.n), _conv(arch.n, LATENTS)))
+
+    def forward(self, base: Tensor, inputs: Tensor) -> Tensor:
+        return self.linear(base) + self.branch(inputs)
+
+
+class Synthesis(nn.Module):
+    """g_s: the inverse block transform of the latents (starting as the DCT's transpose) and a nonlinear branch
+    (two stride-2 transposed convolutions with inverse GDN) to `planes` features at half the luma size."""
+
+    def __init__(self, arch: Architecture, planes: int) -> None:
+        super().__init__()
+        self.linear = nn.ConvTranspose2d(LATENTS, PLANES, FOLD, stride=FOLD)
+        with torch.no_grad():
+            self.linear.weight.copy_(block_dct())
+            self.linear.bias.zero_()
+        self.branch = _zero_last(
+            nn.Sequential(_deconv(LATENTS, arch.n), GDN(arch.n, inverse=True), _deconv(arch.n, planes))
+        )
+
+    def forward(self, latents: Tensor) -> tuple[Tensor, Tensor]:
+        """(the linear reconstruction, the branch's features)."""
+        return self.linear(latents), self.branch(latents)
 
 
 def quantise_(x_hat: Tensor) -> Tensor:
     """A network's output as a decoder's 8-bit samples: clamped to [0, 1], scaled and rounded, in place."""
     return x_hat.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+
+
+def initial_log_gains(qualities: int) -> Tensor:
+    """(qualities, LATENTS): each level's starting gains, the high-rate optimum of an orthonormal transform.
+
+    Minimising lambda * 255^2 * w * step^2 / 12 - log2(step) per coefficient gives
+    step^2 = 6 / (lambda * 255^2 * w * ln 2), with w the coefficient's weight in the loss (luma 6/8, a chroma
+    coefficient (1/8) / (1/4) = 1/2); the gain is 1 / step. The levels take LAMBDAS' range, log-spaced."""
+    lambdas = torch.logspace(math.log10(LAMBDAS[0]), math.log10(LAMBDAS[-1]), qualities, dtype=torch.float64)
+    weights = torch.full((LATENTS,), 0.5, dtype=torch.float64)
+    weights[:LUMA_LATENTS] = YUV_WEIGHTS[0]
+    steps_squared = 6 / (lambdas[:, None] * 255**2 * weights[None] * math.log(2))
+    return (-0.5 * steps_squared.log()).float()
 
 
 class Hyperprior(nn.Module):
@@ -151,15 +240,13 @@ class Hyperprior(nn.Module):
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
-        n, m = arch.n, arch.m
-        self.h_a = nn.Sequential(_conv(m, n, 3, 1), nn.ReLU(), _conv(n, n), nn.ReLU(), _conv(n, n))
-        self.h_s = nn.Sequential(_deconv(n, n), nn.ReLU(), _deconv(n, n), nn.ReLU(), _conv(n, m, 3, 1), nn.ReLU())
-        self.prior = FactorizedPrior(n)
-        # Quality q starts with gain e^-1 .. e^1 (a quantisation step 7x finer at the top than at the bottom), so
-        # the levels differ from the first step: Adam moves a log-gain by about the learning rate a step.
-        spread = torch.linspace(-1.0, 1.0, arch.qualities)[:, None].expand(arch.qualities, m)
-        self.log_gain = nn.Parameter(spread.clone())
-        self.log_inverse_gain = nn.Parameter(-spread.clone())
+        n, m, k = arch.n, LATENTS, arch.hyper
+        self.h_a = nn.Sequential(_conv(m, n, 3, 1), nn.ReLU(), _conv(n, n), nn.ReLU(), _conv(n, k))
+        self.h_s = nn.Sequential(_deconv(k, n), nn.ReLU(), _deconv(n, n), nn.ReLU(), _conv(n, m, 3, 1), nn.ReLU())
+        self.prior = FactorizedPrior(k)
+        log_gain = initial_log_gains(arch.qualities)
+        self.log_gain = nn.Parameter(log_gain.clone())
+        self.log_inverse_gain = nn.Parameter(-log_gain)
 
     def gain(self, quality: Tensor) -> Tensor:
         return self.log_gain[quality].exp()[:, :, None, None]
@@ -184,19 +271,22 @@ class Hyperprior(nn.Module):
 
 
 class IntraNet(nn.Module):
-    """An I-frame: the image alone through g_a and g_s (Ballé 2018's scale hyperprior)."""
+    """An I-frame: the image alone through g_a and g_s (Ballé 2018's scale hyperprior), centred on mid-grey so
+    the block transform's DC coefficients start near zero."""
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
-        self.g_a = _analysis(PLANES, arch)
-        self.g_s = _synthesis(arch, PLANES)
+        self.g_a = Analysis(PLANES, arch)
+        self.g_s = Synthesis(arch, PLANES)
         self.entropy = Hyperprior(arch)
 
     def analyse(self, x: Tensor) -> Tensor:
-        return self.g_a(x)
+        centred = x - 0.5
+        return self.g_a(centred, centred)
 
     def synthesise(self, latents: Tensor) -> Tensor:
-        return self.g_s(latents)
+        linear, branch = self.g_s(latents)
+        return linear + branch + 0.5
 
     def forward(self, x: Tensor, quality: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Training: (reconstruction, likelihoods of y, likelihoods of z)."""
@@ -205,29 +295,34 @@ class IntraNet(nn.Module):
 
 
 class InterNet(nn.Module):
-    """A P-frame, coded conditioned on its motion-compensated prediction (conditional coding).
+    """A P-frame, coded with its motion-compensated prediction.
 
-    The analysis sees the frame and its prediction; the synthesis decodes features at half
-    resolution, fuses them with the prediction, and adds a correction to it. So the latents
-    carry only what the prediction lacks, and a perfect prediction costs almost nothing.
+    The analysis transforms the residual from the prediction (linear path) and sees the frame and the
+    prediction together (nonlinear branch). The synthesis adds the decoded residual to the prediction, plus a
+    correction fused from the decoded features, the prediction and that residual at half the luma size. So a
+    perfect prediction costs almost nothing, and each frame's error is the quantisation of its own residual,
+    not the sum of its references'.
     """
 
     def __init__(self, arch: Architecture) -> None:
         super().__init__()
-        self.g_a = _analysis(2 * PLANES, arch)
-        # the fusion runs at half the luma resolution, so it is kept narrow (n/2): it is most of a P-frame's cost
+        self.g_a = Analysis(2 * PLANES, arch)
+        # the fusion runs at half the luma resolution, so it is kept narrow (n/2)
         f = arch.n // 2
-        self.g_s = _synthesis(arch, f)
-        self.fuse = nn.Sequential(
-            nn.Conv2d(f + PLANES, f, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(f, PLANES, 3, padding=1)
+        self.g_s = Synthesis(arch, f)
+        self.fuse = _zero_last(
+            nn.Sequential(
+                nn.Conv2d(f + 2 * PLANES, f, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(f, PLANES, 3, padding=1)
+            )
         )
         self.entropy = Hyperprior(arch)
 
     def analyse(self, x: Tensor, prediction: Tensor) -> Tensor:
-        return self.g_a(torch.cat([x, prediction], dim=1))
+        return self.g_a(x - prediction, torch.cat([x, prediction], dim=1))
 
     def synthesise(self, latents: Tensor, prediction: Tensor) -> Tensor:
-        return prediction + self.fuse(torch.cat([self.g_s(latents), prediction], dim=1))
+        residual, features = self.g_s(latents)
+        return prediction + residual + self.fuse(torch.cat([features, prediction, residual], dim=1))
 
     def forward(self, x: Tensor, prediction: Tensor, quality: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Training: (reconstruction, likelihoods of y, likelihoods of z)."""
@@ -247,7 +342,7 @@ class VideoNet(nn.Module):
 
 def load_network(state: Mapping[str, Tensor], record: Mapping[str, Any]) -> VideoNet:
     """The network of a weights file's tensors and training record, in eval mode, gradients off."""
-    net = VideoNet(Architecture(n=record["n"], m=record["m"], qualities=record["qualities"]))
+    net = VideoNet(Architecture(n=record["n"], hyper=record["hyper"], qualities=record["qualities"]))
     net.load_state_dict(state)
     return net.eval().requires_grad_(False)
 

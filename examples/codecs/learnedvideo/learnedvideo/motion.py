@@ -1,6 +1,6 @@
 """Block motion for the learned codec's P-frames: find it, apply it exactly, and write it.
 
-One vector per 16x16 luma block (one latent position), in half-pel luma units, which are
+One vector per 16x16 luma block (2x2 latent positions), in half-pel luma units, which are
 quarter-pel chroma units. Compensation is integer bilinear interpolation (H.264's chroma
 filter), so encoder and decoder predict the same bytes on any machine: no float touches
 the prediction. The search is the encoder's alone and runs on the luma plane: a full search
@@ -14,7 +14,7 @@ import numpy as np
 
 from .entropy import Decoder, Encoder, SymbolTable, quantised_table
 
-BLOCK = 16  # luma samples per block side: one block per latent position
+BLOCK = 16  # luma samples per block side
 SEARCH = 16  # full-pel luma samples each way; vectors are within +-2*SEARCH half-pel units
 LIMIT = 2 * SEARCH
 # A vector's half-pel cost in SAD units, so that a flat area keeps the vector its neighbours agree on.
