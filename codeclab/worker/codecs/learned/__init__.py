@@ -124,6 +124,7 @@ class LearnedCodec(Codec):
 
     def conditions(self) -> CodecConditions:
         from codeclab.worker.codecs.learned.entropy import PRECISION, SCALE_TABLE, TAIL_MASS
+        from codeclab.worker.codecs.learned.model import ALIGN, HYPER_STRIDE, LATENT_STRIDE, LATENTS
         from codeclab.worker.codecs.learned.motion import BLOCK, SEARCH
 
         meta = self._model.metadata
@@ -140,13 +141,23 @@ class LearnedCodec(Codec):
                 "source": self.params["weights"]["uri"] if "weights" in self.params else "built-in",
                 "sha256": self._model.sha256,
                 "fingerprint": self._model.fingerprint.hex(),
-                "architecture": {"N": meta["n"], "M": meta["m"], "qualities": meta["qualities"]},
+                "architecture": {
+                    "N": meta["n"],
+                    "M": LATENTS,
+                    "hyper_latents": meta["hyper"],
+                    "qualities": meta["qualities"],
+                    "transforms": (
+                        f"a linear block transform (started as the 8x8/4x4 DCT) plus a nonlinear branch; latents at "
+                        f"1/{LATENT_STRIDE}, hyper-latents at 1/{HYPER_STRIDE} of the luma size"
+                    ),
+                },
                 "training": {k: meta[k] for k in ("steps", "batch", "seed", "device", "threads", "train_seconds")},
             },
             "temporal_coding": (
                 f"intra period {self.params['intra_period']}; P-frames: one vector per {BLOCK}x{BLOCK} luma block "
-                f"(half-pel, +-{SEARCH} samples, integer bilinear compensation) and latents coded conditioned on "
-                "the prediction; the reference is the previous decoded frame"
+                f"(half-pel, +-{SEARCH} samples, integer bilinear compensation), the residual from the prediction "
+                "coded on the linear path plus a learned correction fused with it; the reference is the previous "
+                "decoded frame"
             ),
             "colour_conversion": meta["colour"],
             "entropy_coding": (
@@ -154,7 +165,7 @@ class LearnedCodec(Codec):
                 f"{SCALE_TABLE[0]:.2f}..{SCALE_TABLE[-1]:.0f}; z: learned factorized prior; {PRECISION}-bit tables, "
                 f"tail mass {TAIL_MASS:g} escaped with Exp-Golomb; table indexes from float64 hyper-synthesis on CPU"
             ),
-            "padding": "edge-replicated to a multiple of 64 luma samples, cropped after decoding",
+            "padding": f"edge-replicated to a multiple of {ALIGN} luma samples, cropped after decoding",
             "bitstream_format": "codeclab learned stream CLN2 (28 bytes + 4 per frame)",
         }
 

@@ -169,12 +169,19 @@ def block_dct() -> Tensor:
     return weight.float()
 
 
+def _start_as(layer: nn.Conv2d | nn.ConvTranspose2d, weight: Tensor | None) -> None:
+    """Set the layer's weight to `weight` (None: zero) and its bias to zero."""
+    assert layer.bias is not None
+    with torch.no_grad():
+        layer.weight.copy_(weight if weight is not None else torch.zeros_like(layer.weight))
+        layer.bias.zero_()
+
+
 def _zero_last(layers: nn.Sequential) -> nn.Sequential:
     """A branch whose last layer starts at zero: it adds nothing until training finds what to add."""
     last = layers[-1]
     assert isinstance(last, nn.Conv2d | nn.ConvTranspose2d)
-    nn.init.zeros_(last.weight)
-    nn.init.zeros_(last.bias)
+    _start_as(last, None)
     return layers
 
 
@@ -185,9 +192,7 @@ class Analysis(nn.Module):
     def __init__(self, planes: int, arch: Architecture) -> None:
         super().__init__()
         self.linear = nn.Conv2d(PLANES, LATENTS, FOLD, stride=FOLD)
-        with torch.no_grad():
-            self.linear.weight.copy_(block_dct())
-            self.linear.bias.zero_()
+        _start_as(self.linear, block_dct())
         self.branch = _zero_last(nn.Sequential(_conv(planes, arch.n), GDN(arch.n), _conv(arch.n, LATENTS)))
 
     def forward(self, base: Tensor, inputs: Tensor) -> Tensor:
@@ -201,9 +206,7 @@ class Synthesis(nn.Module):
     def __init__(self, arch: Architecture, planes: int) -> None:
         super().__init__()
         self.linear = nn.ConvTranspose2d(LATENTS, PLANES, FOLD, stride=FOLD)
-        with torch.no_grad():
-            self.linear.weight.copy_(block_dct())
-            self.linear.bias.zero_()
+        _start_as(self.linear, block_dct())
         self.branch = _zero_last(
             nn.Sequential(_deconv(LATENTS, arch.n), GDN(arch.n, inverse=True), _deconv(arch.n, planes))
         )
