@@ -160,6 +160,10 @@ def test_weights_of_another_architecture_are_refused_with_a_message_not_a_traceb
     save_file(state, str(tmp_path / "old.safetensors"), metadata={"codeclab": record})
     with pytest.raises(InvalidInput, match=r"is not a weights file of this version of the learned codec"):
         load_model(tmp_path / "old.safetensors")
+    older = json.dumps({"n": 8, "m": 96, "qualities": 3, "steps": 0})  # a record from before ADR 0024
+    save_file(state, str(tmp_path / "older.safetensors"), metadata={"codeclab": older})
+    with pytest.raises(InvalidInput, match=r"another version of the learned codec: its record lacks hyper; train"):
+        load_model(tmp_path / "older.safetensors")
 
 
 def test_a_fifo_or_device_named_like_weights_is_refused_not_read_forever(tmp_path: Path) -> None:

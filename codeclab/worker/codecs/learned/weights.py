@@ -81,11 +81,17 @@ def read_record(path: Path) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as fh:
             header = fh.metadata() or {}
         record = json.loads(header[RECORD_KEY])
-        if not all(isinstance(record.get(key), int) for key in ("qualities", "n", "hyper")):
-            raise KeyError("qualities, n or hyper")
+        if not isinstance(record, dict):
+            raise ValueError("the record is not an object")
     except (OSError, SafetensorError, KeyError, ValueError, AttributeError) as exc:
         raise InvalidInput(
             f"{path} is not a weights file of the learned codec ({type(exc).__name__}: {exc}): it needs the "
             f"{RECORD_KEY!r} training record in its safetensors metadata, as `codeclab train --out FILE` writes"
         ) from None
+    missing = [key for key in ("qualities", "n", "hyper") if not isinstance(record.get(key), int)]
+    if missing:  # e.g. weights of the network before ADR 0024, whose record has no "hyper"
+        raise InvalidInput(
+            f"{path} holds weights of another version of the learned codec: its record lacks {', '.join(missing)}; "
+            "train weights for this version with `codeclab train --out FILE`"
+        )
     return record
