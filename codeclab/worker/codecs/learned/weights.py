@@ -67,10 +67,7 @@ def load_model(path: Path) -> LoadedModel:
     try:
         net = load_network(load_file(str(path)), metadata)
     except RuntimeError as exc:  # tensors of another architecture, e.g. the 1/16-latent network before ADR 0024
-        raise InvalidInput(
-            f"{path} is not a weights file of this version of the learned codec: its networks have another shape "
-            f"({str(exc).splitlines()[0]}); train weights for it with `codeclab train --out FILE`"
-        ) from None
+        raise _another_version(path, f"its networks have another shape ({str(exc).splitlines()[0]})") from None
     digest = sha256_file(path)  # in blocks: a checkpoint may be hundreds of MB
     return LoadedModel(net, digest, metadata)
 
@@ -90,8 +87,12 @@ def read_record(path: Path) -> dict[str, Any]:
         ) from None
     missing = [key for key in ("qualities", "n", "hyper") if not isinstance(record.get(key), int)]
     if missing:  # e.g. weights of the network before ADR 0024, whose record has no "hyper"
-        raise InvalidInput(
-            f"{path} holds weights of another version of the learned codec: its record lacks {', '.join(missing)}; "
-            "train weights for this version with `codeclab train --out FILE`"
-        )
+        raise _another_version(path, f"its record lacks {', '.join(missing)}")
     return record
+
+
+def _another_version(path: Path, why: str) -> InvalidInput:
+    return InvalidInput(
+        f"{path} holds weights of another version of the learned codec: {why}; "
+        "train weights for this version with `codeclab train --out FILE`"
+    )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import torch
@@ -149,20 +150,21 @@ def dct_basis(size: int) -> Tensor:
     return basis
 
 
+@cache  # four transforms start from it each time a network is built; callers copy it, never change it
 def block_dct() -> Tensor:
     """The (M, PLANES, FOLD, FOLD) weight of a stride-FOLD convolution on packed planes that is the orthonormal
     8x8 DCT of each luma block (64 outputs) and the 4x4 DCT of each chroma block (16 + 16).
 
     Packed luma plane 2*dy + dx holds luma sample (2i + dy, 2j + dx) of a block at packed offset (i, j)."""
     luma, chroma = dct_basis(2 * FOLD), dct_basis(FOLD)
-    weight = torch.zeros(PLANES * FOLD * FOLD, PLANES, FOLD, FOLD, dtype=torch.float64)
+    weight = torch.zeros(LATENTS, PLANES, FOLD, FOLD, dtype=torch.float64)
     for u in range(2 * FOLD):
         for v in range(2 * FOLD):
             for dy in range(2):
                 for dx in range(2):
                     rows, cols = luma[u, dy::2], luma[v, dx::2]
                     weight[u * 2 * FOLD + v, 2 * dy + dx] = rows[:, None] * cols[None]
-    for plane, first in ((4, 64), (5, 80)):
+    for plane, first in ((4, LUMA_LATENTS), (5, LUMA_LATENTS + FOLD * FOLD)):
         for u in range(FOLD):
             for v in range(FOLD):
                 weight[first + u * FOLD + v, plane] = chroma[u][:, None] * chroma[v][None]
