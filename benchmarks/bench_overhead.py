@@ -51,7 +51,7 @@ from codeclab.local import runner
 from codeclab.local.service import LocalService
 t2 = time.perf_counter()
 spec = json.loads(Path(sys.argv[1]).read_text())
-with tempfile.TemporaryDirectory() as runs, LocalService(Path(runs), kind="run") as service:
+with tempfile.TemporaryDirectory() as runs, LocalService(Path(runs), kind="run", jobs=1) as service:
     t3 = time.perf_counter()
     outcome = runner.run(service.cloud, spec, Path(runs))
     t4 = time.perf_counter()

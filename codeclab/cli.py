@@ -25,6 +25,7 @@ from codeclab.experiments.record import RecordError
 from codeclab.experiments.result import Result
 from codeclab.experiments.schema import SpecDocument
 from codeclab.experiments.statuses import Status
+from codeclab.fast_exit import skip_final_collections
 from codeclab.local.runs import RunsFolder
 from codeclab.terminal import progress_bar, show_record_progress, summary_table, wide_console
 
@@ -52,6 +53,7 @@ def _interrupt_exit_code() -> int:
 
 
 def main() -> None:
+    skip_final_collections()
     for signum in INTERRUPTED_EXIT:
         signal.signal(signum, _interrupted)
     try:
@@ -127,7 +129,7 @@ def run(spec: Path, runs_dir: Path, no_wait: bool, own_stack: bool) -> None:
         _say_recovered(client.recovered, runs_dir)
         outcome = _run_on_serve(client, parsed)
         _show_outcome(outcome, RunsFolder(runs_dir).folder(outcome.experiment_id))
-    with _local_service(runs_dir, kind="run") as service:
+    with _local_service(runs_dir, kind="run", jobs=len(parsed.points) or 1) as service:
         outcome = _run_here(LocalClient(runs_dir, host=service), parsed, service)
     _show_outcome(outcome, service.runs.folder(outcome.experiment_id))
 
@@ -672,12 +674,12 @@ def _say_answered_by(backend: str) -> None:
 
 
 @contextmanager
-def _local_service(runs_dir: Path, kind: str, port: int = 0) -> Iterator[LocalService]:
+def _local_service(runs_dir: Path, kind: str, port: int = 0, jobs: int | None = None) -> Iterator[LocalService]:
     from codeclab.local.faults import FaultPlanError
     from codeclab.local.service import LocalService
     from codeclab.local.template import CdkAppNotFound
 
-    service = LocalService(runs_dir, port=port, kind=kind)
+    service = LocalService(runs_dir, port=port, kind=kind, jobs=jobs)
     try:
         with console.status("starting the local AWS emulator (synthesizing the stack if it changed)"):
             service.__enter__()

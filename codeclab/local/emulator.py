@@ -24,10 +24,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import boto3
 import requests
 from moto.server import ThreadedMotoServer
 
+from codeclab.experiments import aws_clients
 from codeclab.experiments.limits import codec_caps
 from codeclab.experiments.services import LOCAL_PACKAGES_ENV, Services
 from codeclab.experiments.store import ExperimentStore
@@ -54,7 +54,8 @@ def free_port() -> int:
 class LocalCloud:
     """Start with `with LocalCloud(cdk_out) as cloud:`; everything is gone when the block ends."""
 
-    def __init__(self, cdk_out: Path | None = None, quiet: bool = True) -> None:
+    def __init__(self, cdk_out: Path | None = None, quiet: bool = True, jobs: int | None = None) -> None:
+        """`jobs`: how many Batch jobs this stack will run, when the caller knows (`codeclab run` of one spec)."""
         started = time.perf_counter()
         self.stack = Stack(synthesized_template(cdk_out or default_cdk_out()))
         self.timings = {"template_s": time.perf_counter() - started}  # synthesis, when the sources changed
@@ -73,6 +74,7 @@ class LocalCloud:
         self._alerts = AlertCapture()
         self._thread_services = threading.local()  # see services()
         self._preloading: threading.Thread | None = None  # the handlers' imports (Handlers.preload)
+        self._expected_jobs = jobs
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -104,8 +106,8 @@ class LocalCloud:
                        **self.lambda_environment})  # fmt: skip
         patches.install(self.handlers.run, self.jobs, self._writes)
         aws_faults.install(self.faults.take_aws)
-        if warm_worker_count():  # they import while the stack deploys, on another core
-            self.jobs.warm = WarmWorkers(warm_worker_count()).start()
+        if standbys := warm_worker_count(self._expected_jobs):  # they import while the stack deploys, on another core
+            self.jobs.warm = WarmWorkers(standbys, limit=self._expected_jobs).start()
         self.timings["emulator_start_s"] = time.perf_counter() - started
         started = time.perf_counter()
         self.stack.deploy()
@@ -124,7 +126,7 @@ class LocalCloud:
         if self._server is not None:
             with suppress(requests.RequestException):
                 requests.post(f"{self.endpoint}/moto-api/reset", timeout=10)
-            self._server.stop()
+            patches.stop_server(self._server)
             self._server = None
         for name, value in self._saved_env.items():
             if value is None:
@@ -132,6 +134,7 @@ class LocalCloud:
             else:
                 os.environ[name] = value
         self.handlers.unload()
+        aws_clients.forget()  # they hold this emulator's endpoint and fault hook
         shutil.rmtree(self.job_folder, ignore_errors=True)
 
     def _set_env(self, values: dict[str, str]) -> None:
@@ -179,7 +182,7 @@ class LocalCloud:
     @cached_property
     def sfn(self) -> Any:
         """One Step Functions client for the emulator's own polling (created once the endpoint is set)."""
-        return boto3.client("stepfunctions")
+        return aws_clients.client("stepfunctions")
 
     @property
     def record_listeners(self) -> list[RecordListener]:

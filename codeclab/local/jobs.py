@@ -223,8 +223,9 @@ class WarmWorkers:
     signal fires when the thread that started it ends, and a job's thread ends with its job.
     """
 
-    def __init__(self, count: int) -> None:
-        self._count = count
+    def __init__(self, count: int, limit: int | None = None) -> None:
+        """`count` ready at a time; `limit` started in all, when the jobs to come are known (later ones start cold)."""
+        self._left = limit
         self._ready: queue.Queue[subprocess.Popen[bytes]] = queue.Queue()
         self._wanted = threading.Semaphore(count)  # one release per standby to start
         self._stopped = threading.Event()
@@ -262,8 +263,11 @@ class WarmWorkers:
 
     def _keep_warm(self) -> None:
         while self._wanted.acquire() and not self._stopped.is_set():
+            if self._left == 0:  # as many as the jobs to come; the thread stays, or the standbys' parent signal fires
+                continue
             try:
                 self._ready.put(_start_standby())
+                self._left = None if self._left is None else self._left - 1
             except OSError as exc:  # no process to spare now: jobs start cold, as they did before
                 log.warning("cannot start a standby worker: %s", exc)
                 self._stopped.wait(1.0)
@@ -458,10 +462,11 @@ def job_slots() -> int:
     return max(1, int(os.environ.get(JOB_SLOTS_ENV) or len(os.sched_getaffinity(0))))
 
 
-def warm_worker_count() -> int:
-    """CODECLAB_WARM_WORKERS, else one standby per job slot, two at most: each is an idle Python of about 100 MB."""
+def warm_worker_count(jobs: int | None = None) -> int:
+    """CODECLAB_WARM_WORKERS, else one standby per job slot, two at most (each is an idle Python of about 100 MB),
+    and no more than the jobs a process knows it will run: a standby starting beside the only job slows it."""
     value = os.environ.get(WARM_WORKERS_ENV)
-    return max(0, int(value)) if value else min(job_slots(), 2)
+    return max(0, int(value)) if value else min(job_slots(), 2, jobs if jobs is not None else 2)
 
 
 def _host_environment() -> dict[str, str]:

@@ -35,6 +35,11 @@ And one import: moto's Step Functions interpreter imports `moto.batch.utils` for
 `moto/batch/__init__.py` imports Batch's models and, with them, all of EC2's (about 0.8 s of every
 `codeclab run`). `moto.batch` is put in place as a lazy package: its submodules load from moto's own folder,
 and its models (`batch_backends`) only when something asks for them. Local mode never calls Batch's API.
+
+And one wait: `ThreadedMotoServer` serves with socketserver's default poll of 0.5 s, and its `stop` waits for the
+next poll to see the request: half a second of every `codeclab run` and of every test that starts a stack.
+`stop_server` wakes the loop with one connection as it asks it to stop (socketserver checks the request as soon as
+its select returns, before it accepts anything).
 """
 
 # ruff: noqa: E402 -- the lazy moto.batch must be in place before the interpreter's modules are imported
@@ -46,9 +51,11 @@ import importlib.machinery
 import importlib.util
 import itertools
 import json
+import socket
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -82,6 +89,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.loaders import Loader
 from moto.awslambda.models import LambdaFunction
 from moto.dynamodb.models import DynamoDBBackend
+from moto.server import ThreadedMotoServer
 from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
@@ -156,6 +164,18 @@ def uninstall() -> None:
     for (owner, name), original in _originals.items():
         setattr(owner, name, original)
     _originals.clear()
+
+
+def stop_server(server: ThreadedMotoServer) -> None:
+    """`server.stop()`, without waiting out the serving loop's poll (see "one wait" above)."""
+    serving = server._server
+    stopping = threading.Thread(target=server.stop, name="moto-stop")
+    stopping.start()
+    while stopping.is_alive() and serving is not None:
+        with suppress(OSError):  # closed already, or the backlog is full: the poll ends the loop anyway
+            socket.create_connection(serving.server_address[:2], timeout=0.1).close()
+        stopping.join(0.01)
+    stopping.join()
 
 
 def _invoke_lambda(self: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from typing import TypedDict
 
-from codeclab.worker.metrics.ssim import load_kernel
+from codeclab.fast_exit import skip_final_collections
 from codeclab.worker.processes import PARENT_PID_ENV, die_with_parent
 
 # What most jobs import on their own: PyAV reads the built-in and mp4 clips, boto3 the emulator's S3 and table.
@@ -36,6 +36,8 @@ def main() -> int:
     die_with_parent(int(os.environ[PARENT_PID_ENV]))  # idle or working, it goes with its orchestrator
     for module in PRELOADED:
         importlib.import_module(module)
+    from codeclab.worker.metrics.ssim import load_kernel  # here, not above: jobs.py imports this module for JobOrder
+
     load_kernel()  # every job measures SSIM: numba and the compiled kernel take 0.6 s to load
     _load_models()
     line = sys.stdin.buffer.readline()
@@ -80,4 +82,5 @@ def become(order: JobOrder) -> None:
 
 
 if __name__ == "__main__":
+    skip_final_collections()
     sys.exit(main())

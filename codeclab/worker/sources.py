@@ -172,13 +172,14 @@ def _local_path(clip: str, workdir: Path) -> Path:
 
 
 def _download_s3(uri: str, workdir: Path) -> Path:
-    import boto3  # imported here: only s3 sources need it
     from botocore.exceptions import BotoCoreError, ClientError
+
+    from codeclab.experiments import aws_clients  # imported here: only s3 sources need boto3
 
     bucket, key = split_s3_uri(uri)
     target = workdir / ("source" + Path(key).suffix.lower())
     try:
-        boto3.client("s3").download_file(bucket, key, str(target))
+        aws_clients.client("s3").download_file(bucket, key, str(target))
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in {"404", "NoSuchKey", "NoSuchBucket"}:
@@ -191,12 +192,13 @@ def _download_s3(uri: str, workdir: Path) -> Path:
 
 def read_s3_text(uri: str, what: str) -> str:
     """A small text object (a spec, a codec's source); a missing or unreadable one is invalid input."""
-    import boto3
     from botocore.exceptions import ClientError
+
+    from codeclab.experiments import aws_clients
 
     bucket, key = split_s3_uri(uri)
     try:
-        return boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        return aws_clients.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
     except ClientError as exc:
         raise InvalidSpec(f"cannot read {what} {uri}: {exc.response['Error'].get('Code')}") from None
     except UnicodeDecodeError as exc:

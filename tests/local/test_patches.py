@@ -126,3 +126,32 @@ def test_moto_batch_is_lazy_until_its_models_are_asked_for() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True", "BackendDict"]
+
+
+def test_stop_server_ends_the_serving_loop_before_its_poll_would() -> None:
+    """stop_server wakes moto's loop with a connection; the control is moto's own stop, which waits for the poll.
+    The poll is made an hour long, so the difference is not a matter of timing: only a woken loop ends at all."""
+    import threading
+
+    from moto.server import ThreadedMotoServer
+    from werkzeug.serving import BaseWSGIServer
+
+    original = BaseWSGIServer.serve_forever
+    assert inspect.signature(original).parameters["poll_interval"].default == 0.5
+
+    def hour_long_poll(self: BaseWSGIServer, poll_interval: float = 3600.0) -> None:
+        original(self, poll_interval)
+
+    for stop, ends in ((patches.stop_server, True), (ThreadedMotoServer.stop, False)):
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        BaseWSGIServer.serve_forever = hour_long_poll  # type: ignore[method-assign]
+        try:
+            server.start()
+        finally:
+            BaseWSGIServer.serve_forever = original  # type: ignore[method-assign]
+        stopping = threading.Thread(target=stop, args=(server,), daemon=True)
+        stopping.start()
+        stopping.join(10 if ends else 1)  # the loop ends at once when woken; unwoken, not for an hour
+        assert stopping.is_alive() is not ends
+        if not ends:  # release the control's loop the way stop_server does
+            patches.stop_server(server)

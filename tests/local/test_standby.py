@@ -69,6 +69,22 @@ def test_a_standby_runs_its_job_with_the_jobs_environment_output_and_arguments(
     assert "injected codec failure in encode" in (tmp_path / "log").read_text()  # its stderr went to the job's log
 
 
+def test_with_a_limit_no_standby_starts_past_it_and_the_last_one_lives_on() -> None:
+    """`codeclab run` of one spec wants one standby, not a second one importing beside its only job. The thread that
+    started the standbys stays: were it to end, their parent-death signal would kill them."""
+    warm = WarmWorkers(2, limit=1).start()
+    try:
+        only = _ready(warm)
+        time.sleep(1.0)  # time enough for a second one to have been started, were there no limit
+        assert warm.take() is None
+        assert only.poll() is None, "the standby died when its starting thread had nothing left to start"
+        assert only.stdin is not None
+        only.stdin.close()
+        assert only.wait(timeout=30) == 0
+    finally:
+        warm.close()
+
+
 PARENT = """\
 import subprocess, sys, time
 from codeclab.local.jobs import WarmWorkers

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from codeclab.experiments import (
     SpecError,
@@ -38,6 +40,10 @@ def problems(spec: object) -> list[str]:
 def test_schema_is_valid_2020_12() -> None:
     schema = load_schema()
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(schema)  # load_schema trusts the file it ships with: this is its check
+    broken = {**schema, "properties": {**schema["properties"], "name": {"type": "text"}}}
+    with pytest.raises(SchemaError):  # control: the check does see a broken schema
+        Draft202012Validator.check_schema(broken)
 
 
 def test_defaults_are_filled_from_the_schema() -> None:
