@@ -173,7 +173,7 @@ def stop_server(server: ThreadedMotoServer) -> None:
     stopping.start()
     while stopping.is_alive() and serving is not None:
         with suppress(OSError):  # closed already, or the backlog is full: the poll ends the loop anyway
-            socket.create_connection(serving.server_address[:2], timeout=0.1).close()
+            socket.create_connection((str(serving.server_address[0]), serving.server_port), timeout=0.1).close()
         stopping.join(0.01)
     stopping.join()
 
