@@ -31,6 +31,17 @@ And one repeated cost: botocore's `Loader.list_available_services` lists every s
 for each backend, so a `codeclab run` scanned about 34 times (1 s on a loaded machine). The answer is kept per
 search path and type for the process; the folders do not change while it runs.
 
+And one more: every execution parses its state machine's definition with moto's ANTLR parser, on the emulator's
+thread, before its first state (0.12 s for this stack's, 0.23 s the first time: a tenth of a one-frame `codeclab
+run`). `AmazonStateLanguageParser.parse` keeps what it parsed per definition, and each caller gets its own deep copy
+of the evaluation components (8 ms), so no execution shares a component with another.
+
+And one more: moto's Step Functions integrations make a new boto3 client for every task they run (`boto_client_for`),
+and making one costs 50-100 ms: the Lambda tasks, the SNS alerts and the distributed Map's S3 reads and writes paid it
+each time, about 0.3 s of a one-frame experiment. The four modules this stack's tasks go through make each client
+once per service, region and emulator port; the clients are thread-safe, and they go when the patches do (the
+next emulator's fault hooks are on the default session its clients are made from).
+
 And one import: moto's Step Functions interpreter imports `moto.batch.utils` for one enum, and
 `moto/batch/__init__.py` imports Batch's models and, with them, all of EC2's (about 0.8 s of every
 `codeclab run`). `moto.batch` is put in place as a lazy package: its submodules load from moto's own folder,
@@ -46,11 +57,14 @@ its select returns, before it accepts anything).
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.machinery
 import importlib.util
+import inspect
 import itertools
 import json
+import os
 import socket
 import sys
 import threading
@@ -97,12 +111,22 @@ from moto.stepfunctions.parser.asl.component.common.error_name.failure_event imp
 )
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval import (
+    resource_eval_s3 as item_reader_s3,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (
+    resource_eval_s3 as result_writer_s3,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sns
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
     StateTaskServiceBatch,
 )
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.asl.utils import boto_client
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 
 from codeclab.experiments.record import ExperimentRecord
@@ -117,8 +141,11 @@ ItemWritten = Callable[[str, Callable[[], ExperimentRecord | None]], None]
 
 # The other item operations of moto's DynamoDB backend: each takes the lock (put_item and update_item take it too).
 LOCKED = ("get_item", "query", "scan", "delete_item", "transact_write_items")
+# moto's Step Functions integrations that this stack's tasks use: Lambda, SNS, the Map's S3 reader and writer.
+INTEGRATIONS = (lambda_eval_utils, state_task_service_sns, item_reader_s3, result_writer_s3)
 PATCHED = (
     (Loader, "list_available_services"),
+    (AmazonStateLanguageParser, "parse"),
     (LambdaFunction, "_invoke_lambda"),
     (StateTaskServiceBatch, "_eval_service_task"),
     (StateTaskServiceBatch, "_build_sync_resolver"),
@@ -126,8 +153,11 @@ PATCHED = (
     (DynamoDBBackend, "put_item"),
     (DynamoDBBackend, "update_item"),
     *((DynamoDBBackend, name) for name in LOCKED),
+    *((module, "boto_client_for") for module in INTEGRATIONS),
 )
 _items_lock = threading.RLock()  # see "one race" above
+_integration_clients: dict[tuple[str, str, str], Any] = {}  # (region, service, emulator port) -> client
+_clients_lock = threading.Lock()
 
 
 @dataclass
@@ -149,12 +179,14 @@ def install(lambda_runner: LambdaRunner, job_runner: JobRunner, item_written: It
     if _originals:
         return
     replacements = (
-        _listed_once(Loader.list_available_services), _invoke_lambda, _eval_batch_task, _build_batch_sync_resolver,
+        _listed_once(Loader.list_available_services), staticmethod(_parsed_once(AmazonStateLanguageParser.parse)),
+        _invoke_lambda, _eval_batch_task, _build_batch_sync_resolver,
         _set_error_unless_stopped, _notifying(DynamoDBBackend.put_item), _notifying(DynamoDBBackend.update_item),
         *(_locked(getattr(DynamoDBBackend, name)) for name in LOCKED),
+        *(_client_once for _ in INTEGRATIONS),
     )  # fmt: skip
     for (owner, name), replacement in zip(PATCHED, replacements, strict=True):
-        _originals[(owner, name)] = getattr(owner, name)
+        _originals[(owner, name)] = inspect.getattr_static(owner, name)  # a staticmethod stays one when restored
         setattr(owner, name, replacement)
     _originals[(threading, "excepthook")] = threading.excepthook
     threading.excepthook = _excepthook
@@ -164,6 +196,7 @@ def uninstall() -> None:
     for (owner, name), original in _originals.items():
         setattr(owner, name, original)
     _originals.clear()
+    _integration_clients.clear()
 
 
 def stop_server(server: ThreadedMotoServer) -> None:
@@ -251,6 +284,31 @@ def _listed_once(list_services: Callable[..., list[str]]) -> Callable[..., list[
         return list(found[key])
 
     return listed
+
+
+def _client_once(region: str, service: str, state_credentials: Any = None) -> Any:
+    """moto's `boto_client_for`, made once per region, service and emulator port (see "one more" above)."""
+    if state_credentials is not None:  # a task that assumes a role: its own client, as moto makes it
+        return boto_client.boto_client_for(region, service, state_credentials)
+    key = (region, service, os.environ.get("MOTO_PORT", ""))
+    with _clients_lock:
+        if key not in _integration_clients:
+            _integration_clients[key] = boto_client.boto_client_for(region, service)
+        return _integration_clients[key]
+
+
+def _parsed_once(parse: Callable[[str], tuple[Any, Any]]) -> Callable[[str], tuple[Any, Any]]:
+    parsed: dict[str, tuple[Any, Any]] = {}
+    lock = threading.Lock()
+
+    def parsed_once(definition: str) -> tuple[Any, Any]:
+        with lock:
+            if definition not in parsed:
+                parsed[definition] = parse(definition)  # an invalid definition raises: nothing is kept
+            program, tree = parsed[definition]
+        return copy.deepcopy(program), tree  # the parse tree is only ever read
+
+    return parsed_once
 
 
 def _locked(operation: Callable[..., Any]) -> Callable[..., Any]:

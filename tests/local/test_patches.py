@@ -6,7 +6,10 @@ If this fails after a moto upgrade, re-read the patched code in moto before touc
 from __future__ import annotations
 
 import inspect
+import json
 from importlib.metadata import version
+
+import pytest
 
 from codeclab.local import patches
 
@@ -18,6 +21,8 @@ def test_moto_is_the_pinned_version() -> None:
 def test_patched_members_exist_with_the_signatures_we_replace() -> None:
     expected = {
         "list_available_services": ["self", "type_name"],
+        "parse": ["definition"],
+        "boto_client_for": ["region", "service", "state_credentials"],
         "_invoke_lambda": ["self", "event"],
         "_eval_service_task": ["self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"],
         "_build_sync_resolver": ["self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"],
@@ -155,3 +160,46 @@ def test_stop_server_ends_the_serving_loop_before_its_poll_would() -> None:
         assert stopping.is_alive() is not ends
         if not ends:  # release the control's loop the way stop_server does
             patches.stop_server(server)
+
+
+def test_a_definition_is_parsed_once_and_each_caller_gets_components_of_its_own() -> None:
+    """Executions evaluate the components they are given: a shared one could carry one execution's state into
+    another. Each parse of the same definition is a deep copy; another definition is parsed for itself."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    definition = json.dumps({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}})
+    other = json.dumps({"StartAt": "B", "States": {"B": {"Type": "Succeed"}}})
+    patches.install(lambda *a: ("{}", False), lambda params, ended: {"Status": "SUCCEEDED"})
+    try:
+        (first, tree), (second, same_tree) = (AmazonStateLanguageParser.parse(definition) for _ in range(2))
+        third, _ = AmazonStateLanguageParser.parse(other)
+    finally:
+        patches.uninstall()
+    assert first is not second and type(first) is type(second) and tree is same_tree
+    assert [type(c).__name__ for c in vars(first).values()] == [type(c).__name__ for c in vars(second).values()]
+    assert third is not first and "B" in repr(vars(third))
+    assert isinstance(inspect.getattr_static(AmazonStateLanguageParser, "parse"), staticmethod)  # restored as it was
+
+
+def test_the_integrations_make_one_client_per_service_and_emulator_until_the_patches_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each module still takes moto's one client maker by name (so patching it there reaches every task); patched,
+    a service's client is made once per emulator port, and uninstalling forgets them."""
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    assert all(module.boto_client_for is boto_client.boto_client_for for module in patches.INTEGRATIONS)
+    monkeypatch.setenv("MOTO_PORT", "5001")
+    patches.install(lambda *a: ("{}", False), lambda params, ended: {"Status": "SUCCEEDED"})
+    try:
+        lambda_a, sns_a = (module.boto_client_for("us-east-1", service) for module, service in
+                           zip(patches.INTEGRATIONS, ("lambda", "sns"), strict=False))  # fmt: skip
+        assert patches.INTEGRATIONS[0].boto_client_for("us-east-1", "lambda") is lambda_a
+        assert patches.INTEGRATIONS[1].boto_client_for("us-east-1", "lambda") is lambda_a  # shared by the modules
+        assert sns_a is not lambda_a and sns_a.meta.endpoint_url == "http://localhost:5001"
+        monkeypatch.setenv("MOTO_PORT", "5002")  # another emulator: its own clients
+        assert patches.INTEGRATIONS[0].boto_client_for("us-east-1", "lambda").meta.endpoint_url.endswith(":5002")
+    finally:
+        patches.uninstall()
+    assert all(module.boto_client_for is boto_client.boto_client_for for module in patches.INTEGRATIONS)
+    assert not patches._integration_clients
