@@ -74,9 +74,9 @@ class FileManifestSource:
     def open_archive(self, uri: str) -> IO[bytes]:
         if uri.startswith("s3://"):
             if self._s3 is None:
-                from codeclab.experiments import aws_clients
+                from codeclab.experiments.aws_clients import client as aws_client
 
-                self._s3 = aws_clients.client("s3")
+                self._s3 = aws_client("s3")
             bucket, key = split_s3_uri(uri)
             body: IO[bytes] = self._s3.get_object(Bucket=bucket, Key=key)["Body"]
             return body

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from codeclab.experiments import aws_clients
+from codeclab.experiments.aws_clients import client as aws_client
 from codeclab.experiments.limits import MIN_JOB_SECONDS, CodecCaps, codec_caps
 from codeclab.experiments.result import AnyResult, parse_result
 from codeclab.experiments.s3_uri import split_s3_uri
@@ -38,9 +38,9 @@ class Services:
     # The operator's caps on a spec's limits.codec, as the stack gives them to the worker's job. None: not known to
     # this process (a stack deployed before it published them); CreateRecord and the worker still check them.
     codec_caps: CodecCaps | None = None
-    s3: Any = field(default_factory=lambda: aws_clients.client("s3"))
-    sfn: Any = field(default_factory=lambda: aws_clients.client("stepfunctions"))
-    sns: Any = field(default_factory=lambda: aws_clients.client("sns"))
+    s3: Any = field(default_factory=lambda: aws_client("s3"))
+    sfn: Any = field(default_factory=lambda: aws_client("stepfunctions"))
+    sns: Any = field(default_factory=lambda: aws_client("sns"))
 
     @classmethod
     def from_environment(cls) -> Services:

@@ -12,7 +12,7 @@ import zipfile
 from functools import cached_property
 from typing import Any
 
-from codeclab.experiments import aws_clients
+from codeclab.experiments.aws_clients import client as aws_client
 from codeclab.local.jobs import JobDefinition, RetryStrategy, TimeLimitAction
 from codeclab.local.template import ACCOUNT, Resolver
 
@@ -95,11 +95,11 @@ class Stack:
         """Create the table, the buckets, the alert topic, the functions and the state machine in the emulator."""
         self._deploy_table()
         for logical_id in self.resolver.of_type("AWS::S3::Bucket"):
-            aws_clients.client("s3").create_bucket(Bucket=self.resolver.ref(logical_id))
-        aws_clients.client("sns").create_topic(Name=self.resolver.get_att(self._one("AWS::SNS::Topic")[0], "TopicName"))
+            aws_client("s3").create_bucket(Bucket=self.resolver.ref(logical_id))
+        aws_client("sns").create_topic(Name=self.resolver.get_att(self._one("AWS::SNS::Topic")[0], "TopicName"))
         self._deploy_functions()
         logical_id, machine = self._one("AWS::StepFunctions::StateMachine")
-        aws_clients.client("stepfunctions").create_state_machine(
+        aws_client("stepfunctions").create_state_machine(
             name=self.resolver.get_att(logical_id, "Name"),
             definition=self.resolver.resolve(machine["Properties"]["DefinitionString"]),
             roleArn=ROLE_ARN,
@@ -109,7 +109,7 @@ class Stack:
     def _deploy_table(self) -> None:
         logical_id, table = self._one("AWS::DynamoDB::Table")
         props = table["Properties"]
-        aws_clients.client("dynamodb").create_table(
+        aws_client("dynamodb").create_table(
             TableName=self.resolver.ref(logical_id),
             BillingMode="PAY_PER_REQUEST",
             KeySchema=props["KeySchema"],
@@ -118,8 +118,8 @@ class Stack:
         )
 
     def _deploy_functions(self) -> None:
-        client, code = aws_clients.client("lambda"), _placeholder_zip()
-        aws_clients.client("iam").create_role(
+        client, code = aws_client("lambda"), _placeholder_zip()
+        aws_client("iam").create_role(
             RoleName="codeclab-local", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
         )
         for logical_id, resource in self._functions().items():

@@ -27,7 +27,8 @@ from typing import Any
 import requests
 from moto.server import ThreadedMotoServer
 
-from codeclab.experiments import aws_clients
+from codeclab.experiments.aws_clients import client as aws_client
+from codeclab.experiments.aws_clients import forget as forget_aws_clients
 from codeclab.experiments.limits import codec_caps
 from codeclab.experiments.services import LOCAL_PACKAGES_ENV, Services
 from codeclab.experiments.store import ExperimentStore
@@ -134,7 +135,7 @@ class LocalCloud:
             else:
                 os.environ[name] = value
         self.handlers.unload()
-        aws_clients.forget()  # they hold this emulator's endpoint and fault hook
+        forget_aws_clients()  # they hold this emulator's endpoint and fault hook
         shutil.rmtree(self.job_folder, ignore_errors=True)
 
     def _set_env(self, values: dict[str, str]) -> None:
@@ -182,7 +183,7 @@ class LocalCloud:
     @cached_property
     def sfn(self) -> Any:
         """One Step Functions client for the emulator's own polling (created once the endpoint is set)."""
-        return aws_clients.client("stepfunctions")
+        return aws_client("stepfunctions")
 
     @property
     def record_listeners(self) -> list[RecordListener]:

@@ -8,7 +8,7 @@ import json
 import logging
 from typing import Any, TypedDict
 
-from codeclab.experiments import aws_clients
+from codeclab.experiments.aws_clients import client as aws_client
 from codeclab.local.hooks import Handlers
 
 log = logging.getLogger("codeclab.local")
@@ -85,7 +85,7 @@ class AlertCapture:
         self._alerts: list[CapturedAlert] = []
 
     def subscribe(self, topic_arn: str) -> None:
-        sns, sqs = aws_clients.client("sns"), aws_clients.client("sqs")
+        sns, sqs = aws_client("sns"), aws_client("sqs")
         self._queue_url = sqs.create_queue(QueueName=ALERT_QUEUE)["QueueUrl"]
         attributes = sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=["QueueArn"])["Attributes"]
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=attributes["QueueArn"],
@@ -97,7 +97,7 @@ class AlertCapture:
         return [alert for alert in self._alerts if _names(alert, experiment_id)]
 
     def _drain(self) -> None:
-        sqs = aws_clients.client("sqs")
+        sqs = aws_client("sqs")
         while batch := sqs.receive_message(QueueUrl=self._queue_url, MaxNumberOfMessages=10).get("Messages"):
             for message in batch:
                 envelope = json.loads(message["Body"])

@@ -44,11 +44,11 @@ class LocalStore(ArtifactStore):
 
 class S3Store(ArtifactStore):
     def __init__(self, uri: str) -> None:
-        from codeclab.experiments import aws_clients  # only S3 outputs need boto3
+        from codeclab.experiments.aws_clients import client as aws_client  # only S3 outputs need boto3
 
         self.bucket, prefix = split_s3_uri(uri)
         self.prefix = prefix.strip("/")
-        self._s3 = aws_clients.client("s3")
+        self._s3 = aws_client("s3")
         self.staging = Path(tempfile.mkdtemp(prefix="codeclab-out-"))
 
     def _key(self, name: str) -> str:

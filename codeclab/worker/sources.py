@@ -174,12 +174,12 @@ def _local_path(clip: str, workdir: Path) -> Path:
 def _download_s3(uri: str, workdir: Path) -> Path:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from codeclab.experiments import aws_clients  # imported here: only s3 sources need boto3
+    from codeclab.experiments.aws_clients import client as aws_client  # imported here: only s3 sources need boto3
 
     bucket, key = split_s3_uri(uri)
     target = workdir / ("source" + Path(key).suffix.lower())
     try:
-        aws_clients.client("s3").download_file(bucket, key, str(target))
+        aws_client("s3").download_file(bucket, key, str(target))
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in {"404", "NoSuchKey", "NoSuchBucket"}:
@@ -194,11 +194,11 @@ def read_s3_text(uri: str, what: str) -> str:
     """A small text object (a spec, a codec's source); a missing or unreadable one is invalid input."""
     from botocore.exceptions import ClientError
 
-    from codeclab.experiments import aws_clients
+    from codeclab.experiments.aws_clients import client as aws_client
 
     bucket, key = split_s3_uri(uri)
     try:
-        return aws_clients.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        return aws_client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
     except ClientError as exc:
         raise InvalidSpec(f"cannot read {what} {uri}: {exc.response['Error'].get('Code')}") from None
     except UnicodeDecodeError as exc:

@@ -21,7 +21,7 @@ from tests.conftest import REPO
 class NoCloud:
     """Stands in for LocalCloud (moto): no request reaches it, the tests only bind and read the address."""
 
-    def __init__(self) -> None:
+    def __init__(self, jobs: int | None = None) -> None:
         self.record_listeners: list[object] = []
         self.job_folder = Path(tempfile.gettempdir()) / "codeclab-jobs-none"
         self.lambda_environment: dict[str, str] = {}  # no caps set: the API states the defaults

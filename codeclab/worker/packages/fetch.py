@@ -25,9 +25,9 @@ def download(uri: str, target: Path, max_bytes: int, field: str, s3: Any = None)
     from botocore.exceptions import BotoCoreError, ClientError  # only S3 reads need botocore: not every job's start-up
 
     if s3 is None:
-        from codeclab.experiments import aws_clients
+        from codeclab.experiments.aws_clients import client as aws_client
 
-        s3 = aws_clients.client("s3")
+        s3 = aws_client("s3")
     bucket, key = split_s3_uri(uri)
     try:
         response = s3.get_object(Bucket=bucket, Key=key)
