@@ -114,7 +114,8 @@ def _refused_write(exc: OSError) -> str:
 
 
 def _execute(spec: SpecDocument, args: argparse.Namespace, store: ArtifactStore, started: float) -> Result:
-    progress = Progress(spec["source"].get("frames", 0), _sinks(), fault_from_env())
+    record = RecordProgress.from_environment()
+    progress = Progress(spec["source"].get("frames", 0), _sinks(record), fault_from_env())
 
     def on_hard_stall(error: Stalled) -> None:
         _finish_failed(store, spec, error, started)
@@ -128,6 +129,9 @@ def _execute(spec: SpecDocument, args: argparse.Namespace, store: ArtifactStore,
             if watchdog.error is not None:
                 raise watchdog.error from None
             raise
+        finally:
+            if record is not None:  # its last write lands before the result does
+                record.close()
 
 
 def _read_spec(source: str) -> SpecDocument:
@@ -188,9 +192,8 @@ class _LogSink:
             log.info("progress: %s %d/%d frames", event.stage, event.frames_done, event.frames_total)
 
 
-def _sinks() -> list[ProgressSink]:
+def _sinks(record: RecordProgress | None) -> list[ProgressSink]:
     sinks: list[ProgressSink] = [_LogSink()]
-    record = RecordProgress.from_environment()
     if record is not None:
         sinks.append(lambda event: record.report(event.stage, event.frames_done, event.frames_total))
     return sinks
