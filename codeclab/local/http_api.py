@@ -236,6 +236,10 @@ class ApiServer:
         self._app.url = self.url
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        # The serving thread may see `_stopping` at its own poll and release the trigger's pipe while stop() is about
+        # to pull it: a write to a closed descriptor (EBADF), or to whatever file took its number since.
+        self._release_lock = threading.Lock()
+        self._released = False
 
     @property
     def port(self) -> int:
@@ -265,14 +269,20 @@ class ApiServer:
         if self._thread is None:  # never served: only the bound socket to let go
             self._release()
             return
-        self._server.pull_trigger()  # wake the loop from select()
+        with self._release_lock:
+            if not self._released:
+                self._server.pull_trigger()  # wake the loop from select()
         self._thread.join()
         self._thread = None
 
     def _release(self) -> None:
-        for dispatcher in list(self._server._map.values()):  # the server itself, its trigger, each connection
-            with suppress(OSError):
-                dispatcher.close()
+        with self._release_lock:
+            if self._released:
+                return
+            self._released = True
+            for dispatcher in list(self._server._map.values()):  # the server itself, its trigger, each connection
+                with suppress(OSError):
+                    dispatcher.close()
         self._server.task_dispatcher.shutdown(timeout=5)
 
     def __enter__(self) -> ApiServer:

@@ -304,6 +304,18 @@ def test_a_handler_that_raises_is_a_logged_500_and_a_malformed_response_a_502(
         assert request(f"{server.url}/experiments")[0] == 502
 
 
+def test_stop_after_the_loop_let_go_on_its_own_writes_to_no_closed_descriptor() -> None:
+    """The race behind an EBADF seen once in a full run: the serving thread saw the stop flag at its own poll and
+    closed the trigger's pipe before stop() pulled it. Here the loop is let go first, every time; the old stop then
+    wrote to the closed descriptor (or to whatever file had taken its number)."""
+    server = serve_api(lambda event: {"statusCode": 200, "body": "{}"}).start()
+    assert server._thread is not None
+    server._stopping.set()  # what stop() does first
+    server._thread.join(10)  # the loop ends at its next poll and releases the trigger
+    assert not server._thread.is_alive()
+    server.stop()
+
+
 def test_a_stopped_server_releases_its_port() -> None:
     with serve_api(lambda event: {"statusCode": 200, "body": "{}"}) as server:
         port = server.port
