@@ -1,9 +1,9 @@
 """boto3 clients made once per process, per service and per endpoint, region and credentials in the environment.
 
-Making a client costs 30-100 ms (botocore builds the service's endpoint rules each time; S3's are the largest): more
-than most calls take. Every Lambda handler module made three at import, and local mode runs the seven in one process;
-a job made one for its spec, one for its outputs and one for each S3 read. Clients are thread-safe; making one from
-boto3's default session is not, so they are made under a lock.
+Making a client costs 5-10 ms once botocore has loaded its service's model (the first one of a service, 10-60 ms):
+more than most calls to the local emulator take. Every Lambda handler module made three at import, and local mode
+runs the seven in one process; a job made one for its spec, one for its outputs and one for each S3 read. Clients
+are thread-safe; making one from boto3's default session is not, so they are made under a lock.
 """
 
 from __future__ import annotations

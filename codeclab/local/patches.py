@@ -31,16 +31,16 @@ And one repeated cost: botocore's `Loader.list_available_services` lists every s
 for each backend, so a `codeclab run` scanned about 34 times (1 s on a loaded machine). The answer is kept per
 search path and type for the process; the folders do not change while it runs.
 
-And one more: every execution parses its state machine's definition with moto's ANTLR parser, on the emulator's
+And one parse: every execution parses its state machine's definition with moto's ANTLR parser, on the emulator's
 thread, before its first state (0.12 s for this stack's, 0.23 s the first time: a tenth of a one-frame `codeclab
 run`). `AmazonStateLanguageParser.parse` keeps what it parsed per definition, and each caller gets its own deep copy
 of the evaluation components (8 ms), so no execution shares a component with another.
 
-And one more: moto's Step Functions integrations make a new boto3 client for every task they run (`boto_client_for`),
-and making one costs 50-100 ms: the Lambda tasks, the SNS alerts and the distributed Map's S3 reads and writes paid it
-each time, about 0.3 s of a one-frame experiment. The four modules this stack's tasks go through make each client
-once per service, region and emulator port; the clients are thread-safe, and they go when the patches do (the
-next emulator's fault hooks are on the default session its clients are made from).
+And one client per task: moto's Step Functions integrations make a new boto3 client for every task they run
+(`boto_client_for`): 5-10 ms each, more under load, for every Lambda step, SNS alert and distributed Map S3 read and
+write of every experiment. The four modules this stack's tasks go through make each client once per service, region
+and emulator port; the clients are thread-safe, and they go when the patches do (the next emulator's fault hooks are
+on the default session its clients are made from).
 
 And one import: moto's Step Functions interpreter imports `moto.batch.utils` for one enum, and
 `moto/batch/__init__.py` imports Batch's models and, with them, all of EC2's (about 0.8 s of every
@@ -287,7 +287,7 @@ def _listed_once(list_services: Callable[..., list[str]]) -> Callable[..., list[
 
 
 def _client_once(region: str, service: str, state_credentials: Any = None) -> Any:
-    """moto's `boto_client_for`, made once per region, service and emulator port (see "one more" above)."""
+    """moto's `boto_client_for`, made once per region, service and emulator port (see "one client per task")."""
     if state_credentials is not None:  # a task that assumes a role: its own client, as moto makes it
         return boto_client.boto_client_for(region, service, state_credentials)
     key = (region, service, os.environ.get("MOTO_PORT", ""))
