@@ -14,7 +14,7 @@ from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 from codeclab.experiments.redaction import without_caller_credentials
 
 
-def traced_here() -> bool:
+def _traced_here() -> bool:
     """Powertools' rule for X-Ray: trace in the Lambda runtime, unless POWERTOOLS_TRACE_DISABLED says not. Elsewhere
     (local mode, the tests) no Tracer is made: making one imports X-Ray's SDK core (0.25 s of every local start) only
     to switch it off."""
@@ -23,7 +23,7 @@ def traced_here() -> bool:
 
 
 logger = Logger()
-tracer = Tracer() if traced_here() else None
+tracer = Tracer() if _traced_here() else None
 metrics = Metrics()
 
 

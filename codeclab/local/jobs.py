@@ -466,7 +466,10 @@ def warm_worker_count(jobs: int | None = None) -> int:
     """CODECLAB_WARM_WORKERS, else one standby per job slot, two at most (each is an idle Python of about 100 MB),
     and no more than the jobs a process knows it will run: a standby starting beside the only job slows it."""
     value = os.environ.get(WARM_WORKERS_ENV)
-    return max(0, int(value)) if value else min(job_slots(), 2, jobs if jobs is not None else 2)
+    if value:
+        return max(0, int(value))
+    count = min(job_slots(), 2)
+    return count if jobs is None else min(count, jobs)
 
 
 def _host_environment() -> dict[str, str]:
