@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -21,6 +22,8 @@ from codeclab.local.events import CapturedAlert
 from codeclab.local.runs import JOB_LOG, RunsFolder
 
 CHUNK_BYTES = 1 << 20
+# A file time set with utime reads back within microseconds (float seconds); any real rewrite moves it further.
+MTIME_SLACK_S = 1e-3
 ProgressCallback = Callable[[ExperimentRecord], None]
 
 
@@ -172,16 +175,37 @@ def keep(cloud: LocalCloud, record: ExperimentRecord | PointSummary, runs_dir: P
     s3, prefix = cloud.services().s3, f"experiments/{experiment_id}/"
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=cloud.bucket, Prefix=prefix):
         for item in page.get("Contents", []):
+            target = folder / item["Key"].removeprefix(prefix)
+            modified = item["LastModified"].timestamp()
+            if _same_file(target, item["Size"], modified):
+                continue  # kept by an earlier pass: the mirror keeps a final record, then collect keeps it again
             # One GET each, streamed: the transfer manager's threads cost more than these small files.
             body = s3.get_object(Bucket=cloud.bucket, Key=item["Key"])["Body"]
-            with (folder / item["Key"].removeprefix(prefix)).open("wb") as file:
+            with target.open("wb") as file:
                 shutil.copyfileobj(body, file, CHUNK_BYTES)
-    if cloud.job_log(experiment_id).is_file():
-        shutil.copyfile(cloud.job_log(experiment_id), folder / JOB_LOG)
+            os.utime(target, (modified, modified))
+    job_log = cloud.job_log(experiment_id)
+    if job_log.is_file() and not _same_file(folder / JOB_LOG, *_size_and_mtime(job_log)):
+        shutil.copy2(job_log, folder / JOB_LOG)  # copy2 keeps the mtime the next pass compares
     alerts = cloud.alerts_for(experiment_id)
     runs.save_alerts(experiment_id, alerts)
     runs.save_record(record)  # last: a final record.json means everything beside it is there
     return Outcome(experiment_id, record["status"], record, folder, alerts)
+
+
+def _same_file(path: Path, size: int, mtime: float) -> bool:
+    """Already kept, as `aws s3 sync` decides: the same size and modification time as the source's. A copy's
+    time is set only once it is whole, so an interrupted copy is fetched again."""
+    try:
+        kept_size, kept_mtime = _size_and_mtime(path)
+    except FileNotFoundError:
+        return False
+    return kept_size == size and abs(kept_mtime - mtime) < MTIME_SLACK_S
+
+
+def _size_and_mtime(path: Path) -> tuple[int, float]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime
 
 
 def run(cloud: LocalCloud, spec: object, runs_dir: Path, on_progress: ProgressCallback | None = None) -> Outcome:

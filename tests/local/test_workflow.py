@@ -57,6 +57,33 @@ def test_a_run_goes_through_the_state_machine_into_runs(cloud: LocalCloud, tmp_p
     assert any(r.get("progress", {}).get("frames_done", 0) > 0 for r in seen)
 
 
+def test_keeping_again_fetches_only_what_is_missing_or_changed(
+    cloud: LocalCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mirror keeps a final record and collect keeps it again: the second pass must not copy every artifact
+    (a 1080p job's recon and reference y4m are gigabytes), yet must fetch a copy cut short or an object changed."""
+    outcome = runner.run(cloud, spec(), tmp_path)
+    s3, fetched = cloud.services().s3, []
+    get_object = s3.get_object
+    monkeypatch.setattr(s3, "get_object", lambda **kw: fetched.append(kw["Key"].rsplit("/", 1)[1]) or get_object(**kw))
+    inodes = {path.name: path.stat().st_ino for path in outcome.folder.iterdir()}
+
+    runner.keep(cloud, outcome.record, tmp_path)
+    assert fetched == []
+    assert inodes["recon.y4m"] == (outcome.folder / "recon.y4m").stat().st_ino
+
+    # control: a copy cut short (a kill mid-copy leaves its own mtime) and an object rewritten are fetched again
+    recon = outcome.folder / "recon.y4m"
+    whole = recon.read_bytes()
+    recon.write_bytes(whole[: len(whole) // 2])
+    key = f"experiments/{outcome.experiment_id}/metrics.csv"
+    changed = get_object(Bucket=cloud.bucket, Key=key)["Body"].read() + b"# rewritten\n"
+    s3.put_object(Bucket=cloud.bucket, Key=key, Body=changed)
+    runner.keep(cloud, outcome.record, tmp_path)
+    assert sorted(fetched) == ["metrics.csv", "recon.y4m"]
+    assert recon.read_bytes() == whole and (outcome.folder / "metrics.csv").read_bytes() == changed
+
+
 def test_worker_exiting_non_zero_is_codec_error(cloud: LocalCloud, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("CODECLAB_FAULT", "fail:decode@1")
     assert_final(runner.run(cloud, spec(), tmp_path), "FAILED", "CODEC_ERROR")
