@@ -83,6 +83,13 @@ class MetricsSpec(TypedDict):
     vmaf: bool | Literal["auto"]
 
 
+class ArtifactsSpec(TypedDict):
+    """The large files an experiment keeps: each is written and measured either way."""
+
+    reference: bool
+    recon: bool
+
+
 class SpecDocument(TypedDict):
     """One checked spec with every default filled in: what is stored, staged for the worker and reported."""
 
@@ -91,6 +98,7 @@ class SpecDocument(TypedDict):
     codec: CodecSpec
     limits: LimitsSpec
     metrics: MetricsSpec
+    artifacts: ArtifactsSpec
     description: NotRequired[str]
     # A grid of lists by parameter name, plus `codecs` and `max_concurrency`: sweep.py reads it.
     sweep: NotRequired[dict[str, Any]]

@@ -26,11 +26,18 @@ from codeclab.worker.errors import InvalidInput, InvalidSpec, Stalled, StorageFa
 from codeclab.worker.faults import fault_from_env
 from codeclab.worker.processes import PARENT_PID_ENV, die_with_parent
 from codeclab.worker.progress import Progress, ProgressEvent, ProgressSink, StallWatchdog
-from codeclab.worker.run import RunOptions, environment, run_experiment
+from codeclab.worker.run import (
+    RECON_Y4M,
+    REFERENCE_Y4M,
+    RunOptions,
+    drop_unkept_artifacts,
+    environment,
+    run_experiment,
+)
 from codeclab.worker.sources import read_s3_text
 
 log = logging.getLogger("codeclab.worker")
-ARTIFACT_ORDER = ("reference.y4m", "recon.y4m", "metrics.csv", "worker.log", "result.json")
+ARTIFACT_ORDER = (REFERENCE_Y4M, RECON_Y4M, "metrics.csv", "worker.log", "result.json")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,7 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         const=True,
         help="measure VMAF even on long clips",
     )
-    parser.add_argument("--no-reference", action="store_true", help="do not keep reference.y4m")
+    parser.add_argument(
+        "--no-reference", action="store_true", help="do not keep reference.y4m, whatever the spec's artifacts.reference"
+    )
     parser.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     return parser.parse_args(argv)
 
@@ -117,10 +126,12 @@ def _execute(spec: SpecDocument, args: argparse.Namespace, store: ArtifactStore,
     record = RecordProgress.from_environment()
     progress = Progress(spec["source"].get("frames", 0), _sinks(record), fault_from_env())
 
+    options = RunOptions(vmaf=args.vmaf, keep_reference=False if args.no_reference else None)
+
     def on_hard_stall(error: Stalled) -> None:
+        drop_unkept_artifacts(spec, store.staging, options)  # the stuck run never reaches its own cleanup
         _finish_failed(store, spec, error, started)
 
-    options = RunOptions(vmaf=args.vmaf, keep_reference=not args.no_reference)
     with StallWatchdog(progress, spec["limits"]["stall_seconds"], on_hard_stall) as watchdog:
         try:
             return run_experiment(spec, store.staging, progress, options)

@@ -33,12 +33,13 @@ log = logging.getLogger("codeclab.worker")
 # VMAF is slow on CPU: "auto" measures it only up to 150 frames of 720p (or the same pixels).
 VMAF_AUTO_MAX_PIXELS = 150 * 1280 * 720
 QUALITY_KEYS = ("psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "ssim", "ms_ssim")
+REFERENCE_Y4M, RECON_Y4M = "reference.y4m", "recon.y4m"
 
 
 @dataclass(frozen=True)
 class RunOptions:
     vmaf: bool | None = None  # None: follow the spec's metrics.vmaf
-    keep_reference: bool = True
+    keep_reference: bool | None = None  # None: follow the spec's artifacts.reference
 
 
 @dataclass
@@ -73,10 +74,28 @@ def run_experiment(
 
     `codec`: the spec's codec entry already built (`codeclab codec check` builds its package from the copy it
     unpacked and checked); by default it is built here."""
+    try:
+        return _measure(spec, staging, progress, options, codec)
+    finally:
+        drop_unkept_artifacts(spec, staging, options)
+
+
+def drop_unkept_artifacts(spec: SpecDocument, staging: Path, options: RunOptions) -> None:
+    """Delete the raw frame files the spec (or the worker's --no-reference) does not keep, before anything is
+    published, whether the run succeeded or not: they are most of what a point would keep (3.7 GB for 600
+    frames of 1080p), and a test set has hundreds of points."""
+    kept = spec["artifacts"]
+    reference = kept["reference"] if options.keep_reference is None else options.keep_reference
+    for name, keep in ((REFERENCE_Y4M, reference), (RECON_Y4M, kept["recon"])):
+        if not keep:
+            (staging / name).unlink(missing_ok=True)
+
+
+def _measure(spec: SpecDocument, staging: Path, progress: Progress, options: RunOptions, codec: Codec | None) -> Result:
     codec = build_codec(spec["codec"], spec["limits"].get("codec")) if codec is None else codec
     clock = Stopwatch()
     with tempfile.TemporaryDirectory(prefix="codeclab-") as tmp:
-        ref_y4m = staging / "reference.y4m"
+        ref_y4m = staging / REFERENCE_Y4M
         try:
             with clock.time("load"):
                 reference = load_reference(
@@ -93,7 +112,7 @@ def run_experiment(
             codec.prepare()
         with clock.time("encode"):
             codec.encode(ref_y4m, bitstream, progress.stage("encode", video.frames))
-        recon = staging / "recon.y4m"
+        recon = staging / RECON_Y4M
         with clock.time("decode"):
             codec.decode_to(bitstream, StreamHeader.of(video), recon, progress.stage("decode"))
         decoded = _decoded(recon, video, codec.name)
@@ -108,8 +127,6 @@ def run_experiment(
     measured = Measured(reference, codec, bitstream, per_frame, clock.timings, vmaf_enabled)
     result = build_result(spec, measured)
     write_metrics_csv(per_frame, staging / "metrics.csv")
-    if not options.keep_reference:
-        ref_y4m.unlink()
     return result
 
 

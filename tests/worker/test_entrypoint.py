@@ -162,6 +162,42 @@ def test_no_reference_leaves_the_reference_out(tmp_path: Path) -> None:
     assert "reference.y4m" not in result_of(tmp_path / "out")["artifacts"]
 
 
+RAW_FRAMES = {"reference.y4m", "recon.y4m"}
+NOT_KEPT = {"artifacts": {"reference": False, "recon": False}}
+
+
+def test_raw_frames_the_spec_does_not_keep_are_measured_but_not_published(tmp_path: Path) -> None:
+    jpeg = spec({"name": "jpeg", "params": {"quality": 40}})
+    kept, lean = (
+        run_worker(jpeg, tmp_path / "kept", "--no-vmaf"),
+        run_worker({**jpeg, **NOT_KEPT}, tmp_path / "lean", "--no-vmaf"),
+    )
+    assert kept.returncode == lean.returncode == 0, lean.stderr
+    assert set(result_of(tmp_path / "kept")["artifacts"]) >= RAW_FRAMES  # control: kept by default
+    assert {path.name for path in (tmp_path / "kept").iterdir()} >= RAW_FRAMES
+    assert not RAW_FRAMES & {path.name for path in (tmp_path / "lean").iterdir()}
+    assert not RAW_FRAMES & set(result_of(tmp_path / "lean")["artifacts"])
+    assert quality(tmp_path / "lean") == quality(tmp_path / "kept")
+
+
+def quality(out: Path) -> dict[str, float]:
+    """The metrics but the speeds, which no two runs share."""
+    return {key: value for key, value in result_of(out)["metrics"].items() if not key.endswith("_fps")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["crash:decode@1", "freeze:decode@1"])
+def test_a_failed_run_publishes_no_raw_frames_the_spec_does_not_keep(tmp_path: Path, fault: str) -> None:
+    """Both ways a run fails: an exception out of the run, and a stall the watchdog ends from its own thread."""
+    job = {**spec(), "limits": {"stall_seconds": 2}}
+    control, lean = (run_worker(j, tmp_path / name, "--no-vmaf", fault=fault, timeout=60)
+                     for j, name in ((job, "control"), ({**job, **NOT_KEPT}, "lean")))  # fmt: skip
+    assert control.returncode == lean.returncode != 0
+    assert "reference.y4m" in result_of(tmp_path / "control")["artifacts"]  # a failure keeps what it had
+    assert not RAW_FRAMES & {path.name for path in (tmp_path / "lean").iterdir()}
+    assert not RAW_FRAMES & set(result_of(tmp_path / "lean")["artifacts"])
+
+
 def make_corrupt_mp4(folder: Path) -> Path:
     path = folder / "corrupt.mp4"
     path.write_bytes(builtin_clip_path("carphone").read_bytes()[:2000])
