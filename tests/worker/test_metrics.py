@@ -209,7 +209,9 @@ def test_ssim_matches_skimage(carphone, bbb):
     pairs = [(ref.y[i], dec.y[i]) for i in (0, 11, 31)]
     pairs += list(zip(bbb[0].y, bbb[1].y, strict=True))
     diffs = [abs(plane_ssim(r, d) - _skimage_ssim(r, d)) for r, d in pairs]
-    assert max(diffs) < 1e-5
+    # The kernel gives 1.3e-6 here. A build of it that let LLVM reassociate the variance (E[x^2 + y^2] minus the
+    # squared means, a cancellation) gave 4.0e-6, which the 1e-5 this once allowed let through.
+    assert max(diffs) < 2.5e-6
 
 
 def test_ms_ssim_matches_pytorch_msssim(bbb):
