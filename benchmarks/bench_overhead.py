@@ -9,6 +9,10 @@ run moves both sides of a ratio alike. The breakdown comes from one more fresh p
 what `codeclab run` does, timing each part: the CLI's imports, the emulator's imports, synthesis (or the
 cached template), the emulator's start, the deploy, the execution, and within it the Batch job (the worker
 process, start-up included) and the worker's own total_s.
+
+Then the raw frames: `codeclab run --own-stack` of 120 frames of BBB 720p (x264 ultrafast), keeping
+reference.y4m and recon.y4m against the same spec with `"artifacts": {"reference": false, "recon": false}`,
+alternated, with the size of each runs/ folder.
 Prints a rich table and writes benchmarks/results/bench_overhead.json.
 """
 
@@ -40,6 +44,13 @@ SPEC = {
     "codec": {"name": "x264", "params": {"crf": 28}},
     "metrics": {"vmaf": False},
 }
+RAW_SPEC = {
+    "name": "bench-raw-frames",
+    "source": {"clip": "builtin:bbb", "frames": 120},
+    "codec": {"name": "x264", "params": {"crf": 35, "preset": "ultrafast"}},
+    "metrics": {"vmaf": False},
+}
+LEAN = {"artifacts": {"reference": False, "recon": False}}
 # What `codeclab run` does, timed part by part, in a fresh process (the parts print as one JSON line).
 BREAKDOWN = """\
 import json, sys, tempfile, time
@@ -129,6 +140,28 @@ def one_repeat(index: int, spec: Path, served: Path) -> dict[str, Any]:
             "breakdown": breakdown(spec)}  # fmt: skip
 
 
+def raw_frames_repeat(index: int, kept: Path, lean: Path) -> dict[str, float]:
+    """One pair: the run keeping the raw frames and the lean one, in alternating order, and their runs/ sizes."""
+    with tempfile.TemporaryDirectory(prefix="bench-raw-frames-") as folder:
+        runs = {"kept": (kept, Path(folder) / "kept"), "lean": (lean, Path(folder) / "lean")}
+        order = list(runs) if index % 2 == 0 else list(reversed(runs))
+        wall = {side: codeclab_run(*runs[side]) for side in order}
+        megabytes = {side: _megabytes(runs[side][1]) for side in runs}
+    return {"kept_s": wall["kept"], "lean_s": wall["lean"], "ratio": wall["kept"] / wall["lean"],
+            "kept_mb": megabytes["kept"], "lean_mb": megabytes["lean"]}  # fmt: skip
+
+
+def _megabytes(folder: Path) -> float:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 1e6
+
+
+def summarize_raw_frames(pairs: list[dict[str, float]]) -> dict[str, float]:
+    return {key + "_median": statistics.median(pair[key] for pair in pairs) for key in pairs[0]} | {
+        "ratio_min": min(pair["ratio"] for pair in pairs),
+        "ratio_max": max(pair["ratio"] for pair in pairs),
+    }
+
+
 def summarize(repeats: list[dict[str, Any]]) -> dict[str, Any]:
     ratios, joined = [r["ratio"] for r in repeats], [r["ratio_joined"] for r in repeats]
     parts = repeats[0]["breakdown"].keys()
@@ -153,22 +186,33 @@ def main() -> None:
         epilog=f"${RUN_ID_ENV} sets the run id in the JSON (make bench sets one for all benches).",
     )
     parser.add_argument("--repeats", type=int, default=5, help="side-by-side pairs (median of their ratios)")
+    parser.add_argument("--raw-repeats", type=int, default=3, help="pairs of 120-frame runs keeping raw frames or not")
     args = parser.parse_args()
+    if args.repeats < 1 or args.raw_repeats < 1:
+        parser.error("--repeats and --raw-repeats must be at least 1")
     console = wide_console()
     with tempfile.TemporaryDirectory(prefix="bench-overhead-spec-") as folder:
-        spec = Path(folder) / "one-frame.json"
+        spec, kept, lean = Path(folder) / "one-frame.json", Path(folder) / "kept.json", Path(folder) / "lean.json"
         spec.write_text(json.dumps(SPEC))
+        kept.write_text(json.dumps(RAW_SPEC))
+        lean.write_text(json.dumps(RAW_SPEC | LEAN))
         codeclab_run(spec, Path(folder) / "runs")  # untimed: synthesizes the template if changed, warms caches
         served = Path(folder) / "served"
         with serving(served):
             joined_run(spec, served)  # untimed: the serve's first job starts its warm worker
             repeats = [one_repeat(index, spec, served) for index in range(args.repeats)]
+        raw_pairs = [raw_frames_repeat(index, kept, lean) for index in range(args.raw_repeats)]
     summary = summarize(repeats)
+    raw_frames = summarize_raw_frames(raw_pairs)
     console.print(_table(summary, args.repeats))
+    console.print(_raw_frames_table(raw_frames, args.raw_repeats))
     conditions = {"spec": SPEC, "repeats": args.repeats,
                   "order": "worker, run --own-stack, run joining a serve; backward on odd repeats",
-                  "statistic": "median of the per-repeat ratios run wall / worker wall"}  # fmt: skip
-    out = write_stamped("bench_overhead", {"conditions": conditions, **summary, "repeats": repeats})
+                  "statistic": "median of the per-repeat ratios run wall / worker wall",
+                  "raw_frames": {"spec": RAW_SPEC, "lean": LEAN, "repeats": args.raw_repeats,
+                                 "statistic": "median of per-pair ratios kept / lean wall, alternated"}}  # fmt: skip
+    out = write_stamped("bench_overhead", {"conditions": conditions, **summary, "repeats": repeats,
+                                           "raw_frames": raw_frames, "raw_frames_pairs": raw_pairs})  # fmt: skip
     console.print(f"wrote {out}")
 
 
@@ -185,6 +229,19 @@ def _table(summary: dict[str, Any], repeats: int) -> Table:
     table.add_row("ratio run joining serve / worker", f"{summary['ratio_joined_median']:.2f}x ({spread})")
     for part, seconds in summary["breakdown_median_s"].items():
         table.add_row(f"  breakdown: {part}", f"{seconds:.3f}")
+    return table
+
+
+def _raw_frames_table(raw: dict[str, float], repeats: int) -> Table:
+    table = Table(title=f"120 frames of 720p: `codeclab run` keeping the raw frames or not (median of {repeats})")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row(
+        "keeping reference.y4m and recon.y4m", f"{raw['kept_s_median']:.2f} s, {raw['kept_mb_median']:.1f} MB"
+    )
+    table.add_row("keeping neither", f"{raw['lean_s_median']:.2f} s, {raw['lean_mb_median']:.1f} MB")
+    spread = f"{raw['ratio_min']:.2f}-{raw['ratio_max']:.2f}"
+    table.add_row("ratio kept / lean (median of ratios)", f"{raw['ratio_median']:.2f}x ({spread})")
     return table
 
 

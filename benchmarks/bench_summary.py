@@ -482,7 +482,23 @@ def overhead_rows(data: dict[str, Any]) -> list[Row]:
         Row("overhead", figure, f"{data['ratio_median']:.2f}x", how),
         Row("overhead", "Local overhead: 1-frame `codeclab run` joining a serve / worker alone",
             f"{data['ratio_joined_median']:.2f}x", joined),
+        raw_frames_row(data),
     ]  # fmt: skip
+
+
+def raw_frames_row(data: dict[str, Any]) -> Row:
+    raw, conditions = data["raw_frames"], data["conditions"]["raw_frames"]
+    source, codec = conditions["spec"]["source"], conditions["spec"]["codec"]
+    value = f"{raw['kept_s_median']:.2f} s against {raw['lean_s_median']:.2f} s ({raw['ratio_median']:.2f}x)"
+    params = " ".join(f"{key}={value}" for key, value in codec["params"].items())
+    how = (
+        f"`codeclab run --own-stack` of {source['frames']} frames of {source['clip']} ({codec['name']} "
+        f"{params}) keeping reference.y4m and recon.y4m, against the same spec with "
+        f"artifacts.reference and .recon false; alternated, median of {conditions['repeats']} ratios "
+        f"({raw['ratio_min']:.2f}-{raw['ratio_max']:.2f}); runs/ {raw['kept_mb_median']:.1f} MB against "
+        f"{raw['lean_mb_median']:.1f} MB"
+    )
+    return Row("overhead", "Raw frames: a 720p `codeclab run` keeping them / keeping neither", value, how)
 
 
 def summary_rows(results: dict[str, dict[str, Any]]) -> list[Row]:

@@ -180,7 +180,26 @@ def fake_results() -> dict[str, dict[str, Any]]:
             "conditions": {"threads": "learned: torch threads 2"},
         },
         "bench_overhead": {
-            "conditions": {"spec": {"codec": {"name": "x264"}}, "repeats": 5},
+            "conditions": {
+                "spec": {"codec": {"name": "x264"}},
+                "repeats": 5,
+                "raw_frames": {
+                    "spec": {
+                        "source": {"clip": "builtin:bbb", "frames": 120},
+                        "codec": {"name": "x264", "params": {"crf": 35, "preset": "ultrafast"}},
+                    },
+                    "repeats": 3,
+                },
+            },
+            "raw_frames": {
+                "kept_s_median": 9.0,
+                "lean_s_median": 4.5,
+                "ratio_median": 2.0,
+                "ratio_min": 1.75,
+                "ratio_max": 2.25,
+                "kept_mb_median": 317.5,
+                "lean_mb_median": 0.5,
+            },
             "ratio_median": 2.5,
             "ratio_min": 2.25,
             "ratio_max": 2.75,
@@ -279,6 +298,10 @@ def test_rows_carry_each_bench_figure(tmp_path: Path):
     assert "median of 5 ratios (2.25-2.75" in overhead.how and "beyond the worker's own time 0.25 s" in overhead.how
     joined = rows["Local overhead: 1-frame `codeclab run` joining a serve / worker alone"]
     assert joined.value == "1.75x" and "(1.50-2.00; 1.75 s)" in joined.how
+    raw = rows["Raw frames: a 720p `codeclab run` keeping them / keeping neither"]
+    assert raw.value == "9.00 s against 4.50 s (2.00x)"
+    assert "120 frames of builtin:bbb (x264 crf=35 preset=ultrafast)" in raw.how
+    assert "median of 3 ratios (1.75-2.25); runs/ 317.5 MB against 0.5 MB" in raw.how
 
 
 def test_main_writes_a_markdown_table(tmp_path: Path):
@@ -290,8 +313,8 @@ def test_main_writes_a_markdown_table(tmp_path: Path):
     assert lines[2] == "| figure | value | conditions / how measured |"
     table = [line for line in lines if line.startswith("| ")]
     # header, workflow, sweep, metrics, x264, learned, learned targets, cold, load, sandbox, cost, metrics speed,
-    # memory, learned speed, overhead
-    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 2 + 1 + 1 + 2 + 2 + 2 + 1 + 2 + 2
+    # memory, learned speed, overhead (with the raw frames)
+    assert len(table) == 1 + 2 + 2 + 3 + 1 + 1 + 2 + 1 + 1 + 2 + 2 + 2 + 1 + 2 + 3
     text = out.read_text()
     assert "| Learned codec fps (encode, decode), video | 20.0, 40.0 (x264 all-intra 10.0x, 10.0x as fast) |" in text
     assert "| Learned codec on bbb 448x256: BD-rate against x264 all-intra | -12.5% | PSNR-YUV, PCHIP" in text
