@@ -22,7 +22,9 @@ from codeclab.local.events import CapturedAlert
 from codeclab.local.runs import JOB_LOG, RunsFolder
 
 CHUNK_BYTES = 1 << 20
-# A file time set with utime reads back within microseconds (float seconds); any real rewrite moves it further.
+# A file time set with utime reads back within microseconds of the float it was given. As with `aws s3 sync`, an
+# object rewritten within the same second (the listing's resolution) at the same size would not be fetched again;
+# nothing rewrites an experiment's objects once its record is final.
 MTIME_SLACK_S = 1e-3
 ProgressCallback = Callable[[ExperimentRecord], None]
 
