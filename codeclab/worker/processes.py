@@ -25,15 +25,28 @@ from pathlib import Path
 PARENT_PID_ENV = "CODECLAB_PARENT_PID"
 _PR_SET_PDEATHSIG = 1
 
-# python -I -S -c SPAWN_MEASURED FD COMMAND...: runs COMMAND (signals it must not inherit ignored reset, as
+# python -I -S -c SPAWN_MEASURED FD PARENT COMMAND...: runs COMMAND (signals it must not inherit ignored reset, as
 # subprocess does), writes its ru_maxrss in KiB to FD (which COMMAND does not get), and ends as COMMAND ended.
+# COMMAND runs in a session of its own, where killing the worker's group does not reach it, and ffmpeg ignores
+# SIGPIPE: so the end of PARENT (the worker) reaches this process as SIGTERM, and it kills COMMAND. Without that, a
+# worker killed by SIGKILL left its encoder running to the end (a 60-frame x265 veryslow encode: over 20 s).
 SPAWN_MEASURED = """
-import os, signal, sys
-fd = int(sys.argv[1])
+import ctypes, os, signal, sys
+fd, parent = int(sys.argv[1]), int(sys.argv[2])
 os.set_inheritable(fd, False)
-pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ, setsigdef=(signal.SIGPIPE, signal.SIGXFSZ))
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+if ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0) != 0 or os.getppid() != parent:
+    sys.exit(137)
+pid = os.posix_spawn(sys.argv[3], sys.argv[3:], os.environ, setsigmask=(),
+                     setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM))
+signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(pid, signal.SIGKILL))
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 _, status, usage = os.wait4(pid, 0)
-os.write(fd, b"%d" % usage.ru_maxrss)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the pid is reaped: it may be another process's now
+try:
+    os.write(fd, b"%d" % usage.ru_maxrss)
+except OSError:
+    pass
 code = os.waitstatus_to_exitcode(status)
 if code < 0:
     signal.signal(-code, signal.SIG_DFL)
@@ -46,8 +59,9 @@ _children_lock = threading.Lock()
 
 
 def measured_command(report_fd: int, command: list[str]) -> list[str]:
-    """`command` run through SPAWN_MEASURED, its peak written to `report_fd` (pass it in pass_fds)."""
-    return [sys.executable, "-I", "-S", "-c", SPAWN_MEASURED, str(report_fd), *command]
+    """`command` run through SPAWN_MEASURED, its peak written to `report_fd` (pass it in pass_fds); it dies with
+    the thread of this process that starts it."""
+    return [sys.executable, "-I", "-S", "-c", SPAWN_MEASURED, str(report_fd), str(os.getpid()), *command]
 
 
 def record_child_peak(report_fd: int) -> None:
