@@ -280,7 +280,7 @@ def anchor_rows(data: dict[str, Any]) -> list[Row]:
     reps = data["conditions"]["repetitions"]
     rows = []
     for codec, runs in by_codec.items():
-        params = " ".join(f"{k}={v}" for k, v in runs[0]["asked_params"].items())
+        params = _param_text(runs[0]["asked_params"])
         value = PART_SEPARATOR.join(_enc_dec(_size(r["clip"]), r["encode_fps"], r["decode_fps"]) for r in runs)
         frames = "/".join(sorted({str(r["frames"]) for r in runs}))
         how = f"{runs[0]['conditions']['implementation']}; {frames} frames per clip; threads=1; median of {reps}"
@@ -486,14 +486,18 @@ def overhead_rows(data: dict[str, Any]) -> list[Row]:
     ]  # fmt: skip
 
 
+def _param_text(params: dict[str, Any]) -> str:
+    """Codec parameters as the table names them: `crf=35 preset=ultrafast`."""
+    return " ".join(f"{key}={value}" for key, value in params.items())
+
+
 def raw_frames_row(data: dict[str, Any]) -> Row:
     raw, conditions = data["raw_frames"], data["conditions"]["raw_frames"]
     source, codec = conditions["spec"]["source"], conditions["spec"]["codec"]
     value = f"{raw['kept_s_median']:.2f} s against {raw['lean_s_median']:.2f} s ({raw['ratio_median']:.2f}x)"
-    params = " ".join(f"{key}={value}" for key, value in codec["params"].items())
     how = (
         f"`codeclab run --own-stack` of {source['frames']} frames of {source['clip']} ({codec['name']} "
-        f"{params}) keeping reference.y4m and recon.y4m, against the same spec with "
+        f"{_param_text(codec['params'])}) keeping reference.y4m and recon.y4m, against the same spec with "
         f"artifacts.reference and .recon false; alternated, median of {conditions['repeats']} ratios "
         f"({raw['ratio_min']:.2f}-{raw['ratio_max']:.2f}); runs/ {raw['kept_mb_median']:.1f} MB against "
         f"{raw['lean_mb_median']:.1f} MB"

@@ -30,6 +30,8 @@ _PR_SET_PDEATHSIG = 1
 # COMMAND runs in a session of its own, where killing the worker's group does not reach it, and ffmpeg ignores
 # SIGPIPE: so the end of PARENT (the worker) reaches this process as SIGTERM, and it kills COMMAND. Without that, a
 # worker killed by SIGKILL left its encoder running to the end (a 60-frame x265 veryslow encode: over 20 s).
+# The parent-death check is die_with_parent's (prctl 1 = PR_SET_PDEATHSIG), written again because this bare
+# interpreter (-I -S) cannot import codeclab.
 SPAWN_MEASURED = """
 import ctypes, os, signal, sys
 fd, parent = int(sys.argv[1]), int(sys.argv[2])

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,8 @@ def sleeps_for(seconds: str) -> list[int]:
     return found
 
 
-def wait_for(condition, seconds: float) -> bool:
+def wait_for(condition: Callable[[], object], seconds: float) -> bool:
+    """Whether `condition` held within `seconds` (a control expects it not to: no assertion here)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():
