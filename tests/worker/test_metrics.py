@@ -35,7 +35,7 @@ from codeclab.worker.metrics import (
     vmaf_per_frame,
     vmaf_version,
 )
-from codeclab.worker.metrics.ssim import MS_SSIM_WEIGHTS, TAPS, load_kernel
+from codeclab.worker.metrics.ssim import MS_SSIM_WEIGHTS, TAPS, kernel_ring, load_kernel
 from codeclab.worker.metrics.torch_ssim import TORCH_TOLERANCE, TorchSsimWorkspace
 from codeclab.worker.video import Video, read_y4m
 
@@ -398,3 +398,12 @@ def test_the_kernel_may_pair_the_window_taps_because_the_window_is_symmetric():
     # ssim_kernel adds the two taps at each distance from the centre before multiplying: only right for these taps
     assert TAPS.shape == (11,) and np.array_equal(TAPS, TAPS[::-1])
     assert TAPS.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("columns", [1270, 1280, 630, 70, 6])
+def test_the_kernel_ring_rows_start_cache_lines_and_span_an_odd_number_of_them(columns):
+    # The layout is the whole of the speed-up (measured in benchmarks/bench_metrics.py); the values cannot show it.
+    ring = kernel_ring(columns)
+    row_bytes = ring.strides[1]
+    assert ring.shape[:2] == (11, 4) and ring.shape[2] >= columns and ring.flags.c_contiguous
+    assert ring.ctypes.data % 64 == 0 and row_bytes % 64 == 0 and (row_bytes // 64) % 2 == 1

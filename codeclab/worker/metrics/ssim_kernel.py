@@ -42,7 +42,7 @@ def ssim_sums(
     x: np.ndarray, y: np.ndarray, taps: np.ndarray, c1: np.float32, c2: np.float32, ring: np.ndarray
 ) -> tuple[float, float]:  # pragma: no cover - compiled; the tests call it through SsimWorkspace
     """Sums over the valid region of contrast-structure and of SSIM. taps: the 11 window taps (symmetric);
-    ring: (11, 4, width - 10) float32 scratch."""
+    ring: (11, 4, at least width - 10) float32 scratch."""
     height, width = x.shape
     out_width = width - 10
     g0, g1, g2, g3, g4, g5 = taps[0], taps[1], taps[2], taps[3], taps[4], taps[5]
