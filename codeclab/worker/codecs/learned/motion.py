@@ -11,6 +11,7 @@ numpy, so the exported package needs nothing the sandbox does not already allow.
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from codeclab.worker.codecs.learned.entropy import Decoder, Encoder, SymbolTable, quantised_table
 
@@ -39,14 +40,16 @@ def _sample(plane: np.ndarray, vectors: np.ndarray, block: int, frac_bits: int) 
     scale = 1 << frac_bits
     pad = LIMIT // scale + 1
     padded = np.pad(plane, pad, mode="edge").astype(np.int32)
+    top, left = _corners(rows, cols, block, pad)
+    # each block with one more row and column, for the bilinear taps below and to the right
+    window = _windows(padded, top + (vectors[..., 0] >> frac_bits), left + (vectors[..., 1] >> frac_bits), block + 1)
     vy, vx = _components(vectors)
-    top, left = _sample_grid(rows, cols, block, pad, vy >> frac_bits, vx >> frac_bits)
     fy, fx = vy & (scale - 1), vx & (scale - 1)
     total = (
-        (scale - fy) * (scale - fx) * padded[top, left]
-        + (scale - fy) * fx * padded[top, left + 1]
-        + fy * (scale - fx) * padded[top + 1, left]
-        + fy * fx * padded[top + 1, left + 1]
+        (scale - fy) * (scale - fx) * window[..., :-1, :-1]
+        + (scale - fy) * fx * window[..., :-1, 1:]
+        + fy * (scale - fx) * window[..., 1:, :-1]
+        + fy * fx * window[..., 1:, 1:]
     )
     out = (total + (scale * scale) // 2) >> (2 * frac_bits)
     return out.transpose(0, 2, 1, 3).reshape(rows * block, cols * block).astype(np.uint8)
@@ -55,8 +58,9 @@ def _sample(plane: np.ndarray, vectors: np.ndarray, block: int, frac_bits: int) 
 def estimate(current: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Vectors (rows, cols, 2) for the luma plane `current` predicted from `reference` (both uint8, the
     same size, a multiple of BLOCK): coarse-to-fine block matching on sums of absolute differences."""
-    cur = [current.astype(np.int32)]
-    ref = [reference.astype(np.int32)]
+    # samples and their 2x2 means fit 16 bits, half the memory traffic of 32; each SAD is summed in 32
+    cur = [current.astype(np.int16)]
+    ref = [reference.astype(np.int16)]
     for _ in range(2):
         cur.append(_halve(cur[-1]))
         ref.append(_halve(ref[-1]))
@@ -67,17 +71,18 @@ def estimate(current: np.ndarray, reference: np.ndarray) -> np.ndarray:
     step = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     for level in (1, 0):
         full_pel = _best(cur[level], ref[level], level, 2 * full_pel, step)
-    half_pel = 2 * full_pel
-    phases = _half_pel_phases(ref[0], LIMIT // 2 + 1)
-    candidates = [np.clip(half_pel + np.array(d), -LIMIT, LIMIT) for d in step]
-    costs = [_half_pel_cost(cur[0], phases, c) for c in candidates]
-    best = np.argmin(np.stack(costs), axis=0)
-    return np.take_along_axis(np.stack(candidates), best[None, :, :, None], 0)[0]
+    pad = LIMIT // 2 + 1
+    candidates = np.clip(2 * full_pel[None] + np.array(step)[:, None, None, :], -LIMIT, LIMIT)
+    vy, vx = candidates[..., 0], candidates[..., 1]
+    top, left = _corners(rows, cols, BLOCK, pad)
+    phases = sliding_window_view(_half_pel_phases(ref[0], pad), (BLOCK, BLOCK), axis=(1, 2))
+    predicted = phases[2 * (vy & 1) + (vx & 1), top + (vy >> 1), left + (vx >> 1)]
+    return _cheapest(candidates, _sad(cur[0], predicted) + VECTOR_PENALTY * np.abs(candidates).sum(axis=3))
 
 
 def _halve(plane: np.ndarray) -> np.ndarray:
     h, w = plane.shape
-    return (plane.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) + 2) >> 2
+    return ((plane.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) + 2) >> 2).astype(plane.dtype)
 
 
 def _best(
@@ -89,19 +94,26 @@ def _best(
     pad = limit + 1
     padded = np.pad(ref, pad, mode="edge")
     rows, cols = centres.shape[:2]
-    base_y, base_x = _sample_grid(rows, cols, block, pad, 0, 0)
-    blocks = _blocks(cur, block)
-    best_cost = np.full((rows, cols), np.iinfo(np.int64).max)
-    best = centres.copy()
-    for dy, dx in sorted(deltas, key=lambda d: abs(d[0]) + abs(d[1])):
-        candidate = np.clip(centres + np.array([dy, dx]), -limit, limit)
-        vy, vx = _components(candidate)
-        sad = np.abs(blocks - padded[base_y + vy, base_x + vx]).sum(axis=(2, 3))
-        cost = (sad << (2 * level)) + VECTOR_PENALTY * (np.abs(candidate).sum(axis=2) << (level + 1))
-        better = cost < best_cost
-        best_cost = np.where(better, cost, best_cost)
-        best = np.where(better[..., None], candidate, best)
-    return best
+    top, left = _corners(rows, cols, block, pad)
+    # every delta at once, nearest first: argmin keeps the first of equal costs, as a strict "<" scan would
+    ordered = np.array(sorted(deltas, key=lambda d: abs(d[0]) + abs(d[1])))
+    candidates = np.clip(centres[None] + ordered[:, None, None, :], -limit, limit)
+    moved = _windows(padded, top + candidates[..., 0], left + candidates[..., 1], block)
+    cost = (_sad(cur, moved) << (2 * level)) + VECTOR_PENALTY * (np.abs(candidates).sum(axis=3) << (level + 1))
+    return _cheapest(candidates, cost)
+
+
+def _sad(plane: np.ndarray, moved: np.ndarray) -> np.ndarray:
+    """Sums of absolute differences (n, rows, cols) between each block of `plane` and its n candidates
+    `moved` (n, rows, cols, block, block)."""
+    block = moved.shape[-1]
+    difference = np.abs(np.ascontiguousarray(_blocks(plane, block))[None] - moved)
+    return difference.reshape(*moved.shape[:3], block * block).sum(axis=-1, dtype=np.int32)
+
+
+def _cheapest(candidates: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Each block's candidate (n, rows, cols, 2) of least cost (n, rows, cols); of equal costs, the first."""
+    return np.take_along_axis(candidates, np.argmin(cost, axis=0)[None, :, :, None], 0)[0]
 
 
 def _half_pel_phases(plane: np.ndarray, pad: int) -> np.ndarray:
@@ -112,28 +124,20 @@ def _half_pel_phases(plane: np.ndarray, pad: int) -> np.ndarray:
                      (p[:-1, :-1] + p[:-1, 1:] + p[1:, :-1] + p[1:, 1:] + 2) >> 2])  # fmt: skip
 
 
-def _half_pel_cost(current: np.ndarray, phases: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    vy, vx = _components(vectors)
-    rows, cols = vectors.shape[:2]
-    top, left = _sample_grid(rows, cols, BLOCK, LIMIT // 2 + 1, vy >> 1, vx >> 1)
-    predicted = phases[2 * (vy & 1) + (vx & 1), top, left]
-    return np.abs(_blocks(current, BLOCK) - predicted).sum(axis=(2, 3)) + VECTOR_PENALTY * np.abs(vectors).sum(axis=2)
-
-
 def _components(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The (rows, cols, 2) vectors as two (rows, cols, 1, 1) arrays, to broadcast over each block's samples."""
     return vectors[..., 0][:, :, None, None], vectors[..., 1][:, :, None, None]
 
 
-def _sample_grid(
-    rows: int, cols: int, block: int, pad: int, dy: np.ndarray | int, dx: np.ndarray | int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indexes (rows, cols, block, block) into a plane padded by `pad`, each block moved by
-    (dy, dx) whole samples."""
-    offsets = np.arange(block)
-    top = (np.arange(rows) * block)[:, None, None, None] + offsets[None, None, :, None] + pad + dy
-    left = (np.arange(cols) * block)[None, :, None, None] + offsets[None, None, None, :] + pad + dx
-    return top, left
+def _corners(rows: int, cols: int, block: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each block's top row (rows, 1) and left column (1, cols) in a plane padded by `pad`."""
+    return (np.arange(rows) * block + pad)[:, None], (np.arange(cols) * block + pad)[None, :]
+
+
+def _windows(plane: np.ndarray, top: np.ndarray, left: np.ndarray, size: int) -> np.ndarray:
+    """The size x size window of `plane` at each (top, left), as (*top.shape, size, size): one copy of each
+    window, where indexing every sample would first build index arrays the size of the frame."""
+    return sliding_window_view(plane, (size, size))[top, left]
 
 
 def _blocks(plane: np.ndarray, block: int) -> np.ndarray:
