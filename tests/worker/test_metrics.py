@@ -402,7 +402,7 @@ def test_the_kernel_may_pair_the_window_taps_because_the_window_is_symmetric():
 
 @pytest.mark.parametrize("columns", [1270, 1280, 630, 70, 6])
 def test_the_kernel_ring_rows_start_cache_lines_and_span_an_odd_number_of_them(columns):
-    # The layout is the whole of the speed-up (measured in benchmarks/bench_metrics.py); the values cannot show it.
+    # The layout is what makes the kernel faster (figures in docs/benchmarks.md); the values cannot show it.
     ring = kernel_ring(columns)
     row_bytes = ring.strides[1]
     assert ring.shape[:2] == (11, 4) and ring.shape[2] >= columns and ring.flags.c_contiguous

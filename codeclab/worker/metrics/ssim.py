@@ -39,7 +39,7 @@ _C1_32, _C2_32 = np.float32(C1), np.float32(C2)
 # numba imports this only to look for a BLAS, which the kernel does not use: 0.4 s of scipy.linalg a job.
 _UNUSED_BLAS = "scipy.linalg.cython_blas"
 _LOADING = threading.Lock()
-_CACHE_LINE = 64  # bytes, on every x86-64 and arm64 core the kernel runs on
+_CACHE_LINE = 64  # bytes: x86-64's line (and most arm64 servers'; Apple's cores have 128)
 _FLOATS_PER_LINE = _CACHE_LINE // 4
 
 
