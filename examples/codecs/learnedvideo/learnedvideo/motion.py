@@ -27,6 +27,12 @@ VECTOR_RATIOS = (0.05, 0.2, 0.4, 0.6, 0.75, 0.85, 0.92, 0.97)
 Planes = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
+# The 3x3 steps of a refinement, in raster order: index 3 * (dy + 1) + (dx + 1).
+STEP = np.array([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+# The same steps nearest first (stable, so raster order among equals): the full-pel levels' order of preference.
+NEAREST_FIRST = STEP[np.argsort(np.abs(STEP).sum(axis=1), kind="stable")]
+
+
 def compensate(reference: Planes, vectors: np.ndarray) -> Planes:
     """The prediction of a frame from the reference's planes and one (dy, dx) vector per block."""
     luma = _sample(reference[0], vectors, BLOCK, frac_bits=1)
@@ -35,100 +41,138 @@ def compensate(reference: Planes, vectors: np.ndarray) -> Planes:
 
 
 def _sample(plane: np.ndarray, vectors: np.ndarray, block: int, frac_bits: int) -> np.ndarray:
-    """Each block moved by its vector, in 1/2**frac_bits sample units, with integer bilinear weights."""
+    """Each block moved by its vector, in 1/2**frac_bits sample units, with integer bilinear weights.
+
+    16 bits hold every sum (at most 2**(2 * frac_bits) * 255)."""
     rows, cols = vectors.shape[:2]
     scale = 1 << frac_bits
     pad = LIMIT // scale + 1
-    padded = np.pad(plane, pad, mode="edge").astype(np.int32)
+    padded = np.pad(plane, pad, mode="edge").astype(np.int16)
     top, left = _corners(rows, cols, block, pad)
+    vy, vx = vectors[..., 0], vectors[..., 1]
     # each block with one more row and column, for the bilinear taps below and to the right
-    window = _windows(padded, top + (vectors[..., 0] >> frac_bits), left + (vectors[..., 1] >> frac_bits), block + 1)
-    vy, vx = _components(vectors)
-    fy, fx = vy & (scale - 1), vx & (scale - 1)
-    total = (
-        (scale - fy) * (scale - fx) * window[..., :-1, :-1]
-        + (scale - fy) * fx * window[..., :-1, 1:]
-        + fy * (scale - fx) * window[..., 1:, :-1]
-        + fy * fx * window[..., 1:, 1:]
-    )
-    out = (total + (scale * scale) // 2) >> (2 * frac_bits)
-    return out.transpose(0, 2, 1, 3).reshape(rows * block, cols * block).astype(np.uint8)
+    window = _tiles_at(padded, top + (vy >> frac_bits), left + (vx >> frac_bits), block + 1)
+    fy, fx = (vy & (scale - 1)).astype(np.int16), (vx & (scale - 1)).astype(np.int16)
+    total = (scale - fy) * (scale - fx) * window[:-1, :-1]
+    total += (scale - fy) * fx * window[:-1, 1:]
+    total += fy * (scale - fx) * window[1:, :-1]
+    total += fy * fx * window[1:, 1:]
+    total += (scale * scale) // 2
+    total >>= 2 * frac_bits
+    return total.transpose(2, 0, 3, 1).reshape(rows * block, cols * block).astype(np.uint8)
 
 
 def estimate(current: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Vectors (rows, cols, 2) for the luma plane `current` predicted from `reference` (both uint8, the
     same size, a multiple of BLOCK): coarse-to-fine block matching on sums of absolute differences."""
-    # samples and their 2x2 means fit 16 bits, half the memory traffic of 32; each SAD is summed in 32
+    # samples and their 2x2 means fit 16 bits, half the memory traffic of 32
     cur = [current.astype(np.int16)]
     ref = [reference.astype(np.int16)]
     for _ in range(2):
         cur.append(_halve(cur[-1]))
         ref.append(_halve(ref[-1]))
-    rows, cols = current.shape[0] // BLOCK, current.shape[1] // BLOCK
-    coarse = SEARCH // 4
-    deltas = [(dy, dx) for dy in range(-coarse, coarse + 1) for dx in range(-coarse, coarse + 1)]
-    full_pel = _best(cur[2], ref[2], 2, np.zeros((rows, cols, 2), np.int64), deltas)
-    step = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    full_pel = _full_search(cur[2], ref[2], level=2)
     for level in (1, 0):
-        full_pel = _best(cur[level], ref[level], level, 2 * full_pel, step)
-    pad = LIMIT // 2 + 1
-    candidates = np.clip(2 * full_pel[None] + np.array(step)[:, None, None, :], -LIMIT, LIMIT)
-    vy, vx = candidates[..., 0], candidates[..., 1]
-    top, left = _corners(rows, cols, BLOCK, pad)
-    phases = sliding_window_view(_half_pel_phases(ref[0], pad), (BLOCK, BLOCK), axis=(1, 2))
-    predicted = phases[2 * (vy & 1) + (vx & 1), top + (vy >> 1), left + (vx >> 1)]
-    return _cheapest(candidates, _sad(cur[0], predicted) + VECTOR_PENALTY * np.abs(candidates).sum(axis=3))
+        full_pel = _refine(cur[level], ref[level], level, 2 * full_pel)
+    return _refine_to_half_pel(cur[0], ref[0], full_pel)
 
 
 def _halve(plane: np.ndarray) -> np.ndarray:
-    h, w = plane.shape
-    return ((plane.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) + 2) >> 2).astype(plane.dtype)
+    """Each 2x2 square's rounded mean, in the plane's dtype: strided adds, where a reshaped sum over two axes
+    took 30 times as long (1 ms a 448x256 plane)."""
+    rows = plane[0::2] + plane[1::2]
+    means = rows[:, 0::2] + rows[:, 1::2]
+    means += 2
+    means >>= 2
+    return means
 
 
-def _best(
-    cur: np.ndarray, ref: np.ndarray, level: int, centres: np.ndarray, deltas: list[tuple[int, int]]
-) -> np.ndarray:
-    """For each block, the candidate centre + delta (full-pel at this pyramid level) of least cost: the SAD
-    scaled to full size plus the vector's penalty in full-size half-pel units. Ties go to the smaller delta."""
+def _full_search(cur: np.ndarray, ref: np.ndarray, level: int) -> np.ndarray:
+    """Every block's best vector within the level's whole range (full-pel at this pyramid level), nearest
+    first among equal costs. The range is the same for every block, so each candidate is the whole plane
+    shifted: no gather, and the SADs are block sums of one difference array."""
+    block, limit = BLOCK >> level, SEARCH >> level
+    span = np.arange(-limit, limit + 1)
+    deltas = np.stack(np.meshgrid(span, span, indexing="ij"), axis=-1).reshape(-1, 2)
+    ordered = deltas[np.argsort(np.abs(deltas).sum(axis=1), kind="stable")]
+    height, width = cur.shape
+    padded = np.pad(ref, limit, mode="edge")
+    shifted = sliding_window_view(padded, (height, width))[ordered[:, 0] + limit, ordered[:, 1] + limit]
+    difference = np.abs(np.subtract(cur[None], shifted, out=shifted), out=shifted)
+    cost = _block_sums(difference, block) << (2 * level)
+    cost += (VECTOR_PENALTY * (np.abs(ordered).sum(axis=1) << (level + 1)))[:, None, None]
+    return ordered[np.argmin(cost, axis=0)]
+
+
+def _refine(cur: np.ndarray, ref: np.ndarray, level: int, centres: np.ndarray) -> np.ndarray:
+    """Each block's best of the 3x3 full-pel steps around its centre (at this pyramid level)."""
     block, limit = BLOCK >> level, SEARCH >> level
     pad = limit + 1
-    padded = np.pad(ref, pad, mode="edge")
-    rows, cols = centres.shape[:2]
-    top, left = _corners(rows, cols, block, pad)
-    # every delta at once, nearest first: argmin keeps the first of equal costs, as a strict "<" scan would
-    ordered = np.array(sorted(deltas, key=lambda d: abs(d[0]) + abs(d[1])))
-    candidates = np.clip(centres[None] + ordered[:, None, None, :], -limit, limit)
-    moved = _windows(padded, top + candidates[..., 0], left + candidates[..., 1], block)
-    cost = (_sad(cur, moved) << (2 * level)) + VECTOR_PENALTY * (np.abs(candidates).sum(axis=3) << (level + 1))
-    return _cheapest(candidates, cost)
+    top, left = _corners(*centres.shape[:2], block, pad)
+    around = _tiles_at(np.pad(ref, pad, mode="edge"), top + centres[..., 0] - 1, left + centres[..., 1] - 1, block + 2)
+    steps = [around[dy : dy + block, dx : dx + block] for dy, dx in STEP + 1]
+    return _cheapest_step(_step_sads(cur, steps), centres, NEAREST_FIRST, limit, level, half_pel_bits=level + 1)
 
 
-def _sad(plane: np.ndarray, moved: np.ndarray) -> np.ndarray:
-    """Sums of absolute differences (n, rows, cols) between each block of `plane` and its n candidates
-    `moved` (n, rows, cols, block, block), which it overwrites: two fewer temporaries of that size took the
-    search's system time (page faults) from 12.6 to 3.2 ms a 448x256 frame."""
-    block = moved.shape[-1]
-    difference = np.subtract(np.ascontiguousarray(_blocks(plane, block))[None], moved, out=moved)
+def _refine_to_half_pel(cur: np.ndarray, ref: np.ndarray, full_pel: np.ndarray) -> np.ndarray:
+    """Each block's best of the 3x3 half-pel steps around its full-pel vector, with _sample's bilinear weights
+    (half a sample: the rounded mean of two neighbours; diagonally, of four), ties to the first in raster order."""
+    pad = LIMIT // 2 + 1
+    top, left = _corners(*full_pel.shape[:2], BLOCK, pad)
+    # the full-pel samples a sample before and after each block: every half-pel step is taken from them
+    around = _tiles_at(
+        np.pad(ref, pad, mode="edge"), top + full_pel[..., 0] - 1, left + full_pel[..., 1] - 1, BLOCK + 2
+    )
+    across = (around[:, :-1] + around[:, 1:] + 1) >> 1
+    down = (around[:-1] + around[1:] + 1) >> 1
+    diagonal = (around[:-1, :-1] + around[:-1, 1:] + around[1:, :-1] + around[1:, 1:] + 2) >> 2
+    # a step of -1 half-pel starts half a sample before the block, +1 half a sample after: tile offset 0 or 1
+    phases = {(0, 0): around, (0, 1): across, (1, 0): down, (1, 1): diagonal}
+    steps = []
+    for dy, dx in STEP:
+        phase = phases[(dy & 1, dx & 1)]
+        y, x = (int(dy > 0) if dy else 1), (int(dx > 0) if dx else 1)
+        steps.append(phase[y : y + BLOCK, x : x + BLOCK])
+    return _cheapest_step(_step_sads(cur, steps), 2 * full_pel, STEP, LIMIT, level=0, half_pel_bits=0)
+
+
+def _step_sads(cur: np.ndarray, steps: list[np.ndarray]) -> np.ndarray:
+    """Sums of absolute differences (9, rows, cols) between each block of `cur` and each step's moved blocks,
+    tiles (block, block, rows, cols). Differences of 8-bit samples are at most 255, so a block's sum fits 16
+    unsigned bits (256 * 255 < 65536)."""
+    block = steps[0].shape[0]
+    blocks = _tiles(cur, block)
+    difference = np.empty((len(steps), *blocks.shape), np.int16)
+    for k, moved in enumerate(steps):
+        np.subtract(blocks, moved, out=difference[k])
     np.abs(difference, out=difference)
-    return difference.reshape(*moved.shape[:3], block * block).sum(axis=-1, dtype=np.int32)
+    magnitudes = difference.view(np.uint16).reshape(len(steps), block * block, *blocks.shape[2:])
+    return magnitudes.sum(axis=1, dtype=np.uint16).astype(np.int32)
 
 
-def _cheapest(candidates: np.ndarray, cost: np.ndarray) -> np.ndarray:
-    """Each block's candidate (n, rows, cols, 2) of least cost (n, rows, cols); of equal costs, the first."""
-    return np.take_along_axis(candidates, np.argmin(cost, axis=0)[None, :, :, None], 0)[0]
+def _cheapest_step(
+    sads: np.ndarray, centres: np.ndarray, order: np.ndarray, limit: int, level: int, half_pel_bits: int
+) -> np.ndarray:
+    """Of the steps around each centre, in `order`, the vector of least cost: its SAD scaled from the pyramid
+    `level` to full size plus its penalty in full-size half-pel units (a vector unit is 2**half_pel_bits of
+    them). A step beyond the range is clipped into it, costs what the vector it becomes costs (`sads` holds
+    every step's), and keeps its own place in the order."""
+    candidates = np.clip(centres[None] + order[:, None, None, :], -limit, limit)
+    offset = candidates - centres[None] + 1
+    sad = np.take_along_axis(sads, 3 * offset[..., 0] + offset[..., 1], axis=0)
+    cost = (sad << (2 * level)) + VECTOR_PENALTY * (np.abs(candidates).sum(axis=3) << half_pel_bits)
+    return np.take_along_axis(candidates, np.argmin(cost, axis=0)[None, :, :, None], axis=0)[0]
 
 
-def _half_pel_phases(plane: np.ndarray, pad: int) -> np.ndarray:
-    """The padded plane at its four half-pel phases (whole, right, down, diagonal), as _sample's bilinear
-    weights give them: each candidate vector is then a plain gather from one phase."""
-    p = np.pad(plane, pad, mode="edge")
-    return np.stack([p[:-1, :-1], (p[:-1, :-1] + p[:-1, 1:] + 1) >> 1, (p[:-1, :-1] + p[1:, :-1] + 1) >> 1,
-                     (p[:-1, :-1] + p[:-1, 1:] + p[1:, :-1] + p[1:, 1:] + 2) >> 2])  # fmt: skip
-
-
-def _components(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The (rows, cols, 2) vectors as two (rows, cols, 1, 1) arrays, to broadcast over each block's samples."""
-    return vectors[..., 0][:, :, None, None], vectors[..., 1][:, :, None, None]
+def _block_sums(samples: np.ndarray, block: int) -> np.ndarray:
+    """(n, h, w) -> (n, h / block, w / block): each block's sum in 32 bits, by strided adds."""
+    rows = samples[:, 0::block].astype(np.int32)
+    for i in range(1, block):
+        rows += samples[:, i::block]
+    sums = rows[:, :, 0::block].copy()
+    for i in range(1, block):
+        sums += rows[:, :, i::block]
+    return sums
 
 
 def _corners(rows: int, cols: int, block: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,16 +180,19 @@ def _corners(rows: int, cols: int, block: int, pad: int) -> tuple[np.ndarray, np
     return (np.arange(rows) * block + pad)[:, None], (np.arange(cols) * block + pad)[None, :]
 
 
-def _windows(plane: np.ndarray, top: np.ndarray, left: np.ndarray, size: int) -> np.ndarray:
-    """The size x size window of `plane` at each (top, left), as (*top.shape, size, size): one copy of each
-    window, where indexing every sample would first build index arrays the size of the frame."""
-    return sliding_window_view(plane, (size, size))[top, left]
+def _tiles_at(plane: np.ndarray, top: np.ndarray, left: np.ndarray, size: int) -> np.ndarray:
+    """The size x size window of `plane` at each block's (top, left), as tiles (size, size, rows, cols).
+
+    Blocks last: every operation on a tile then runs over all blocks at once (448 samples in a row at
+    448x256), where with the window last it ran over 16 at a time, three to five times as slow."""
+    windows = sliding_window_view(plane, (size, size))[top, left]
+    return np.ascontiguousarray(windows.transpose(2, 3, 0, 1))
 
 
-def _blocks(plane: np.ndarray, block: int) -> np.ndarray:
-    """A plane as (rows, cols, block, block): one view, no copy."""
+def _tiles(plane: np.ndarray, block: int) -> np.ndarray:
+    """A plane's blocks as tiles (block, block, rows, cols)."""
     h, w = plane.shape
-    return plane.reshape(h // block, block, w // block, block).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(plane.reshape(h // block, block, w // block, block).transpose(1, 3, 0, 2))
 
 
 # --- writing the vectors: differences from the left neighbour (the first column: from above) ---
