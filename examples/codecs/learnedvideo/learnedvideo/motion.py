@@ -105,35 +105,37 @@ def _full_search(cur: np.ndarray, ref: np.ndarray, level: int) -> np.ndarray:
 
 
 def _refine(cur: np.ndarray, ref: np.ndarray, level: int, centres: np.ndarray) -> np.ndarray:
-    """Each block's best of the 3x3 full-pel steps around its centre (at this pyramid level)."""
+    """Each block's best of the 3x3 full-pel steps around its centre (at this pyramid level), nearest first."""
     block, limit = BLOCK >> level, SEARCH >> level
-    pad = limit + 1
-    top, left = _corners(*centres.shape[:2], block, pad)
-    around = _tiles_at(np.pad(ref, pad, mode="edge"), top + centres[..., 0] - 1, left + centres[..., 1] - 1, block + 2)
+    around = _neighbourhoods(ref, centres, block, pad=limit + 1)
     steps = [around[dy : dy + block, dx : dx + block] for dy, dx in STEP + 1]
     return _cheapest_step(_step_sads(cur, steps), centres, NEAREST_FIRST, limit, level, half_pel_bits=level + 1)
 
 
 def _refine_to_half_pel(cur: np.ndarray, ref: np.ndarray, full_pel: np.ndarray) -> np.ndarray:
-    """Each block's best of the 3x3 half-pel steps around its full-pel vector, with _sample's bilinear weights
-    (half a sample: the rounded mean of two neighbours; diagonally, of four), ties to the first in raster order."""
-    pad = LIMIT // 2 + 1
-    top, left = _corners(*full_pel.shape[:2], BLOCK, pad)
-    # the full-pel samples a sample before and after each block: every half-pel step is taken from them
-    around = _tiles_at(
-        np.pad(ref, pad, mode="edge"), top + full_pel[..., 0] - 1, left + full_pel[..., 1] - 1, BLOCK + 2
-    )
-    across = (around[:, :-1] + around[:, 1:] + 1) >> 1
-    down = (around[:-1] + around[1:] + 1) >> 1
-    diagonal = (around[:-1, :-1] + around[:-1, 1:] + around[1:, :-1] + around[1:, 1:] + 2) >> 2
-    # a step of -1 half-pel starts half a sample before the block, +1 half a sample after: tile offset 0 or 1
-    phases = {(0, 0): around, (0, 1): across, (1, 0): down, (1, 1): diagonal}
+    """Each block's best of the 3x3 half-pel steps around its full-pel vector, in raster order, each step
+    interpolated as _sample does: half a sample is the rounded mean of two neighbours, diagonally of four."""
+    around = _neighbourhoods(ref, full_pel, BLOCK, pad=SEARCH + 1)
+    phases = {
+        (0, 0): around,
+        (0, 1): (around[:, :-1] + around[:, 1:] + 1) >> 1,
+        (1, 0): (around[:-1] + around[1:] + 1) >> 1,
+        (1, 1): (around[:-1, :-1] + around[:-1, 1:] + around[1:, :-1] + around[1:, 1:] + 2) >> 2,
+    }
     steps = []
     for dy, dx in STEP:
-        phase = phases[(dy & 1, dx & 1)]
-        y, x = (int(dy > 0) if dy else 1), (int(dx > 0) if dx else 1)
-        steps.append(phase[y : y + BLOCK, x : x + BLOCK])
+        # a step of -1 lies between the samples at -1 and 0 (tile offset 0), of +1 between 0 and 1 (offset 1)
+        y, x = min(dy + 1, 1), min(dx + 1, 1)
+        steps.append(phases[(dy & 1, dx & 1)][y : y + BLOCK, x : x + BLOCK])
     return _cheapest_step(_step_sads(cur, steps), 2 * full_pel, STEP, LIMIT, level=0, half_pel_bits=0)
+
+
+def _neighbourhoods(ref: np.ndarray, vectors: np.ndarray, block: int, pad: int) -> np.ndarray:
+    """Tiles (block + 2, block + 2, rows, cols): each block moved by its full-pel vector, with one more sample
+    on every side, from `ref` edge-padded by `pad` (which must exceed the largest vector)."""
+    top, left = _corners(*vectors.shape[:2], block, pad)
+    padded = np.pad(ref, pad, mode="edge")
+    return _tiles_at(padded, top + vectors[..., 0] - 1, left + vectors[..., 1] - 1, block + 2)
 
 
 def _step_sads(cur: np.ndarray, steps: list[np.ndarray]) -> np.ndarray:
