@@ -133,7 +133,8 @@ def _refine_to_half_pel(cur: np.ndarray, ref: np.ndarray, full_pel: np.ndarray) 
 def _neighbourhoods(ref: np.ndarray, vectors: np.ndarray, block: int, pad: int) -> np.ndarray:
     """Tiles (block + 2, block + 2, rows, cols): each block moved by its full-pel vector, with one more sample
     on every side, from `ref` edge-padded by `pad` (which must exceed the largest vector)."""
-    top, left = _corners(*vectors.shape[:2], block, pad)
+    rows, cols = vectors.shape[:2]
+    top, left = _corners(rows, cols, block, pad)
     padded = np.pad(ref, pad, mode="edge")
     return _tiles_at(padded, top + vectors[..., 0] - 1, left + vectors[..., 1] - 1, block + 2)
 
