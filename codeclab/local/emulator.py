@@ -44,6 +44,8 @@ from codeclab.local.template import REGION, default_cdk_out, synthesized_templat
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
 # Local jobs may be shorter than Batch's 60 s minimum attempt duration (tests use a few seconds).
 LOCAL_MIN_JOB_SECONDS = "1"
+# moto's parse of the state machine, kept beside the synthesized template it came from (patches.py, "one parse").
+PARSED_FOLDER = "codeclab-parsed-definitions"
 
 
 def free_port() -> int:
@@ -58,7 +60,8 @@ class LocalCloud:
     def __init__(self, cdk_out: Path | None = None, quiet: bool = True, jobs: int | None = None) -> None:
         """`jobs`: how many Batch jobs this stack will run, when the caller knows (`codeclab run` of one spec)."""
         started = time.perf_counter()
-        self.stack = Stack(synthesized_template(cdk_out or default_cdk_out()))
+        self._cdk_out = cdk_out or default_cdk_out()
+        self.stack = Stack(synthesized_template(self._cdk_out))
         self.timings = {"template_s": time.perf_counter() - started}  # synthesis, when the sources changed
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -105,7 +108,7 @@ class LocalCloud:
         )
         self._set_env({**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION,
                        **self.lambda_environment})  # fmt: skip
-        patches.install(self.handlers.run, self.jobs, self._writes)
+        patches.install(self.handlers.run, self.jobs, self._writes, parse_cache=self._cdk_out / PARSED_FOLDER)
         aws_faults.install(self.faults.take_aws)
         if standbys := warm_worker_count(self._expected_jobs):  # they import while the stack deploys, on another core
             self.jobs.warm = WarmWorkers(standbys, limit=self._expected_jobs).start()

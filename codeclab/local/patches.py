@@ -34,7 +34,13 @@ search path and type for the process; the folders do not change while it runs.
 And one parse: every execution parses its state machine's definition with moto's ANTLR parser, on the emulator's
 thread, before its first state (0.12 s for this stack's, 0.23 s the first time: a tenth of a one-frame `codeclab
 run`). `AmazonStateLanguageParser.parse` keeps what it parsed per definition, and each caller gets its own deep copy
-of the evaluation components (8 ms), so no execution shares a component with another.
+of the evaluation components (8 ms), so no execution shares a component with another. A process's first parse costs more
+(0.29-0.44 s: ANTLR builds its tables), once per `codeclab run`: so the components are also kept on disk, pickled
+(28 KB, 1.4 ms to load), in the folder `install` is given (beside the synthesized template, whose trust they
+share), under the definition's and moto's hash. A file that does not load (torn, another moto) is parsed again
+and rewritten; one that cannot be written is skipped. A definition read from disk comes without ANTLR's parse
+tree (None): moto's callers on this path (the state machine's validation, the execution worker) use only the
+components.
 
 And one client per task: moto's Step Functions integrations make a new boto3 client for every task they run
 (`boto_client_for`): 5-10 ms each, more under load, for every Lambda step, SNS alert and distributed Map S3 read and
@@ -58,6 +64,7 @@ its select returns, before it accepts anything).
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -65,6 +72,7 @@ import inspect
 import itertools
 import json
 import os
+import pickle
 import socket
 import sys
 import threading
@@ -101,6 +109,7 @@ _lazy_moto_batch()
 
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.loaders import Loader
+from moto import __version__ as moto_version
 from moto.awslambda.models import LambdaFunction
 from moto.dynamodb.models import DynamoDBBackend
 from moto.server import ThreadedMotoServer
@@ -166,6 +175,7 @@ class _Hooks:
     job_runner: JobRunner | None = None
     finished_jobs: dict[str, JobDescription] = field(default_factory=dict)
     item_written: ItemWritten | None = None
+    parse_cache: Path | None = None  # where parsed definitions are kept between processes (see "one parse")
 
 
 _hooks = _Hooks()
@@ -173,9 +183,16 @@ _originals: dict[tuple[Any, str], Any] = {}  # (class or module, attribute) -> o
 _job_ids = itertools.count(1)
 
 
-def install(lambda_runner: LambdaRunner, job_runner: JobRunner, item_written: ItemWritten | None = None) -> None:
-    """Route Lambda invokes and Batch jobs to local runners, and table writes to a listener (idempotent)."""
+def install(
+    lambda_runner: LambdaRunner,
+    job_runner: JobRunner,
+    item_written: ItemWritten | None = None,
+    parse_cache: Path | None = None,
+) -> None:
+    """Route Lambda invokes and Batch jobs to local runners, and table writes to a listener (idempotent); keep
+    parsed definitions in `parse_cache` (None: in this process only)."""
     _hooks.lambda_runner, _hooks.job_runner, _hooks.item_written = lambda_runner, job_runner, item_written
+    _hooks.parse_cache = parse_cache
     if _originals:
         return
     replacements = (
@@ -304,11 +321,46 @@ def _parsed_once(parse: Callable[[str], tuple[Any, Any]]) -> Callable[[str], tup
     def parsed_once(definition: str) -> tuple[Any, Any]:
         with lock:
             if definition not in parsed:
-                parsed[definition] = parse(definition)  # an invalid definition raises: nothing is kept
+                parsed[definition] = _kept_parse(definition) or _parse_and_keep(parse, definition)
             program, tree = parsed[definition]
         return copy.deepcopy(program), tree  # the parse tree is only ever read
 
     return parsed_once
+
+
+def _parsed_file(definition: str) -> Path | None:
+    """Where a definition's parsed components are kept: keyed by the definition, moto and Python, which pickle
+    names classes of."""
+    if _hooks.parse_cache is None:
+        return None
+    key = hashlib.sha256(f"moto {moto_version} python {sys.version}\n{definition}".encode()).hexdigest()
+    return _hooks.parse_cache / f"asl-{key}.pickle"
+
+
+def _kept_parse(definition: str) -> tuple[Any, None] | None:
+    """The components kept on disk for this definition, without a parse tree; None when none load."""
+    path = _parsed_file(definition)
+    if path is None:
+        return None
+    try:
+        return pickle.loads(path.read_bytes()), None
+    except Exception:  # missing, torn, or another moto's classes: each means parse again
+        return None
+
+
+def _parse_and_keep(parse: Callable[[str], tuple[Any, Any]], definition: str) -> tuple[Any, Any]:
+    program, tree = parse(definition)  # an invalid definition raises: nothing is kept
+    path = _parsed_file(definition)
+    if path is not None:
+        partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(pickle.dumps(program))
+            partial.replace(path)  # whole or not there: a reader never sees a torn file
+        except Exception:  # a full or read-only disk, or components that do not pickle: the next process parses
+            with suppress(OSError):
+                partial.unlink(missing_ok=True)
+    return program, tree
 
 
 def _locked(operation: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import pickle
 from importlib.metadata import version
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -179,6 +182,60 @@ def test_a_definition_is_parsed_once_and_each_caller_gets_components_of_its_own(
     assert [type(c).__name__ for c in vars(first).values()] == [type(c).__name__ for c in vars(second).values()]
     assert third is not first and "B" in repr(vars(third))
     assert isinstance(inspect.getattr_static(AmazonStateLanguageParser, "parse"), staticmethod)  # restored as it was
+
+
+def test_a_parsed_definition_is_kept_on_disk_for_the_next_process_and_a_torn_file_is_parsed_again(
+    tmp_path: Path,
+) -> None:
+    """Each `_parsed_once` stands for a process (its own memory). The second loads what the first kept, without
+    parsing; a torn file, or a folder that cannot be made, costs a parse, never an error. Control: with no
+    folder, every process parses."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    original = inspect.getattr_static(AmazonStateLanguageParser, "parse").__func__
+    parses: list[str] = []
+
+    def counted(definition: str) -> tuple[Any, Any]:
+        parses.append(definition)
+        return original(definition)
+
+    def in_a_new_process(parse_cache: Path | None) -> tuple[Any, Any]:
+        patches.install(
+            lambda *a: ("{}", False), lambda params, ended: {"Status": "SUCCEEDED"}, parse_cache=parse_cache
+        )
+        return patches._parsed_once(counted)(definition)
+
+    definition = json.dumps({"StartAt": "A", "States": {"A": {"Type": "Pass", "Result": 7, "End": True}}})
+    folder, not_a_folder = tmp_path / "parsed", tmp_path / "a-file"
+    not_a_folder.write_text("")
+    try:
+        first, tree = in_a_new_process(folder)
+        (kept,) = folder.iterdir()
+        second, no_tree = in_a_new_process(folder)
+        assert len(parses) == 1 and tree is not None and no_tree is None
+        assert type(second) is type(first)
+        assert [type(c).__name__ for c in vars(second).values()] == [type(c).__name__ for c in vars(first).values()]
+        kept.write_bytes(kept.read_bytes()[: kept.stat().st_size // 2])  # a process killed while writing
+        in_a_new_process(folder)
+        assert len(parses) == 2 and pickle.loads(kept.read_bytes()) is not None  # parsed again, kept whole
+        in_a_new_process(not_a_folder)
+        in_a_new_process(None)
+        in_a_new_process(None)
+        assert len(parses) == 5 and list(folder.iterdir()) == [kept]  # control: no folder, nothing kept
+    finally:
+        patches.uninstall()
+
+
+def test_the_parses_a_kept_definition_serves_use_its_components_alone() -> None:
+    """A definition loaded from disk comes without ANTLR's parse tree: the two callers in moto that parse this
+    stack's definition (its validation at CreateStateMachine, an execution's entry point) must not read it."""
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    entry = inspect.getsource(ExecutionWorker._get_evaluation_entrypoint)
+    validation = inspect.getsource(StepFunctionsParserBackend._validate_definition)
+    assert "AmazonStateLanguageParser.parse(" in entry and entry.rstrip().endswith(")[0]")
+    assert "\n            AmazonStateLanguageParser.parse(definition)\n" in validation  # the result is dropped
 
 
 def test_the_integrations_make_one_client_per_service_and_emulator_until_the_patches_go(
