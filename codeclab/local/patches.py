@@ -34,13 +34,13 @@ search path and type for the process; the folders do not change while it runs.
 And one parse: every execution parses its state machine's definition with moto's ANTLR parser, on the emulator's
 thread, before its first state (0.12 s for this stack's, 0.23 s the first time: a tenth of a one-frame `codeclab
 run`). `AmazonStateLanguageParser.parse` keeps what it parsed per definition, and each caller gets its own deep copy
-of the evaluation components (8 ms), so no execution shares a component with another. A process's first parse costs more
-(0.29-0.44 s: ANTLR builds its tables), once per `codeclab run`: so the components are also kept on disk, pickled
-(28 KB, 1.4 ms to load), in the folder `install` is given (beside the synthesized template, whose trust they
-share), under the definition's and moto's hash. A file that does not load (torn, another moto) is parsed again
-and rewritten; one that cannot be written is skipped. A definition read from disk comes without ANTLR's parse
-tree (None): moto's callers on this path (the state machine's validation, the execution worker) use only the
-components.
+of the evaluation components (8 ms), so no execution shares a component with another. A process's first parse
+costs more, ANTLR building its tables (0.24 s of CreateStateMachine in a `codeclab run`), so the components are also
+kept on disk between processes: pickled (28 KB, 1.4 ms to load) in the folder `install` is given, beside the
+synthesized template whose trust they share, under the hash of the definition, moto's version and Python's. A file
+that does not load (torn, another moto) is parsed again and rewritten; one that cannot be written is skipped. A
+definition read from disk comes without ANTLR's parse tree (None): moto's callers on this path (the state machine's
+validation, the execution worker) use only the components.
 
 And one client per task: moto's Step Functions integrations make a new boto3 client for every task they run
 (`boto_client_for`): 5-10 ms each, more under load, for every Lambda step, SNS alert and distributed Map S3 read and
