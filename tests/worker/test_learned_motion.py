@@ -88,13 +88,16 @@ def _reference_estimate(current: np.ndarray, reference: np.ndarray) -> np.ndarra
         return plane[np.ix_(rows, cols)].astype(np.int64)
 
     def half_pel_block(plane: np.ndarray, top: int, left: int, vy: int, vx: int) -> np.ndarray:
-        taps = window(plane, top + (vy >> 1), left + (vx >> 1), motion.BLOCK + 1)
-        fy, fx = vy & 1, vx & 1
-        total = (
-            (2 - fy) * (2 - fx) * taps[:-1, :-1] + (2 - fy) * fx * taps[:-1, 1:]
-            + fy * (2 - fx) * taps[1:, :-1] + fy * fx * taps[1:, 1:]
-        )  # fmt: skip
-        return (total + 2) >> 2
+        """The block moved by (vy, vx) half-pel units, sample by sample as compensation's reference computes it."""
+        return np.array(
+            [
+                [
+                    _reference_sample(plane, ((top + i) << 1) + vy, ((left + j) << 1) + vx, 1)
+                    for j in range(motion.BLOCK)
+                ]
+                for i in range(motion.BLOCK)
+            ]
+        )
 
     def first_cheapest(costs: list[tuple[int, tuple[int, int]]]) -> tuple[int, int]:
         best = costs[0]

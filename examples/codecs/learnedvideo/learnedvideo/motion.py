@@ -72,9 +72,11 @@ def estimate(current: np.ndarray, reference: np.ndarray) -> np.ndarray:
         cur.append(_halve(cur[-1]))
         ref.append(_halve(ref[-1]))
     full_pel = _full_search(cur[2], ref[2], level=2)
+    # the current blocks as tiles, made once per level: level 0's serve its refinement and the half-pel step
+    blocks = {level: _tiles(cur[level], BLOCK >> level) for level in (1, 0)}
     for level in (1, 0):
-        full_pel = _refine(cur[level], ref[level], level, 2 * full_pel)
-    return _refine_to_half_pel(cur[0], ref[0], full_pel)
+        full_pel = _refine(blocks[level], ref[level], level, 2 * full_pel)
+    return _refine_to_half_pel(blocks[0], ref[0], full_pel)
 
 
 def _halve(plane: np.ndarray) -> np.ndarray:
@@ -104,15 +106,16 @@ def _full_search(cur: np.ndarray, ref: np.ndarray, level: int) -> np.ndarray:
     return ordered[np.argmin(cost, axis=0)]
 
 
-def _refine(cur: np.ndarray, ref: np.ndarray, level: int, centres: np.ndarray) -> np.ndarray:
-    """Each block's best of the 3x3 full-pel steps around its centre (at this pyramid level), nearest first."""
+def _refine(blocks: np.ndarray, ref: np.ndarray, level: int, centres: np.ndarray) -> np.ndarray:
+    """Each block's best of the 3x3 full-pel steps around its centre (at this pyramid level), nearest first;
+    `blocks`: the current plane's blocks at this level, as tiles."""
     block, limit = BLOCK >> level, SEARCH >> level
     around = _neighbourhoods(ref, centres, block, pad=limit + 1)
     steps = [around[dy : dy + block, dx : dx + block] for dy, dx in STEP + 1]
-    return _cheapest_step(_step_sads(cur, steps), centres, NEAREST_FIRST, limit, level, half_pel_bits=level + 1)
+    return _cheapest_step(_step_sads(blocks, steps), centres, NEAREST_FIRST, limit, level, half_pel_bits=level + 1)
 
 
-def _refine_to_half_pel(cur: np.ndarray, ref: np.ndarray, full_pel: np.ndarray) -> np.ndarray:
+def _refine_to_half_pel(blocks: np.ndarray, ref: np.ndarray, full_pel: np.ndarray) -> np.ndarray:
     """Each block's best of the 3x3 half-pel steps around its full-pel vector, in raster order, each step
     interpolated as _sample does: half a sample is the rounded mean of two neighbours, diagonally of four."""
     around = _neighbourhoods(ref, full_pel, BLOCK, pad=SEARCH + 1)
@@ -127,7 +130,7 @@ def _refine_to_half_pel(cur: np.ndarray, ref: np.ndarray, full_pel: np.ndarray) 
         # a step of -1 lies between the samples at -1 and 0 (tile offset 0), of +1 between 0 and 1 (offset 1)
         y, x = min(dy + 1, 1), min(dx + 1, 1)
         steps.append(phases[(dy & 1, dx & 1)][y : y + BLOCK, x : x + BLOCK])
-    return _cheapest_step(_step_sads(cur, steps), 2 * full_pel, STEP, LIMIT, level=0, half_pel_bits=0)
+    return _cheapest_step(_step_sads(blocks, steps), 2 * full_pel, STEP, LIMIT, level=0, half_pel_bits=0)
 
 
 def _neighbourhoods(ref: np.ndarray, vectors: np.ndarray, block: int, pad: int) -> np.ndarray:
@@ -139,12 +142,11 @@ def _neighbourhoods(ref: np.ndarray, vectors: np.ndarray, block: int, pad: int) 
     return _tiles_at(padded, top + vectors[..., 0] - 1, left + vectors[..., 1] - 1, block + 2)
 
 
-def _step_sads(cur: np.ndarray, steps: list[np.ndarray]) -> np.ndarray:
-    """Sums of absolute differences (9, rows, cols) between each block of `cur` and each step's moved blocks,
-    tiles (block, block, rows, cols). Differences of 8-bit samples are at most 255, so a block's sum fits 16
-    unsigned bits (256 * 255 < 65536)."""
-    block = steps[0].shape[0]
-    blocks = _tiles(cur, block)
+def _step_sads(blocks: np.ndarray, steps: list[np.ndarray]) -> np.ndarray:
+    """Sums of absolute differences (9, rows, cols) between the current blocks and each step's moved blocks,
+    all tiles (block, block, rows, cols). Differences of 8-bit samples are at most 255, so a block's sum fits
+    16 unsigned bits (256 * 255 < 65536)."""
+    block = blocks.shape[0]
     difference = np.empty((len(steps), *blocks.shape), np.int16)
     for k, moved in enumerate(steps):
         np.subtract(blocks, moved, out=difference[k])
