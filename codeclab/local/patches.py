@@ -321,7 +321,8 @@ def _parsed_once(parse: Callable[[str], tuple[Any, Any]]) -> Callable[[str], tup
     def parsed_once(definition: str) -> tuple[Any, Any]:
         with lock:
             if definition not in parsed:
-                parsed[definition] = _kept_parse(definition) or _parse_and_keep(parse, definition)
+                kept = _parsed_file(definition)
+                parsed[definition] = _kept_parse(kept) or _parse_and_keep(parse, definition, kept)
             program, tree = parsed[definition]
         return copy.deepcopy(program), tree  # the parse tree is only ever read
 
@@ -337,9 +338,8 @@ def _parsed_file(definition: str) -> Path | None:
     return _hooks.parse_cache / f"asl-{key}.pickle"
 
 
-def _kept_parse(definition: str) -> tuple[Any, None] | None:
-    """The components kept on disk for this definition, without a parse tree; None when none load."""
-    path = _parsed_file(definition)
+def _kept_parse(path: Path | None) -> tuple[Any, None] | None:
+    """The components kept in `path` (None: no folder), without a parse tree; None when none load."""
     if path is None:
         return None
     try:
@@ -348,9 +348,8 @@ def _kept_parse(definition: str) -> tuple[Any, None] | None:
         return None
 
 
-def _parse_and_keep(parse: Callable[[str], tuple[Any, Any]], definition: str) -> tuple[Any, Any]:
+def _parse_and_keep(parse: Callable[[str], tuple[Any, Any]], definition: str, path: Path | None) -> tuple[Any, Any]:
     program, tree = parse(definition)  # an invalid definition raises: nothing is kept
-    path = _parsed_file(definition)
     if path is not None:
         partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
         try:
